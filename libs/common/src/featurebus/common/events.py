@@ -1,0 +1,351 @@
+"""Every payload that crosses a Kafka topic.
+
+Rules (DESIGN.md §1): each event carries ``event_id``, ``occurred_at``, ``schema_version`` and
+trace context; changes are additive (new fields get defaults), and unknown fields are ignored so
+that an old consumer keeps reading a newer producer's messages. Large things (archives, frames,
+vectors) live in the object store and travel here as ``s3://`` URIs with a SHA-256 checksum.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Blob",
+    "BatchIndexed",
+    "BatchPlanned",
+    "BatchReady",
+    "BatchTriggered",
+    "CollectionLifecycle",
+    "CollectionTarget",
+    "ComputeProfile",
+    "Event",
+    "FeatureSpec",
+    "IngestedObject",
+    "ObjectsIngested",
+    "PluginManifest",
+    "PluginRef",
+    "PluginScanned",
+    "PluginUploaded",
+    "ReasonCode",
+    "RetrievalAnswered",
+    "RetrievalEmbedded",
+    "RetrievalRequested",
+    "RowFailure",
+    "SearchHit",
+    "SearchSpec",
+    "VectorIndex",
+    "VectorsProduced",
+    "Violation",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Event(_Model):
+    """Envelope fields shared by every event."""
+
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    occurred_at: datetime = Field(default_factory=_now)
+    schema_version: int = 1
+    # W3C trace context (``traceparent``/``tracestate``) of the span that produced the event.
+    trace: dict[str, str] = Field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- plugin contract
+
+
+DistanceMetric = Literal["cosine", "euclid", "dot"]
+
+
+class FeatureSpec(_Model):
+    """One entry of a manifest's ``features``: one named vector in Qdrant."""
+
+    feature_name: str
+    feature_type: Literal["embedding"] = "embedding"
+    embedding_dim: int = Field(gt=0)
+    distance_metric: DistanceMetric = "cosine"
+
+
+class ComputeProfile(_Model):
+    """The manifest's ``compute_profile``, with the guide's defaults."""
+
+    resource_type: Literal["cpu", "gpu", "api"] = "cpu"
+    batch_size: int = Field(default=64, gt=0, le=10_000)
+    max_concurrency: int = Field(default=2, gt=0, le=256)
+    actor_memory_gb: float = Field(default=2.0, gt=0)
+    gpu_memory_gb: float | None = None
+
+
+class PluginManifest(_Model):
+    """What the scanner read out of ``manifest.py`` (statically, never by running it)."""
+
+    feature_extractor_name: str
+    version: str  # normalised X.Y.Z
+    description: str = ""
+    category: str | None = None
+    features: list[FeatureSpec] = Field(default_factory=list)
+    compute_profile: ComputeProfile = Field(default_factory=ComputeProfile)
+    feature_uri: str | None = None
+    supported_input_types: list[str] = Field(default_factory=list)
+    has_realtime: bool = False
+    output_schema: dict[str, Any] | None = None
+
+
+class Violation(_Model):
+    filename: str
+    line: int = 0
+    severity: Literal["ERROR", "WARNING", "INFO"] = "ERROR"
+    code: str
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.line} [{self.severity}] {self.message}"
+
+
+class PluginUploaded(Event):
+    """registry → scanner: an archive was confirmed and waits for its scan."""
+
+    org_id: str
+    namespace_id: str
+    plugin_id: str
+    upload_id: str
+    name: str
+    version: str
+    archive_uri: str
+    archive_sha256: str
+    size_bytes: int
+
+
+class PluginScanned(Event):
+    """scanner → registry: the verdict on one archive (by checksum)."""
+
+    org_id: str
+    namespace_id: str
+    plugin_id: str
+    archive_sha256: str
+    passed: bool
+    violations: list[Violation] = Field(default_factory=list)
+    manifest: PluginManifest | None = None
+
+
+class PluginRef(_Model):
+    """Everything a worker needs to load and run one plugin version."""
+
+    plugin_id: str
+    name: str
+    version: str
+    archive_uri: str
+    archive_sha256: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    compute_profile: ComputeProfile = Field(default_factory=ComputeProfile)
+    features: list[FeatureSpec] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- ingest and batches
+
+
+class Blob(_Model):
+    """One blob of an object: inline text in ``data``, or bytes in the object store at ``uri``."""
+
+    blob_id: str
+    property: str
+    type: Literal["text", "image", "video", "audio", "pdf", "document", "binary"] = "text"
+    data: str | None = None
+    uri: str | None = None
+    mime_type: str = "text/plain"
+    size_bytes: int = 0
+
+
+class IngestedObject(_Model):
+    object_id: str
+    blobs: list[Blob]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectsIngested(Event):
+    """registry (or any producer) → dispatcher: objects were added to a bucket."""
+
+    org_id: str
+    namespace_id: str
+    bucket_id: str
+    objects: list[IngestedObject]
+
+
+class CollectionTarget(_Model):
+    collection_id: str
+    feature_extractors: list[PluginRef]
+
+
+class BatchTriggered(Event):
+    """registry (or any producer) → dispatcher: process a bucket's objects into collections."""
+
+    org_id: str
+    namespace_id: str
+    bucket_id: str
+    batch_id: str
+    collections: list[CollectionTarget]
+    # Restrict the batch to these objects (a retry of failed documents); None = every object.
+    object_ids: list[str] | None = None
+
+
+class BatchPlanned(Event):
+    """dispatcher → registry: how many frames and rows a batch became."""
+
+    batch_id: str
+    namespace_id: str
+    frames_total: int
+    rows_in: int
+    # Set when the batch cannot run at all (e.g. the bucket has no objects).
+    error: str | None = None
+
+
+class BatchReady(Event):
+    """dispatcher → inference: one Parquet frame of rows for one plugin of one collection."""
+
+    org_id: str
+    namespace_id: str
+    bucket_id: str
+    batch_id: str
+    frame_id: str
+    frame_index: int
+    collection_id: str
+    plugin: PluginRef
+    frame_uri: str
+    frame_sha256: str
+    row_count: int
+
+
+class ReasonCode(StrEnum):
+    """Why one row failed. Carried from where it failed to the batch's failed-documents list."""
+
+    PLUGIN_LOAD_FAILED = "plugin_load_failed"
+    PLUGIN_EXCEPTION = "plugin_exception"
+    NULL_OUTPUT = "null_output"
+    MISSING_OUTPUT_COLUMN = "missing_output_column"
+    ROW_COUNT_MISMATCH = "row_count_mismatch"
+    INVALID_VECTOR = "invalid_vector"
+    UNKNOWN_VECTOR_NAME = "unknown_vector_name"
+    DIMENSION_MISMATCH = "dimension_mismatch"
+    UNREADABLE_ASSET = "unreadable_asset"
+    TIMEOUT = "timeout"
+    WRITE_FAILED = "write_failed"
+
+
+class RowFailure(_Model):
+    document_id: str
+    object_id: str
+    reason: ReasonCode
+    message: str
+    hint: str | None = None
+
+
+class VectorsProduced(Event):
+    """inference → indexer: the vectors of one frame (Parquet at ``vectors_uri``) and its failures."""
+
+    org_id: str
+    namespace_id: str
+    batch_id: str
+    frame_id: str
+    collection_id: str
+    plugin_id: str
+    features: list[FeatureSpec]
+    vectors_uri: str | None = None  # None when no row produced a vector
+    vectors_sha256: str | None = None
+    rows_in: int
+    rows_embedded: int
+    failures: list[RowFailure] = Field(default_factory=list)
+
+
+class BatchIndexed(Event):
+    """indexer → registry: the outcome of one frame, counts reconciled."""
+
+    org_id: str
+    namespace_id: str
+    batch_id: str
+    frame_id: str
+    collection_id: str
+    plugin_id: str
+    rows_in: int
+    rows_embedded: int
+    rows_written: int
+    failures: list[RowFailure] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- collections
+
+
+class VectorIndex(_Model):
+    """One named vector of a collection, from a feature extractor's manifest ``features``."""
+
+    name: str
+    dimensions: int
+    distance: DistanceMetric
+    feature_uri: str
+    plugin_id: str
+
+
+class CollectionLifecycle(Event):
+    """registry → indexer: a collection was created or deleted."""
+
+    action: Literal["created", "deleted"]
+    org_id: str
+    namespace_id: str
+    collection_id: str
+    vector_indexes: list[VectorIndex] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+
+class SearchSpec(_Model):
+    """One ``feature_search`` of a retriever, resolved by the registry."""
+
+    feature_name: str
+    query_text: str
+    plugin: PluginRef
+    collection_ids: list[str]
+    vector: list[float] | None = None  # filled by inference
+
+
+class RetrievalRequested(Event):
+    """registry → inference: embed the queries of a retriever execution."""
+
+    request_id: str
+    org_id: str
+    namespace_id: str
+    searches: list[SearchSpec]
+    limit: int = 10
+    # Equality filters on payload fields, e.g. {"blob_property": "text"}.
+    filters: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrievalEmbedded(RetrievalRequested):
+    """inference → indexer: the same request with each search's ``vector`` filled in."""
+
+
+class SearchHit(_Model):
+    document_id: str
+    collection_id: str
+    score: float
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrievalAnswered(Event):
+    """indexer (or inference, on an embedding error) → registry: hits per search, best first."""
+
+    request_id: str
+    hits: list[list[SearchHit]] = Field(default_factory=list)
+    error: str | None = None

@@ -1,0 +1,156 @@
+"""Kafka wiring shared by every service: one :class:`Bus` per process.
+
+Delivery (DESIGN.md §1): offsets are committed only after the handler returned, i.e. after its
+side effects are durable (``AckPolicy.NACK_ON_ERROR``). A handler that fails on a *transient*
+error (a server down, a timeout) is retried with back-off by seeking back to the message; any
+other failure — including a payload that does not parse — sends the raw message and the error
+to ``<topic>.dlq`` and moves on, so a poison message never blocks a partition and is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream._internal.middlewares import BaseMiddleware
+from faststream.kafka import KafkaBroker
+
+from featurebus.common.events import Event
+from featurebus.common.settings import CommonSettings
+from featurebus.common.telemetry import inject_trace
+from featurebus.common.topics import TOPICS, dlq, topic_of
+
+__all__ = ["Bus", "TransientError", "TRANSIENT_ERRORS"]
+
+log = logging.getLogger("featurebus.kafka")
+
+
+class TransientError(Exception):
+    """Raise from a handler to have the message retried later instead of dead-lettered."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    ConnectionError,
+    TimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
+
+_MAX_BACKOFF_S = 30.0
+
+
+class Bus:
+    """A FastStream ``KafkaBroker`` plus the topic prefix, the DLQ policy and typed publishing."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        client_id: str,
+        transient: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.settings = settings
+        self.prefix = settings.topic_prefix
+        self.transient = TRANSIENT_ERRORS + transient
+        self._attempts: dict[tuple[str, int, int], int] = {}
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            client_id=f"featurebus-{client_id}",
+            middlewares=[self._dead_letter_middleware()],
+            logger=logging.getLogger(f"featurebus.{client_id}.broker"),
+        )
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def subscriber(self, topic: str, group: str, **options: Any) -> Callable[..., Any]:
+        """A consumer-group subscriber on a featurebus topic, committing after the handler."""
+        if topic not in TOPICS:
+            raise KeyError(f"unknown topic {topic!r}: add it to featurebus.common.topics.TOPICS")
+        options.setdefault("auto_offset_reset", "earliest")
+        return self.broker.subscriber(
+            self.topic(topic),
+            group_id=self.prefix + group,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            **options,
+        )
+
+    async def publish(self, event: Event, key: str | None = None) -> None:
+        """Publish an event on its topic (from the topic table), with the current trace context."""
+        if not event.trace:
+            event.trace = inject_trace()
+        await self.broker.publish(
+            event.model_dump_json().encode(),
+            topic=self.topic(topic_of(event)),
+            key=key.encode() if key else None,
+            headers={"content-type": "application/json", "featurebus-event": type(event).__name__},
+        )
+
+    async def ensure_topics(self) -> None:
+        """Create every topic of the table and its DLQ (a no-op for those that exist)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = [self.topic(t) for t in TOPICS] + [dlq(self.topic(t)) for t in TOPICS]
+            new = [
+                NewTopic(name, num_partitions=self.settings.topic_partitions, replication_factor=1)
+                for name in wanted
+                if name not in existing
+            ]
+            if new:
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    def _dead_letter_middleware(self) -> type[BaseMiddleware]:
+        bus = self
+
+        class DeadLetter(BaseMiddleware):
+            async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+                record = msg.raw_message
+                where = (record.topic, record.partition, record.offset)
+                try:
+                    result = await call_next(msg)
+                except bus.transient as exc:
+                    attempt = bus._attempts.get(where, 0) + 1
+                    bus._attempts[where] = attempt
+                    delay = min(_MAX_BACKOFF_S, 0.5 * 2**attempt)
+                    log.warning(
+                        "transient failure on %s[%d]@%d (attempt %d, retrying in %.1fs): %r",
+                        *where, attempt, delay, exc,
+                    )
+                    await asyncio.sleep(delay)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - everything else is poison
+                    bus._attempts.pop(where, None)
+                    await bus._dead_letter(record, exc)
+                    return None
+                bus._attempts.pop(where, None)
+                return result
+
+        return DeadLetter
+
+    async def _dead_letter(self, record: Any, exc: BaseException) -> None:
+        log.error(
+            "dead-lettering %s[%d]@%d to %s: %s: %s",
+            record.topic, record.partition, record.offset, dlq(record.topic),
+            type(exc).__name__, exc,
+        )
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or [])}
+        headers.update(
+            {
+                "featurebus-error": f"{type(exc).__name__}: {exc}"[:4000],
+                "featurebus-source-topic": record.topic,
+                "featurebus-source-offset": f"{record.partition}:{record.offset}",
+            }
+        )
+        await self.broker.publish(record.value, topic=dlq(record.topic), key=record.key, headers=headers)

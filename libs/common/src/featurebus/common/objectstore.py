@@ -1,0 +1,93 @@
+"""The object store (S3 API: SeaweedFS locally, MinIO or S3 in production).
+
+Archives, blobs, frames and vectors live here; events carry ``s3://bucket/key`` URIs and a
+SHA-256 of the bytes, and every reader checks that checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from miniopy_async import Minio
+from miniopy_async.error import S3Error
+
+from featurebus.common.settings import CommonSettings
+
+__all__ = ["ChecksumMismatch", "ObjectStore", "parse_s3_uri", "sha256_hex"]
+
+
+class ChecksumMismatch(Exception):
+    pass
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` → (``bucket``, ``a/b``)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.lstrip("/"):
+        raise ValueError(f"not an s3:// object URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class ObjectStore:
+    """Async access to one bucket of the object store."""
+
+    def __init__(self, settings: CommonSettings, public_endpoint: str | None = None) -> None:
+        self.bucket = settings.s3_bucket
+        self._client = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    async def ensure_bucket(self) -> None:
+        if not await self._client.bucket_exists(self.bucket):
+            try:
+                await self._client.make_bucket(self.bucket)
+            except S3Error as exc:  # a concurrent service created it first
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        await self._client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        return self.uri(key)
+
+    async def get_bytes(self, uri: str, sha256: str | None = None) -> bytes:
+        """Read an object by URI; with ``sha256``, raise ChecksumMismatch if the bytes differ."""
+        bucket, key = parse_s3_uri(uri)
+        response = await self._client.get_object(bucket, key)
+        try:
+            data = await response.read()
+        finally:
+            response.close()
+            await response.release()
+        if sha256 is not None and sha256_hex(data) != sha256:
+            raise ChecksumMismatch(f"{uri}: sha256 {sha256_hex(data)} != expected {sha256}")
+        return data
+
+    async def size(self, key: str) -> int | None:
+        """The stored size of ``key``, or None when there is no such object."""
+        try:
+            stat = await self._client.stat_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return None
+            raise
+        return stat.size
+
+    async def presigned_put(self, key: str, expires: timedelta) -> str:
+        return await self._client.presigned_put_object(self.bucket, key, expires=expires)
+
+    async def delete(self, key: str) -> None:
+        await self._client.remove_object(self.bucket, key)
