@@ -199,6 +199,10 @@ class BatchTriggered(Event):
     collections: list[CollectionTarget]
     # Restrict the batch to these objects (a retry of failed documents); None = every object.
     object_ids: list[str] | None = None
+    # How many objects the producer knows the bucket holds. Objects and triggers travel on
+    # different topics, so the dispatcher waits (briefly) until it has stored at least this many
+    # before it snapshots the bucket; None = don't wait.
+    expected_objects: int | None = None
 
 
 class BatchPlanned(Event):

@@ -1,0 +1,3 @@
+from featurebus.dispatcher.main import main
+
+main()

@@ -1,0 +1,102 @@
+"""Composition root: the only place that builds adapters and opens connections.
+
+``build(settings, ...)`` wires settings, object repository, object store and Bus; tests pass
+in-memory adapters (and TestKafkaBroker the Bus). ``main()`` runs the service until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from featurebus.common import telemetry
+from featurebus.common.kafka import Bus
+from featurebus.common.objectstore import ObjectStore
+from featurebus.dispatcher.batching import Dispatcher, FrameStore
+from featurebus.dispatcher.config import DispatcherSettings
+from featurebus.dispatcher.handlers import register
+from featurebus.dispatcher.mongo_repository import MongoObjectRepository
+from featurebus.dispatcher.repository import ObjectRepository
+
+__all__ = ["DispatcherService", "build", "main"]
+
+log = logging.getLogger("featurebus.dispatcher")
+
+
+@dataclass
+class DispatcherService:
+    """A wired dispatcher: ``start()`` connects and subscribes, ``stop()`` drains and closes."""
+
+    settings: DispatcherSettings
+    bus: Bus
+    dispatcher: Dispatcher
+    store: FrameStore
+    _mongo: AsyncMongoClient[Any] | None = None
+
+    async def start(self) -> None:
+        await self.bus.ensure_topics()
+        ensure_bucket = getattr(self.store, "ensure_bucket", None)
+        if ensure_bucket is not None:
+            await ensure_bucket()
+        repository = self.dispatcher.repository
+        if isinstance(repository, MongoObjectRepository):
+            await repository.init()
+        await self.bus.broker.start()
+        log.info("dispatcher started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
+
+    async def stop(self) -> None:
+        # Stopping the broker first lets in-flight handlers finish and commit before Mongo closes.
+        await self.bus.broker.stop()
+        if self._mongo is not None:
+            await self._mongo.close()
+        log.info("dispatcher stopped")
+
+
+def build(
+    settings: DispatcherSettings | None = None,
+    *,
+    repository: ObjectRepository | None = None,
+    store: FrameStore | None = None,
+    bus: Bus | None = None,
+) -> DispatcherService:
+    """Wire the dispatcher. Nothing connects until ``start()`` (pymongo's client is lazy)."""
+    settings = settings or DispatcherSettings()
+    mongo: AsyncMongoClient[Any] | None = None
+    if repository is None:
+        mongo = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
+        repository = MongoObjectRepository(mongo[settings.dispatcher_db])
+    store = store if store is not None else ObjectStore(settings)
+    bus = bus if bus is not None else Bus(settings, client_id="dispatcher")
+    dispatcher = Dispatcher(
+        repository=repository,
+        store=store,
+        ingest_grace_s=settings.ingest_grace_s,
+        write_concurrency=settings.frame_write_concurrency,
+    )
+    register(bus, dispatcher)
+    return DispatcherService(settings=settings, bus=bus, dispatcher=dispatcher, store=store, _mongo=mongo)
+
+
+async def serve(settings: DispatcherSettings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    service = build(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await service.start()
+        await stopping.wait()
+    finally:
+        await service.stop()
+
+
+def main() -> None:
+    settings = DispatcherSettings()
+    telemetry.configure("dispatcher", settings.log_level, settings.trace_to_log)
+    asyncio.run(serve(settings))

@@ -1,0 +1,99 @@
+"""The MongoDB (beanie) adapter of :class:`~featurebus.dispatcher.repository.ObjectRepository`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from beanie import Document, SortDirection, init_beanie
+from pydantic import Field
+from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from featurebus.common.events import Blob, IngestedObject
+from featurebus.dispatcher.repository import mongo_time
+
+__all__ = ["MongoObjectRepository", "StoredObject"]
+
+_DUPLICATE_KEY = 11000
+
+
+class StoredObject(Document):
+    """One object of a bucket, as the dispatcher snapshots it for batches."""
+
+    bucket_id: str
+    object_id: str
+    namespace_id: str
+    org_id: str
+    blobs: list[Blob]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    ingested_at: datetime
+
+    class Settings:
+        name = "objects"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("bucket_id", ASCENDING), ("object_id", ASCENDING)], unique=True, name="bucket_object"),
+        ]
+
+    def to_ingested(self) -> IngestedObject:
+        return IngestedObject(object_id=self.object_id, blobs=self.blobs, metadata=self.metadata)
+
+
+class MongoObjectRepository:
+    """Objects in the dispatcher's own database; call :meth:`init` once before use."""
+
+    def __init__(self, database: AsyncDatabase[Any]) -> None:
+        self._database = database
+
+    async def init(self) -> None:
+        """Register the document model and create its unique index (idempotent)."""
+        await init_beanie(database=self._database, document_models=[StoredObject])
+
+    async def upsert(
+        self,
+        *,
+        org_id: str,
+        namespace_id: str,
+        bucket_id: str,
+        objects: Sequence[IngestedObject],
+        ingested_at: datetime,
+    ) -> int:
+        if not objects:
+            return 0
+        stamp = mongo_time(ingested_at)
+        operations = []
+        for obj in objects:
+            document = StoredObject(
+                bucket_id=bucket_id,
+                object_id=obj.object_id,
+                namespace_id=namespace_id,
+                org_id=org_id,
+                blobs=obj.blobs,
+                metadata=obj.metadata,
+                ingested_at=stamp,
+            ).model_dump(mode="python", exclude={"id", "revision_id"})
+            # Match only a stored version that is not newer: a late replay of an older message
+            # then finds no match, tries to insert, and hits the unique index — which we ignore.
+            operations.append(
+                UpdateOne(
+                    {"bucket_id": bucket_id, "object_id": obj.object_id, "ingested_at": {"$lte": stamp}},
+                    {"$set": document},
+                    upsert=True,
+                )
+            )
+        try:
+            await StoredObject.get_pymongo_collection().bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
+            if other:
+                raise
+        return len(objects)
+
+    async def list_objects(self, bucket_id: str, object_ids: Sequence[str] | None = None) -> list[IngestedObject]:
+        query: dict[str, Any] = {"bucket_id": bucket_id}
+        if object_ids is not None:
+            query["object_id"] = {"$in": list(object_ids)}
+        found = await StoredObject.find(query).sort([("object_id", SortDirection.ASCENDING)]).to_list()
+        return [doc.to_ingested() for doc in found]

@@ -1,0 +1,7 @@
+"""featurebus.indexer: owns the Qdrant schema and every Qdrant read and write.
+
+``collection.lifecycle`` → Qdrant collection ``fb_{collection_id}`` created (named dense vectors)
+or deleted; ``vectors.produced`` → each row's vectors checked against the collection's real
+config, valid rows upserted as points, ``BatchIndexed`` published with reconciled counts;
+``retrieval.embedded`` → named-vector search per collection, ``RetrievalAnswered`` published.
+"""

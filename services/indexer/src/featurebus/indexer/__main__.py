@@ -1,0 +1,3 @@
+from featurebus.indexer.main import main
+
+main()

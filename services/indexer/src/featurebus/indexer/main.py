@@ -1,0 +1,100 @@
+"""Composition root: the only place that builds adapters and opens connections.
+
+``build(settings, ...)`` wires settings, the Qdrant client (server by URL, or local mode at a
+path), the object store and the Bus; tests pass ``AsyncQdrantClient(":memory:")``, an in-memory
+object store and TestKafkaBroker. ``main()`` runs the service until SIGTERM.
+
+Qdrant local mode allows one process per path, so a process holds exactly one client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from qdrant_client import AsyncQdrantClient
+from qdrant_client.http.exceptions import ResponseHandlingException
+
+from featurebus.common import telemetry
+from featurebus.common.kafka import Bus
+from featurebus.common.objectstore import ObjectStore
+from featurebus.indexer.config import IndexerSettings
+from featurebus.indexer.handlers import register
+from featurebus.indexer.indexing import VectorReader, VectorSetIndexer
+from featurebus.indexer.qdrant_index import QdrantIndex
+
+__all__ = ["IndexerService", "build", "main", "qdrant_client"]
+
+log = logging.getLogger("featurebus.indexer")
+
+
+@dataclass
+class IndexerService:
+    """A wired indexer: ``start()`` connects and subscribes, ``stop()`` drains and closes."""
+
+    settings: IndexerSettings
+    bus: Bus
+    index: QdrantIndex
+    indexer: VectorSetIndexer
+    store: VectorReader
+
+    async def start(self) -> None:
+        # No ensure_bucket here: the indexer only reads vector sets, and lifecycle and retrieval
+        # must keep working while the object store is down.
+        await self.bus.ensure_topics()
+        await self.bus.broker.start()
+        log.info("indexer started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
+
+    async def stop(self) -> None:
+        # Stop consuming first so that in-flight writes finish and commit before Qdrant closes.
+        await self.bus.broker.stop()
+        await self.index.close()
+        log.info("indexer stopped")
+
+
+def qdrant_client(settings: IndexerSettings) -> AsyncQdrantClient:
+    """A Qdrant server client when ``qdrant_url`` is set, else local mode on ``qdrant_path``."""
+    if settings.qdrant_url:
+        return AsyncQdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+    path = settings.resolved_qdrant_path()
+    path.mkdir(parents=True, exist_ok=True)
+    return AsyncQdrantClient(path=str(path))
+
+
+def build(
+    settings: IndexerSettings | None = None,
+    *,
+    qdrant: AsyncQdrantClient | None = None,
+    store: VectorReader | None = None,
+    bus: Bus | None = None,
+) -> IndexerService:
+    """Wire the indexer (local-mode Qdrant opens its path here; a server client connects lazily)."""
+    settings = settings or IndexerSettings()
+    index = QdrantIndex(qdrant if qdrant is not None else qdrant_client(settings), settings.upsert_batch_size)
+    store = store if store is not None else ObjectStore(settings)
+    bus = bus if bus is not None else Bus(settings, client_id="indexer", transient=(ResponseHandlingException,))
+    indexer = VectorSetIndexer(index=index, store=store, missing_collection_grace_s=settings.missing_collection_grace_s)
+    register(bus, index, indexer)
+    return IndexerService(settings=settings, bus=bus, index=index, indexer=indexer, store=store)
+
+
+async def serve(settings: IndexerSettings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    service = build(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await service.start()
+        await stopping.wait()
+    finally:
+        await service.stop()
+
+
+def main() -> None:
+    settings = IndexerSettings()
+    telemetry.configure("indexer", settings.log_level, settings.trace_to_log)
+    asyncio.run(serve(settings))

@@ -1,0 +1,173 @@
+"""The Qdrant adapter: the only module that talks to Qdrant.
+
+Works the same over a Qdrant server (``AsyncQdrantClient(url=...)``), local mode on disk
+(``path=...``) and in memory (``":memory:"``, the unit tests' twin). Each featurebus collection
+is the Qdrant collection ``fb_{collection_id}`` with one named dense vector per feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from featurebus.common.events import SearchHit
+from featurebus.common.kafka import TransientError
+from featurebus.indexer.vector_schema import VectorSpec
+
+__all__ = ["IndexPoint", "QdrantIndex", "QdrantUnavailable", "collection_name", "payload_filter"]
+
+_TO_QDRANT = {"cosine": models.Distance.COSINE, "euclid": models.Distance.EUCLID, "dot": models.Distance.DOT}
+_FROM_QDRANT = {
+    models.Distance.COSINE: "cosine",
+    models.Distance.EUCLID: "euclid",
+    models.Distance.DOT: "dot",
+    models.Distance.MANHATTAN: "manhattan",
+}
+
+
+class QdrantUnavailable(TransientError):
+    """Qdrant could not be reached or answered 5xx: the message is retried, not dead-lettered."""
+
+
+def collection_name(collection_id: str) -> str:
+    return f"fb_{collection_id}"
+
+
+@dataclass(frozen=True)
+class IndexPoint:
+    id: str
+    vectors: Mapping[str, list[float]]
+    payload: Mapping[str, Any]
+
+
+def payload_filter(filters: Mapping[str, Any]) -> models.Filter | None:
+    """Equality filters on payload keys (a list value matches any of its items).
+
+    Raises ValueError naming the key when a value cannot be matched exactly.
+    """
+    if not filters:
+        return None
+    conditions: list[models.Condition] = []
+    for key, value in filters.items():
+        match: models.MatchValue | models.MatchAny
+        if isinstance(value, bool | int | str):
+            match = models.MatchValue(value=value)
+        elif (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, int | str) and not isinstance(v, bool) for v in value)
+        ):
+            match = models.MatchAny(any=value)
+        else:
+            raise ValueError(
+                f"filter {key!r}: {value!r} cannot be matched exactly; use a string, integer, boolean "
+                "or a non-empty list of strings or integers"
+            )
+        conditions.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=conditions)
+
+
+class QdrantIndex:
+    """featurebus collections in Qdrant: schema, upserts and named-vector search."""
+
+    def __init__(self, client: AsyncQdrantClient, upsert_batch_size: int = 256) -> None:
+        self.client = client
+        self.upsert_batch_size = upsert_batch_size
+
+    async def schema(self, collection_id: str) -> dict[str, VectorSpec] | None:
+        """The collection's named vectors as Qdrant has them, or None when it does not exist."""
+        name = collection_name(collection_id)
+        try:
+            if not await self.client.collection_exists(name):
+                return None
+            info = await self.client.get_collection(name)
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            raise self._classify(exc) from exc
+        vectors = info.config.params.vectors
+        if vectors is None:
+            return {}
+        if isinstance(vectors, models.VectorParams):  # an unnamed vector: not created by featurebus
+            vectors = {"": vectors}
+        return {
+            vname: VectorSpec(vname, params.size, _FROM_QDRANT.get(params.distance, str(params.distance).lower()))
+            for vname, params in vectors.items()
+        }
+
+    async def create(self, collection_id: str, schema: Mapping[str, VectorSpec]) -> None:
+        config = {
+            spec.name: models.VectorParams(size=spec.size, distance=_TO_QDRANT[spec.distance])
+            for spec in schema.values()
+        }
+        try:
+            await self.client.create_collection(collection_name(collection_id), vectors_config=config)
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            raise self._classify(exc) from exc
+
+    async def delete(self, collection_id: str) -> bool:
+        """Delete the collection; False when there was none (deleting twice is fine)."""
+        try:
+            return bool(await self.client.delete_collection(collection_name(collection_id)))
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            raise self._classify(exc) from exc
+
+    async def upsert(self, collection_id: str, points: Sequence[IndexPoint]) -> None:
+        """Write points and wait until Qdrant applied them (the offset commits only afterwards)."""
+        name = collection_name(collection_id)
+        for start in range(0, len(points), self.upsert_batch_size):
+            chunk = [
+                models.PointStruct(id=p.id, vector=dict(p.vectors), payload=dict(p.payload))
+                for p in points[start : start + self.upsert_batch_size]
+            ]
+            try:
+                await self.client.upsert(name, points=chunk, wait=True)
+            except (ResponseHandlingException, UnexpectedResponse) as exc:
+                raise self._classify(exc) from exc
+
+    async def count(self, collection_id: str) -> int:
+        return (await self.client.count(collection_name(collection_id), exact=True)).count
+
+    async def search(
+        self,
+        collection_id: str,
+        vector_name: str,
+        vector: Sequence[float],
+        limit: int,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[SearchHit]:
+        """Nearest points by one named vector, in Qdrant's order, with their payloads."""
+        try:
+            response = await self.client.query_points(
+                collection_name(collection_id),
+                query=list(vector),
+                using=vector_name,
+                limit=limit,
+                query_filter=payload_filter(filters or {}),
+                with_payload=True,
+            )
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            raise self._classify(exc) from exc
+        return [
+            SearchHit(
+                document_id=str((point.payload or {}).get("document_id", point.id)),
+                collection_id=collection_id,
+                score=point.score,
+                payload=dict(point.payload or {}),
+            )
+            for point in response.points
+        ]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    @staticmethod
+    def _classify(exc: Exception) -> Exception:
+        """Connection trouble and 5xx are transient; a 4xx is a real error about the request."""
+        if isinstance(exc, ResponseHandlingException):
+            return QdrantUnavailable(f"Qdrant unreachable: {exc}")
+        if isinstance(exc, UnexpectedResponse) and exc.status_code is not None and exc.status_code >= 500:
+            return QdrantUnavailable(f"Qdrant answered {exc.status_code}: {exc}")
+        return exc

@@ -1,0 +1,397 @@
+"""The indexer's subscribers over FastStream's TestKafkaBroker, in-memory Qdrant and object store."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from qdrant_client import AsyncQdrantClient
+
+from featurebus.common import ids
+from featurebus.common.events import (
+    BatchIndexed,
+    CollectionLifecycle,
+    FeatureSpec,
+    PluginRef,
+    ReasonCode,
+    RetrievalAnswered,
+    RetrievalEmbedded,
+    RowFailure,
+    SearchSpec,
+    VectorIndex,
+    VectorsProduced,
+)
+from featurebus.common.objectstore import sha256_hex
+from featurebus.indexer.config import IndexerSettings
+from featurebus.indexer.indexing import CollectionNotReady
+from featurebus.indexer.main import IndexerService, build
+from featurebus.indexer.vector_schema import VectorSpec
+from indexer_twins import MemoryObjectStore
+
+PREFIX = "t-idx."
+PLUGIN = "text_embed_1_0_0"
+
+
+@dataclass
+class Harness:
+    service: IndexerService
+    store: MemoryObjectStore
+    indexed: list[BatchIndexed] = field(default_factory=list)
+    answers: list[RetrievalAnswered] = field(default_factory=list)
+    dead: list[dict[str, str]] = field(default_factory=list)
+
+    async def publish(self, event: Any) -> None:
+        await self.service.bus.publish(event)
+
+    async def create(self, collection_id: str, *vectors: tuple[str, int, str]) -> None:
+        await self.publish(lifecycle(collection_id, *vectors))
+
+    async def count(self, collection_id: str) -> int:
+        return await self.service.index.count(collection_id)
+
+
+@pytest.fixture
+async def harness(memory_store: MemoryObjectStore) -> AsyncIterator[Harness]:
+    service = build(
+        IndexerSettings(topic_prefix=PREFIX, missing_collection_grace_s=0),
+        qdrant=AsyncQdrantClient(":memory:"),
+        store=memory_store,
+    )
+    h = Harness(service, memory_store)
+    broker = service.bus.broker
+
+    @broker.subscriber(PREFIX + "batch.indexed")
+    async def on_indexed(event: BatchIndexed) -> None:
+        h.indexed.append(event)
+
+    @broker.subscriber(PREFIX + "retrieval.answered")
+    async def on_answered(event: RetrievalAnswered) -> None:
+        h.answers.append(event)
+
+    @broker.subscriber(PREFIX + "collection.lifecycle.dlq")
+    async def on_dead_lifecycle(message: KafkaMessage) -> None:
+        h.dead.append(message.headers)
+
+    @broker.subscriber(PREFIX + "vectors.produced.dlq")
+    async def on_dead_vectors(message: KafkaMessage) -> None:
+        h.dead.append(message.headers)
+
+    async with TestKafkaBroker(broker):
+        yield h
+    await service.index.close()
+
+
+def lifecycle(collection_id: str, *vectors: tuple[str, int, str], action: str = "created") -> CollectionLifecycle:
+    return CollectionLifecycle(
+        action=action,
+        org_id="org_1",
+        namespace_id="ns_1",
+        collection_id=collection_id,
+        vector_indexes=[
+            VectorIndex(
+                name=n, dimensions=d, distance=m, feature_uri=f"mixpeek://text_embed@1.0.0/{n}", plugin_id=PLUGIN
+            )
+            for n, d, m in vectors
+        ],
+    )
+
+
+async def put_vector_set(
+    store: MemoryObjectStore, frame_id: str, rows: list[dict[str, Any]], features: list[str]
+) -> tuple[str, str]:
+    """Write a vector set the way inference does: ids, a list<float32> column per feature, payload."""
+    columns: dict[str, Any] = {
+        key: pa.array([r[key] for r in rows], pa.string()) for key in ("document_id", "object_id", "blob_id")
+    }
+    columns["blob_property"] = pa.array(["text"] * len(rows), pa.string())
+    for name in features:
+        columns[name] = pa.array([r.get(name) for r in rows], pa.list_(pa.float32()))
+    columns["payload"] = pa.array([json.dumps(r.get("payload", {})) for r in rows], pa.string())
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    data = buffer.getvalue()
+    uri = await store.put_bytes(f"vectors/bat_1/{frame_id}.parquet", data)
+    return uri, sha256_hex(data)
+
+
+def row(n: int, collection_id: str = "col_1", **vectors: list[float] | None) -> dict[str, Any]:
+    object_id, blob_id = f"obj_{n}", f"blob_{n}"
+    return {
+        "document_id": ids.document_id(collection_id, object_id, blob_id),
+        "object_id": object_id,
+        "blob_id": blob_id,
+        "payload": {"text": f"text {n}", "blob_property": "text"},
+        **vectors,
+    }
+
+
+async def produced(
+    store: MemoryObjectStore,
+    rows: list[dict[str, Any]],
+    features: list[str],
+    collection_id: str = "col_1",
+    failures: list[RowFailure] | None = None,
+) -> VectorsProduced:
+    uri, sha = await put_vector_set(store, f"frm_{collection_id}", rows, features)
+    failures = failures or []
+    return VectorsProduced(
+        org_id="org_1",
+        namespace_id="ns_1",
+        batch_id="bat_1",
+        frame_id=f"frm_{collection_id}",
+        collection_id=collection_id,
+        plugin_id=PLUGIN,
+        features=[FeatureSpec(feature_name=f, embedding_dim=3) for f in features],
+        vectors_uri=uri,
+        vectors_sha256=sha,
+        rows_in=len(rows) + len(failures),
+        rows_embedded=len(rows),
+        failures=failures,
+    )
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+async def test_created_collection_has_the_named_vectors_and_replay_is_a_no_op(harness: Harness) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"), ("img_emb", 2, "euclid"), ("dot_emb", 4, "dot"))
+    await harness.create("col_1", ("text_emb", 3, "cosine"), ("img_emb", 2, "euclid"), ("dot_emb", 4, "dot"))
+    assert await harness.service.index.schema("col_1") == {
+        "text_emb": VectorSpec("text_emb", 3, "cosine"),
+        "img_emb": VectorSpec("img_emb", 2, "euclid"),
+        "dot_emb": VectorSpec("dot_emb", 4, "dot"),
+    }
+    assert harness.dead == []
+    assert await harness.service.index.client.collection_exists("fb_col_1")
+
+
+async def test_recreating_with_other_vectors_is_logged_and_dead_lettered(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"))
+    with caplog.at_level(logging.ERROR, logger="featurebus.indexer"):
+        await harness.create("col_1", ("text_emb", 384, "cosine"))
+    assert any("fb_col_1 already exists" in r.message and "384" in r.message for r in caplog.records)
+    assert len(harness.dead) == 1 and "SchemaError" in harness.dead[0]["featurebus-error"]
+    schema = await harness.service.index.schema("col_1")
+    assert schema is not None and schema["text_emb"].size == 3  # untouched
+
+
+async def test_deleted_collection_is_dropped(harness: Harness) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"))
+    await harness.publish(lifecycle("col_1", action="deleted"))
+    await harness.publish(lifecycle("col_1", action="deleted"))  # replay: nothing left to delete
+    assert await harness.service.index.schema("col_1") is None
+    assert harness.dead == []
+
+
+# ----------------------------------------------------------------------------- vectors
+
+
+async def test_bad_rows_fail_with_reason_codes_and_good_rows_are_written(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"))
+    inference_failure = RowFailure(
+        document_id="doc_x", object_id="obj_x", reason=ReasonCode.NULL_OUTPUT, message="plugin returned None"
+    )
+    good = row(1, text_emb=[0.1, 0.2, 0.3])
+    unknown = row(2, txt_embedding=[0.1, 0.2, 0.3])
+    wrong_dim = row(3, text_emb=[0.1, 0.2])
+    event = await produced(
+        harness.store, [good, unknown, wrong_dim], ["text_emb", "txt_embedding"], failures=[inference_failure]
+    )
+    with caplog.at_level(logging.ERROR, logger="featurebus.indexer"):
+        await harness.publish(event)
+
+    (indexed,) = harness.indexed
+    assert (indexed.rows_in, indexed.rows_embedded, indexed.rows_written) == (4, 3, 1)
+    assert [(f.document_id, f.reason) for f in indexed.failures] == [
+        ("doc_x", ReasonCode.NULL_OUTPUT),
+        (unknown["document_id"], ReasonCode.UNKNOWN_VECTOR_NAME),
+        (wrong_dim["document_id"], ReasonCode.DIMENSION_MISMATCH),
+    ]
+    assert "has dimension 2, expected 3" in indexed.failures[2].message
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        "unknown_vector_name" in m and "col_1" in m and unknown["document_id"] in m and "vector=txt_embedding" in m
+        for m in errors
+    )
+    assert any("dimension_mismatch" in m and wrong_dim["document_id"] in m and "vector=text_emb" in m for m in errors)
+    assert await harness.count("col_1") == 1
+
+
+async def test_points_carry_payload_and_ids(harness: Harness) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"))
+    good = row(1, text_emb=[0.1, 0.2, 0.3])
+    await harness.publish(await produced(harness.store, [good], ["text_emb"]))
+    point_id = ids.point_id("col_1", good["document_id"], PLUGIN)
+    (point,) = await harness.service.index.client.retrieve("fb_col_1", [point_id], with_payload=True)
+    assert point.payload == {
+        "text": "text 1",
+        "blob_property": "text",
+        "document_id": good["document_id"],
+        "object_id": "obj_1",
+        "blob_id": "blob_1",
+        "collection_id": "col_1",
+        "namespace_id": "ns_1",
+        "batch_id": "bat_1",
+        "plugin_id": PLUGIN,
+    }
+
+
+async def test_replayed_vectors_write_the_same_points(harness: Harness) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"))
+    event = await produced(harness.store, [row(1, text_emb=[1, 0, 0]), row(2, text_emb=[0, 1, 0])], ["text_emb"])
+    await harness.publish(event)
+    await harness.publish(event)
+    assert await harness.count("col_1") == 2
+    assert [i.rows_written for i in harness.indexed] == [2, 2]
+    assert harness.indexed[0].event_id == harness.indexed[1].event_id
+
+
+async def test_vectors_for_a_missing_collection_are_retried_then_failed(harness: Harness) -> None:
+    event = await produced(harness.store, [row(1, text_emb=[1, 0, 0])], ["text_emb"], collection_id="col_new")
+    indexer = harness.service.indexer
+    indexer.missing_collection_grace_s = 30
+    with pytest.raises(CollectionNotReady):  # a TransientError: the Bus retries, never dead-letters
+        await indexer.index_vectors(event)
+    await harness.create("col_new", ("text_emb", 3, "cosine"))  # the lifecycle event catches up
+    assert (await indexer.index_vectors(event)).rows_written == 1
+
+    gone = await produced(harness.store, [row(1, text_emb=[1, 0, 0])], ["text_emb"], collection_id="col_gone")
+    now = [0.0]
+    indexer.clock = lambda: now[0]
+    with pytest.raises(CollectionNotReady):
+        await indexer.index_vectors(gone)
+    now[0] = 31.0
+    indexed = await indexer.index_vectors(gone)
+    assert indexed.rows_written == 0 and [f.reason for f in indexed.failures] == [ReasonCode.WRITE_FAILED]
+    assert "fb_col_gone" in indexed.failures[0].message
+
+
+async def test_frame_without_vectors_reports_inference_failures(harness: Harness) -> None:
+    failure = RowFailure(document_id="doc_1", object_id="obj_1", reason=ReasonCode.PLUGIN_LOAD_FAILED, message="x")
+    await harness.publish(
+        VectorsProduced(
+            org_id="org_1",
+            namespace_id="ns_1",
+            batch_id="bat_1",
+            frame_id="frm_1",
+            collection_id="col_none",
+            plugin_id=PLUGIN,
+            features=[],
+            rows_in=1,
+            rows_embedded=0,
+            failures=[failure],
+        )
+    )
+    (indexed,) = harness.indexed
+    assert indexed.rows_written == 0 and indexed.failures == [failure]
+
+
+async def test_a_tampered_vector_set_is_dead_lettered(harness: Harness) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"))
+    event = await produced(harness.store, [row(1, text_emb=[1, 0, 0])], ["text_emb"])
+    harness.store.objects[event.vectors_uri or ""] += b"tampered"
+    await harness.publish(event)
+    assert harness.indexed == []
+    assert len(harness.dead) == 1 and "ChecksumMismatch" in harness.dead[0]["featurebus-error"]
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+
+def retrieval(
+    vector: list[float] | None,
+    collection_ids: list[str],
+    feature: str = "text_emb",
+    limit: int = 10,
+    filters: dict[str, Any] | None = None,
+) -> RetrievalEmbedded:
+    plugin = PluginRef(
+        plugin_id=PLUGIN, name="text_embed", version="1.0.0", archive_uri="s3://fb/p.zip", archive_sha256="0" * 64
+    )
+    return RetrievalEmbedded(
+        request_id="req_1",
+        org_id="org_1",
+        namespace_id="ns_1",
+        limit=limit,
+        filters=filters or {},
+        searches=[
+            SearchSpec(
+                feature_name=feature, query_text="q", plugin=plugin, collection_ids=collection_ids, vector=vector
+            )
+        ],
+    )
+
+
+async def seed(harness: Harness, collection_id: str, vectors: list[list[float]], distance: str = "cosine") -> None:
+    await harness.create(collection_id, ("text_emb", 3, distance))
+    rows = [row(n, collection_id, text_emb=v) for n, v in enumerate(vectors)]
+    await harness.publish(await produced(harness.store, rows, ["text_emb"], collection_id=collection_id))
+
+
+async def test_search_returns_the_nearest_point_first_with_its_payload(harness: Harness) -> None:
+    await seed(harness, "col_1", [[0, 1, 0], [1, 0, 0], [0.7, 0.7, 0]])
+    await harness.publish(retrieval([1, 0.1, 0], ["col_1"], limit=2))
+    (answer,) = harness.answers
+    assert answer.error is None and answer.request_id == "req_1"
+    (hits,) = answer.hits
+    assert [h.payload["object_id"] for h in hits] == ["obj_1", "obj_2"]
+    assert hits[0].document_id == ids.document_id("col_1", "obj_1", "blob_1")
+    assert hits[0].payload["text"] == "text 1" and hits[0].collection_id == "col_1"
+    assert hits[0].score > hits[1].score
+
+
+async def test_search_merges_collections_by_score_and_applies_filters(harness: Harness) -> None:
+    await seed(harness, "col_a", [[1, 0, 0], [0, 0, 1]])
+    await seed(harness, "col_b", [[0.9, 0.1, 0]])
+    await harness.publish(retrieval([1, 0, 0], ["col_b", "col_a"], limit=2))
+    assert [(h.collection_id, h.payload["object_id"]) for h in harness.answers[0].hits[0]] == [
+        ("col_a", "obj_0"),
+        ("col_b", "obj_0"),
+    ]
+    await harness.publish(retrieval([1, 0, 0], ["col_a", "col_b"], filters={"object_id": "obj_1"}))
+    assert [(h.collection_id, h.payload["object_id"]) for h in harness.answers[1].hits[0]] == [("col_a", "obj_1")]
+
+
+async def test_euclid_hits_keep_qdrant_distance_order(harness: Harness) -> None:
+    await seed(harness, "col_e", [[5, 5, 5], [1, 0, 0], [2, 0, 0]], distance="euclid")
+    await harness.publish(retrieval([1, 0, 0], ["col_e"]))
+    hits = harness.answers[0].hits[0]
+    assert [h.payload["object_id"] for h in hits] == ["obj_1", "obj_2", "obj_0"]
+    assert hits[0].score < hits[1].score  # a distance: smaller is nearer
+
+
+@pytest.mark.parametrize(
+    ("collections", "feature", "vector", "needle"),
+    [
+        (["col_missing"], "text_emb", [1.0, 0.0, 0.0], "collection col_missing does not exist"),
+        (["col_1"], "image_emb", [1.0, 0.0, 0.0], "has no vector named 'image_emb' (it has ['text_emb'])"),
+        (["col_1"], "text_emb", [1.0, 0.0], "query vector has dimension 2"),
+        (["col_1"], "text_emb", None, "has no query vector"),
+    ],
+)
+async def test_unanswerable_search_gets_a_clear_error(
+    harness: Harness, collections: list[str], feature: str, vector: list[float] | None, needle: str
+) -> None:
+    await seed(harness, "col_1", [[1, 0, 0]])
+    await harness.publish(retrieval(vector, collections, feature=feature))
+    (answer,) = harness.answers
+    assert answer.hits == [] and answer.error is not None and needle in answer.error
+
+
+async def test_unusable_filter_value_names_the_key(harness: Harness) -> None:
+    await seed(harness, "col_1", [[1, 0, 0]])
+    await harness.publish(retrieval([1, 0, 0], ["col_1"], filters={"rating": 4.5}))
+    assert harness.answers[0].error is not None and "filter 'rating'" in harness.answers[0].error
