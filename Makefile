@@ -1,0 +1,48 @@
+# featurebus — the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= .featurebus
+# Every package of the monorepo (a pyproject.toml with a [project] table), installed editable.
+PACKAGES := $(shell for f in libs/*/pyproject.toml services/*/pyproject.toml; do \
+	grep -q '^\[project\]' $$f && dirname $$f; done)
+PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+STAMP := $(VENV)/.installed
+DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy psutil
+
+.PHONY: setup run stop test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): $(PYPROJECTS) Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q $(addprefix -e ,$(PACKAGES)) $(DEV_TOOLS)
+	@touch $@
+
+run: setup
+	$(BIN)/python deploy/local/stack.py start --data-dir $(DATA_DIR)
+	$(BIN)/python deploy/local/services.py start --data-dir $(DATA_DIR)
+	@echo
+	@echo "featurebus is up: REST API on http://127.0.0.1:8000 (logs in $(DATA_DIR)/logs)"
+	@echo "admin API key (also in $(DATA_DIR)/admin-api-key): $$(cat $(DATA_DIR)/admin-api-key)"
+	@echo "next: the curl walkthrough in README.md; 'make stop' stops everything"
+
+stop:
+	@test -x $(BIN)/python || { echo "nothing to stop (no $(VENV))"; exit 0; }
+	-$(BIN)/python deploy/local/services.py stop --data-dir $(DATA_DIR)
+	$(BIN)/python deploy/local/stack.py stop --data-dir $(DATA_DIR)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check libs services deploy tests
+	$(BIN)/ruff format --check libs services deploy tests
+	$(BIN)/mypy libs/common/src
+
+clean: stop
+	rm -rf $(DATA_DIR)

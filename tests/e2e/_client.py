@@ -1,0 +1,88 @@
+"""A small REST driver for the walkthrough, shared by the e2e tests."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+TERMINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"}
+
+
+def zip_plugin(plugin_dir: Path, overrides: dict[str, str] | None = None) -> bytes:
+    """Zip a plugin directory as `zip -r name.zip name/` would, with optional file overrides."""
+    buffer = io.BytesIO()
+    overrides = dict(overrides or {})
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(plugin_dir.rglob("*")):
+            rel = path.relative_to(plugin_dir)
+            if path.is_dir() or "__pycache__" in rel.parts or rel.parts[0] == "tests" or rel.suffix == ".pyc":
+                continue
+            arc = f"{plugin_dir.name}/{rel.as_posix()}"
+            zf.writestr(arc, overrides.pop(rel.as_posix(), path.read_bytes()))
+        for rel, text in overrides.items():
+            zf.writestr(f"{plugin_dir.name}/{rel}", text)
+    return buffer.getvalue()
+
+
+class Api:
+    def __init__(self, base_url: str, key: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+    def call(self, method: str, path: str, expect: int | tuple[int, ...] = (200, 201), **kw: Any) -> Any:
+        response = self.http.request(method, path, **kw)
+        codes = (expect,) if isinstance(expect, int) else expect
+        assert response.status_code in codes, f"{method} {path} → {response.status_code}: {response.text}"
+        return response.json() if response.content else None
+
+    def namespace(self, name: str) -> str:
+        return self.call("POST", "/v1/namespaces", json={"namespace_name": name})["namespace_id"]
+
+    def upload_plugin(self, ns: str, name: str, version: str, archive: bytes) -> str:
+        up = self.call(
+            "POST", f"/v1/namespaces/{ns}/plugins/uploads",
+            json={"name": name, "version": version, "file_size_bytes": len(archive)},
+        )
+        put = httpx.put(up["presigned_url"], content=archive, timeout=60)
+        assert put.status_code == 200, put.text
+        confirmed = self.call("POST", f"/v1/namespaces/{ns}/plugins/uploads/{up['upload_id']}/confirm")
+        assert confirmed["plugin_id"] == up["plugin_id"]
+        return up["plugin_id"]
+
+    def wait_scan(self, ns: str, plugin_id: str, timeout: float = 90) -> dict[str, Any]:
+        return self.wait(
+            lambda: self.call("GET", f"/v1/namespaces/{ns}/plugins/{plugin_id}/status"),
+            lambda s: s["scan"]["status"] != "scanning",
+            timeout,
+        )
+
+    def wait_batch(self, ns: str, bucket_id: str, batch_id: str, timeout: float = 300) -> dict[str, Any]:
+        return self.wait(
+            lambda: self.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}"),
+            lambda b: b["status"] in TERMINAL,
+            timeout,
+        )
+
+    @staticmethod
+    def wait(fetch: Any, done: Any, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = fetch()
+            if done(value):
+                return value
+            assert time.monotonic() < deadline, f"timed out after {timeout}s; last: {value}"
+            time.sleep(0.5)
+
+    def add_texts(self, ns: str, bucket_id: str, texts: list[str]) -> list[str]:
+        return [
+            self.call(
+                "POST", f"/v1/namespaces/{ns}/buckets/{bucket_id}/objects",
+                json={"blobs": [{"property": "text", "type": "text", "data": t}]},
+            )["object_id"]
+            for t in texts
+        ]

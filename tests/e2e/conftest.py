@@ -1,0 +1,67 @@
+"""The whole platform — local stack plus the five services — for the end-to-end tests."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "local"))
+from services import LocalServices  # noqa: E402
+from stack import LocalStack, free_port  # noqa: E402
+
+from ._client import Api  # noqa: E402
+
+
+@dataclass
+class Platform:
+    stack: LocalStack
+    services: LocalServices
+    prefix: str
+    admin_key: str
+
+    @property
+    def base_url(self) -> str:
+        return self.services.base_url
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.stack.kafka_port}"
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def restart(self, service: str) -> None:
+        self.services.restart(service)
+
+    def log(self, service: str) -> str:
+        return self.services.log(service)
+
+
+@pytest.fixture(scope="session")
+def platform(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    prefix = f"e2e{secrets.token_hex(3)}."
+    admin_key = "fb_" + secrets.token_urlsafe(24)
+    data_dir = tmp_path_factory.mktemp("platform")
+    env = {
+        **local_stack.env(),
+        "FEATUREBUS_TOPIC_PREFIX": prefix,
+        "FEATUREBUS_MONGO_DB": f"fb_{prefix.rstrip('.')}",
+        "FEATUREBUS_ADMIN_API_KEY": admin_key,
+        "FEATUREBUS_LOG_LEVEL": "INFO",
+    }
+    services = LocalServices(data_dir, env, http_port=free_port())
+    try:
+        services.start()
+        yield Platform(local_stack, services, prefix, admin_key)
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="session")
+def api(platform: Platform) -> Api:
+    return Api(platform.base_url, platform.admin_key)

@@ -1,0 +1,146 @@
+"""The README walkthrough, through all five services on the real local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from featurebus.common.events import Blob, IngestedObject, ObjectsIngested
+
+from ._client import EXAMPLES, Api, zip_plugin
+from ._corpus import CAT_SENTENCE, SENTENCES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+FEATURE = "text_embed_v1_embedding"
+FEATURE_URI = f"mixpeek://text_embed@1.0.0/{FEATURE}"
+
+
+@pytest.fixture(scope="module")
+def walkthrough(platform, api: Api):  # type: ignore[no-untyped-def]
+    """Steps 1–6 of the README: plugin uploaded, scanned, deployed; 50 texts indexed."""
+    ns = api.namespace(f"docs-{uuid.uuid4().hex[:6]}")
+    plugin_id = api.upload_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
+    assert plugin_id == "text_embed_1_0_0"
+    status = api.wait_scan(ns, plugin_id)
+    assert status["scan"]["status"] == "passed", status
+    deployed = api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
+    assert deployed["status"] == "NOT_DEPLOYED"
+
+    bucket = api.call(
+        "POST", f"/v1/namespaces/{ns}/buckets",
+        json={"name": "articles", "bucket_schema": {"properties": {"text": {"type": "text", "required": True}}}},
+    )["bucket_id"]
+    api.add_texts(ns, bucket, SENTENCES)
+    collection = api.call(
+        "POST", f"/v1/namespaces/{ns}/collections",
+        json={
+            "name": "articles-minilm",
+            "feature_extractors": [{"feature_extractor_name": "text_embed", "version": "1.0.0"}],
+            "source": {"type": "bucket", "bucket_ids": [bucket]},
+        },
+    )
+    batch = api.call(
+        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger",
+        json={"collection_ids": [collection["collection_id"]]},
+    )
+    done = api.wait_batch(ns, bucket, batch["batch_id"])
+    retriever = api.call(
+        "POST", f"/v1/namespaces/{ns}/retrievers",
+        json={
+            "name": "articles-search",
+            "collection_identifiers": [collection["collection_id"]],
+            "stages": [
+                {
+                    "stage_name": "vector_search",
+                    "stage_type": "filter",
+                    "config": {
+                        "stage_id": "feature_search",
+                        "parameters": {"searches": [{"feature_uri": FEATURE_URI, "query": "{{INPUT.query}}"}]},
+                    },
+                }
+            ],
+        },
+    )["retriever_id"]
+    return {"ns": ns, "bucket": bucket, "collection": collection, "batch": done, "retriever": retriever}
+
+
+def search(api: Api, ns: str, retriever: str, query: str, limit: int | None = None) -> list[dict]:
+    body: dict = {"input": {"query": query}}
+    if limit:
+        body["limit"] = limit
+    return api.call("POST", f"/v1/namespaces/{ns}/retrievers/{retriever}/execute", json=body)["results"]
+
+
+def test_collection_shows_vector_indexes_from_the_manifest(walkthrough) -> None:  # type: ignore[no-untyped-def]
+    indexes = walkthrough["collection"]["vector_indexes"]
+    assert [(i["name"], i["dimensions"], i["distance"]) for i in indexes] == [(FEATURE, 384, "cosine")]
+
+
+def test_batch_completes_with_reconciled_counts(walkthrough) -> None:  # type: ignore[no-untyped-def]
+    batch = walkthrough["batch"]
+    assert batch["status"] == "COMPLETED", batch
+    assert batch["rows_in"] == batch["rows_written"] == 50
+    assert batch["rows_failed"] == 0
+
+
+def test_query_ranks_the_cat_sentence_first(api: Api, walkthrough) -> None:  # type: ignore[no-untyped-def]
+    results = search(api, walkthrough["ns"], walkthrough["retriever"], "feline pets")
+    assert results, "no results"
+    assert results[0]["text"] == CAT_SENTENCE, [r["text"] for r in results[:3]]
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert results[0]["document_id"].startswith("doc_")
+
+
+def test_new_object_is_picked_up_and_retrigger_makes_no_duplicates(api: Api, walkthrough) -> None:  # type: ignore[no-untyped-def]
+    ns, bucket, col = walkthrough["ns"], walkthrough["bucket"], walkthrough["collection"]["collection_id"]
+    late = "A late entry about sourdough starters and slow fermentation."
+    api.add_texts(ns, bucket, [late])
+    batch = api.call(
+        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [col]}
+    )
+    done = api.wait_batch(ns, bucket, batch["batch_id"])
+    assert done["status"] == "COMPLETED" and done["rows_written"] == 51, done
+    results = search(api, ns, walkthrough["retriever"], "bread baking with natural yeast", limit=200)
+    assert results[0]["text"] == late
+    ids = [r["document_id"] for r in results]
+    assert len(ids) == len(set(ids)) == 51
+
+
+def test_objects_published_straight_to_kafka_behave_the_same(platform, api: Api, walkthrough) -> None:  # type: ignore[no-untyped-def]
+    ns, bucket, col = walkthrough["ns"], walkthrough["bucket"], walkthrough["collection"]["collection_id"]
+    namespace = api.call("GET", f"/v1/namespaces/{ns}")
+    text = "Volunteers planted four hundred oak saplings along the riverbank."
+    event = ObjectsIngested(
+        org_id=namespace["org_id"],
+        namespace_id=namespace["namespace_id"],
+        bucket_id=bucket,
+        objects=[IngestedObject(object_id="obj_kafka_1", blobs=[Blob(blob_id="b0", property="text", data=text)])],
+    )
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=platform.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(platform.topic("objects.ingested"), event.model_dump_json().encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    # Ingest is asynchronous: retrigger until the object is part of a batch.
+    def triggered() -> dict:
+        batch = api.call(
+            "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [col]}
+        )
+        return api.wait_batch(ns, bucket, batch["batch_id"])
+
+    done = Api.wait(triggered, lambda b: b["rows_in"] >= 52, timeout=60)
+    assert done["status"] == "COMPLETED", done
+    results = search(api, ns, walkthrough["retriever"], "tree planting by the river")
+    assert results[0]["text"] == text
+    assert results[0]["object_id"] == "obj_kafka_1"
