@@ -49,6 +49,9 @@ class PluginError(Exception):
         super().__init__(message)
         self.reason, self.message, self.hint = reason, message, hint
 
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries (Ray) intact
+        return (PluginError, (self.reason, self.message, self.hint))
+
 
 @dataclass
 class HostResult:

@@ -1,0 +1,3 @@
+from featurebus.inference.main import main
+
+main()

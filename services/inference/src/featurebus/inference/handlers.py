@@ -1,0 +1,31 @@
+"""The inference service's Kafka subscribers."""
+
+from __future__ import annotations
+
+from featurebus.common.events import BatchReady, RetrievalRequested
+from featurebus.common.kafka import Bus
+from featurebus.common.telemetry import span_for
+from featurebus.inference.work import Inference
+
+__all__ = ["BATCH_GROUP", "QUERY_GROUP", "register"]
+
+BATCH_GROUP = "inference-batch"
+QUERY_GROUP = "inference-query"
+
+
+def register(bus: Bus, inference: Inference) -> None:
+    # Separate consumer groups: a query is never stuck behind a long batch.
+
+    @bus.subscriber("batch.ready", group=BATCH_GROUP)
+    async def on_batch_ready(event: BatchReady) -> None:
+        """Run one frame on the plugin's warm actor pool and announce its vector set."""
+        with span_for("inference.batch_ready", event):
+            produced = await inference.run_frame(event)
+            await bus.publish(produced, key=event.batch_id)
+
+    @bus.subscriber("retrieval.requested", group=QUERY_GROUP)
+    async def on_retrieval_requested(event: RetrievalRequested) -> None:
+        """Embed each search's query text with its plugin, for the indexer to search."""
+        with span_for("inference.retrieval_requested", event):
+            answer = await inference.embed_queries(event)
+            await bus.publish(answer, key=event.request_id)
