@@ -1,0 +1,3 @@
+from featurebus.scanner.main import main
+
+main()

@@ -1,0 +1,45 @@
+"""The whole scan of one archive: archive checks, manifest, security scan of every .py file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from featurebus.common.events import PluginManifest, Violation
+from featurebus.scanner.archive_checks import Limits, read_archive
+from featurebus.scanner.manifest_reader import read_manifest
+from featurebus.scanner.security_scan import scan_source
+
+__all__ = ["ScanReport", "scan_archive"]
+
+
+@dataclass
+class ScanReport:
+    violations: list[Violation] = field(default_factory=list)
+    manifest: PluginManifest | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.manifest is not None and not any(v.severity == "ERROR" for v in self.violations)
+
+    def lines(self) -> list[str]:
+        """``filename:line [SEVERITY] message`` for each violation."""
+        return [str(v) for v in self.violations]
+
+
+def scan_archive(
+    data: bytes, *, expected_name: str | None = None, expected_version: str | None = None, limits: Limits = Limits()
+) -> ScanReport:
+    archive = read_archive(data, limits)
+    report = ScanReport(list(archive.violations))
+    if "manifest.py" in archive.files:
+        report.manifest, found = read_manifest(
+            archive.files["manifest.py"].decode("utf-8", errors="replace"),
+            has_realtime="realtime.py" in archive.files,
+            expected_name=expected_name,
+            expected_version=expected_version,
+        )
+        report.violations.extend(found)
+    for name, body in sorted(archive.files.items()):
+        if name.endswith(".py"):
+            report.violations.extend(scan_source(name, body))
+    return report
