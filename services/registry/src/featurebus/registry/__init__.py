@@ -1,0 +1,1 @@
+"""featurebus.registry: the REST API and the documents behind it."""

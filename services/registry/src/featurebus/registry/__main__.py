@@ -1,0 +1,3 @@
+from featurebus.registry.main import main
+
+main()

@@ -1,0 +1,54 @@
+"""A batch's status from its counts: the one rule that makes "COMPLETED with 0 documents" impossible."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from featurebus.common.events import RowFailure
+
+__all__ = ["BatchCounts", "status_of", "tally"]
+
+
+@dataclass
+class BatchCounts:
+    frames_done: int = 0
+    rows_in: int = 0
+    rows_embedded: int = 0
+    rows_written: int = 0
+    rows_failed: int = 0
+    failure_summary: dict[str, int] = field(default_factory=dict)
+
+
+def tally(frames: Iterable[tuple[int, int, int, list[RowFailure]]]) -> BatchCounts:
+    """Sum per-frame (rows_in, rows_embedded, rows_written, failures) — each frame counted once."""
+    counts, reasons = BatchCounts(), Counter[str]()
+    for rows_in, embedded, written, failures in frames:
+        counts.frames_done += 1
+        counts.rows_in += rows_in
+        counts.rows_embedded += embedded
+        counts.rows_written += written
+        counts.rows_failed += len(failures)
+        reasons.update(f.reason.value for f in failures)
+    counts.failure_summary = dict(reasons)
+    return counts
+
+
+def status_of(*, planned: bool, frames_total: int, rows_in: int, counts: BatchCounts, error: str | None) -> str:
+    """PENDING → IN_PROGRESS → COMPLETED | COMPLETED_WITH_ERRORS | FAILED.
+
+    COMPLETED only when every row planned was written; FAILED when none was (or the batch could
+    not be planned at all); COMPLETED_WITH_ERRORS otherwise.
+    """
+    if error is not None:
+        return "FAILED"
+    if not planned:
+        return "IN_PROGRESS" if counts.frames_done else "PENDING"
+    if counts.frames_done < frames_total:
+        return "IN_PROGRESS"
+    if counts.rows_written == 0:
+        return "FAILED"
+    if counts.rows_written == rows_in and counts.rows_failed == 0:
+        return "COMPLETED"
+    return "COMPLETED_WITH_ERRORS"

@@ -1,0 +1,22 @@
+"""The registry's settings (env prefix ``FEATUREBUS_``)."""
+
+from __future__ import annotations
+
+from featurebus.common.settings import CommonSettings
+
+__all__ = ["RegistrySettings"]
+
+
+class RegistrySettings(CommonSettings):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # The first admin key of a fresh install; generated into DATA_DIR/admin-api-key when unset.
+    admin_api_key: str | None = None
+    # Fernet key for organization secrets; generated into DATA_DIR/secrets.key when unset.
+    secrets_key: str | None = None
+    # How long a retriever execution waits for its answer from inference and the indexer.
+    retrieval_timeout_s: float = 30.0
+    presigned_url_ttl_s: int = 3600
+    max_archive_bytes: int = 500 * 1024 * 1024
+    # Inline text larger than this is refused (Kafka messages stay under 1 MiB).
+    max_inline_text_bytes: int = 256 * 1024

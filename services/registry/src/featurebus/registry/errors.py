@@ -1,0 +1,43 @@
+"""JSON errors: ``{"detail": ..., "hint": ...}`` everywhere, 422s naming the field and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = ["ApiError", "install_error_handlers"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, hint: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.hint = status, detail, hint
+
+
+def _body(detail: Any, hint: str | None) -> dict[str, Any]:
+    return {"detail": detail, **({"hint": hint} if hint else {})}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(_body(exc.detail, exc.hint), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"] if p != "body")
+            problems.append(f"{field or 'body'}: {error['msg']}")
+        return JSONResponse(
+            _body("; ".join(problems), "check the request body against the API reference in README.md"),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(_body(exc.detail, None), status_code=exc.status_code)

@@ -1,0 +1,188 @@
+"""Buckets, objects, batches and tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from featurebus.common import ids
+from featurebus.common.events import BatchTriggered, CollectionTarget, IngestedObject, ObjectsIngested, PluginRef
+from featurebus.registry.auth import Principal, principal, resolve_namespace
+from featurebus.registry.bucket_schema import SchemaError, check_schema, to_blobs
+from featurebus.registry.context import Ctx, ctx
+from featurebus.registry.documents import BatchDoc, BucketDoc, CollectionDoc, FrameResult, NamespaceDoc, PluginDoc
+from featurebus.registry.errors import ApiError
+
+router = APIRouter()
+
+
+def bucket_view(b: BucketDoc) -> dict[str, Any]:
+    return {"bucket_id": b.id, "bucket_name": b.bucket_name, "name": b.bucket_name, "bucket_schema": b.bucket_schema,
+            "namespace_id": b.namespace_id, "object_count": b.object_count, "created_at": b.created_at}
+
+
+def batch_view(b: BatchDoc) -> dict[str, Any]:
+    return {
+        "batch_id": b.id, "task_id": b.task_id, "status": b.status, "bucket_id": b.bucket_id, "collection_ids": b.collection_ids,
+        "rows_in": b.rows_in, "rows_embedded": b.rows_embedded, "rows_written": b.rows_written, "rows_failed": b.rows_failed,
+        "frames_total": b.frames_total, "frames_done": b.frames_done, "failure_summary": b.failure_summary, "error": b.error,
+        "object_ids": b.object_ids, "created_at": b.created_at, "completed_at": b.completed_at,
+    }
+
+
+async def get_bucket(who: Principal, ns: str, bucket_id: str) -> tuple[NamespaceDoc, BucketDoc]:
+    namespace = await resolve_namespace(who, ns)
+    bucket = await BucketDoc.get(bucket_id)
+    if bucket is None or bucket.namespace_id != namespace.id:
+        raise ApiError(404, f"bucket {bucket_id!r} not found in namespace {ns!r}")
+    return namespace, bucket
+
+
+class CreateBucket(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    bucket_name: str = Field(min_length=1, max_length=100)
+    bucket_schema: dict[str, Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def accept_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "bucket_name" not in data and "name" in data:
+            data = {**data, "bucket_name": data["name"]}
+        return data
+
+
+@router.post("/v1/namespaces/{ns}/buckets", status_code=201)
+async def create_bucket(ns: str, body: CreateBucket, who: Principal = Depends(principal)) -> dict[str, Any]:
+    namespace = await resolve_namespace(who, ns)
+    try:
+        check_schema(body.bucket_schema)
+    except SchemaError as exc:
+        raise ApiError(422, str(exc), exc.hint) from None
+    bucket = BucketDoc(id=ids.new_id("bkt"), org_id=who.org_id, namespace_id=namespace.id, bucket_name=body.bucket_name,
+                       bucket_schema=body.bucket_schema)
+    await bucket.insert()
+    return bucket_view(bucket)
+
+
+@router.get("/v1/namespaces/{ns}/buckets")
+async def list_buckets(ns: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    namespace = await resolve_namespace(who, ns)
+    return {"results": [bucket_view(b) for b in await BucketDoc.find(BucketDoc.namespace_id == namespace.id).to_list()]}
+
+
+@router.get("/v1/namespaces/{ns}/buckets/{bucket_id}")
+async def get_bucket_route(ns: str, bucket_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    return bucket_view((await get_bucket(who, ns, bucket_id))[1])
+
+
+@router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/objects", status_code=201)
+async def add_object(ns: str, bucket_id: str, request: Request, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    namespace, bucket = await get_bucket(who, ns, bucket_id)
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise ApiError(422, "the body must be an object with blobs", '{"blobs": [{"property": "text", "type": "text", "data": "..."}]}')
+    object_id = str(body.get("object_id") or ids.new_id("obj"))
+    try:
+        blobs = to_blobs(object_id, body.get("blobs"), bucket.bucket_schema["properties"], c.settings.max_inline_text_bytes,
+                         lambda oid, prop, i: ids.deterministic_id("blob", oid, prop, str(i)))
+    except SchemaError as exc:
+        raise ApiError(422, str(exc), exc.hint) from None
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ApiError(422, "metadata must be an object")
+    await c.bus.publish(
+        ObjectsIngested(org_id=who.org_id, namespace_id=namespace.id, bucket_id=bucket.id,
+                        objects=[IngestedObject(object_id=object_id, blobs=blobs, metadata=metadata)]),
+        key=bucket.id,
+    )
+    await BucketDoc.find_one(BucketDoc.id == bucket.id).inc({BucketDoc.object_count: 1})
+    return {"object_id": object_id, "bucket_id": bucket.id, "blobs": [b.model_dump(exclude={"data"}) for b in blobs]}
+
+
+class TriggerBody(BaseModel):
+    collection_ids: list[str] = Field(min_length=1)
+
+
+async def plugin_ref(namespace_id: str, extractor: dict[str, Any]) -> PluginRef:
+    plugin = await PluginDoc.get(f"{namespace_id}/{extractor['plugin_id']}")
+    if plugin is None or plugin.manifest is None:
+        raise ApiError(409, f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection")
+    if not plugin.batch_enabled:
+        raise ApiError(409, f"plugin {plugin.plugin_id} is not deployed for batch processing",
+                       f"POST .../plugins/{plugin.plugin_id}/deploy?deployment_type=batch_only")
+    return PluginRef(plugin_id=plugin.plugin_id, name=plugin.name, version=plugin.version, archive_uri=plugin.archive_uri,
+                     archive_sha256=plugin.archive_sha256, parameters={**plugin.params, **(extractor.get("parameters") or {})},
+                     compute_profile=plugin.manifest.compute_profile, features=plugin.manifest.features)
+
+
+async def start_batch(c: Ctx, who: Principal, namespace: NamespaceDoc, bucket: BucketDoc, collection_ids: list[str],
+                      object_ids: list[str] | None = None) -> BatchDoc:
+    targets = []
+    for cid in collection_ids:
+        collection = await CollectionDoc.get(cid)
+        if collection is None or collection.namespace_id != namespace.id:
+            raise ApiError(404, f"collection {cid!r} not found in this namespace")
+        if bucket.id not in collection.bucket_ids:
+            raise ApiError(422, f"collection {cid} does not use bucket {bucket.id} as its source",
+                           f"its source buckets are {collection.bucket_ids}")
+        targets.append(CollectionTarget(collection_id=cid, feature_extractors=[await plugin_ref(namespace.id, fe) for fe in collection.feature_extractors]))
+    batch_id = ids.new_id("btch")
+    batch = BatchDoc(id=batch_id, org_id=who.org_id, namespace_id=namespace.id, bucket_id=bucket.id, collection_ids=collection_ids,
+                     task_id=ids.deterministic_id("task", batch_id), object_ids=object_ids)
+    await batch.insert()
+    await c.bus.publish(
+        BatchTriggered(org_id=who.org_id, namespace_id=namespace.id, bucket_id=bucket.id, batch_id=batch_id, collections=targets,
+                       object_ids=object_ids, expected_objects=None if object_ids else bucket.object_count),
+        key=bucket.id,
+    )
+    return batch
+
+
+@router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/trigger", status_code=201)
+async def trigger(ns: str, bucket_id: str, body: TriggerBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    namespace, bucket = await get_bucket(who, ns, bucket_id)
+    return batch_view(await start_batch(c, who, namespace, bucket, body.collection_ids))
+
+
+async def get_batch(who: Principal, ns: str, bucket_id: str, batch_id: str) -> tuple[NamespaceDoc, BucketDoc, BatchDoc]:
+    namespace, bucket = await get_bucket(who, ns, bucket_id)
+    batch = await BatchDoc.get(batch_id)
+    if batch is None or batch.bucket_id != bucket.id:
+        raise ApiError(404, f"batch {batch_id!r} not found in bucket {bucket_id!r}")
+    return namespace, bucket, batch
+
+
+@router.get("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}")
+async def batch_status(ns: str, bucket_id: str, batch_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    return batch_view((await get_batch(who, ns, bucket_id, batch_id))[2])
+
+
+@router.get("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/failed-documents")
+async def failed_documents(ns: str, bucket_id: str, batch_id: str, offset: int = 0, limit: int = 100,
+                           who: Principal = Depends(principal)) -> dict[str, Any]:
+    await get_batch(who, ns, bucket_id, batch_id)
+    frames = await FrameResult.find(FrameResult.batch_id == batch_id).sort("+frame_id").to_list()
+    rows = [{"collection_id": f.collection_id, **failure.model_dump(mode="json")} for f in frames for failure in f.failures]
+    limit = max(1, min(limit, 1000))
+    return {"results": rows[offset: offset + limit], "total": len(rows), "offset": offset, "limit": limit}
+
+
+@router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/retry", status_code=201)
+async def retry(ns: str, bucket_id: str, batch_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    namespace, bucket, batch = await get_batch(who, ns, bucket_id, batch_id)
+    frames = await FrameResult.find(FrameResult.batch_id == batch_id).to_list()
+    failed = sorted({failure.object_id for f in frames for failure in f.failures})
+    if not failed:
+        raise ApiError(409, f"batch {batch_id} has no failed documents to retry")
+    return batch_view(await start_batch(c, who, namespace, bucket, batch.collection_ids, failed))
+
+
+@router.get("/v1/tasks/{task_id}")
+async def task(task_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    batch = await BatchDoc.find_one(BatchDoc.task_id == task_id, BatchDoc.org_id == who.org_id)
+    if batch is None:
+        raise ApiError(404, f"task {task_id!r} not found")
+    return {"task_id": task_id, "task_type": "batch", "status": batch.status, "batch_id": batch.id,
+            "bucket_id": batch.bucket_id, "created_at": batch.created_at, "completed_at": batch.completed_at}
