@@ -20,6 +20,7 @@ Importable for test fixtures::
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -281,6 +282,14 @@ class LocalStack:
             try:
                 if not await client.bucket_exists(BUCKET):
                     await client.make_bucket(BUCKET)
+                # A write and a read go through the filer and a volume server, not just the gateway.
+                await client.put_object(BUCKET, ".healthz", io.BytesIO(b"ok"), 2)
+                response = await client.get_object(BUCKET, ".healthz")
+                try:
+                    assert await response.read() == b"ok"
+                finally:
+                    response.close()
+                    await response.release()
             finally:
                 await client.close_session()
 

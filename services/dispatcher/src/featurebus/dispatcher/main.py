@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
 from featurebus.dispatcher.batching import Dispatcher, FrameStore
 from featurebus.dispatcher.config import DispatcherSettings
@@ -39,13 +40,13 @@ class DispatcherService:
     _mongo: AsyncMongoClient[Any] | None = None
 
     async def start(self) -> None:
-        await self.bus.ensure_topics()
+        await until_ready("kafka", self.bus.ensure_topics)
         ensure_bucket = getattr(self.store, "ensure_bucket", None)
         if ensure_bucket is not None:
-            await ensure_bucket()
+            await until_ready("the object store", ensure_bucket)
         repository = self.dispatcher.repository
         if isinstance(repository, MongoObjectRepository):
-            await repository.init()
+            await until_ready("mongodb", repository.init)
         await self.bus.broker.start()
         log.info("dispatcher started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
 

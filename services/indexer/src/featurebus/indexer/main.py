@@ -19,6 +19,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
 from featurebus.indexer.config import IndexerSettings
 from featurebus.indexer.handlers import register
@@ -43,7 +44,7 @@ class IndexerService:
     async def start(self) -> None:
         # No ensure_bucket here: the indexer only reads vector sets, and lifecycle and retrieval
         # must keep working while the object store is down.
-        await self.bus.ensure_topics()
+        await until_ready("kafka", self.bus.ensure_topics)
         await self.bus.broker.start()
         log.info("indexer started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
 

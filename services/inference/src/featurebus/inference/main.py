@@ -13,6 +13,7 @@ from typing import Any
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.handlers import register
@@ -34,8 +35,8 @@ class InferenceService:
     inference: Inference
 
     async def start(self) -> None:
-        await self.bus.ensure_topics()
-        await self.store.ensure_bucket()
+        await until_ready("kafka", self.bus.ensure_topics)
+        await until_ready("the object store", self.store.ensure_bucket)
         await self.bus.broker.start()
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
 from featurebus.registry.answers import Answers
 from featurebus.registry.auth import bootstrap_admin_key
@@ -56,10 +57,10 @@ def build_app(settings: RegistrySettings | None = None, *, bus: Bus | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await init_beanie(database=mongo[settings.mongo_db], document_models=ALL_DOCUMENTS)
+        await until_ready("mongodb", lambda: init_beanie(database=mongo[settings.mongo_db], document_models=ALL_DOCUMENTS))
         await bootstrap_admin_key(settings.admin_api_key, Path(settings.data_dir))
-        await bus.ensure_topics()
-        await store.ensure_bucket()
+        await until_ready("kafka", bus.ensure_topics)
+        await until_ready("the object store", store.ensure_bucket)
         await bus.broker.start()
         app.state.ctx = Ctx(settings, bus, store, answers, secrets_cipher(settings))
         log.info("registry ready on http://%s:%d", settings.http_host, settings.http_port)

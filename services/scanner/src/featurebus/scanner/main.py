@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
 from featurebus.scanner.config import ScannerSettings
 from featurebus.scanner.handlers import register
@@ -25,7 +26,7 @@ class ScannerService:
     store: ObjectStore
 
     async def start(self) -> None:
-        await self.bus.ensure_topics()
+        await until_ready("kafka", self.bus.ensure_topics)
         await self.bus.broker.start()
 
     async def stop(self) -> None:
