@@ -39,10 +39,12 @@ stop:
 test: setup
 	$(BIN)/python -m pytest
 
+LINT_PATHS := libs services deploy tests bench examples conftest.py
+
 lint: setup
-	$(BIN)/ruff check libs services deploy tests
-	$(BIN)/ruff format --check libs services deploy tests
-	$(BIN)/mypy libs/common/src
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy $(foreach p,$(PACKAGES),-p featurebus.$(notdir $(p)))
 
 clean: stop
 	rm -rf $(DATA_DIR)

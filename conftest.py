@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "deploy" / "local"))
-from stack import LocalStack, free_port  # noqa: E402
+from stack import LocalStack, free_port
 
 
 @pytest.fixture(scope="session")

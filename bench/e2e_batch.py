@@ -28,9 +28,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 sys.path.insert(0, str(ROOT))
-from services import LocalServices  # noqa: E402
 from stack import LocalStack, free_port  # noqa: E402
 
+from services import LocalServices  # noqa: E402
 from tests.e2e._client import EXAMPLES, Api, zip_plugin  # noqa: E402
 
 
@@ -96,8 +96,11 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
     stack.start()
     try:
         services.start()
-        pids = [int(json.loads(p.read_text())["pid"]) for d in (stack.data_dir, services.data_dir)
-                for p in (d / "pids").glob("*.pid")]
+        pids = [
+            int(json.loads(p.read_text())["pid"])
+            for d in (stack.data_dir, services.data_dir)
+            for p in (d / "pids").glob("*.pid")
+        ]
         with PeakRss(pids) as rss:
             api = Api(services.base_url, key)
             ns = api.namespace("bench")
@@ -105,23 +108,37 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
             api.wait_scan(ns, plugin)
             api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin}/deploy?deployment_type=batch_only")
             schema = {"properties": {"text": {"type": "text"}}}
-            warm_bucket = api.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": "warm", "bucket_schema": schema})["bucket_id"]
-            bucket = api.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": "bench", "bucket_schema": schema})["bucket_id"]
+            warm_bucket = api.call(
+                "POST", f"/v1/namespaces/{ns}/buckets", json={"name": "warm", "bucket_schema": schema}
+            )["bucket_id"]
+            bucket = api.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": "bench", "bucket_schema": schema})[
+                "bucket_id"
+            ]
             api.add_texts(ns, warm_bucket, corpus[:8])
             began = time.perf_counter()
             api.add_texts(ns, bucket, corpus)
             ingest_s = time.perf_counter() - began
             extractors = [{"feature_extractor_name": "text_embed", "version": "1.0.0"}]
             cols = [
-                api.call("POST", f"/v1/namespaces/{ns}/collections", json={
-                    "name": name, "feature_extractors": extractors, "source": {"type": "bucket", "bucket_ids": [b]},
-                })["collection_id"]
+                api.call(
+                    "POST",
+                    f"/v1/namespaces/{ns}/collections",
+                    json={
+                        "name": name,
+                        "feature_extractors": extractors,
+                        "source": {"type": "bucket", "bucket_ids": [b]},
+                    },
+                )["collection_id"]
                 for name, b in (("warm", warm_bucket), ("bench", bucket))
             ]
-            warm = api.call("POST", f"/v1/namespaces/{ns}/buckets/{warm_bucket}/batches/trigger", json={"collection_ids": [cols[0]]})
+            warm = api.call(
+                "POST", f"/v1/namespaces/{ns}/buckets/{warm_bucket}/batches/trigger", json={"collection_ids": [cols[0]]}
+            )
             api.wait_batch(ns, warm_bucket, warm["batch_id"])  # actor started, model loaded
             began = time.perf_counter()
-            batch = api.call("POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [cols[1]]})
+            batch = api.call(
+                "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [cols[1]]}
+            )
             done = api.wait_batch(ns, bucket, batch["batch_id"], timeout=1800)
             trigger_s = time.perf_counter() - began
         assert done["status"] == "COMPLETED" and done["rows_written"] == len(corpus), done
@@ -139,12 +156,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
         measured = platform_run(corpus, Path(tmp))
     base_s = baseline(corpus)
-    print(json.dumps({
-        "texts": args.texts,
-        **{k: round(v, 2) for k, v in measured.items()},
-        "baseline_one_process_s": round(base_s, 2),
-        "ratio_platform_over_baseline": round(measured["trigger_to_completed_s"] / base_s, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "texts": args.texts,
+                **{k: round(v, 2) for k, v in measured.items()},
+                "baseline_one_process_s": round(base_s, 2),
+                "ratio_platform_over_baseline": round(measured["trigger_to_completed_s"] / base_s, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import httpx
 import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import LocalStack, running_pid, start_process, stop_process  # noqa: E402
+from stack import LocalStack, running_pid, start_process, stop_process
 
 __all__ = ["SERVICES", "LocalServices"]
 
@@ -82,7 +82,9 @@ class LocalServices:
 
 
 cli = typer.Typer(help="The five featurebus services, against the local stack.")
-DataDir = typer.Option(Path(os.environ.get("FEATUREBUS_DATA_DIR", ".featurebus")), help="where data, logs and pids live")
+DataDir = typer.Option(
+    Path(os.environ.get("FEATUREBUS_DATA_DIR", ".featurebus")), help="where data, logs and pids live"
+)
 
 
 @cli.command()

@@ -90,10 +90,14 @@ def start_process(name: str, argv: list[str], data_dir: Path, env: dict[str, str
     """Start ``argv`` in the background, logging to DIR/logs/NAME.log, its pid in DIR/pids/NAME.pid."""
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     (data_dir / "pids").mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
+    log = open(data_dir / "logs" / f"{name}.log", "ab")
     proc = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})}, start_new_session=True,
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
     )
     log.close()
     (data_dir / "pids" / f"{name}.pid").write_text(json.dumps({"pid": proc.pid, "argv": argv}))
@@ -113,7 +117,7 @@ def running_pid(name: str, data_dir: Path) -> int | None:
     names = [Path(c).name for c in cmd]
     if Path(argv[0]).name in names:
         start = names.index(Path(argv[0]).name) + 1
-        if cmd[start:start + len(argv) - 1] == argv[1:]:
+        if cmd[start : start + len(argv) - 1] == argv[1:]:
             return int(pid)
     return None
 
@@ -158,7 +162,7 @@ def _wait(name: str, check, timeout: float, data_dir: Path) -> None:  # type: ig
         try:
             check()
             return
-        except Exception as exc:  # noqa: BLE001 - not ready yet
+        except Exception as exc:
             last = exc
             time.sleep(0.2)
     raise RuntimeError(f"{name} did not become healthy within {timeout:.0f}s: {last!r}")
@@ -204,22 +208,53 @@ class LocalStack:
         return [
             Server(
                 "kafka",
-                [_tansu(), "broker", "--listener-url", kafka_url, "--advertised-listener-url", kafka_url,
-                 "--storage-engine", "memory://tansu/", "--silent"],
+                [
+                    _tansu(),
+                    "broker",
+                    "--listener-url",
+                    kafka_url,
+                    "--advertised-listener-url",
+                    kafka_url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                    "--silent",
+                ],
                 self._kafka_ok,
             ),
             Server(
                 "mongo",
-                [_bin("secantusd-py"), "--host", "127.0.0.1", "--port", str(self.mongo_port),
-                 "--storage-path", str(d / "mongo"), "--cache-size", "256M"],
+                [
+                    _bin("secantusd-py"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.mongo_port),
+                    "--storage-path",
+                    str(d / "mongo"),
+                    "--cache-size",
+                    "256M",
+                ],
                 self._mongo_ok,
             ),
             Server(
                 "s3",
-                [_bin("weed"), "mini", f"-dir={d / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                 f"-s3.config={s3_config}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-                 "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.port={p}", f"-master.port={p + 1}",
-                 f"-volume.port={p + 2}", f"-filer.port={p + 3}"],
+                [
+                    _bin("weed"),
+                    "mini",
+                    f"-dir={d / 's3'}",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    f"-s3.config={s3_config}",
+                    "-master.telemetry=false",
+                    "-admin.ui=false",
+                    "-webdav=false",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    f"-s3.port={p}",
+                    f"-master.port={p + 1}",
+                    f"-volume.port={p + 2}",
+                    f"-filer.port={p + 3}",
+                ],
                 self._s3_ok,
             ),
         ]
@@ -297,7 +332,9 @@ class LocalStack:
 
 
 cli = typer.Typer(help="The local featurebus stack: Kafka (Tansu), MongoDB (SecantusDB), S3 (SeaweedFS).")
-DataDir = typer.Option(Path(os.environ.get("FEATUREBUS_DATA_DIR", ".featurebus")), help="where data, logs and pids live")
+DataDir = typer.Option(
+    Path(os.environ.get("FEATUREBUS_DATA_DIR", ".featurebus")), help="where data, logs and pids live"
+)
 
 
 @cli.command()
@@ -306,7 +343,9 @@ def start(data_dir: Path = DataDir) -> None:
     began = time.monotonic()
     stack = LocalStack(data_dir)
     stack.start()
-    typer.echo(f"local stack up in {time.monotonic() - began:.1f}s: {stack.status()} (logs in {stack.data_dir / 'logs'})")
+    typer.echo(
+        f"local stack up in {time.monotonic() - began:.1f}s: {stack.status()} (logs in {stack.data_dir / 'logs'})"
+    )
 
 
 @cli.command()

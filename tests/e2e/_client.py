@@ -45,7 +45,8 @@ class Api:
 
     def upload_plugin(self, ns: str, name: str, version: str, archive: bytes) -> str:
         up = self.call(
-            "POST", f"/v1/namespaces/{ns}/plugins/uploads",
+            "POST",
+            f"/v1/namespaces/{ns}/plugins/uploads",
             json={"name": name, "version": version, "file_size_bytes": len(archive)},
         )
         put = httpx.put(up["presigned_url"], content=archive, timeout=60)
@@ -81,7 +82,8 @@ class Api:
     def add_texts(self, ns: str, bucket_id: str, texts: list[str]) -> list[str]:
         return [
             self.call(
-                "POST", f"/v1/namespaces/{ns}/buckets/{bucket_id}/objects",
+                "POST",
+                f"/v1/namespaces/{ns}/buckets/{bucket_id}/objects",
                 json={"blobs": [{"property": "text", "type": "text", "data": t}]},
             )["object_id"]
             for t in texts

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "local"))
-from services import LocalServices  # noqa: E402
-from stack import LocalStack, free_port  # noqa: E402
+from stack import LocalStack, free_port
 
-from ._client import Api  # noqa: E402
+from services import LocalServices
+
+from ._client import Api
 
 
 @dataclass

@@ -32,17 +32,22 @@ def test_unknown_namespace_is_404(api: Api) -> None:
 
 def test_blobs_as_a_dict_gets_a_hint(api: Api, ns: str) -> None:
     bucket = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets",
+        "POST",
+        f"/v1/namespaces/{ns}/buckets",
         json={"name": "b", "bucket_schema": {"properties": {"text": {"type": "text"}}}},
     )["bucket_id"]
     body = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/objects",
-        json={"blobs": {"property": "text", "type": "text", "data": "x"}}, expect=422,
+        "POST",
+        f"/v1/namespaces/{ns}/buckets/{bucket}/objects",
+        json={"blobs": {"property": "text", "type": "text", "data": "x"}},
+        expect=422,
     )
     assert "blobs" in str(body) and "list" in str(body.get("hint", "")) + str(body["detail"])
     unknown = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/objects",
-        json={"blobs": [{"property": "body", "type": "text", "data": "x"}]}, expect=422,
+        "POST",
+        f"/v1/namespaces/{ns}/buckets/{bucket}/objects",
+        json={"blobs": [{"property": "body", "type": "text", "data": "x"}]},
+        expect=422,
     )
     assert "body" in str(unknown) and "text" in str(unknown)
 
@@ -73,7 +78,9 @@ def test_plugin_importing_subprocess_is_rejected_with_file_and_line(api: Api, ns
 
 def test_retriever_with_collection_ids_gets_the_guides_hint(api: Api, ns: str) -> None:
     body = api.call(
-        "POST", f"/v1/namespaces/{ns}/retrievers",
-        json={"name": "r", "collection_ids": ["col_x"], "stages": []}, expect=422,
+        "POST",
+        f"/v1/namespaces/{ns}/retrievers",
+        json={"name": "r", "collection_ids": ["col_x"], "stages": []},
+        expect=422,
     )
     assert "collection_identifiers" in str(body)

@@ -28,13 +28,15 @@ def test_restart_mid_batch_loses_and_duplicates_nothing(platform, api: Api, serv
     assert api.wait_scan(ns, plugin_id)["scan"]["status"] == "passed"
     api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
     bucket = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets",
+        "POST",
+        f"/v1/namespaces/{ns}/buckets",
         json={"name": "notes", "bucket_schema": {"properties": {"text": {"type": "text"}}}},
     )["bucket_id"]
     texts = [f"Maintenance note {i}: replaced filter number {i * 7} in unit {i % 13}." for i in range(ROWS)]
     api.add_texts(ns, bucket, texts)
     col = api.call(
-        "POST", f"/v1/namespaces/{ns}/collections",
+        "POST",
+        f"/v1/namespaces/{ns}/collections",
         json={
             "name": "notes",
             "feature_extractors": [{"feature_extractor_name": "text_embed", "version": "1.0.0"}],
@@ -56,7 +58,8 @@ def test_restart_mid_batch_loses_and_duplicates_nothing(platform, api: Api, serv
     assert done["rows_failed"] == 0
 
     retriever = api.call(
-        "POST", f"/v1/namespaces/{ns}/retrievers",
+        "POST",
+        f"/v1/namespaces/{ns}/retrievers",
         json={
             "name": "notes",
             "collection_identifiers": [col],

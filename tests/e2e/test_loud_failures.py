@@ -18,12 +18,14 @@ def run_batch(api: Api, archive: bytes, texts: list[str]) -> tuple[str, str, dic
     assert status["scan"]["status"] == "passed", status
     api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
     bucket = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets",
+        "POST",
+        f"/v1/namespaces/{ns}/buckets",
         json={"name": "b", "bucket_schema": {"properties": {"text": {"type": "text"}}}},
     )["bucket_id"]
     api.add_texts(ns, bucket, texts)
     col = api.call(
-        "POST", f"/v1/namespaces/{ns}/collections",
+        "POST",
+        f"/v1/namespaces/{ns}/collections",
         json={
             "name": "c",
             "feature_extractors": [{"feature_extractor_name": "text_embed", "version": "1.0.0"}],
@@ -60,7 +62,9 @@ def test_dimension_mismatch_fails_the_batch_and_names_the_vector(platform, api: 
 def test_plugin_reading_batch_text_gets_the_guides_hint(api: Api) -> None:
     core = (EXAMPLES / "text_embed" / "processors" / "core.py").read_text()
     assert 'batch["data"]' in core
-    archive = zip_plugin(EXAMPLES / "text_embed", {"processors/core.py": core.replace('batch["data"]', 'batch["text"]')})
+    archive = zip_plugin(
+        EXAMPLES / "text_embed", {"processors/core.py": core.replace('batch["data"]', 'batch["text"]')}
+    )
     _, _, out = run_batch(api, archive, ["one", "two"])
     assert out["batch"]["status"] == "FAILED"
     rows = failed_rows(out["failed"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 
 import pytest
@@ -22,7 +21,7 @@ FEATURE_URI = f"mixpeek://text_embed@1.0.0/{FEATURE}"
 
 @pytest.fixture(scope="module")
 def walkthrough(platform, api: Api):  # type: ignore[no-untyped-def]
-    """Steps 1–6 of the README: plugin uploaded, scanned, deployed; 50 texts indexed."""
+    """Steps 1 to 6 of the README: plugin uploaded, scanned, deployed; 50 texts indexed."""
     ns = api.namespace(f"docs-{uuid.uuid4().hex[:6]}")
     plugin_id = api.upload_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
     assert plugin_id == "text_embed_1_0_0"
@@ -32,12 +31,14 @@ def walkthrough(platform, api: Api):  # type: ignore[no-untyped-def]
     assert deployed["status"] == "NOT_DEPLOYED"
 
     bucket = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets",
+        "POST",
+        f"/v1/namespaces/{ns}/buckets",
         json={"name": "articles", "bucket_schema": {"properties": {"text": {"type": "text", "required": True}}}},
     )["bucket_id"]
     api.add_texts(ns, bucket, SENTENCES)
     collection = api.call(
-        "POST", f"/v1/namespaces/{ns}/collections",
+        "POST",
+        f"/v1/namespaces/{ns}/collections",
         json={
             "name": "articles-minilm",
             "feature_extractors": [{"feature_extractor_name": "text_embed", "version": "1.0.0"}],
@@ -45,12 +46,14 @@ def walkthrough(platform, api: Api):  # type: ignore[no-untyped-def]
         },
     )
     batch = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger",
+        "POST",
+        f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger",
         json={"collection_ids": [collection["collection_id"]]},
     )
     done = api.wait_batch(ns, bucket, batch["batch_id"])
     retriever = api.call(
-        "POST", f"/v1/namespaces/{ns}/retrievers",
+        "POST",
+        f"/v1/namespaces/{ns}/retrievers",
         json={
             "name": "articles-search",
             "collection_identifiers": [collection["collection_id"]],
@@ -101,9 +104,7 @@ def test_new_object_is_picked_up_and_retrigger_makes_no_duplicates(api: Api, wal
     ns, bucket, col = walkthrough["ns"], walkthrough["bucket"], walkthrough["collection"]["collection_id"]
     late = "A late entry about sourdough starters and slow fermentation."
     api.add_texts(ns, bucket, [late])
-    batch = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [col]}
-    )
+    batch = api.call("POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [col]})
     done = api.wait_batch(ns, bucket, batch["batch_id"])
     assert done["status"] == "COMPLETED" and done["rows_written"] == 51, done
     results = search(api, ns, walkthrough["retriever"], "bread baking with natural yeast", limit=200)
@@ -132,6 +133,7 @@ def test_objects_published_straight_to_kafka_behave_the_same(platform, api: Api,
             await producer.stop()
 
     asyncio.run(produce())
+
     # Ingest is asynchronous: retrigger until the object is part of a batch.
     def triggered() -> dict:
         batch = api.call(

@@ -17,7 +17,7 @@ def test_versions_are_normalised_as_the_guide_says(given: str, normalised: str) 
 
 @pytest.mark.parametrize("bad", ["", "latest", "1.0.0.0", "1.x", "v"])
 def test_bad_versions_name_the_accepted_forms(bad: str) -> None:
-    with pytest.raises(ValueError, match="X.Y.Z"):
+    with pytest.raises(ValueError, match=r"X\.Y\.Z"):
         ids.normalize_version(bad)
 
 

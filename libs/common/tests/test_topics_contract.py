@@ -29,7 +29,7 @@ def test_unknown_model_names_the_fix() -> None:
     class Stray(ev.Event):
         pass
 
-    with pytest.raises(KeyError, match="add it to featurebus.common.topics.TOPICS"):
+    with pytest.raises(KeyError, match=r"add it to featurebus\.common\.topics\.TOPICS"):
         topic_of(Stray)
 
 
@@ -60,8 +60,17 @@ def test_every_event_round_trips_through_json() -> None:
         plugin_id="p_1_0_0", name="p", version="1.0.0", archive_uri="s3://b/k", archive_sha256="0" * 64
     )
     event = ev.BatchReady(
-        org_id="o", namespace_id="n", bucket_id="b", batch_id="bat", frame_id="frm", frame_index=0,
-        collection_id="col", plugin=plugin, frame_uri="s3://b/f", frame_sha256="1" * 64, row_count=3,
+        org_id="o",
+        namespace_id="n",
+        bucket_id="b",
+        batch_id="bat",
+        frame_id="frm",
+        frame_index=0,
+        collection_id="col",
+        plugin=plugin,
+        frame_uri="s3://b/f",
+        frame_sha256="1" * 64,
+        row_count=3,
     )
     again = ev.BatchReady.model_validate_json(event.model_dump_json())
     assert again == event

@@ -87,7 +87,9 @@ def test_none_and_non_numeric_vectors_fail_only_their_rows(tmp_path: Path) -> No
     result = host.run(frame(4))
     assert result.rows_embedded == 1
     assert [f.reason for f in result.failures] == [
-        ReasonCode.NULL_OUTPUT, ReasonCode.INVALID_VECTOR, ReasonCode.INVALID_VECTOR,
+        ReasonCode.NULL_OUTPUT,
+        ReasonCode.INVALID_VECTOR,
+        ReasonCode.INVALID_VECTOR,
     ]
     assert [f.document_id for f in result.failures] == ["document_id_1", "document_id_2", "document_id_3"]
 

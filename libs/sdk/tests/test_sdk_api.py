@@ -37,7 +37,9 @@ def test_guide_import_paths_resolve_to_the_same_objects(module: str, name: str, 
 def test_disabled_steps_are_left_out() -> None:
     steps = build_pipeline_steps(
         PipelineDefinition(
-            name="p", version="1", steps=[StepDefinition(service_class=str, enabled=False), StepDefinition(service_class=int)]
+            name="p",
+            version="1",
+            steps=[StepDefinition(service_class=str, enabled=False), StepDefinition(service_class=int)],
         )
     )
     assert [s.service_class for s in steps] == [int]

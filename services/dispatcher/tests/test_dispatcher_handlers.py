@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from dispatcher_twins import MemoryObjectStore
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from dispatcher_twins import MemoryObjectStore
 from featurebus.common.events import (
     BatchPlanned,
     BatchReady,

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from indexer_twins import MemoryObjectStore
 from qdrant_client import AsyncQdrantClient
 
 from featurebus.common import ids
@@ -35,7 +36,6 @@ from featurebus.indexer.config import IndexerSettings
 from featurebus.indexer.indexing import CollectionNotReady
 from featurebus.indexer.main import IndexerService, build
 from featurebus.indexer.vector_schema import VectorSpec
-from indexer_twins import MemoryObjectStore
 
 PREFIX = "t-idx."
 PLUGIN = "text_embed_1_0_0"

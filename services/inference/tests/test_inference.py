@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from inference_twins import TOY_PIPELINE, InProcessPools, MemoryStore, toy_archive
 
 from featurebus.common.events import (
     BatchReady,
@@ -25,7 +26,6 @@ from featurebus.common.objectstore import sha256_hex
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.main import build
 from featurebus.inference.worker import PluginWorker
-from inference_twins import TOY_PIPELINE, InProcessPools, MemoryStore, toy_archive
 
 PREFIX = "inf."
 
@@ -42,7 +42,11 @@ def frame(texts: list[str]) -> bytes:
 async def plugin_ref(store: MemoryStore, archive: bytes) -> PluginRef:
     uri = await store.put_bytes("plugins/toy.zip", archive)
     return PluginRef(
-        plugin_id="toy_1_0_0", name="toy", version="1.0.0", archive_uri=uri, archive_sha256=sha256_hex(archive),
+        plugin_id="toy_1_0_0",
+        name="toy",
+        version="1.0.0",
+        archive_uri=uri,
+        archive_sha256=sha256_hex(archive),
         features=[FeatureSpec(feature_name="vec", embedding_dim=2)],
     )
 
@@ -51,8 +55,17 @@ async def batch_ready(store: MemoryStore, plugin: PluginRef, texts: list[str]) -
     data = frame(texts)
     uri = await store.put_bytes("frames/b1/f1.parquet", data)
     return BatchReady(
-        org_id="o", namespace_id="n", bucket_id="bkt", batch_id="b1", frame_id="frm_1", frame_index=0,
-        collection_id="col", plugin=plugin, frame_uri=uri, frame_sha256=sha256_hex(data), row_count=len(texts),
+        org_id="o",
+        namespace_id="n",
+        bucket_id="bkt",
+        batch_id="b1",
+        frame_id="frm_1",
+        frame_index=0,
+        collection_id="col",
+        plugin=plugin,
+        frame_uri=uri,
+        frame_sha256=sha256_hex(data),
+        row_count=len(texts),
     )
 
 
@@ -62,7 +75,9 @@ def test_worker_loads_once_and_reports_a_load_failure_for_every_row(tmp_path: Pa
         assert worker.process(frame(["ab", "abc"])).rows_embedded == 2
     assert worker.stats()["model_loads"] == 1 and worker.stats()["frames"] == 3
 
-    broken = PluginWorker("bad_1_0_0", toy_archive(TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")), None, str(tmp_path))
+    broken = PluginWorker(
+        "bad_1_0_0", toy_archive(TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")), None, str(tmp_path)
+    )
     output = broken.process(frame(["a", "b", "c"]))
     assert output.rows_in == 3 and output.rows_embedded == 0 and output.vectors_parquet is None
     assert {f.reason for f in output.failures} == {ReasonCode.PLUGIN_LOAD_FAILED}
@@ -129,7 +144,9 @@ async def test_query_is_embedded_by_the_plugins_batch_steps(service) -> None:  #
         await service.bus.publish(RetrievalRequested(request_id="r1", org_id="o", namespace_id="n", searches=[search]))
         await service.bus.publish(
             RetrievalRequested(
-                request_id="r2", org_id="o", namespace_id="n",
+                request_id="r2",
+                org_id="o",
+                namespace_id="n",
                 searches=[search.model_copy(update={"feature_name": "nope"})],
             )
         )

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from inference_twins import toy_archive
+from test_inference import frame
 
 from featurebus.common.events import FeatureSpec, PluginRef
 from featurebus.common.objectstore import sha256_hex
 from featurebus.inference.pools import RayPools
-from inference_twins import toy_archive
-from test_inference import frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,12 +30,17 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 async def test_pool_stays_warm_across_frames_and_runs_outside_this_process(ray_local: None, tmp_path: Path) -> None:
     archive = toy_archive(
-        "import os\n" + __import__("inference_twins").TOY_PIPELINE.replace(
+        "import os\n"
+        + __import__("inference_twins").TOY_PIPELINE.replace(
             'batch["vec"] = ', 'batch["pid"] = os.getpid()\n        batch["vec"] = '
         )
     )
     plugin = PluginRef(
-        plugin_id="toy_1_0_0", name="toy", version="1.0.0", archive_uri="s3://x/y", archive_sha256=sha256_hex(archive),
+        plugin_id="toy_1_0_0",
+        name="toy",
+        version="1.0.0",
+        archive_uri="s3://x/y",
+        archive_sha256=sha256_hex(archive),
         features=[FeatureSpec(feature_name="vec", embedding_dim=2)],
     )
     pools = RayPools(tmp_path, actor_num_cpus=0.5, idle_seconds=600)

@@ -25,10 +25,22 @@ async def mongo(local_stack) -> AsyncIterator[None]:  # type: ignore[no-untyped-
 
 
 def indexed(frame: str, rows: int, written: int) -> BatchIndexed:
-    failures = [RowFailure(document_id=f"{frame}-{i}", object_id="o", reason=ReasonCode.UNKNOWN_VECTOR_NAME, message="m")
-                for i in range(rows - written)]
-    return BatchIndexed(org_id="o", namespace_id="n", batch_id="b1", frame_id=frame, collection_id="c", plugin_id="p",
-                        rows_in=rows, rows_embedded=rows, rows_written=written, failures=failures)
+    failures = [
+        RowFailure(document_id=f"{frame}-{i}", object_id="o", reason=ReasonCode.UNKNOWN_VECTOR_NAME, message="m")
+        for i in range(rows - written)
+    ]
+    return BatchIndexed(
+        org_id="o",
+        namespace_id="n",
+        batch_id="b1",
+        frame_id=frame,
+        collection_id="c",
+        plugin_id="p",
+        rows_in=rows,
+        rows_embedded=rows,
+        rows_written=written,
+        failures=failures,
+    )
 
 
 async def test_frames_before_the_plan_and_replayed_frames_count_once(mongo: None) -> None:

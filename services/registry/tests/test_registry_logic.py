@@ -16,8 +16,13 @@ def failure(reason: ReasonCode = ReasonCode.DIMENSION_MISMATCH) -> RowFailure:
     return RowFailure(document_id="d", object_id="o", reason=reason, message="m")
 
 
-def status(frames: list[tuple[int, int, int, list[RowFailure]]], total: int, rows_in: int, planned: bool = True,
-           error: str | None = None) -> str:
+def status(
+    frames: list[tuple[int, int, int, list[RowFailure]]],
+    total: int,
+    rows_in: int,
+    planned: bool = True,
+    error: str | None = None,
+) -> str:
     return status_of(planned=planned, frames_total=total, rows_in=rows_in, counts=tally(frames), error=error)
 
 
@@ -64,7 +69,7 @@ def test_one_search_keeps_scores_several_are_fused_by_rank() -> None:
     b = [SearchHit(document_id=d, collection_id="c", score=s) for d, s in (("y", 0.7), ("z", 0.6))]
     assert fuse([a], 10) == a
     fused = fuse([a, b], 10)
-    assert [h.document_id for h in fused][0] == "y"  # ranked by both searches
+    assert fused[0].document_id == "y"  # ranked by both searches
     assert {h.document_id for h in fused} == {"x", "y", "z"}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-QUICKSTART_MANIFEST = '''
+QUICKSTART_MANIFEST = """
 from pydantic import BaseModel, Field
 from typing import List, Optional
 
@@ -38,9 +38,9 @@ features = [
         "distance_metric": "cosine",
     },
 ]
-'''
+"""
 
-QUICKSTART_CORE = '''
+QUICKSTART_CORE = """
 from dataclasses import dataclass
 import pandas as pd
 
@@ -67,9 +67,9 @@ class MyProcessor:
         batch["my_embedding"] = embeddings
         batch["sentiment"] = ["positive" if len(t) > 50 else "neutral" for t in texts]
         return batch
-'''
+"""
 
-QUICKSTART_PIPELINE = '''
+QUICKSTART_PIPELINE = """
 from engine.plugins.extractors.pipeline import (
     PipelineDefinition,
     ResourceType,
@@ -89,9 +89,9 @@ def build_steps(extractor_request, container=None, base_steps=None, **kwargs):
     )
     steps = build_pipeline_steps(pipeline)
     return {"steps": steps}
-'''
+"""
 
-QUICKSTART_REALTIME = '''
+QUICKSTART_REALTIME = """
 from shared.plugins.inference.serve import BaseInferenceService
 
 class InferenceService(BaseInferenceService):
@@ -106,9 +106,9 @@ class InferenceService(BaseInferenceService):
         text = inputs.get("text", "")
         embedding = self._model.encode([text])[0].tolist()
         return {"embedding": embedding, "sentiment": "positive" if len(text) > 50 else "neutral"}
-'''
+"""
 
-IMAGE_MANIFEST = '''
+IMAGE_MANIFEST = """
 feature_extractor_name = "image_classifier"
 version = "1.0.0"
 description = "Image classification with structured labels"
@@ -127,9 +127,9 @@ output_schema = {
     "labels": {"type": "array", "items": {"type": "string"}},
     "confidence": {"type": "number"},
 }
-'''
+"""
 
-IMAGE_PROCESSOR = '''
+IMAGE_PROCESSOR = """
 import io
 import pandas as pd
 from shared.plugins.sdk import parallel_io
@@ -152,9 +152,9 @@ class ImageClassifierProcessor:
         downloaded = parallel_io(urls, download_image, max_workers=8)
         batch["image_embedding"] = [[0.0] * 512] * len(urls)
         return batch
-'''
+"""
 
-IMAGE_PIPELINE = '''
+IMAGE_PIPELINE = """
 from engine.plugins.extractors.pipeline import (
     PipelineDefinition, ResourceType, RowCondition,
     StepDefinition, build_pipeline_steps,
@@ -176,9 +176,9 @@ def build_steps(extractor_request, container=None, **kwargs):
         ]
     )
     return {"steps": build_pipeline_steps(pipeline)}
-'''
+"""
 
-SECRETS_PIPELINE = '''
+SECRETS_PIPELINE = """
 import os
 from .processors.core import MyProcessor
 
@@ -188,7 +188,7 @@ def build_steps(extractor_request, container=None, **kwargs):
         os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1"
     processor = MyProcessor(config={}, secrets=container.secrets)
     return {"steps": [processor], "prepare": lambda ds: ds}
-'''
+"""
 
 
 def archive(files: dict[str, str], top: str | None = "plugin") -> bytes:

@@ -7,9 +7,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from featurebus.scanner import scan_archive
-from featurebus.scanner.archive_checks import Limits
 from scanner_fixtures import (
     IMAGE_MANIFEST,
     IMAGE_PIPELINE,
@@ -20,6 +17,9 @@ from scanner_fixtures import (
     archive,
     quickstart,
 )
+
+from featurebus.scanner import scan_archive
+from featurebus.scanner.archive_checks import Limits
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "plugins"
 
@@ -35,8 +35,12 @@ def test_guide_quickstart_plugin_passes() -> None:
 
 
 def test_guide_image_classifier_passes_with_a_feature_uri_warning_only_without_realtime() -> None:
-    files = {"manifest.py": IMAGE_MANIFEST, "pipeline.py": IMAGE_PIPELINE,
-             "processors/__init__.py": "", "processors/classifier.py": IMAGE_PROCESSOR}
+    files = {
+        "manifest.py": IMAGE_MANIFEST,
+        "pipeline.py": IMAGE_PIPELINE,
+        "processors/__init__.py": "",
+        "processors/classifier.py": IMAGE_PROCESSOR,
+    }
     report = scan_archive(archive(files))
     assert report.passed, messages(report)
     [warning] = report.violations
@@ -55,13 +59,23 @@ def test_repository_example_plugin_passes() -> None:
     assert report.passed, messages(report)
 
 
-@pytest.mark.parametrize(("wrong", "right"), [("type", "feature_type"), ("name", "feature_name"),
-                                              ("dimensions", "embedding_dim"), ("distance", "distance_metric")])
+@pytest.mark.parametrize(
+    ("wrong", "right"),
+    [
+        ("type", "feature_type"),
+        ("name", "feature_name"),
+        ("dimensions", "embedding_dim"),
+        ("distance", "distance_metric"),
+    ],
+)
 def test_the_guides_wrong_feature_keys_name_the_right_key(wrong: str, right: str) -> None:
     manifest = QUICKSTART_MANIFEST.replace(f'"{right}"', f'"{wrong}"')
     report = scan_archive(archive(quickstart(**{"manifest.py": manifest})))
     assert not report.passed
-    assert any(f"'{wrong}'" in v.message and f"'{right}'" in v.message and v.filename == "manifest.py" for v in report.violations)
+    assert any(
+        f"'{wrong}'" in v.message and f"'{right}'" in v.message and v.filename == "manifest.py"
+        for v in report.violations
+    )
 
 
 @pytest.mark.parametrize(
@@ -138,7 +152,7 @@ def test_path_traversal_symlinks_and_missing_files() -> None:
             zf.writestr(f"plugin/{name}", text)
         zf.writestr("../../etc/cron.d/evil", "x")
         link = zipfile.ZipInfo("plugin/link")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         zf.writestr(link, "/etc/passwd")
     report = scan_archive(buffer.getvalue())
     text = messages(report)

@@ -26,9 +26,7 @@ class TextEmbedProcessor:
         self._ensure_model_loaded()
         # Custom plugins always read the 'data' column (raw text for text blobs).
         texts = batch["data"].fillna("").tolist()
-        embeddings = self._model.encode(
-            texts, batch_size=self.config.encode_batch_size, normalize_embeddings=True
-        )
+        embeddings = self._model.encode(texts, batch_size=self.config.encode_batch_size, normalize_embeddings=True)
         batch["text_embed_v1_embedding"] = embeddings.tolist()
         batch["token_count"] = [len(t.split()) for t in texts]
         return batch

@@ -40,7 +40,9 @@ class DeadLetter:
         return self.headers.get("featurebus-error", "")
 
 
-async def read_dead_letters(settings: CommonSettings, topic: str, group: str | None) -> tuple[AIOKafkaConsumer, list[DeadLetter]]:
+async def read_dead_letters(
+    settings: CommonSettings, topic: str, group: str | None
+) -> tuple[AIOKafkaConsumer, list[DeadLetter]]:
     """Everything in ``<topic>.dlq`` up to its current end (from the group's position if given)."""
     name = dlq(settings.topic_prefix + topic)
     consumer = AIOKafkaConsumer(
@@ -59,6 +61,7 @@ async def read_dead_letters(settings: CommonSettings, topic: str, group: str | N
         await consumer.seek_to_beginning(*partitions)
     ends = await consumer.end_offsets(partitions)
     letters: list[DeadLetter] = []
+
     async def behind() -> bool:
         return any([await consumer.position(tp) < ends[tp] for tp in partitions])
 

@@ -16,11 +16,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "Blob",
     "BatchIndexed",
     "BatchPlanned",
     "BatchReady",
     "BatchTriggered",
+    "Blob",
     "CollectionLifecycle",
     "CollectionTarget",
     "ComputeProfile",

@@ -50,8 +50,7 @@ def normalize_version(version: str) -> str:
     match = _VERSION.match(version.strip())
     if not match:
         raise ValueError(
-            f"version {version!r} is not semantic versioning: use X.Y.Z (v1, 1.0 and v2.1 are "
-            "accepted and normalised)"
+            f"version {version!r} is not semantic versioning: use X.Y.Z (v1, 1.0 and v2.1 are accepted and normalised)"
         )
     major, minor, patch = (int(g) if g else 0 for g in match.groups())
     return f"{major}.{minor}.{patch}"

@@ -25,7 +25,7 @@ from featurebus.common.settings import CommonSettings
 from featurebus.common.telemetry import inject_trace
 from featurebus.common.topics import TOPICS, dlq, topic_of
 
-__all__ = ["Bus", "TransientError", "TRANSIENT_ERRORS"]
+__all__ = ["TRANSIENT_ERRORS", "Bus", "TransientError"]
 
 log = logging.getLogger("featurebus.kafka")
 
@@ -126,11 +126,14 @@ class Bus:
                     delay = min(_MAX_BACKOFF_S, 0.5 * 2**attempt)
                     log.warning(
                         "transient failure on %s[%d]@%d (attempt %d, retrying in %.1fs): %r",
-                        *where, attempt, delay, exc,
+                        *where,
+                        attempt,
+                        delay,
+                        exc,
                     )
                     await asyncio.sleep(delay)
                     raise
-                except Exception as exc:  # noqa: BLE001 - everything else is poison
+                except Exception as exc:
                     bus._attempts.pop(where, None)
                     await bus._dead_letter(record, exc)
                     return None
@@ -142,8 +145,12 @@ class Bus:
     async def _dead_letter(self, record: Any, exc: BaseException) -> None:
         log.error(
             "dead-lettering %s[%d]@%d to %s: %s: %s",
-            record.topic, record.partition, record.offset, dlq(record.topic),
-            type(exc).__name__, exc,
+            record.topic,
+            record.partition,
+            record.offset,
+            dlq(record.topic),
+            type(exc).__name__,
+            exc,
         )
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or [])}
         headers.update(

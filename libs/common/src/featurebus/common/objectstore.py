@@ -11,7 +11,7 @@ import io
 from datetime import timedelta
 from urllib.parse import urlparse
 
-from miniopy_async import Minio
+from miniopy_async.api import Minio
 from miniopy_async.error import S3Error
 
 from featurebus.common.settings import CommonSettings

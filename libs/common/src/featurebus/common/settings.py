@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CommonSettings", "DEFAULT_DATA_DIR"]
+__all__ = ["DEFAULT_DATA_DIR", "CommonSettings"]
 
 DEFAULT_DATA_DIR = Path(".featurebus")
 

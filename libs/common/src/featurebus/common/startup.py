@@ -25,7 +25,7 @@ async def until_ready(what: str, step: Callable[[], Awaitable[T]], timeout: floa
     while True:
         try:
             return await step()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet" until the deadline
+        except Exception as exc:
             if time.monotonic() + delay > deadline:
                 raise RuntimeError(f"{what} not ready after {timeout:.0f}s: {exc!r}") from exc
             log.warning("waiting for %s (%r); retrying in %.1fs", what, exc, delay)

@@ -91,7 +91,7 @@ def parallel_io(items: Sequence[T], process_fn: Callable[[T], R], max_workers: i
         for future, i in futures.items():
             try:
                 results[i] = future.result()
-            except Exception as exc:  # noqa: BLE001 - one bad item must not sink the batch
+            except Exception as exc:
                 log.warning("parallel_io: item %d failed: %r", i, exc)
     return results
 
@@ -112,7 +112,7 @@ def concurrent_api_calls(
             async with limit:
                 try:
                     return await async_fn(item)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.warning("concurrent_api_calls: item %d failed: %r", i, exc)
                     return None
 
@@ -132,7 +132,7 @@ def _run_coroutine(coro: Awaitable[Any]) -> Any:
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target)

@@ -88,7 +88,14 @@ def unpack_archive(archive: bytes, dest: Path) -> Path:
 class PluginHost:
     """One loaded plugin: its manifest features and its instantiated steps."""
 
-    def __init__(self, plugin_dir: Path, plugin_id: str, features: list[FeatureSpec], steps: list[tuple[Any, RowCondition]], model_loads: int) -> None:
+    def __init__(
+        self,
+        plugin_dir: Path,
+        plugin_id: str,
+        features: list[FeatureSpec],
+        steps: list[tuple[Any, RowCondition]],
+        model_loads: int,
+    ) -> None:
         self.plugin_dir = plugin_dir
         self.plugin_id = plugin_id
         self.features = features
@@ -126,7 +133,7 @@ class PluginHost:
             steps, loads = _instantiate(raw_steps)
         except PluginError:
             raise
-        except Exception as exc:  # noqa: BLE001 - whatever the plugin raises, it failed to load
+        except Exception as exc:
             raise PluginError(ReasonCode.PLUGIN_LOAD_FAILED, _describe(exc, plugin_dir)) from exc
         return cls(plugin_dir, plugin_id, features, steps, loads)
 
@@ -144,7 +151,8 @@ class PluginHost:
         missing = [f.feature_name for f in self.features if f.feature_name not in out.columns]
         if missing:
             return self._all_failed(
-                frame, ReasonCode.MISSING_OUTPUT_COLUMN,
+                frame,
+                ReasonCode.MISSING_OUTPUT_COLUMN,
                 f"the plugin returned no column {missing} (manifest features); it returned {list(out.columns)}",
                 "set batch[<feature_name>] to one vector per row, using the exact feature_name of the manifest",
             )
@@ -180,9 +188,16 @@ class PluginHost:
         frame = pd.DataFrame(
             [
                 {
-                    "data": text, "document_id": "query", "object_id": "query", "blob_id": "query",
-                    "blob_property": "query", "blob_type": "text", "collection_id": "", "feature_extractor_id": self.plugin_id,
-                    "mime_type": "text/plain", "size_bytes": 0,
+                    "data": text,
+                    "document_id": "query",
+                    "object_id": "query",
+                    "blob_id": "query",
+                    "blob_property": "query",
+                    "blob_type": "text",
+                    "collection_id": "",
+                    "feature_extractor_id": self.plugin_id,
+                    "mime_type": "text/plain",
+                    "size_bytes": 0,
                 }
             ]
         )
@@ -213,7 +228,7 @@ class PluginHost:
             column = exc.args[0] if exc.args else ""
             hint = DATA_HINT if isinstance(column, str) and column not in batch.columns else None
             raise PluginError(ReasonCode.PLUGIN_EXCEPTION, _describe(exc, self.plugin_dir), hint) from exc
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise PluginError(ReasonCode.PLUGIN_EXCEPTION, _describe(exc, self.plugin_dir)) from exc
         if not isinstance(out, pd.DataFrame):
             raise PluginError(
@@ -229,7 +244,9 @@ class PluginHost:
 
     def _all_failed(self, frame: pd.DataFrame, reason: ReasonCode, message: str, hint: str | None = None) -> HostResult:
         failures = [_failure(frame, i, reason, message, hint) for i in range(len(frame))]
-        empty = pd.DataFrame(columns=["document_id", "object_id", "blob_id", *(f.feature_name for f in self.features), "payload"])
+        empty = pd.DataFrame(
+            columns=["document_id", "object_id", "blob_id", *(f.feature_name for f in self.features), "payload"]
+        )
         return HostResult(empty, failures, len(frame), 0)
 
     def _payload(self, frame: pd.DataFrame, out: pd.DataFrame, i: int) -> str:
@@ -283,8 +300,11 @@ def _vector(value: Any, name: str) -> tuple[list[float] | None, tuple[ReasonCode
 
 def _failure(frame: pd.DataFrame, i: int, reason: ReasonCode, message: str, hint: str | None = None) -> RowFailure:
     return RowFailure(
-        document_id=str(frame.at[i, "document_id"]), object_id=str(frame.at[i, "object_id"]),
-        reason=reason, message=message, hint=hint,
+        document_id=str(frame.at[i, "document_id"]),
+        object_id=str(frame.at[i, "object_id"]),
+        reason=reason,
+        message=message,
+        hint=hint,
     )
 
 
@@ -322,7 +342,7 @@ def _import_package(plugin_dir: Path, plugin_id: str) -> str:
             spec.loader.exec_module(module)
         else:
             sys.modules[name] = _namespace(name, [str(plugin_dir)])
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         sys.modules.pop(name, None)
         raise PluginError(ReasonCode.PLUGIN_LOAD_FAILED, _describe(exc, plugin_dir)) from exc
     return name

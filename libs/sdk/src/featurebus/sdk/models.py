@@ -102,7 +102,7 @@ def load_hf_model(
 
             kwargs["torch_dtype"] = getattr(torch, torch_dtype)
         model = cls.from_pretrained(local_dir, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - any loading error means the same thing here
+    except Exception as exc:
         raise _not_available(hf_model_id, exc) from exc
     return {
         "config": model.config.to_dict(),
@@ -136,7 +136,9 @@ class LazyModelMixin:
         return cached
 
 
-def _load_pair(model_id: str, model_class: str, tokenizer_class: str | None, torch_dtype: str | None) -> tuple[Any, Any]:
+def _load_pair(
+    model_id: str, model_class: str, tokenizer_class: str | None, torch_dtype: str | None
+) -> tuple[Any, Any]:
     import transformers
 
     try:
@@ -151,13 +153,15 @@ def _load_pair(model_id: str, model_class: str, tokenizer_class: str | None, tor
             if tokenizer_class
             else None
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _not_available(model_id, exc) from exc
     return model, tokenizer
 
 
 def lazy_model(
-    model_id: str, model_class: str = "AutoModel", tokenizer_class: str | None = "AutoTokenizer",
+    model_id: str,
+    model_class: str = "AutoModel",
+    tokenizer_class: str | None = "AutoTokenizer",
     torch_dtype: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate ``__call__``: ``self._model`` and ``self._tokenizer`` are loaded before the first call."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
@@ -16,13 +16,13 @@ __all__ = [
 ]
 
 
-class ResourceType(str, Enum):
+class ResourceType(StrEnum):
     CPU = "cpu"
     GPU = "gpu"
     API = "api"
 
 
-class RowCondition(str, Enum):
+class RowCondition(StrEnum):
     """Which rows a step sees, by MIME type (the guide's table)."""
 
     IS_TEXT = "text/"
@@ -90,7 +90,9 @@ class PipelineStep:
 def build_pipeline_steps(pipeline: PipelineDefinition) -> list[PipelineStep]:
     """The enabled steps of ``pipeline``, in order (steps with ``enabled=False`` are left out)."""
     return [
-        PipelineStep(s.name or "step", s.service_class, s.config, ResourceType(s.resource_type), RowCondition(s.condition))
+        PipelineStep(
+            s.name or "step", s.service_class, s.config, ResourceType(s.resource_type), RowCondition(s.condition)
+        )
         for s in pipeline.steps
         if s.enabled
     ]

@@ -128,7 +128,11 @@ class Dispatcher:
         if found and short:
             log.warning(
                 "batch=%s bucket=%s: expected %d object(s), %d stored after %.0fs; going on with those",
-                event.batch_id, event.bucket_id, event.expected_objects, len(found), waited,
+                event.batch_id,
+                event.bucket_id,
+                event.expected_objects,
+                len(found),
+                waited,
             )
         if found and missing:
             log.warning(

@@ -16,8 +16,8 @@ from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
-from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
+from featurebus.common.startup import until_ready
 from featurebus.dispatcher.batching import Dispatcher, FrameStore
 from featurebus.dispatcher.config import DispatcherSettings
 from featurebus.dispatcher.handlers import register

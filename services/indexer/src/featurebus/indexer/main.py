@@ -19,8 +19,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
-from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
+from featurebus.common.startup import until_ready
 from featurebus.indexer.config import IndexerSettings
 from featurebus.indexer.handlers import register
 from featurebus.indexer.indexing import VectorReader, VectorSetIndexer

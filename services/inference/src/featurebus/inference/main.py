@@ -13,8 +13,8 @@ from typing import Any
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
-from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
+from featurebus.common.startup import until_ready
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.handlers import register
 from featurebus.inference.pools import Pools, RayPools
@@ -82,8 +82,11 @@ def build(
     store = store or ObjectStore(settings)
     pools = pools or RayPools(settings.plugins_dir / "work", settings.actor_num_cpus, settings.actor_idle_seconds)
     inference = Inference(
-        store, pools, ArchiveCache(store, settings.plugins_dir / "archives"),
-        settings.frame_timeout_s, settings.max_actor_deaths_per_frame,
+        store,
+        pools,
+        ArchiveCache(store, settings.plugins_dir / "archives"),
+        settings.frame_timeout_s,
+        settings.max_actor_deaths_per_frame,
     )
     register(bus, inference)
     return InferenceService(settings, bus, store, pools, inference)

@@ -79,9 +79,7 @@ class RayPools:
             idle = [i for i in range(len(pool.actors)) if pool.busy.get(i, 0) == 0]
             if not idle and len(pool.actors) < plugin.compute_profile.max_concurrency:
                 actor_class = ray.remote(PluginWorker).options(**self._options(plugin))
-                pool.actors.append(
-                    actor_class.remote(plugin.plugin_id, archive, plugin.parameters, str(self.work_dir))
-                )
+                pool.actors.append(actor_class.remote(plugin.plugin_id, archive, plugin.parameters, str(self.work_dir)))
                 log.info("pool %s@%s: started actor %d", plugin.plugin_id, plugin.archive_sha256[:12], len(pool.actors))
                 idle = [len(pool.actors) - 1]
             index = idle[0] if idle else min(range(len(pool.actors)), key=lambda i: pool.busy.get(i, 0))
@@ -127,7 +125,9 @@ class RayPools:
         """Shut down pools idle for longer than ``idle_seconds`` (called periodically)."""
         now = time.monotonic()
         async with self._lock:
-            idle = [k for k, p in self._pools.items() if not any(p.busy.values()) and now - p.last_used > self.idle_seconds]
+            idle = [
+                k for k, p in self._pools.items() if not any(p.busy.values()) and now - p.last_used > self.idle_seconds
+            ]
             pools = [self._pools.pop(k) for k in idle]
         for key, pool in zip(idle, pools, strict=True):
             for actor in pool.actors:

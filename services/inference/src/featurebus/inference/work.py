@@ -69,7 +69,9 @@ class Inference:
             deaths = self._deaths[event.frame_id] = self._deaths.get(event.frame_id, 0) + 1
             if deaths < self.max_actor_deaths:
                 raise
-            output = _all_failed(frame, ReasonCode.PLUGIN_EXCEPTION, f"the plugin's worker process died {deaths} times on this frame")
+            output = _all_failed(
+                frame, ReasonCode.PLUGIN_EXCEPTION, f"the plugin's worker process died {deaths} times on this frame"
+            )
         except TimeoutError:
             output = _all_failed(frame, ReasonCode.TIMEOUT, f"the frame took longer than {self.frame_timeout_s:.0f}s")
         self._deaths.pop(event.frame_id, None)
@@ -77,13 +79,26 @@ class Inference:
         if output.vectors_parquet is not None:
             vectors_sha = sha256_hex(output.vectors_parquet)
             vectors_uri = await self.store.put_bytes(
-                f"vectors/{event.batch_id}/{event.frame_id}.parquet", output.vectors_parquet, "application/vnd.apache.parquet"
+                f"vectors/{event.batch_id}/{event.frame_id}.parquet",
+                output.vectors_parquet,
+                "application/vnd.apache.parquet",
             )
         for failure in output.failures[:3]:
-            log.warning("frame=%s document=%s failed: %s: %s", event.frame_id, failure.document_id, failure.reason.value, failure.message)
+            log.warning(
+                "frame=%s document=%s failed: %s: %s",
+                event.frame_id,
+                failure.document_id,
+                failure.reason.value,
+                failure.message,
+            )
         log.info(
             "batch=%s frame=%s plugin=%s rows_in=%d embedded=%d failed=%d",
-            event.batch_id, event.frame_id, event.plugin.plugin_id, output.rows_in, output.rows_embedded, len(output.failures),
+            event.batch_id,
+            event.frame_id,
+            event.plugin.plugin_id,
+            output.rows_in,
+            output.rows_embedded,
+            len(output.failures),
         )
         return VectorsProduced(
             event_id=ids.deterministic_id("evt", event.frame_id, "vectors"),
@@ -109,13 +124,16 @@ class Inference:
                 archive = await self.archives.get(search.plugin)
                 vectors = await self.pools.embed(search.plugin, archive, search.query_text, self.frame_timeout_s)
             except PluginError as err:
-                return _answer_error(event, f"{search.plugin.plugin_id} could not embed the query: {getattr(err, 'message', err)}")
+                return _answer_error(
+                    event, f"{search.plugin.plugin_id} could not embed the query: {getattr(err, 'message', err)}"
+                )
             except TimeoutError:
                 return _answer_error(event, f"{search.plugin.plugin_id} took longer than {self.frame_timeout_s:.0f}s")
             vector = vectors.get(search.feature_name, vectors.get("embedding"))
             if vector is None:
                 return _answer_error(
-                    event, f"{search.plugin.plugin_id} produced no vector {search.feature_name!r} (it produced {sorted(vectors)})"
+                    event,
+                    f"{search.plugin.plugin_id} produced no vector {search.feature_name!r} (it produced {sorted(vectors)})",
                 )
             searches.append(search.model_copy(update={"vector": vector}))
         return RetrievalEmbedded(**event.model_dump(exclude={"event_id", "occurred_at", "searches"}), searches=searches)

@@ -40,8 +40,11 @@ async def principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "missing API key", "send Authorization: Bearer <key>; a fresh install writes its admin key "
-                       "to .featurebus/admin-api-key")
+        raise ApiError(
+            401,
+            "missing API key",
+            "send Authorization: Bearer <key>; a fresh install writes its admin key to .featurebus/admin-api-key",
+        )
     record = await ApiKey.find_one(ApiKey.key_hash == hash_key(key.strip()))
     if record is None:
         raise ApiError(401, "invalid API key", "check the key; keys are shown once, when created")
@@ -64,7 +67,9 @@ async def bootstrap_admin_key(configured: str | None, data_dir: Path) -> None:
         await Organization(id=DEFAULT_ORG, name="default").insert()
     if configured:
         if await ApiKey.find_one(ApiKey.key_hash == hash_key(configured)) is None:
-            await ApiKey(id=new_id("key"), org_id=DEFAULT_ORG, name="admin", key_hash=hash_key(configured), admin=True).insert()
+            await ApiKey(
+                id=new_id("key"), org_id=DEFAULT_ORG, name="admin", key_hash=hash_key(configured), admin=True
+            ).insert()
         return
     if await ApiKey.find_one(ApiKey.admin == True) is not None:  # noqa: E712 - a query expression
         return

@@ -208,6 +208,15 @@ class SecretDoc(Document):
 
 
 ALL_DOCUMENTS: list[type[Document]] = [
-    Organization, ApiKey, NamespaceDoc, PluginUpload, PluginDoc, BucketDoc, CollectionDoc, BatchDoc, FrameResult,
-    RetrieverDoc, SecretDoc,
+    Organization,
+    ApiKey,
+    NamespaceDoc,
+    PluginUpload,
+    PluginDoc,
+    BucketDoc,
+    CollectionDoc,
+    BatchDoc,
+    FrameResult,
+    RetrieverDoc,
+    SecretDoc,
 ]

@@ -26,8 +26,6 @@ class FeatureUri:
 def parse_feature_uri(uri: str) -> FeatureUri:
     match = _URI.match(uri.strip())
     if not match:
-        raise ValueError(
-            f"feature_uri {uri!r} is not of the form mixpeek://<plugin_name>@<version>/<feature_name>"
-        )
+        raise ValueError(f"feature_uri {uri!r} is not of the form mixpeek://<plugin_name>@<version>/<feature_name>")
     _, name, version, feature = match.groups()
     return FeatureUri(name, normalize_version(version), feature)

@@ -18,8 +18,8 @@ from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
-from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
+from featurebus.common.startup import until_ready
 from featurebus.registry.answers import Answers
 from featurebus.registry.auth import bootstrap_admin_key
 from featurebus.registry.config import RegistrySettings
@@ -47,7 +47,9 @@ def secrets_cipher(settings: RegistrySettings) -> Fernet:
     return Fernet(path.read_bytes().strip())
 
 
-def build_app(settings: RegistrySettings | None = None, *, bus: Bus | None = None, store: ObjectStore | None = None) -> FastAPI:
+def build_app(
+    settings: RegistrySettings | None = None, *, bus: Bus | None = None, store: ObjectStore | None = None
+) -> FastAPI:
     settings = settings or RegistrySettings()
     bus = bus or Bus(settings, client_id="registry")
     store = store or ObjectStore(settings)
@@ -57,7 +59,9 @@ def build_app(settings: RegistrySettings | None = None, *, bus: Bus | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await until_ready("mongodb", lambda: init_beanie(database=mongo[settings.mongo_db], document_models=ALL_DOCUMENTS))
+        await until_ready(
+            "mongodb", lambda: init_beanie(database=mongo[settings.mongo_db], document_models=ALL_DOCUMENTS)
+        )
         await bootstrap_admin_key(settings.admin_api_key, Path(settings.data_dir))
         await until_ready("kafka", bus.ensure_topics)
         await until_ready("the object store", store.ensure_bucket)
@@ -81,16 +85,18 @@ def build_app(settings: RegistrySettings | None = None, *, bus: Bus | None = Non
         problems = {}
         try:
             await mongo.admin.command("ping")
-        except Exception as exc:  # noqa: BLE001 - report, don't raise
+        except Exception as exc:
             problems["mongodb"] = repr(exc)
         if not await bus.broker.ping(timeout=3):
             problems["kafka"] = f"no answer from {settings.kafka_bootstrap}"
         try:
             await store.size("healthz")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             problems["s3"] = repr(exc)
-        return JSONResponse({"status": "unhealthy" if problems else "ok", **({"problems": problems} if problems else {})},
-                            status_code=503 if problems else 200)
+        return JSONResponse(
+            {"status": "unhealthy" if problems else "ok", **({"problems": problems} if problems else {})},
+            status_code=503 if problems else 200,
+        )
 
     return app
 
@@ -98,4 +104,6 @@ def build_app(settings: RegistrySettings | None = None, *, bus: Bus | None = Non
 def main() -> None:
     settings = RegistrySettings()
     telemetry.configure("registry", settings.log_level, settings.trace_to_log)
-    uvicorn.run(build_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
+    uvicorn.run(
+        build_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+    )

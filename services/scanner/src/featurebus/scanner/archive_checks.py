@@ -57,7 +57,9 @@ def read_archive(data: bytes, limits: Limits = Limits()) -> Archive:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
     except zipfile.BadZipFile as exc:
-        archive.violations.append(_v("ARC002", f"not a zip archive: {exc}", hint="package with `zip -r name.zip name/`"))
+        archive.violations.append(
+            _v("ARC002", f"not a zip archive: {exc}", hint="package with `zip -r name.zip name/`")
+        )
         return archive
     if len(infos) > limits.max_files:
         archive.violations.append(_v("ARC003", f"archive has {len(infos)} entries; the limit is {limits.max_files}"))
@@ -98,7 +100,9 @@ def read_archive(data: bytes, limits: Limits = Limits()) -> Archive:
                         chunks.append(chunk)
                 raw[name] = b"".join(chunks) if name.endswith(".py") and size <= limits.max_source_file else b""
                 if name.endswith(".py") and size > limits.max_source_file:
-                    archive.violations.append(_v("ARC009", f"{name} is {size / MB:.1f} MB: too large to be plugin source", name))
+                    archive.violations.append(
+                        _v("ARC009", f"{name} is {size / MB:.1f} MB: too large to be plugin source", name)
+                    )
         except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:  # corrupt member, bad CRC
             archive.violations.append(_v("ARC010", f"entry {name!r} cannot be read: {exc}", name))
     archive.files = _rebase(raw, archive)
@@ -112,16 +116,23 @@ def _rebase(raw: dict[str, bytes], archive: Archive) -> dict[str, bytes]:
         candidates = [n[: -len("manifest.py")] for n in raw if n.endswith("/manifest.py") and n.count("/") == 1]
         if len(candidates) == 1:
             root = candidates[0]
-    files = {name[len(root):]: body for name, body in raw.items() if name.startswith(root)}
+    files = {name[len(root) :]: body for name, body in raw.items() if name.startswith(root)}
     outside = sorted(name for name in raw if not name.startswith(root) and not name.startswith("__MACOSX/"))
     if outside:
         archive.violations.append(
-            _v("ARC012", f"files outside the plugin directory {root or '/'} would never be loaded: {outside[:5]}", outside[0])
+            _v(
+                "ARC012",
+                f"files outside the plugin directory {root or '/'} would never be loaded: {outside[:5]}",
+                outside[0],
+            )
         )
     for required in ("manifest.py", "pipeline.py"):
         if required not in files:
             archive.violations.append(
-                _v("ARC011", f"{required} is missing: it must sit at the archive root or in its single top-level directory",
-                   hint="package with `zip -r my_extractor.zip my_extractor/`")
+                _v(
+                    "ARC011",
+                    f"{required} is missing: it must sit at the archive root or in its single top-level directory",
+                    hint="package with `zip -r my_extractor.zip my_extractor/`",
+                )
             )
     return files

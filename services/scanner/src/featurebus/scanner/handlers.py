@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from featurebus.common import ids
-from featurebus.common.events import PluginScanned, PluginUploaded, Violation
+from featurebus.common.events import PluginManifest, PluginScanned, PluginUploaded, Violation
 from featurebus.common.kafka import Bus
 from featurebus.common.objectstore import ChecksumMismatch, ObjectStore
 from featurebus.common.telemetry import span_for
@@ -19,21 +19,31 @@ log = logging.getLogger("featurebus.scanner")
 
 async def verdict(event: PluginUploaded, store: ObjectStore) -> PluginScanned:
     """Fetch the archive (checksum-checked) and judge it."""
-    base = {
-        "event_id": ids.deterministic_id("evt", event.event_id, "scanned"),
-        "org_id": event.org_id, "namespace_id": event.namespace_id,
-        "plugin_id": event.plugin_id, "archive_sha256": event.archive_sha256,
-    }
+
+    def scanned(passed: bool, violations: list[Violation], manifest: PluginManifest | None = None) -> PluginScanned:
+        return PluginScanned(
+            event_id=ids.deterministic_id("evt", event.event_id, "scanned"),
+            org_id=event.org_id,
+            namespace_id=event.namespace_id,
+            plugin_id=event.plugin_id,
+            archive_sha256=event.archive_sha256,
+            passed=passed,
+            violations=violations,
+            manifest=manifest,
+        )
+
     try:
         data = await store.get_bytes(event.archive_uri, event.archive_sha256)
     except ChecksumMismatch as exc:
-        violation = Violation(filename="<archive>", code="ARC100", message=f"archive does not match its checksum: {exc}")
-        return PluginScanned(**base, passed=False, violations=[violation])
+        violation = Violation(
+            filename="<archive>", code="ARC100", message=f"archive does not match its checksum: {exc}"
+        )
+        return scanned(False, [violation])
     report = scan_archive(data, expected_name=event.name, expected_version=event.version)
     log.info("plugin=%s passed=%s violations=%d", event.plugin_id, report.passed, len(report.violations))
     for line in report.lines():
         log.info("plugin=%s %s", event.plugin_id, line)
-    return PluginScanned(**base, passed=report.passed, violations=report.violations, manifest=report.manifest)
+    return scanned(report.passed, report.violations, report.manifest)
 
 
 def register(bus: Bus, store: ObjectStore) -> None:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
-from featurebus.common.startup import until_ready
 from featurebus.common.objectstore import ObjectStore
+from featurebus.common.startup import until_ready
 from featurebus.scanner.config import ScannerSettings
 from featurebus.scanner.handlers import register
 
@@ -34,7 +34,9 @@ class ScannerService:
         await self.store.close()
 
 
-def build(settings: ScannerSettings | None = None, *, bus: Bus | None = None, store: ObjectStore | None = None) -> ScannerService:
+def build(
+    settings: ScannerSettings | None = None, *, bus: Bus | None = None, store: ObjectStore | None = None
+) -> ScannerService:
     settings = settings or ScannerSettings()
     bus = bus or Bus(settings, client_id="scanner")
     store = store or ObjectStore(settings)

@@ -18,9 +18,15 @@ from featurebus.common.ids import normalize_version
 __all__ = ["read_manifest"]
 
 FEATURE_KEYS = ("feature_type", "feature_name", "embedding_dim", "distance_metric")
-WRONG_FEATURE_KEYS = {"type": "feature_type", "name": "feature_name", "dimensions": "embedding_dim",
-                      "dim": "embedding_dim", "dimension": "embedding_dim", "distance": "distance_metric",
-                      "metric": "distance_metric"}
+WRONG_FEATURE_KEYS = {
+    "type": "feature_type",
+    "name": "feature_name",
+    "dimensions": "embedding_dim",
+    "dim": "embedding_dim",
+    "dimension": "embedding_dim",
+    "distance": "distance_metric",
+    "metric": "distance_metric",
+}
 _NOT_LITERAL = object()
 FILE = "manifest.py"
 
@@ -74,26 +80,41 @@ def read_manifest(
     try:
         version = normalize_version(str(raw_version)) if raw_version is not None else ""
         if not version:
-            violations.append(_err("MAN002", vline, "version is missing: set version = \"1.0.0\""))
+            violations.append(_err("MAN002", vline, 'version is missing: set version = "1.0.0"'))
     except ValueError as exc:
         violations.append(_err("MAN002", vline, str(exc)))
     if expected_name and name and name != expected_name:
-        violations.append(_err("MAN003", line, f"manifest says feature_extractor_name={name!r} but it was uploaded as {expected_name!r}",
-                               "upload with the manifest's name, or change the manifest"))
+        violations.append(
+            _err(
+                "MAN003",
+                line,
+                f"manifest says feature_extractor_name={name!r} but it was uploaded as {expected_name!r}",
+                "upload with the manifest's name, or change the manifest",
+            )
+        )
     if expected_version and version and normalize_version(expected_version) != version:
-        violations.append(_err("MAN003", vline, f"manifest says version {version} but it was uploaded as {expected_version}",
-                               "upload with the manifest's version, or change the manifest"))
+        violations.append(
+            _err(
+                "MAN003",
+                vline,
+                f"manifest says version {version} but it was uploaded as {expected_version}",
+                "upload with the manifest's version, or change the manifest",
+            )
+        )
 
     features = _features(values, violations)
     profile = _compute_profile(values, violations)
     feature_uri, uline = get("feature_uri")
     if feature_uri is not None and not has_realtime:
-        violations.append(_err(
-            "MAN020", uline,
-            "feature_uri is set but the archive has no realtime.py: retriever queries against that URI would fail",
-            "add realtime.py, or remove feature_uri (featurebus then embeds queries through the batch steps)",
-            severity="WARNING",
-        ))
+        violations.append(
+            _err(
+                "MAN020",
+                uline,
+                "feature_uri is set but the archive has no realtime.py: retriever queries against that URI would fail",
+                "add realtime.py, or remove feature_uri (featurebus then embeds queries through the batch steps)",
+                severity="WARNING",
+            )
+        )
     output_schema, _ = get("output_schema")
     supported, _ = get("supported_input_types")
     description, _ = get("description")
@@ -118,15 +139,25 @@ def read_manifest(
 def _features(values: dict[str, tuple[Any, int]], violations: list[Violation]) -> list[FeatureSpec]:
     raw, line = values.get("features", (None, 0))
     if raw is None:
-        violations.append(_err("MAN010", 0, "manifest.py has no features list: the collection would get no vector "
-                               "indexes and index 0 documents", "add features = [{\"feature_type\": \"embedding\", "
-                               "\"feature_name\": ..., \"embedding_dim\": ..., \"distance_metric\": \"cosine\"}]"))
+        violations.append(
+            _err(
+                "MAN010",
+                0,
+                "manifest.py has no features list: the collection would get no vector indexes and index 0 documents",
+                'add features = [{"feature_type": "embedding", '
+                '"feature_name": ..., "embedding_dim": ..., "distance_metric": "cosine"}]',
+            )
+        )
         return []
     if raw is _NOT_LITERAL or not isinstance(raw, list | tuple):
-        violations.append(_err("MAN011", line, "features must be a literal list of dicts (the scanner does not run code)"))
+        violations.append(
+            _err("MAN011", line, "features must be a literal list of dicts (the scanner does not run code)")
+        )
         return []
     if not raw:
-        violations.append(_err("MAN010", line, "features is empty: the collection would get no vector indexes and index 0 documents"))
+        violations.append(
+            _err("MAN010", line, "features is empty: the collection would get no vector indexes and index 0 documents")
+        )
     specs: list[FeatureSpec] = []
     names: set[str] = set()
     for i, entry in enumerate(raw):
@@ -139,10 +170,22 @@ def _features(values: dict[str, tuple[Any, int]], violations: list[Violation]) -
                 continue
             bad = True
             if key in WRONG_FEATURE_KEYS:
-                violations.append(_err("MAN013", line, f"features[{i}]: key {key!r} is not recognised: use {WRONG_FEATURE_KEYS[key]!r}",
-                                       "the exact keys are feature_type, feature_name, embedding_dim, distance_metric"))
+                violations.append(
+                    _err(
+                        "MAN013",
+                        line,
+                        f"features[{i}]: key {key!r} is not recognised: use {WRONG_FEATURE_KEYS[key]!r}",
+                        "the exact keys are feature_type, feature_name, embedding_dim, distance_metric",
+                    )
+                )
             else:
-                violations.append(_err("MAN014", line, f"features[{i}]: unknown key {key!r}; the accepted keys are {list(FEATURE_KEYS)}"))
+                violations.append(
+                    _err(
+                        "MAN014",
+                        line,
+                        f"features[{i}]: unknown key {key!r}; the accepted keys are {list(FEATURE_KEYS)}",
+                    )
+                )
         missing = [k for k in FEATURE_KEYS if k not in entry]
         if missing and not bad:
             violations.append(_err("MAN015", line, f"features[{i}] lacks {missing}"))
@@ -153,11 +196,19 @@ def _features(values: dict[str, tuple[Any, int]], violations: list[Violation]) -
         except ValidationError as exc:
             for error in exc.errors():
                 field = ".".join(str(p) for p in error["loc"])
-                violations.append(_err("MAN016", line, f"features[{i}].{field}: {error['msg']} (got {error.get('input')!r})",
-                                       "embedding_dim is a positive integer; distance_metric is cosine, euclid or dot"))
+                violations.append(
+                    _err(
+                        "MAN016",
+                        line,
+                        f"features[{i}].{field}: {error['msg']} (got {error.get('input')!r})",
+                        "embedding_dim is a positive integer; distance_metric is cosine, euclid or dot",
+                    )
+                )
             continue
         if spec.feature_name in names:
-            violations.append(_err("MAN017", line, f"features[{i}]: feature_name {spec.feature_name!r} is declared twice"))
+            violations.append(
+                _err("MAN017", line, f"features[{i}]: feature_name {spec.feature_name!r} is declared twice")
+            )
             continue
         names.add(spec.feature_name)
         specs.append(spec)
@@ -171,11 +222,19 @@ def _compute_profile(values: dict[str, tuple[Any, int]], violations: list[Violat
         return ComputeProfile()
     unknown = sorted(set(raw) - set(ComputeProfile.model_fields))
     if unknown:
-        violations.append(_err("MAN031", line, f"compute_profile: unknown keys {unknown}; accepted: {sorted(ComputeProfile.model_fields)}"))
+        violations.append(
+            _err(
+                "MAN031",
+                line,
+                f"compute_profile: unknown keys {unknown}; accepted: {sorted(ComputeProfile.model_fields)}",
+            )
+        )
         return ComputeProfile()
     try:
         return ComputeProfile.model_validate(raw)
     except ValidationError as exc:
         for error in exc.errors():
-            violations.append(_err("MAN032", line, f"compute_profile.{'.'.join(map(str, error['loc']))}: {error['msg']}"))
+            violations.append(
+                _err("MAN032", line, f"compute_profile.{'.'.join(map(str, error['loc']))}: {error['msg']}")
+            )
         return ComputeProfile()

@@ -27,9 +27,9 @@ class ScanReport:
 
 
 def scan_archive(
-    data: bytes, *, expected_name: str | None = None, expected_version: str | None = None, limits: Limits = Limits()
+    data: bytes, *, expected_name: str | None = None, expected_version: str | None = None, limits: Limits | None = None
 ) -> ScanReport:
-    archive = read_archive(data, limits)
+    archive = read_archive(data, limits or Limits())
     report = ScanReport(list(archive.violations))
     if "manifest.py" in archive.files:
         report.manifest, found = read_manifest(

@@ -60,8 +60,15 @@ def scan_source(filename: str, data: bytes) -> list[Violation]:
         tree = ast.parse(_decode(data), filename=filename)
     except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
         line = getattr(exc, "lineno", 0) or 0
-        return [Violation(filename=filename, line=line, code="SEC000", message=f"cannot parse {filename}: {exc}",
-                          hint="the scanner rejects what it cannot read")]
+        return [
+            Violation(
+                filename=filename,
+                line=line,
+                code="SEC000",
+                message=f"cannot parse {filename}: {exc}",
+                hint="the scanner rejects what it cannot read",
+            )
+        ]
     visitor = _Visitor(filename)
     visitor.visit(tree)
     return visitor.violations
@@ -74,8 +81,9 @@ class _Visitor(ast.NodeVisitor):
         self.os_names: set[str] = set()  # names bound to the os module
 
     def _add(self, node: ast.AST, code: str, message: str, hint: str | None) -> None:
-        self.violations.append(Violation(filename=self.filename, line=getattr(node, "lineno", 0), code=code,
-                                         message=message, hint=hint))
+        self.violations.append(
+            Violation(filename=self.filename, line=getattr(node, "lineno", 0), code=code, message=message, hint=hint)
+        )
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -94,8 +102,12 @@ class _Visitor(ast.NodeVisitor):
         elif node.level == 0 and module == "os":
             for alias in node.names:
                 if alias.name == "*" or _forbidden_os(alias.name):
-                    self._add(node, "SEC002", f"import of os.{alias.name}" + (f" as {alias.asname}" if alias.asname else ""),
-                              "plugins may not run shell commands or processes")
+                    self._add(
+                        node,
+                        "SEC002",
+                        f"import of os.{alias.name}" + (f" as {alias.asname}" if alias.asname else ""),
+                        "plugins may not run shell commands or processes",
+                    )
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:

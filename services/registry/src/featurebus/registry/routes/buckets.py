@@ -19,16 +19,35 @@ router = APIRouter()
 
 
 def bucket_view(b: BucketDoc) -> dict[str, Any]:
-    return {"bucket_id": b.id, "bucket_name": b.bucket_name, "name": b.bucket_name, "bucket_schema": b.bucket_schema,
-            "namespace_id": b.namespace_id, "object_count": b.object_count, "created_at": b.created_at}
+    return {
+        "bucket_id": b.id,
+        "bucket_name": b.bucket_name,
+        "name": b.bucket_name,
+        "bucket_schema": b.bucket_schema,
+        "namespace_id": b.namespace_id,
+        "object_count": b.object_count,
+        "created_at": b.created_at,
+    }
 
 
 def batch_view(b: BatchDoc) -> dict[str, Any]:
     return {
-        "batch_id": b.id, "task_id": b.task_id, "status": b.status, "bucket_id": b.bucket_id, "collection_ids": b.collection_ids,
-        "rows_in": b.rows_in, "rows_embedded": b.rows_embedded, "rows_written": b.rows_written, "rows_failed": b.rows_failed,
-        "frames_total": b.frames_total, "frames_done": b.frames_done, "failure_summary": b.failure_summary, "error": b.error,
-        "object_ids": b.object_ids, "created_at": b.created_at, "completed_at": b.completed_at,
+        "batch_id": b.id,
+        "task_id": b.task_id,
+        "status": b.status,
+        "bucket_id": b.bucket_id,
+        "collection_ids": b.collection_ids,
+        "rows_in": b.rows_in,
+        "rows_embedded": b.rows_embedded,
+        "rows_written": b.rows_written,
+        "rows_failed": b.rows_failed,
+        "frames_total": b.frames_total,
+        "frames_done": b.frames_done,
+        "failure_summary": b.failure_summary,
+        "error": b.error,
+        "object_ids": b.object_ids,
+        "created_at": b.created_at,
+        "completed_at": b.completed_at,
     }
 
 
@@ -60,8 +79,13 @@ async def create_bucket(ns: str, body: CreateBucket, who: Principal = Depends(pr
         check_schema(body.bucket_schema)
     except SchemaError as exc:
         raise ApiError(422, str(exc), exc.hint) from None
-    bucket = BucketDoc(id=ids.new_id("bkt"), org_id=who.org_id, namespace_id=namespace.id, bucket_name=body.bucket_name,
-                       bucket_schema=body.bucket_schema)
+    bucket = BucketDoc(
+        id=ids.new_id("bkt"),
+        org_id=who.org_id,
+        namespace_id=namespace.id,
+        bucket_name=body.bucket_name,
+        bucket_schema=body.bucket_schema,
+    )
     await bucket.insert()
     return bucket_view(bucket)
 
@@ -78,23 +102,38 @@ async def get_bucket_route(ns: str, bucket_id: str, who: Principal = Depends(pri
 
 
 @router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/objects", status_code=201)
-async def add_object(ns: str, bucket_id: str, request: Request, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+async def add_object(
+    ns: str, bucket_id: str, request: Request, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     namespace, bucket = await get_bucket(who, ns, bucket_id)
     body = await request.json()
     if not isinstance(body, dict):
-        raise ApiError(422, "the body must be an object with blobs", '{"blobs": [{"property": "text", "type": "text", "data": "..."}]}')
+        raise ApiError(
+            422,
+            "the body must be an object with blobs",
+            '{"blobs": [{"property": "text", "type": "text", "data": "..."}]}',
+        )
     object_id = str(body.get("object_id") or ids.new_id("obj"))
     try:
-        blobs = to_blobs(object_id, body.get("blobs"), bucket.bucket_schema["properties"], c.settings.max_inline_text_bytes,
-                         lambda oid, prop, i: ids.deterministic_id("blob", oid, prop, str(i)))
+        blobs = to_blobs(
+            object_id,
+            body.get("blobs"),
+            bucket.bucket_schema["properties"],
+            c.settings.max_inline_text_bytes,
+            lambda oid, prop, i: ids.deterministic_id("blob", oid, prop, str(i)),
+        )
     except SchemaError as exc:
         raise ApiError(422, str(exc), exc.hint) from None
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ApiError(422, "metadata must be an object")
     await c.bus.publish(
-        ObjectsIngested(org_id=who.org_id, namespace_id=namespace.id, bucket_id=bucket.id,
-                        objects=[IngestedObject(object_id=object_id, blobs=blobs, metadata=metadata)]),
+        ObjectsIngested(
+            org_id=who.org_id,
+            namespace_id=namespace.id,
+            bucket_id=bucket.id,
+            objects=[IngestedObject(object_id=object_id, blobs=blobs, metadata=metadata)],
+        ),
         key=bucket.id,
     )
     await BucketDoc.find_one(BucketDoc.id == bucket.id).inc({BucketDoc.object_count: 1})
@@ -108,40 +147,82 @@ class TriggerBody(BaseModel):
 async def plugin_ref(namespace_id: str, extractor: dict[str, Any]) -> PluginRef:
     plugin = await PluginDoc.get(f"{namespace_id}/{extractor['plugin_id']}")
     if plugin is None or plugin.manifest is None:
-        raise ApiError(409, f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection")
+        raise ApiError(
+            409, f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection"
+        )
     if not plugin.batch_enabled:
-        raise ApiError(409, f"plugin {plugin.plugin_id} is not deployed for batch processing",
-                       f"POST .../plugins/{plugin.plugin_id}/deploy?deployment_type=batch_only")
-    return PluginRef(plugin_id=plugin.plugin_id, name=plugin.name, version=plugin.version, archive_uri=plugin.archive_uri,
-                     archive_sha256=plugin.archive_sha256, parameters={**plugin.params, **(extractor.get("parameters") or {})},
-                     compute_profile=plugin.manifest.compute_profile, features=plugin.manifest.features)
+        raise ApiError(
+            409,
+            f"plugin {plugin.plugin_id} is not deployed for batch processing",
+            f"POST .../plugins/{plugin.plugin_id}/deploy?deployment_type=batch_only",
+        )
+    return PluginRef(
+        plugin_id=plugin.plugin_id,
+        name=plugin.name,
+        version=plugin.version,
+        archive_uri=plugin.archive_uri,
+        archive_sha256=plugin.archive_sha256,
+        parameters={**plugin.params, **(extractor.get("parameters") or {})},
+        compute_profile=plugin.manifest.compute_profile,
+        features=plugin.manifest.features,
+    )
 
 
-async def start_batch(c: Ctx, who: Principal, namespace: NamespaceDoc, bucket: BucketDoc, collection_ids: list[str],
-                      object_ids: list[str] | None = None) -> BatchDoc:
+async def start_batch(
+    c: Ctx,
+    who: Principal,
+    namespace: NamespaceDoc,
+    bucket: BucketDoc,
+    collection_ids: list[str],
+    object_ids: list[str] | None = None,
+) -> BatchDoc:
     targets = []
     for cid in collection_ids:
         collection = await CollectionDoc.get(cid)
         if collection is None or collection.namespace_id != namespace.id:
             raise ApiError(404, f"collection {cid!r} not found in this namespace")
         if bucket.id not in collection.bucket_ids:
-            raise ApiError(422, f"collection {cid} does not use bucket {bucket.id} as its source",
-                           f"its source buckets are {collection.bucket_ids}")
-        targets.append(CollectionTarget(collection_id=cid, feature_extractors=[await plugin_ref(namespace.id, fe) for fe in collection.feature_extractors]))
+            raise ApiError(
+                422,
+                f"collection {cid} does not use bucket {bucket.id} as its source",
+                f"its source buckets are {collection.bucket_ids}",
+            )
+        targets.append(
+            CollectionTarget(
+                collection_id=cid,
+                feature_extractors=[await plugin_ref(namespace.id, fe) for fe in collection.feature_extractors],
+            )
+        )
     batch_id = ids.new_id("btch")
-    batch = BatchDoc(id=batch_id, org_id=who.org_id, namespace_id=namespace.id, bucket_id=bucket.id, collection_ids=collection_ids,
-                     task_id=ids.deterministic_id("task", batch_id), object_ids=object_ids)
+    batch = BatchDoc(
+        id=batch_id,
+        org_id=who.org_id,
+        namespace_id=namespace.id,
+        bucket_id=bucket.id,
+        collection_ids=collection_ids,
+        task_id=ids.deterministic_id("task", batch_id),
+        object_ids=object_ids,
+    )
     await batch.insert()
     await c.bus.publish(
-        BatchTriggered(org_id=who.org_id, namespace_id=namespace.id, bucket_id=bucket.id, batch_id=batch_id, collections=targets,
-                       object_ids=object_ids, expected_objects=None if object_ids else bucket.object_count),
+        BatchTriggered(
+            org_id=who.org_id,
+            namespace_id=namespace.id,
+            bucket_id=bucket.id,
+            batch_id=batch_id,
+            collections=targets,
+            object_ids=object_ids,
+            expected_objects=None if object_ids else bucket.object_count,
+        ),
         key=bucket.id,
     )
     return batch
 
 
 @router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/trigger", status_code=201)
-async def trigger(ns: str, bucket_id: str, body: TriggerBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+async def trigger(
+    ns: str, bucket_id: str, body: TriggerBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     namespace, bucket = await get_bucket(who, ns, bucket_id)
     return batch_view(await start_batch(c, who, namespace, bucket, body.collection_ids))
 
@@ -160,17 +241,22 @@ async def batch_status(ns: str, bucket_id: str, batch_id: str, who: Principal = 
 
 
 @router.get("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/failed-documents")
-async def failed_documents(ns: str, bucket_id: str, batch_id: str, offset: int = 0, limit: int = 100,
-                           who: Principal = Depends(principal)) -> dict[str, Any]:
+async def failed_documents(
+    ns: str, bucket_id: str, batch_id: str, offset: int = 0, limit: int = 100, who: Principal = Depends(principal)
+) -> dict[str, Any]:
     await get_batch(who, ns, bucket_id, batch_id)
     frames = await FrameResult.find(FrameResult.batch_id == batch_id).sort("+frame_id").to_list()
-    rows = [{"collection_id": f.collection_id, **failure.model_dump(mode="json")} for f in frames for failure in f.failures]
+    rows = [
+        {"collection_id": f.collection_id, **failure.model_dump(mode="json")} for f in frames for failure in f.failures
+    ]
     limit = max(1, min(limit, 1000))
-    return {"results": rows[offset: offset + limit], "total": len(rows), "offset": offset, "limit": limit}
+    return {"results": rows[offset : offset + limit], "total": len(rows), "offset": offset, "limit": limit}
 
 
 @router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/retry", status_code=201)
-async def retry(ns: str, bucket_id: str, batch_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+async def retry(
+    ns: str, bucket_id: str, batch_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     namespace, bucket, batch = await get_batch(who, ns, bucket_id, batch_id)
     frames = await FrameResult.find(FrameResult.batch_id == batch_id).to_list()
     failed = sorted({failure.object_id for f in frames for failure in f.failures})
@@ -184,5 +270,12 @@ async def task(task_id: str, who: Principal = Depends(principal)) -> dict[str, A
     batch = await BatchDoc.find_one(BatchDoc.task_id == task_id, BatchDoc.org_id == who.org_id)
     if batch is None:
         raise ApiError(404, f"task {task_id!r} not found")
-    return {"task_id": task_id, "task_type": "batch", "status": batch.status, "batch_id": batch.id,
-            "bucket_id": batch.bucket_id, "created_at": batch.created_at, "completed_at": batch.completed_at}
+    return {
+        "task_id": task_id,
+        "task_type": "batch",
+        "status": batch.status,
+        "batch_id": batch.id,
+        "bucket_id": batch.bucket_id,
+        "created_at": batch.created_at,
+        "completed_at": batch.completed_at,
+    }

@@ -18,10 +18,16 @@ router = APIRouter(prefix="/v1/namespaces/{ns}/collections")
 
 
 def collection_view(col: CollectionDoc) -> dict[str, Any]:
-    return {"collection_id": col.id, "collection_name": col.collection_name, "name": col.collection_name,
-            "namespace_id": col.namespace_id, "feature_extractors": col.feature_extractors,
-            "source": {"type": "bucket", "bucket_ids": col.bucket_ids},
-            "vector_indexes": [v.model_dump() for v in col.vector_indexes], "created_at": col.created_at}
+    return {
+        "collection_id": col.id,
+        "collection_name": col.collection_name,
+        "name": col.collection_name,
+        "namespace_id": col.namespace_id,
+        "feature_extractors": col.feature_extractors,
+        "source": {"type": "bucket", "bucket_ids": col.bucket_ids},
+        "vector_indexes": [v.model_dump() for v in col.vector_indexes],
+        "created_at": col.created_at,
+    }
 
 
 class ExtractorSpec(BaseModel):
@@ -53,17 +59,23 @@ class CreateCollection(BaseModel):
 async def resolve_collection(namespace: NamespaceDoc, ident: str) -> CollectionDoc:
     col = await CollectionDoc.get(ident)
     if col is None or col.namespace_id != namespace.id:
-        col = await CollectionDoc.find_one(CollectionDoc.namespace_id == namespace.id, CollectionDoc.collection_name == ident)
+        col = await CollectionDoc.find_one(
+            CollectionDoc.namespace_id == namespace.id, CollectionDoc.collection_name == ident
+        )
     if col is None:
         raise ApiError(404, f"collection {ident!r} not found in namespace {namespace.namespace_name!r}")
     return col
 
 
 @router.post("", status_code=201)
-async def create_collection(ns: str, body: CreateCollection, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+async def create_collection(
+    ns: str, body: CreateCollection, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     namespace = await resolve_namespace(who, ns)
     if body.source.type != "bucket":
-        raise ApiError(422, f"source.type {body.source.type!r} is not supported", 'use {"type": "bucket", "bucket_ids": [...]}')
+        raise ApiError(
+            422, f"source.type {body.source.type!r} is not supported", 'use {"type": "bucket", "bucket_ids": [...]}'
+        )
     for bucket_id in body.source.bucket_ids:
         bucket = await BucketDoc.get(bucket_id)
         if bucket is None or bucket.namespace_id != namespace.id:
@@ -77,32 +89,69 @@ async def create_collection(ns: str, body: CreateCollection, who: Principal = De
             raise ApiError(422, f"feature_extractors[{i}].version: {exc}") from None
         plugin = await PluginDoc.get(f"{namespace.id}/{plugin_id}")
         if plugin is None:
-            raise ApiError(422, f"feature_extractors[{i}]: plugin {plugin_id} is not uploaded to this namespace",
-                           "upload it with POST .../plugins/uploads")
+            raise ApiError(
+                422,
+                f"feature_extractors[{i}]: plugin {plugin_id} is not uploaded to this namespace",
+                "upload it with POST .../plugins/uploads",
+            )
         if plugin.scan_status != "passed" or plugin.manifest is None:
-            raise ApiError(409, f"feature_extractors[{i}]: plugin {plugin_id} has not passed its scan ({plugin.scan_status})",
-                           f"check GET .../plugins/{plugin_id}/status")
+            raise ApiError(
+                409,
+                f"feature_extractors[{i}]: plugin {plugin_id} has not passed its scan ({plugin.scan_status})",
+                f"check GET .../plugins/{plugin_id}/status",
+            )
         if not plugin.batch_enabled:
-            raise ApiError(409, f"feature_extractors[{i}]: plugin {plugin_id} is not deployed for batch processing",
-                           f"POST .../plugins/{plugin_id}/deploy?deployment_type=batch_only")
+            raise ApiError(
+                409,
+                f"feature_extractors[{i}]: plugin {plugin_id} is not deployed for batch processing",
+                f"POST .../plugins/{plugin_id}/deploy?deployment_type=batch_only",
+            )
         if not plugin.manifest.features:
-            raise ApiError(422, f"plugin {plugin_id} declares no features: the collection would index 0 documents",
-                           "add features to manifest.py with feature_type, feature_name, embedding_dim, distance_metric")
+            raise ApiError(
+                422,
+                f"plugin {plugin_id} declares no features: the collection would index 0 documents",
+                "add features to manifest.py with feature_type, feature_name, embedding_dim, distance_metric",
+            )
         for feature in plugin.manifest.features:
             if any(v.name == feature.feature_name for v in indexes):
-                raise ApiError(422, f"two feature extractors both produce the vector {feature.feature_name!r}",
-                               "use extractors with distinct feature names in one collection")
-            indexes.append(VectorIndex(
-                name=feature.feature_name, dimensions=feature.embedding_dim, distance=feature.distance_metric,
-                feature_uri=f"mixpeek://{plugin.name}@{plugin.version}/{feature.feature_name}", plugin_id=plugin_id,
-            ))
-        extractors.append({"feature_extractor_name": plugin.name, "version": plugin.version,
-                           "parameters": spec.parameters, "plugin_id": plugin_id})
-    col = CollectionDoc(id=ids.new_id("col"), org_id=who.org_id, namespace_id=namespace.id, collection_name=body.collection_name,
-                        feature_extractors=extractors, bucket_ids=body.source.bucket_ids, vector_indexes=indexes)
+                raise ApiError(
+                    422,
+                    f"two feature extractors both produce the vector {feature.feature_name!r}",
+                    "use extractors with distinct feature names in one collection",
+                )
+            indexes.append(
+                VectorIndex(
+                    name=feature.feature_name,
+                    dimensions=feature.embedding_dim,
+                    distance=feature.distance_metric,
+                    feature_uri=f"mixpeek://{plugin.name}@{plugin.version}/{feature.feature_name}",
+                    plugin_id=plugin_id,
+                )
+            )
+        extractors.append(
+            {
+                "feature_extractor_name": plugin.name,
+                "version": plugin.version,
+                "parameters": spec.parameters,
+                "plugin_id": plugin_id,
+            }
+        )
+    col = CollectionDoc(
+        id=ids.new_id("col"),
+        org_id=who.org_id,
+        namespace_id=namespace.id,
+        collection_name=body.collection_name,
+        feature_extractors=extractors,
+        bucket_ids=body.source.bucket_ids,
+        vector_indexes=indexes,
+    )
     await col.insert()
-    await c.bus.publish(CollectionLifecycle(action="created", org_id=who.org_id, namespace_id=namespace.id,
-                                            collection_id=col.id, vector_indexes=indexes), key=col.id)
+    await c.bus.publish(
+        CollectionLifecycle(
+            action="created", org_id=who.org_id, namespace_id=namespace.id, collection_id=col.id, vector_indexes=indexes
+        ),
+        key=col.id,
+    )
     return collection_view(col)
 
 
@@ -119,13 +168,21 @@ async def get_collection(ns: str, collection: str, who: Principal = Depends(prin
 
 
 @router.delete("/{collection}")
-async def delete_collection(ns: str, collection: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+async def delete_collection(
+    ns: str, collection: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     namespace = await resolve_namespace(who, ns)
     col = await resolve_collection(namespace, collection)
-    users = [r.id for r in await RetrieverDoc.find(RetrieverDoc.namespace_id == namespace.id).to_list()
-             if r.collection_ids and col.id in r.collection_ids]
+    users = [
+        r.id
+        for r in await RetrieverDoc.find(RetrieverDoc.namespace_id == namespace.id).to_list()
+        if r.collection_ids and col.id in r.collection_ids
+    ]
     if users:
         raise ApiError(409, f"collection {col.id} is used by retrievers {users}", "delete those retrievers first")
     await col.delete()
-    await c.bus.publish(CollectionLifecycle(action="deleted", org_id=who.org_id, namespace_id=namespace.id, collection_id=col.id), key=col.id)
+    await c.bus.publish(
+        CollectionLifecycle(action="deleted", org_id=who.org_id, namespace_id=namespace.id, collection_id=col.id),
+        key=col.id,
+    )
     return {"deleted": True, "collection_id": col.id}

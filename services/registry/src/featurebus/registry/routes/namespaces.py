@@ -19,8 +19,13 @@ router = APIRouter()
 
 
 def namespace_view(ns: NamespaceDoc) -> dict[str, Any]:
-    return {"namespace_id": ns.id, "namespace_name": ns.namespace_name, "description": ns.description,
-            "org_id": ns.org_id, "created_at": ns.created_at}
+    return {
+        "namespace_id": ns.id,
+        "namespace_name": ns.namespace_name,
+        "description": ns.description,
+        "org_id": ns.org_id,
+        "created_at": ns.created_at,
+    }
 
 
 class CreateNamespace(BaseModel):
@@ -38,7 +43,9 @@ class CreateNamespace(BaseModel):
 
 @router.post("/v1/namespaces", status_code=201)
 async def create_namespace(body: CreateNamespace, who: Principal = Depends(principal)) -> dict[str, Any]:
-    doc = NamespaceDoc(id=new_id("ns"), org_id=who.org_id, namespace_name=body.namespace_name, description=body.description)
+    doc = NamespaceDoc(
+        id=new_id("ns"), org_id=who.org_id, namespace_name=body.namespace_name, description=body.description
+    )
     try:
         await doc.insert()
     except DuplicateKeyError:
@@ -67,10 +74,17 @@ async def create_key(body: CreateKey, who: Principal = Depends(principal)) -> di
     if not who.admin:
         raise ApiError(403, "only an admin key can create keys")
     key = "fb_" + pysecrets.token_urlsafe(32)
-    record = ApiKey(id=new_id("key"), org_id=who.org_id, name=body.name, key_hash=hash_key(key), namespaces=body.namespaces)
+    record = ApiKey(
+        id=new_id("key"), org_id=who.org_id, name=body.name, key_hash=hash_key(key), namespaces=body.namespaces
+    )
     await record.insert()
-    return {"key_id": record.id, "name": record.name, "namespaces": record.namespaces, "key": key,
-            "note": "the key is shown once; store it now"}
+    return {
+        "key_id": record.id,
+        "name": record.name,
+        "namespaces": record.namespaces,
+        "key": key,
+        "note": "the key is shown once; store it now",
+    }
 
 
 class SecretBody(BaseModel):
@@ -102,17 +116,27 @@ async def list_secrets(who: Principal = Depends(principal)) -> dict[str, Any]:
 async def create_secret(body: SecretBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
     if not body.secret_name:
         raise ApiError(422, "secret_name is required", '{"secret_name": "EXTERNAL_API_KEY", "secret_value": "..."}')
-    doc = SecretDoc(id=f"{who.org_id}/{body.secret_name}", org_id=who.org_id, name=body.secret_name,
-                    ciphertext=c.cipher.encrypt(body.secret_value.encode()).decode())
+    doc = SecretDoc(
+        id=f"{who.org_id}/{body.secret_name}",
+        org_id=who.org_id,
+        name=body.secret_name,
+        ciphertext=c.cipher.encrypt(body.secret_value.encode()).decode(),
+    )
     try:
         await doc.insert()
     except DuplicateKeyError:
-        raise ApiError(409, f"secret {body.secret_name!r} exists", f"update it with PUT /v1/organizations/secrets/{body.secret_name}") from None
+        raise ApiError(
+            409,
+            f"secret {body.secret_name!r} exists",
+            f"update it with PUT /v1/organizations/secrets/{body.secret_name}",
+        ) from None
     return secret_view(doc)
 
 
 @router.put("/v1/organizations/secrets/{name}")
-async def update_secret(name: str, body: SecretBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+async def update_secret(
+    name: str, body: SecretBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     doc = await SecretDoc.get(f"{who.org_id}/{name}")
     if doc is None:
         raise ApiError(404, f"secret {name!r} not found", "create it with POST /v1/organizations/secrets")

@@ -30,8 +30,14 @@ DEFAULT_LIMIT = 10
 
 
 def retriever_view(r: RetrieverDoc) -> dict[str, Any]:
-    return {"retriever_id": r.id, "retriever_name": r.retriever_name, "name": r.retriever_name,
-            "collection_identifiers": r.collection_ids, "stages": r.stages, "created_at": r.created_at}
+    return {
+        "retriever_id": r.id,
+        "retriever_name": r.retriever_name,
+        "name": r.retriever_name,
+        "collection_identifiers": r.collection_ids,
+        "stages": r.stages,
+        "created_at": r.created_at,
+    }
 
 
 def _stage_id(stage: dict[str, Any]) -> str:
@@ -53,16 +59,26 @@ async def _validate_stages(namespace: NamespaceDoc, stages: Any) -> None:
         if sid in SEARCH_STAGES:
             found = _params(stage).get("searches")
             if not isinstance(found, list) or not found:
-                raise ApiError(422, f"stages[{i}].config.parameters.searches must list at least one search",
-                               '{"feature_uri": "mixpeek://name@1.0.0/feature", "query": "{{INPUT.query}}"}')
+                raise ApiError(
+                    422,
+                    f"stages[{i}].config.parameters.searches must list at least one search",
+                    '{"feature_uri": "mixpeek://name@1.0.0/feature", "query": "{{INPUT.query}}"}',
+                )
             for j, search in enumerate(found):
-                await _resolve_feature(namespace, search.get("feature_uri", ""), f"stages[{i}].searches[{j}].feature_uri")
+                await _resolve_feature(
+                    namespace, search.get("feature_uri", ""), f"stages[{i}].searches[{j}].feature_uri"
+                )
             searches += len(found)
         elif sid not in FILTER_STAGES | LIMIT_STAGES:
-            raise ApiError(422, f"stages[{i}]: stage {sid!r} is not supported",
-                           f"supported stages: {sorted(SEARCH_STAGES | FILTER_STAGES | LIMIT_STAGES)}")
+            raise ApiError(
+                422,
+                f"stages[{i}]: stage {sid!r} is not supported",
+                f"supported stages: {sorted(SEARCH_STAGES | FILTER_STAGES | LIMIT_STAGES)}",
+            )
     if not searches:
-        raise ApiError(422, "a retriever needs a feature_search stage", "add a stage with config.stage_id = feature_search")
+        raise ApiError(
+            422, "a retriever needs a feature_search stage", "add a stage with config.stage_id = feature_search"
+        )
 
 
 async def _resolve_feature(namespace: NamespaceDoc, uri: str, where: str) -> tuple[PluginDoc, str]:
@@ -86,8 +102,11 @@ async def create_retriever(ns: str, request: Request, who: Principal = Depends(p
     if not isinstance(body, dict):
         raise ApiError(422, "the body must be an object")
     if "collection_ids" in body and "collection_identifiers" not in body:
-        raise ApiError(422, "retrievers take collection_identifiers, not collection_ids",
-                       "Add collection_identifiers to your retriever")
+        raise ApiError(
+            422,
+            "retrievers take collection_identifiers, not collection_ids",
+            "Add collection_identifiers to your retriever",
+        )
     name = body.get("retriever_name") or body.get("name")
     if not isinstance(name, str) or not name:
         raise ApiError(422, "name is required")
@@ -98,8 +117,14 @@ async def create_retriever(ns: str, request: Request, who: Principal = Depends(p
             raise ApiError(422, "collection_identifiers must be a list of collection ids or names")
         collection_ids = [(await resolve_collection(namespace, str(i))).id for i in identifiers]
     await _validate_stages(namespace, body.get("stages"))
-    doc = RetrieverDoc(id=ids.new_id("ret"), org_id=who.org_id, namespace_id=namespace.id, retriever_name=name,
-                       collection_ids=collection_ids, stages=body["stages"])
+    doc = RetrieverDoc(
+        id=ids.new_id("ret"),
+        org_id=who.org_id,
+        namespace_id=namespace.id,
+        retriever_name=name,
+        collection_ids=collection_ids,
+        stages=body["stages"],
+    )
     await doc.insert()
     return retriever_view(doc)
 
@@ -108,7 +133,9 @@ async def _get(who: Principal, ns: str, retriever_id: str) -> tuple[NamespaceDoc
     namespace = await resolve_namespace(who, ns)
     doc = await RetrieverDoc.get(retriever_id)
     if doc is None or doc.namespace_id != namespace.id:
-        doc = await RetrieverDoc.find_one(RetrieverDoc.namespace_id == namespace.id, RetrieverDoc.retriever_name == retriever_id)
+        doc = await RetrieverDoc.find_one(
+            RetrieverDoc.namespace_id == namespace.id, RetrieverDoc.retriever_name == retriever_id
+        )
     if doc is None:
         raise ApiError(404, f"retriever {retriever_id!r} not found")
     return namespace, doc
@@ -127,7 +154,9 @@ async def delete_retriever(ns: str, retriever_id: str, who: Principal = Depends(
 
 
 @router.post("/{retriever_id}/execute")
-async def execute(ns: str, retriever_id: str, request: Request, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+async def execute(
+    ns: str, retriever_id: str, request: Request, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     began = time.perf_counter()
     namespace, retriever = await _get(who, ns, retriever_id)
     body = await request.json()
@@ -137,37 +166,61 @@ async def execute(ns: str, retriever_id: str, request: Request, who: Principal =
     try:
         stages = fill(retriever.stages, inputs)
     except MissingInput as exc:
-        raise ApiError(422, f"input.{exc.args[0]} is required by this retriever", f'{{"input": {{"{exc.args[0]}": ...}}}}') from None
+        raise ApiError(
+            422, f"input.{exc.args[0]} is required by this retriever", f'{{"input": {{"{exc.args[0]}": ...}}}}'
+        ) from None
     limit = int(body.get("limit") or 0) or None
     filters: dict[str, Any] = {}
     searches: list[SearchSpec] = []
     for stage in stages:
         sid, params = _stage_id(stage), _params(stage)
         if sid in SEARCH_STAGES:
-            limit = limit or params.get("final_top_k") or max((s.get("top_k") or 0 for s in params["searches"]), default=0) or None
+            limit = (
+                limit
+                or params.get("final_top_k")
+                or max((s.get("top_k") or 0 for s in params["searches"]), default=0)
+                or None
+            )
             for search in params["searches"]:
                 searches.append(await _search_spec(namespace, retriever, search))
         elif sid in FILTER_STAGES:
-            filters.update(params.get("filters") or ({params["field"]: params.get("value")} if "field" in params else {}))
+            filters.update(
+                params.get("filters") or ({params["field"]: params.get("value")} if "field" in params else {})
+            )
         elif sid == "limit" and params.get("limit"):
             limit = min(limit or 10**6, int(params["limit"]))
     limit = max(1, min(int(limit or DEFAULT_LIMIT), 1000))
     request_id = uuid.uuid4().hex
     waiting = c.answers.expect(request_id)
     try:
-        await c.bus.publish(RetrievalRequested(request_id=request_id, org_id=who.org_id, namespace_id=namespace.id,
-                                               searches=searches, limit=limit, filters=filters), key=request_id)
+        await c.bus.publish(
+            RetrievalRequested(
+                request_id=request_id,
+                org_id=who.org_id,
+                namespace_id=namespace.id,
+                searches=searches,
+                limit=limit,
+                filters=filters,
+            ),
+            key=request_id,
+        )
         answer = await asyncio.wait_for(waiting, c.settings.retrieval_timeout_s)
     except TimeoutError:
-        raise ApiError(504, f"no answer within {c.settings.retrieval_timeout_s:.0f}s",
-                       "the inference or indexer service may be down or busy; check their logs and retry") from None
+        raise ApiError(
+            504,
+            f"no answer within {c.settings.retrieval_timeout_s:.0f}s",
+            "the inference or indexer service may be down or busy; check their logs and retry",
+        ) from None
     finally:
         c.answers.forget(request_id)
     if answer.error:
         raise ApiError(502, answer.error)
     hits = fuse(answer.hits, limit)
     return {
-        "results": [{**h.payload, "document_id": h.document_id, "collection_id": h.collection_id, "score": h.score} for h in hits],
+        "results": [
+            {**h.payload, "document_id": h.document_id, "collection_id": h.collection_id, "score": h.score}
+            for h in hits
+        ],
         "retriever_id": retriever.id,
         "execution_time_ms": round((time.perf_counter() - began) * 1000, 1),
     }
@@ -184,15 +237,27 @@ async def _search_spec(namespace: NamespaceDoc, retriever: RetrieverDoc, search:
         collection_ids = retriever.collection_ids
     else:
         docs = await CollectionDoc.find(CollectionDoc.namespace_id == namespace.id).to_list()
-        collection_ids = [d.id for d in docs if any(v.name == feature and v.plugin_id == plugin.plugin_id for v in d.vector_indexes)]
+        collection_ids = [
+            d.id for d in docs if any(v.name == feature and v.plugin_id == plugin.plugin_id for v in d.vector_indexes)
+        ]
     if not collection_ids:
-        raise ApiError(422, f"no collection of this namespace has the feature {feature!r}", "create a collection with the plugin first")
+        raise ApiError(
+            422,
+            f"no collection of this namespace has the feature {feature!r}",
+            "create a collection with the plugin first",
+        )
     extractor = {"plugin_id": plugin.plugin_id, "parameters": {}}
     for cid in collection_ids:
         col = await CollectionDoc.get(cid)
-        match = next((fe for fe in (col.feature_extractors if col else []) if fe.get("plugin_id") == plugin.plugin_id), None)
+        match = next(
+            (fe for fe in (col.feature_extractors if col else []) if fe.get("plugin_id") == plugin.plugin_id), None
+        )
         if match:
             extractor = match
             break
-    return SearchSpec(feature_name=feature, query_text=query, plugin=await plugin_ref(namespace.id, extractor),
-                      collection_ids=collection_ids)
+    return SearchSpec(
+        feature_name=feature,
+        query_text=query,
+        plugin=await plugin_ref(namespace.id, extractor),
+        collection_ids=collection_ids,
+    )
