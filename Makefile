@@ -9,18 +9,18 @@ PACKAGES := $(shell for f in libs/*/pyproject.toml services/*/pyproject.toml; do
 	grep -q '^\[project\]' $$f && dirname $$f; done)
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 STAMP := $(VENV)/.installed
-DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy psutil
+DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy
 
 .PHONY: setup run stop test lint clean
 
 setup: $(STAMP)
 
-$(STAMP): $(PYPROJECTS) Makefile
+$(STAMP): $(PYPROJECTS) deploy/local/requirements.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q $(addprefix -e ,$(PACKAGES)) $(DEV_TOOLS)
+	$(BIN)/pip install -q $(addprefix -e ,$(PACKAGES)) -r deploy/local/requirements.txt $(DEV_TOOLS)
 	@touch $@
 
 run: setup

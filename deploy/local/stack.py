@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,12 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def _run_async(probe) -> None:  # type: ignore[no-untyped-def]
+    """Run an async probe to completion, even when the caller is inside an event loop (pytest)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, probe()).result()
 
 
 def _wait(name: str, check, timeout: float, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -301,7 +308,7 @@ class LocalStack:
             finally:
                 await admin.close()
 
-        asyncio.run(probe())
+        _run_async(probe)
 
     def _mongo_ok(self) -> None:
         from pymongo import MongoClient
@@ -328,7 +335,7 @@ class LocalStack:
             finally:
                 await client.close_session()
 
-        asyncio.run(probe())
+        _run_async(probe)
 
 
 cli = typer.Typer(help="The local featurebus stack: Kafka (Tansu), MongoDB (SecantusDB), S3 (SeaweedFS).")

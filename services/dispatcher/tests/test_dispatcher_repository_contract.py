@@ -1,19 +1,14 @@
 """The object repository's rules, asserted identically on the in-memory twin and on MongoDB.
 
-The MongoDB run starts its own SecantusDB (a MongoDB-wire server) on a free loopback port and
-stops it by PID, so it is marked ``integration``.
+The MongoDB run uses the real local stack's SecantusDB (a MongoDB-wire server), so it is marked
+``integration``.
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -25,53 +20,12 @@ from featurebus.dispatcher.repository import InMemoryObjectRepository, ObjectRep
 T0 = datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A SecantusDB server of our own: started here, stopped by its PID."""
-    binary = shutil.which("secantusd-py") or str(Path(__import__("sys").executable).parent / "secantusd-py")
-    if not Path(binary).exists():
-        pytest.skip("secantusd-py is not installed (pip install secantusdb)")
-    port = _free_port()
-    storage = tmp_path_factory.mktemp("secantus")
-    proc = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage), "--cache-size", "64M"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"secantusd-py exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("secantusd-py did not listen within 20 s") from None
-                time.sleep(0.1)
-        yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
 async def repository(request: pytest.FixtureRequest) -> AsyncIterator[ObjectRepository]:
     if request.param == "memory":
         yield InMemoryObjectRepository()
         return
-    uri = request.getfixturevalue("secantus_uri")
+    uri = request.getfixturevalue("local_stack").env()["FEATUREBUS_MONGO_URI"]
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri, tz_aware=True)
     repo = MongoObjectRepository(client[f"fbtest_{uuid.uuid4().hex[:8]}_dispatcher"])
     await repo.init()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.lifecycle import run_until_signalled
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.dispatcher.batching import Dispatcher, FrameStore
@@ -83,21 +83,7 @@ def build(
     return DispatcherService(settings=settings, bus=bus, dispatcher=dispatcher, store=store, _mongo=mongo)
 
 
-async def serve(settings: DispatcherSettings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
-    service = build(settings)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
-        await service.start()
-        await stopping.wait()
-    finally:
-        await service.stop()
-
-
 def main() -> None:
     settings = DispatcherSettings()
     telemetry.configure("dispatcher", settings.log_level, settings.trace_to_log)
-    asyncio.run(serve(settings))
+    asyncio.run(run_until_signalled(build(settings)))

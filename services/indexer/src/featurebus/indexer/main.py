@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 
 from qdrant_client import AsyncQdrantClient
@@ -19,6 +18,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.lifecycle import run_until_signalled
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.indexer.config import IndexerSettings
@@ -81,21 +81,7 @@ def build(
     return IndexerService(settings=settings, bus=bus, index=index, indexer=indexer, store=store)
 
 
-async def serve(settings: IndexerSettings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
-    service = build(settings)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
-        await service.start()
-        await stopping.wait()
-    finally:
-        await service.stop()
-
-
 def main() -> None:
     settings = IndexerSettings()
     telemetry.configure("indexer", settings.log_level, settings.trace_to_log)
-    asyncio.run(serve(settings))
+    asyncio.run(run_until_signalled(build(settings)))

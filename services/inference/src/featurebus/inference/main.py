@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
-import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.lifecycle import run_until_signalled
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.inference.config import InferenceSettings
@@ -34,12 +33,19 @@ class InferenceService:
     pools: Pools
     inference: Inference
 
+    _reaper: asyncio.Task[None] | None = None
+
     async def start(self) -> None:
         await until_ready("kafka", self.bus.ensure_topics)
         await until_ready("the object store", self.store.ensure_bucket)
         await self.bus.broker.start()
+        reap = getattr(self.pools, "reap_idle", None)
+        if reap is not None:
+            self._reaper = asyncio.create_task(_reap_every(reap, 30.0))
 
     async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         await self.bus.broker.stop()
         await self.store.close()
 
@@ -58,6 +64,7 @@ def start_ray(settings: InferenceSettings) -> None:
     if address:
         passthrough = {k: v for k, v in os.environ.items() if k.startswith("FEATUREBUS_")}
         ray.init(address=address, runtime_env={"env_vars": {**env, **passthrough}}, log_to_driver=True)
+        log.info("joined the Ray cluster at %s: %s", address, dict(ray.cluster_resources()))
         return
     # Ray's socket paths must stay under 108 characters: a short temp dir per data dir.
     temp = f"/tmp/fb-ray-{hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]}"
@@ -68,6 +75,7 @@ def start_ray(settings: InferenceSettings) -> None:
         log_to_driver=True,
         logging_level=logging.WARNING,
     )
+    log.info("Ray started in this process: %s", dict(ray.cluster_resources()))
 
 
 def build(
@@ -92,41 +100,24 @@ def build(
     return InferenceService(settings, bus, store, pools, inference)
 
 
-async def _run(settings: InferenceSettings) -> None:
-    start_ray(settings)
-    (settings.plugins_dir / "work").mkdir(parents=True, exist_ok=True)
-    service = build(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    log.info("inference ready (Ray resources: %s)", _resources())
-    reaper = asyncio.create_task(_reap(service.pools, stop))
-    await stop.wait()
-    log.info("stopping: finishing the message in hand, then shutting down Ray")
-    reaper.cancel()
-    await service.stop()
-    import ray
-
-    ray.shutdown()
-
-
-async def _reap(pools: Pools, stop: asyncio.Event) -> None:
-    reap = getattr(pools, "reap_idle", None)
-    while reap and not stop.is_set():
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), 30)
+async def _reap_every(reap: Callable[[], Awaitable[None]], period: float) -> None:
+    while True:
+        await asyncio.sleep(period)
         await reap()
 
 
-def _resources() -> dict[str, Any]:
-    import ray
+async def _serve(settings: InferenceSettings) -> None:
+    start_ray(settings)
+    (settings.plugins_dir / "work").mkdir(parents=True, exist_ok=True)
+    try:
+        await run_until_signalled(build(settings))
+    finally:
+        import ray
 
-    return dict(ray.cluster_resources())
+        ray.shutdown()
 
 
 def main() -> None:
     settings = InferenceSettings()
     telemetry.configure("inference", settings.log_level, settings.trace_to_log)
-    asyncio.run(_run(settings))
+    asyncio.run(_serve(settings))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
+from featurebus.common.lifecycle import run_until_signalled
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.scanner.config import ScannerSettings
@@ -28,6 +28,7 @@ class ScannerService:
     async def start(self) -> None:
         await until_ready("kafka", self.bus.ensure_topics)
         await self.bus.broker.start()
+        log.info("scanner ready")
 
     async def stop(self) -> None:
         await self.bus.broker.stop()
@@ -44,19 +45,7 @@ def build(
     return ScannerService(settings, bus, store)
 
 
-async def _run(settings: ScannerSettings) -> None:
-    service = build(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    log.info("scanner ready")
-    await stop.wait()
-    await service.stop()
-
-
 def main() -> None:
     settings = ScannerSettings()
     telemetry.configure("scanner", settings.log_level, settings.trace_to_log)
-    asyncio.run(_run(settings))
+    asyncio.run(run_until_signalled(build(settings)))
