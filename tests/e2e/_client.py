@@ -70,14 +70,14 @@ class Api:
         )
 
     @staticmethod
-    def wait(fetch: Any, done: Any, timeout: float) -> Any:
+    def wait(fetch: Any, done: Any, timeout: float, every: float = 0.5) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             value = fetch()
             if done(value):
                 return value
             assert time.monotonic() < deadline, f"timed out after {timeout}s; last: {value}"
-            time.sleep(0.5)
+            time.sleep(every)
 
     def add_texts(self, ns: str, bucket_id: str, texts: list[str]) -> list[str]:
         return [

@@ -10,7 +10,7 @@ from ._client import EXAMPLES, Api, zip_plugin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROWS = 240
+ROWS = 400
 FEATURE_URI = "mixpeek://text_embed@1.0.0/text_embed_v1_embedding"
 
 
@@ -48,7 +48,7 @@ def test_restart_mid_batch_loses_and_duplicates_nothing(platform, api: Api, serv
     )["batch_id"]
     path = f"/v1/namespaces/{ns}/buckets/{bucket}/batches/{batch_id}"
 
-    started = Api.wait(lambda: api.call("GET", path), lambda b: b.get("frames_done", 0) >= 2, timeout=180)
+    started = Api.wait(lambda: api.call("GET", path), lambda b: b.get("frames_done", 0) >= 2, timeout=180, every=0.1)
     assert started["status"] == "IN_PROGRESS", started
     platform.restart(service)
 
