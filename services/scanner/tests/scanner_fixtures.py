@@ -184,8 +184,8 @@ from .processors.core import MyProcessor
 
 def build_steps(extractor_request, container=None, **kwargs):
     model_name = getattr(extractor_request, "model_name", "default")
-    if hasattr(container, "secrets"):
-        os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1"
+    if hasattr(container, "secrets") and os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK") == "1":
+        model_name = os.path.join("models", model_name)
     processor = MyProcessor(config={}, secrets=container.secrets)
     return {"steps": [processor], "prepare": lambda ds: ds}
 """

@@ -52,6 +52,17 @@ def test_guide_secrets_style_with_os_environ_and_getattr_passes() -> None:
     assert report.passed, messages(report)
 
 
+def test_environ_writes_are_rejected_even_in_the_guides_snippet() -> None:
+    # The guide shows os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1" as allowed; a plugin that
+    # changes its worker's environment can change what later plugins in that worker load, so
+    # featurebus only allows reads (issue 3).
+    pipeline = SECRETS_PIPELINE + '\nos.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1"\n'
+    report = scan_archive(archive(quickstart(**{"pipeline.py": pipeline})))
+    assert not report.passed
+    [violation] = [v for v in report.violations if v.code == "SEC005"]
+    assert "os.environ" in violation.message and "read os.environ" in (violation.hint or "")
+
+
 def test_repository_example_plugin_passes() -> None:
     root = EXAMPLES / "text_embed"
     files = {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*.py") if "tests" not in p.parts}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import stat
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -109,6 +110,40 @@ def read_archive(data: bytes, limits: Limits = Limits()) -> Archive:
     return archive
 
 
+UNREADABLE_SUFFIXES = {
+    ".so": "a compiled extension", ".pyd": "a compiled extension", ".dll": "a native library",
+    ".dylib": "a native library", ".pyc": "compiled bytecode", ".pyo": "compiled bytecode",
+    ".pth": "a path configuration file that runs code at interpreter start", ".egg": "a nested package",
+    ".whl": "a nested package", ".zip": "a nested archive", ".tar": "a nested archive", ".tgz": "a nested archive",
+    ".gz": "a nested archive", ".bz2": "a nested archive", ".xz": "a nested archive", ".7z": "a nested archive",
+    ".rar": "a nested archive", ".jar": "a nested archive",
+}  # fmt: skip
+BUILD_FILES = {"setup.py", "setup.cfg", "pyproject.toml", "sitecustomize.py", "usercustomize.py", "__main__.py"}
+SDK_NAMES = {"featurebus", "engine", "shared", "featurebus_plugins"}
+
+
+def unreadable_code(name: str) -> str | None:
+    """Why the scanner cannot vouch for this file, or None."""
+    path = PurePosixPath(name)
+    if "__pycache__" in path.parts:
+        return "is compiled bytecode (__pycache__)"
+    if path.name in BUILD_FILES:
+        return "is a build or start-up file that runs code outside the plugin contract"
+    for suffix in path.suffixes[-1:]:
+        if suffix.lower() in UNREADABLE_SUFFIXES:
+            return f"is {UNREADABLE_SUFFIXES[suffix.lower()]}, code the scanner cannot read"
+    return None
+
+
+def shadowed_module(name: str) -> str | None:
+    """A top-level module of the plugin that would shadow the standard library or the SDK."""
+    top = PurePosixPath(name).parts[0]
+    module = top[:-3] if top.endswith(".py") and len(PurePosixPath(name).parts) == 1 else top
+    if module in sys.stdlib_module_names or module in SDK_NAMES:
+        return module
+    return None
+
+
 def _rebase(raw: dict[str, bytes], archive: Archive) -> dict[str, bytes]:
     """Paths relative to the plugin root: the archive root, or its single top-level directory."""
     root = ""
@@ -117,6 +152,15 @@ def _rebase(raw: dict[str, bytes], archive: Archive) -> dict[str, bytes]:
         if len(candidates) == 1:
             root = candidates[0]
     files = {name[len(root) :]: body for name, body in raw.items() if name.startswith(root)}
+    for name in sorted(files):
+        reason = unreadable_code(name)
+        if reason:
+            archive.violations.append(_v("ARC013", f"{name} {reason}", name, "ship Python source and data files only"))
+        shadow = shadowed_module(name)
+        if shadow and name not in ("manifest.py", "pipeline.py", "realtime.py"):
+            archive.violations.append(
+                _v("ARC014", f"{name} shadows the module {shadow!r} (standard library or SDK)", name, "rename it")
+            )
     outside = sorted(name for name in raw if not name.startswith(root) and not name.startswith("__MACOSX/"))
     if outside:
         archive.violations.append(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from featurebus.common.events import PluginManifest, Violation
 from featurebus.scanner.archive_checks import Limits, read_archive
 from featurebus.scanner.manifest_reader import read_manifest
-from featurebus.scanner.security_scan import scan_source
+from featurebus.scanner.security_scan import ScanOptions, scan_source
 
 __all__ = ["ScanReport", "scan_archive"]
 
@@ -27,7 +28,12 @@ class ScanReport:
 
 
 def scan_archive(
-    data: bytes, *, expected_name: str | None = None, expected_version: str | None = None, limits: Limits | None = None
+    data: bytes,
+    *,
+    expected_name: str | None = None,
+    expected_version: str | None = None,
+    limits: Limits | None = None,
+    strict: bool = False,
 ) -> ScanReport:
     archive = read_archive(data, limits or Limits())
     report = ScanReport(list(archive.violations))
@@ -39,7 +45,9 @@ def scan_archive(
             expected_version=expected_version,
         )
         report.violations.extend(found)
+    own = frozenset(PurePosixPath(name).parts[0].removesuffix(".py") for name in archive.files)
+    options = ScanOptions(strict=strict, own_modules=own)
     for name, body in sorted(archive.files.items()):
         if name.endswith(".py"):
-            report.violations.extend(scan_source(name, body))
+            report.violations.extend(scan_source(name, body, options))
     return report
