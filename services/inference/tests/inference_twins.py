@@ -6,8 +6,12 @@ import io
 import zipfile
 from typing import Any
 
+import pandas as pd
+
+from featurebus.common.frames import FRAME_COLUMNS, to_parquet
 from featurebus.common.objectstore import ChecksumMismatch, sha256_hex
-from featurebus.inference.worker import PluginWorker, WorkerOutput
+from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
+from featurebus.inference.worker import PluginWorker
 
 TOY_MANIFEST = """
 feature_extractor_name = "toy"
@@ -32,10 +36,21 @@ def build_steps(extractor_request, container=None, base_steps=None, **kwargs):
 """
 
 
-def toy_archive(pipeline: str = TOY_PIPELINE) -> bytes:
+def frame(texts: list[str]) -> bytes:
+    """A frame as the dispatcher writes it: the guide's columns, one text blob per row."""
+    rows = []
+    for i, text in enumerate(texts):
+        row: dict[str, object] = {c: f"{c}_{i}" for c, t in FRAME_COLUMNS.items() if t == "str"}
+        row.update(data=text, blob_type="text", mime_type="text/plain", size_bytes=0)
+        rows.append(row)
+    return to_parquet(pd.DataFrame(rows))
+
+
+def toy_archive(pipeline: str = TOY_PIPELINE, manifest: str = TOY_MANIFEST) -> bytes:
+    """A guide-style plugin zip (``zip -r toy.zip toy/``)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("toy/manifest.py", TOY_MANIFEST)
+        zf.writestr("toy/manifest.py", manifest)
         zf.writestr("toy/pipeline.py", pipeline)
     return buffer.getvalue()
 
@@ -66,24 +81,32 @@ class MemoryStore:
         pass
 
 
-class InProcessPools:
-    """Pools without Ray: one PluginWorker per plugin version, in this process (tests only)."""
+class InProcessActors:
+    """An ActorBackend without Ray: each "actor" is a PluginWorker in this process (tests only)."""
 
     def __init__(self, work_dir: str) -> None:
         self.work_dir = work_dir
-        self.workers: dict[str, PluginWorker] = {}
+        self.spawned: list[PluginWorker] = []
+        self.killed: list[PluginWorker] = []
+        self.unavailable: str | None = None  # set → check() refuses, as for a GPU the cluster lacks
 
-    def _worker(self, plugin: Any, archive: bytes) -> PluginWorker:
-        key = plugin.plugin_id + plugin.archive_sha256
-        if key not in self.workers:
-            self.workers[key] = PluginWorker(plugin.plugin_id, archive, plugin.parameters, self.work_dir)
-        return self.workers[key]
+    def check(self, plugin: Any) -> None:
+        if self.unavailable:
+            raise ResourcesUnavailable(self.unavailable)
 
-    async def process(self, plugin: Any, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput:
-        return self._worker(plugin, archive).process(frame)
+    def spawn(self, plugin: Any, archive: bytes) -> PluginWorker:
+        worker = PluginWorker(plugin.plugin_id, archive, plugin.parameters, self.work_dir)
+        self.spawned.append(worker)
+        return worker
 
-    async def embed(self, plugin: Any, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]:
-        return self._worker(plugin, archive).embed(text)
+    async def call(self, actor: PluginWorker, method: str, *args: Any) -> Any:
+        if actor in self.killed:
+            raise ActorLost("killed")
+        return getattr(actor, method)(*args)
 
-    async def stats(self, plugin: Any) -> list[dict[str, Any]]:
-        return [w.stats() for w in self.workers.values()]
+    def kill(self, actor: PluginWorker) -> None:
+        self.killed.append(actor)
+
+
+def in_process_pools(work_dir: str) -> WarmPools:
+    return WarmPools(InProcessActors(work_dir), idle_seconds=600)

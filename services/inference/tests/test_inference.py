@@ -1,17 +1,18 @@
-"""Inference without Ray or Kafka servers: frames in, vector sets and reconciled counts out."""
+"""The handlers without Ray or Kafka servers: frames in, vector sets and reconciled counts out."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from inference_twins import TOY_PIPELINE, InProcessPools, MemoryStore, toy_archive
+from inference_twins import TOY_MANIFEST, TOY_PIPELINE, InProcessActors, MemoryStore, frame, toy_archive
 
 from featurebus.common.events import (
     BatchReady,
+    ComputeProfile,
     FeatureSpec,
     PluginRef,
     ReasonCode,
@@ -21,27 +22,21 @@ from featurebus.common.events import (
     SearchSpec,
     VectorsProduced,
 )
-from featurebus.common.frames import FRAME_COLUMNS, from_parquet, to_parquet
+from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import sha256_hex
 from featurebus.inference.config import InferenceSettings
-from featurebus.inference.main import build
-from featurebus.inference.worker import PluginWorker
+from featurebus.inference.main import InferenceService, build
+from featurebus.inference.pools import ActorLost, WarmPools
+from featurebus.inference.work import ArchiveCache, Inference
+from featurebus.inference.worker import WorkerOutput
 
 PREFIX = "inf."
+BROKEN = TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")
 
 
-def frame(texts: list[str]) -> bytes:
-    rows = []
-    for i, text in enumerate(texts):
-        row = {c: f"{c}_{i}" for c, t in FRAME_COLUMNS.items() if t == "str"}
-        row.update(data=text, blob_type="text", mime_type="text/plain", size_bytes=0)
-        rows.append(row)
-    return to_parquet(pd.DataFrame(rows))
-
-
-async def plugin_ref(store: MemoryStore, archive: bytes) -> PluginRef:
-    uri = await store.put_bytes("plugins/toy.zip", archive)
-    return PluginRef(
+async def plugin_ref(store: MemoryStore, archive: bytes, **update: Any) -> PluginRef:
+    uri = await store.put_bytes(f"plugins/ns/toy_1_0_0/{sha256_hex(archive)}.zip", archive)
+    ref = PluginRef(
         plugin_id="toy_1_0_0",
         name="toy",
         version="1.0.0",
@@ -49,17 +44,18 @@ async def plugin_ref(store: MemoryStore, archive: bytes) -> PluginRef:
         archive_sha256=sha256_hex(archive),
         features=[FeatureSpec(feature_name="vec", embedding_dim=2)],
     )
+    return ref.model_copy(update=update)
 
 
-async def batch_ready(store: MemoryStore, plugin: PluginRef, texts: list[str]) -> BatchReady:
+async def batch_ready(store: MemoryStore, plugin: PluginRef, texts: list[str], frame_id: str = "frm_1") -> BatchReady:
     data = frame(texts)
-    uri = await store.put_bytes("frames/b1/f1.parquet", data)
+    uri = await store.put_bytes(f"frames/b1/{frame_id}.parquet", data)
     return BatchReady(
         org_id="o",
         namespace_id="n",
         bucket_id="bkt",
         batch_id="b1",
-        frame_id="frm_1",
+        frame_id=frame_id,
         frame_index=0,
         collection_id="col",
         plugin=plugin,
@@ -69,48 +65,94 @@ async def batch_ready(store: MemoryStore, plugin: PluginRef, texts: list[str]) -
     )
 
 
-def test_worker_loads_once_and_reports_a_load_failure_for_every_row(tmp_path: Path) -> None:
-    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path))
-    for _ in range(3):
-        assert worker.process(frame(["ab", "abc"])).rows_embedded == 2
-    assert worker.stats()["model_loads"] == 1 and worker.stats()["frames"] == 3
-
-    broken = PluginWorker(
-        "bad_1_0_0", toy_archive(TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")), None, str(tmp_path)
-    )
-    output = broken.process(frame(["a", "b", "c"]))
-    assert output.rows_in == 3 and output.rows_embedded == 0 and output.vectors_parquet is None
-    assert {f.reason for f in output.failures} == {ReasonCode.PLUGIN_LOAD_FAILED}
-    assert "Nope" in output.failures[0].message
+@pytest.fixture
+def actors(tmp_path: Path) -> InProcessActors:
+    return InProcessActors(str(tmp_path / "work"))
 
 
 @pytest.fixture
-def service(tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = MemoryStore()
+def service(tmp_path: Path, actors: InProcessActors) -> InferenceService:
     settings = InferenceSettings(topic_prefix=PREFIX, data_dir=tmp_path)
-    return build(settings, store=store, pools=InProcessPools(str(tmp_path)))  # type: ignore[arg-type]
+    pools = WarmPools(actors, idle_seconds=600)
+    return build(settings, store=MemoryStore(), pools=pools)  # type: ignore[arg-type]
 
 
-async def test_batch_ready_becomes_a_vector_set_and_vectors_produced(service) -> None:  # type: ignore[no-untyped-def]
-    store: MemoryStore = service.store
+async def run_frames(service: InferenceService, *events: BatchReady) -> list[VectorsProduced]:
     produced: list[VectorsProduced] = []
 
     @service.bus.broker.subscriber(PREFIX + "vectors.produced")
     async def capture(event: VectorsProduced) -> None:
         produced.append(event)
 
-    plugin = await plugin_ref(store, toy_archive())
     async with TestKafkaBroker(service.bus.broker):
-        await service.bus.publish(await batch_ready(store, plugin, ["a", "bbb"]))
-    [event] = produced
+        for event in events:
+            await service.bus.publish(event)
+    return produced
+
+
+async def test_batch_ready_becomes_a_vector_set_and_vectors_produced(service: InferenceService) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
+    plugin = await plugin_ref(store, toy_archive())
+    [event] = await run_frames(service, await batch_ready(store, plugin, ["a", "bbb"]))
     assert (event.rows_in, event.rows_embedded, event.failures) == (2, 2, [])
+    assert (event.batch_id, event.frame_id, event.plugin_id, event.features) == (
+        "b1",
+        "frm_1",
+        "toy_1_0_0",
+        plugin.features,
+    )
+    assert event.vectors_uri == "s3://featurebus/vectors/b1/frm_1.parquet"
     vectors = from_parquet(await store.get_bytes(event.vectors_uri, event.vectors_sha256))
     assert [list(v) for v in vectors["vec"]] == [[1.0, 1.0], [3.0, 1.0]]
-    assert set(vectors.columns) == {"document_id", "object_id", "blob_id", "vec", "payload"}
+    assert list(vectors.columns) == ["document_id", "object_id", "blob_id", "vec", "payload"]
 
 
-async def test_a_tampered_frame_is_dead_lettered(service) -> None:  # type: ignore[no-untyped-def]
-    store: MemoryStore = service.store
+async def test_frames_of_one_plugin_version_share_one_warm_worker(
+    service: InferenceService, actors: InProcessActors, tmp_path: Path
+) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
+    plugin = await plugin_ref(store, toy_archive())
+    events = [await batch_ready(store, plugin, ["a"], frame_id=f"frm_{i}") for i in range(3)]
+    produced = await run_frames(service, *events)
+    assert [e.rows_embedded for e in produced] == [1, 1, 1]
+    [worker] = actors.spawned
+    assert worker.stats()["model_loads"] == 1 and worker.stats()["frames"] == 3
+    # The archive was fetched once and is kept on local disk under its checksum.
+    assert (tmp_path / "plugins" / "archives" / f"{plugin.archive_sha256}.zip").read_bytes() == toy_archive()
+
+
+async def test_a_plugin_that_cannot_load_still_reports_every_row(service: InferenceService) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
+    plugin = await plugin_ref(store, toy_archive(BROKEN))
+    [event] = await run_frames(service, await batch_ready(store, plugin, ["a", "b", "c"]))
+    assert (event.rows_in, event.rows_embedded, event.vectors_uri) == (3, 0, None)
+    assert [f.reason for f in event.failures] == [ReasonCode.PLUGIN_LOAD_FAILED] * 3
+    assert "Nope" in event.failures[0].message
+
+
+async def test_a_missing_archive_fails_every_row_instead_of_blocking_the_batch(service: InferenceService) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
+    plugin = await plugin_ref(store, toy_archive())
+    del store.objects[plugin.archive_uri]
+    [event] = await run_frames(service, await batch_ready(store, plugin, ["a", "b"]))
+    assert (event.rows_in, event.rows_embedded) == (2, 0)
+    assert {f.reason for f in event.failures} == {ReasonCode.PLUGIN_LOAD_FAILED}
+    assert "missing from the object store" in event.failures[0].message
+
+
+async def test_a_gpu_plugin_without_gpus_fails_loudly_instead_of_waiting(
+    service: InferenceService, actors: InProcessActors
+) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
+    actors.unavailable = "plugin toy_1_0_0 asks for a GPU (compute_profile.resource_type='gpu') but ..."
+    plugin = await plugin_ref(store, toy_archive(), compute_profile=ComputeProfile(resource_type="gpu"))
+    [event] = await run_frames(service, await batch_ready(store, plugin, ["a"]))
+    assert event.rows_embedded == 0 and "resource_type='gpu'" in event.failures[0].message
+    assert actors.spawned == []
+
+
+async def test_a_tampered_frame_is_dead_lettered(service: InferenceService) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
     dead: list[dict[str, str]] = []
 
     @service.bus.broker.subscriber(PREFIX + "batch.ready.dlq")
@@ -125,8 +167,32 @@ async def test_a_tampered_frame_is_dead_lettered(service) -> None:  # type: igno
     assert dead and "ChecksumMismatch" in dead[0]["featurebus-error"]
 
 
-async def test_query_is_embedded_by_the_plugins_batch_steps(service) -> None:  # type: ignore[no-untyped-def]
-    store: MemoryStore = service.store
+class DyingPools:
+    """Every call finds its actor dead."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput:
+        self.calls += 1
+        raise ActorLost("worker died")
+
+
+async def test_a_frame_whose_actor_keeps_dying_is_retried_then_failed(tmp_path: Path) -> None:
+    store = MemoryStore()
+    pools = DyingPools()
+    inference = Inference(store, pools, ArchiveCache(store, tmp_path), 60, max_actor_deaths=3)  # type: ignore[arg-type]
+    event = await batch_ready(store, await plugin_ref(store, toy_archive()), ["a", "b"])
+    for _ in range(2):
+        with pytest.raises(ActorLost):  # a TransientError: the Bus retries the message
+            await inference.run_frame(event)
+    produced = await inference.run_frame(event)
+    assert pools.calls == 3 and produced.rows_in == 2
+    assert [f.reason for f in produced.failures] == [ReasonCode.PLUGIN_EXCEPTION] * 2
+    assert "died 3 times" in produced.failures[0].message
+
+
+async def retrieve(service: InferenceService, *requests: RetrievalRequested) -> tuple[list[Any], list[Any]]:
     embedded: list[RetrievalEmbedded] = []
     answered: list[RetrievalAnswered] = []
 
@@ -138,17 +204,46 @@ async def test_query_is_embedded_by_the_plugins_batch_steps(service) -> None:  #
     async def on_answered(event: RetrievalAnswered) -> None:
         answered.append(event)
 
+    async with TestKafkaBroker(service.bus.broker):
+        for request in requests:
+            await service.bus.publish(request)
+    return embedded, answered
+
+
+def request(request_id: str, *searches: SearchSpec) -> RetrievalRequested:
+    return RetrievalRequested(request_id=request_id, org_id="o", namespace_id="n", searches=list(searches), limit=5)
+
+
+async def test_query_is_embedded_by_the_plugins_batch_steps(service: InferenceService) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive())
     search = SearchSpec(feature_name="vec", query_text="four", plugin=plugin, collection_ids=["col"])
-    async with TestKafkaBroker(service.bus.broker):
-        await service.bus.publish(RetrievalRequested(request_id="r1", org_id="o", namespace_id="n", searches=[search]))
-        await service.bus.publish(
-            RetrievalRequested(
-                request_id="r2",
-                org_id="o",
-                namespace_id="n",
-                searches=[search.model_copy(update={"feature_name": "nope"})],
-            )
-        )
-    assert embedded[0].request_id == "r1" and embedded[0].searches[0].vector == [4.0, 1.0]
-    assert answered[0].request_id == "r2" and "nope" in (answered[0].error or "")
+    [embedded], answered = await retrieve(service, request("r1", search))
+    assert answered == []
+    assert (embedded.request_id, embedded.limit, embedded.searches[0].vector) == ("r1", 5, [4.0, 1.0])
+    assert embedded.searches[0].collection_ids == ["col"]
+
+
+async def test_a_feature_name_the_plugin_lacks_falls_back_to_embedding(service: InferenceService) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
+    # The guide's realtime contract: "embedding" is the primary vector when no name matches.
+    archive = toy_archive(
+        TOY_PIPELINE.replace('batch["vec"]', 'batch["embedding"]'), TOY_MANIFEST.replace('"vec"', '"embedding"')
+    )
+    plugin = await plugin_ref(store, archive, features=[FeatureSpec(feature_name="embedding", embedding_dim=2)])
+    search = SearchSpec(feature_name="toy_v1_vec", query_text="abc", plugin=plugin, collection_ids=["col"])
+    [embedded], _ = await retrieve(service, request("r1", search))
+    assert embedded.searches[0].vector == [3.0, 1.0]
+
+
+async def test_an_embedding_error_is_answered_with_a_clear_message(service: InferenceService) -> None:
+    store: MemoryStore = service.store  # type: ignore[assignment]
+    good = await plugin_ref(store, toy_archive())
+    broken = await plugin_ref(store, toy_archive(BROKEN), plugin_id="bad_1_0_0")
+    unknown = SearchSpec(feature_name="nope", query_text="q", plugin=good, collection_ids=["col"])
+    failing = SearchSpec(feature_name="vec", query_text="q", plugin=broken, collection_ids=["col"])
+    embedded, answered = await retrieve(service, request("r2", unknown), request("r3", failing))
+    assert embedded == []
+    assert answered[0].request_id == "r2" and "no vector 'nope'" in (answered[0].error or "")
+    assert answered[1].request_id == "r3" and "bad_1_0_0 could not embed the query" in (answered[1].error or "")
+    assert "Nope" in (answered[1].error or "")

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
 from featurebus.common.settings import CommonSettings
 
 __all__ = ["InferenceSettings"]
 
 
 class InferenceSettings(CommonSettings):
-    # A Ray cluster to join (also read from RAY_ADDRESS); None starts Ray inside this process.
-    ray_address: str | None = None
+    model_config = SettingsConfigDict(env_prefix="FEATUREBUS_", extra="ignore", populate_by_name=True)
+
+    # A Ray cluster to join; None starts Ray inside this process. Ray's own RAY_ADDRESS works too.
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("FEATUREBUS_RAY_ADDRESS", "RAY_ADDRESS")
+    )
+    # CPUs of the Ray started inside this process (None: all of the machine's).
     ray_num_cpus: int | None = None
     # CPUs each plugin actor asks for. On 2-core machines a whole CPU per actor starves Ray.
     actor_num_cpus: float = 0.5
     # Pools unused this long are shut down (their actors and models freed).
     actor_idle_seconds: float = 600.0
+    # A plugin that failed to load answers "plugin_load_failed" at once for this long, then is
+    # loaded again (so one broken plugin does not re-load for every frame, and a fix is picked up).
+    load_failure_retry_s: float = 60.0
     # A frame that takes longer fails with reason "timeout" and its actor is replaced.
     frame_timeout_s: float = 600.0
     # A frame whose actor died this many times fails instead of being retried again.
@@ -26,8 +37,10 @@ class InferenceSettings(CommonSettings):
 
     @property
     def plugins_dir(self) -> Path:
+        """Archives by checksum (``archives/``) and the actors' unpacked plugins (``work/``)."""
         return (self.plugin_cache_dir or self.data_dir / "plugins").resolve()
 
     @property
     def models_dir(self) -> Path:
+        """The offline Hugging Face cache the actors load models from."""
         return (self.model_cache_dir or self.data_dir / "models").resolve()

@@ -16,7 +16,11 @@ QUERY_GROUP = "inference-query"
 def register(bus: Bus, inference: Inference) -> None:
     # Separate consumer groups: a query is never stuck behind a long batch.
 
-    @bus.subscriber("batch.ready", group=BATCH_GROUP)
+    # A frame may run up to frame_timeout_s; Kafka must not consider the consumer dead meanwhile
+    # (aiokafka's default max_poll_interval is 300 s, below the default frame timeout).
+    poll_ms = int((inference.frame_timeout_s + 60) * 1000)
+
+    @bus.subscriber("batch.ready", group=BATCH_GROUP, max_poll_interval_ms=poll_ms)
     async def on_batch_ready(event: BatchReady) -> None:
         """Run one frame on the plugin's warm actor pool and announce its vector set."""
         with span_for("inference.batch_ready", event):

@@ -16,7 +16,7 @@ from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.handlers import register
-from featurebus.inference.pools import Pools, RayPools
+from featurebus.inference.pools import Pools
 from featurebus.inference.work import ArchiveCache, Inference
 from featurebus.sdk.models import offline_env, seed_offline_models
 
@@ -41,12 +41,13 @@ class InferenceService:
         await self.bus.broker.start()
         reap = getattr(self.pools, "reap_idle", None)
         if reap is not None:
-            self._reaper = asyncio.create_task(_reap_every(reap, 30.0))
+            period = min(30.0, max(1.0, self.settings.actor_idle_seconds / 2))
+            self._reaper = asyncio.create_task(_reap_every(reap, period))
 
     async def stop(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
-        await self.bus.broker.stop()
+        await self.bus.broker.stop()  # waits (up to FastStream's graceful timeout) for the handler in hand
         await self.store.close()
 
 
@@ -60,7 +61,7 @@ def start_ray(settings: InferenceSettings) -> None:
     os.environ.update(env)  # inherited by local Ray workers
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    address = settings.ray_address
     if address:
         passthrough = {k: v for k, v in os.environ.items() if k.startswith("FEATUREBUS_")}
         ray.init(address=address, runtime_env={"env_vars": {**env, **passthrough}}, log_to_driver=True)
@@ -85,10 +86,22 @@ def build(
     store: ObjectStore | None = None,
     pools: Pools | None = None,
 ) -> InferenceService:
+    """Wire the service; tests pass twins (an in-memory store, Ray-free pools) for the real adapters.
+
+    Opens no connection: :meth:`InferenceService.start` does. The default pools need ``start_ray``.
+    """
     settings = settings or InferenceSettings()
     bus = bus or Bus(settings, client_id="inference")
     store = store or ObjectStore(settings)
-    pools = pools or RayPools(settings.plugins_dir / "work", settings.actor_num_cpus, settings.actor_idle_seconds)
+    if pools is None:
+        from featurebus.inference.ray_actors import RayPools  # Ray only where it is used
+
+        pools = RayPools(
+            settings.plugins_dir / "work",
+            settings.actor_num_cpus,
+            settings.actor_idle_seconds,
+            settings.load_failure_retry_s,
+        )
     inference = Inference(
         store,
         pools,
@@ -103,7 +116,10 @@ def build(
 async def _reap_every(reap: Callable[[], Awaitable[None]], period: float) -> None:
     while True:
         await asyncio.sleep(period)
-        await reap()
+        try:
+            await reap()
+        except Exception:  # a failed reap must not end the reaping
+            log.exception("shutting down idle actor pools failed")
 
 
 async def _serve(settings: InferenceSettings) -> None:

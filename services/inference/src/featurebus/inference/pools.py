@@ -1,135 +1,222 @@
-"""Warm Ray actor pools: one per plugin version (plugin id + archive checksum).
+"""Warm actor pools: one per plugin version (plugin id + archive checksum + parameters).
 
-Each actor is a :class:`PluginWorker` that loaded the plugin once; frames and queries of that
-version go to its pool, up to ``compute_profile.max_concurrency`` actors, created as load needs
-them and shut down when the pool has been idle for ``actor_idle_seconds``.
+Each actor is a :class:`~featurebus.inference.worker.PluginWorker` that loaded the plugin once.
+This module keeps the books — which actor takes a call, when a pool grows, when an actor is
+replaced, when an idle pool goes — and knows nothing of Ray: an :class:`ActorBackend`
+(:mod:`featurebus.inference.ray_actors` in the service, a fake in unit tests) starts, calls and
+kills the actors.
+
+- Frames go to an idle actor; when all are busy a new one starts, up to
+  ``compute_profile.max_concurrency``; beyond that the least busy actor takes it.
+- Queries go to the least busy *existing* actor (its model is warm; the actor runs two calls at
+  once), and start one only when the pool is empty.
+- An actor that died is removed and :class:`ActorLost` raised (a TransientError: the message is
+  retried and a fresh actor starts). An actor that timed out is killed likewise.
+- An actor whose plugin failed to load keeps answering "load failed" at once for
+  ``load_failure_retry_s``; then it is replaced, so a fixed dependency is picked up.
+- A pool unused for ``idle_seconds`` is shut down (:meth:`WarmPools.reap_idle`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-
-from featurebus.common.events import PluginRef
+from featurebus.common.events import PluginRef, ReasonCode
 from featurebus.common.kafka import TransientError
-from featurebus.inference.worker import PluginWorker, WorkerOutput
+from featurebus.inference.worker import WorkerOutput
+from featurebus.sdk.host import PluginError
 
-__all__ = ["ActorLost", "Pools", "RayPools"]
+__all__ = ["ActorBackend", "ActorLost", "Pools", "ResourcesUnavailable", "WarmPools"]
 
 log = logging.getLogger("featurebus.inference.pools")
 
-ACTOR_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
-
 
 class ActorLost(TransientError):
-    """The actor running a frame died; the frame is retried on a fresh actor."""
+    """The actor running a call died; the message is retried on a fresh actor."""
+
+
+class ResourcesUnavailable(PluginError):
+    """No actor of this plugin can be scheduled (e.g. it asks for a GPU the cluster lacks)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ReasonCode.PLUGIN_LOAD_FAILED, message)
 
 
 class Pools(Protocol):
+    """What the inference logic needs from the pools."""
+
     async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput: ...
     async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]: ...
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]: ...
 
 
+class ActorBackend(Protocol):
+    """Starts, calls and kills PluginWorker actors."""
+
+    def check(self, plugin: PluginRef) -> None:
+        """Raise ResourcesUnavailable when no actor of ``plugin`` could ever be scheduled."""
+
+    def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
+        """Start an actor running ``PluginWorker(plugin_id, archive, parameters, work_dir)``."""
+
+    async def call(self, actor: Any, method: str, *args: Any) -> Any:
+        """Call a PluginWorker method on ``actor``; raise ActorLost if the actor died."""
+
+    def kill(self, actor: Any) -> None: ...
+
+
+@dataclass(eq=False)
+class _Actor:
+    handle: Any
+    in_flight: int = 0
+    load_failed_at: float | None = None
+
+
 @dataclass
 class _Pool:
-    actors: list[Any] = field(default_factory=list)
-    busy: dict[int, int] = field(default_factory=dict)  # index → calls in flight
-    last_used: float = field(default_factory=time.monotonic)
+    actors: list[_Actor] = field(default_factory=list)
+    last_used: float = 0.0
 
 
-class RayPools:
-    """Actor pools on the Ray cluster this process is connected to."""
+class WarmPools:
+    """The :class:`Pools` of the service: warm actors per plugin version, on an :class:`ActorBackend`."""
 
-    def __init__(self, work_dir: Path, actor_num_cpus: float, idle_seconds: float) -> None:
-        self.work_dir = work_dir
-        self.actor_num_cpus = actor_num_cpus
+    def __init__(
+        self,
+        backend: ActorBackend,
+        idle_seconds: float,
+        load_failure_retry_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
         self.idle_seconds = idle_seconds
-        self._pools: dict[tuple[str, str], _Pool] = {}
+        self.load_failure_retry_s = load_failure_retry_s
+        self.clock = clock
+        self._pools: dict[tuple[str, str, str], _Pool] = {}
         self._lock = asyncio.Lock()
 
-    def _options(self, plugin: PluginRef) -> dict[str, Any]:
-        profile = plugin.compute_profile
-        options: dict[str, Any] = {
-            "num_cpus": self.actor_num_cpus,
-            "max_concurrency": 2,  # a query can be embedded while a frame runs
-            "memory": int(profile.actor_memory_gb * 2**30),
-        }
-        if profile.resource_type == "gpu":
-            if not ray.cluster_resources().get("GPU"):
-                raise RuntimeError(
-                    f"plugin {plugin.plugin_id} asks for a GPU (compute_profile.resource_type='gpu') but this "
-                    "Ray cluster has none: set resource_type to 'cpu' or add GPU nodes"
-                )
-            options["num_gpus"] = 1
-        return options
-
-    async def _acquire(self, plugin: PluginRef, archive: bytes) -> tuple[_Pool, int]:
-        key = (plugin.plugin_id, plugin.archive_sha256)
-        async with self._lock:
-            pool = self._pools.setdefault(key, _Pool())
-            pool.last_used = time.monotonic()
-            idle = [i for i in range(len(pool.actors)) if pool.busy.get(i, 0) == 0]
-            if not idle and len(pool.actors) < plugin.compute_profile.max_concurrency:
-                actor_class = ray.remote(PluginWorker).options(**self._options(plugin))
-                pool.actors.append(actor_class.remote(plugin.plugin_id, archive, plugin.parameters, str(self.work_dir)))
-                log.info("pool %s@%s: started actor %d", plugin.plugin_id, plugin.archive_sha256[:12], len(pool.actors))
-                idle = [len(pool.actors) - 1]
-            index = idle[0] if idle else min(range(len(pool.actors)), key=lambda i: pool.busy.get(i, 0))
-            pool.busy[index] = pool.busy.get(index, 0) + 1
-            return pool, index
-
-    async def _call(self, plugin: PluginRef, archive: bytes, method: str, arg: Any, timeout: float) -> Any:
-        pool, index = await self._acquire(plugin, archive)
-        actor = pool.actors[index]
-        try:
-            return await asyncio.wait_for(getattr(actor, method).remote(arg), timeout)
-        except ACTOR_LOST as exc:
-            await self._drop(plugin, actor)
-            raise ActorLost(f"actor of {plugin.plugin_id} died: {exc}") from exc
-        except TimeoutError:
-            await self._drop(plugin, actor)
-            raise
-        finally:
-            pool.busy[index] = max(0, pool.busy.get(index, 1) - 1)
-            pool.last_used = time.monotonic()
-
-    async def _drop(self, plugin: PluginRef, actor: Any) -> None:
-        async with self._lock:
-            pool = self._pools.pop((plugin.plugin_id, plugin.archive_sha256), None)
-        if pool:
-            for a in pool.actors:
-                ray.kill(a, no_restart=True)
-            log.warning("pool %s dropped (actor lost or hung); a new one starts on demand", plugin.plugin_id)
-
     async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput:
-        output: WorkerOutput = await self._call(plugin, archive, "process", frame, timeout)
+        output: WorkerOutput = await self._call(plugin, archive, "process", frame, timeout, grow=True)
         return output
 
     async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]:
-        vectors: dict[str, list[float]] = await self._call(plugin, archive, "embed", text, timeout)
+        vectors: dict[str, list[float]] = await self._call(plugin, archive, "embed", text, timeout, grow=False)
         return vectors
 
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]:
-        pool = self._pools.get((plugin.plugin_id, plugin.archive_sha256))
-        return [await a.stats.remote() for a in pool.actors] if pool else []
+        pool = self._pools.get(_key(plugin))
+        return [await self.backend.call(a.handle, "stats") for a in pool.actors] if pool else []
+
+    def size(self, plugin: PluginRef) -> int:
+        """How many actors the plugin's pool has now."""
+        pool = self._pools.get(_key(plugin))
+        return len(pool.actors) if pool else 0
 
     async def reap_idle(self) -> None:
-        """Shut down pools idle for longer than ``idle_seconds`` (called periodically)."""
-        now = time.monotonic()
+        """Shut down pools unused for longer than ``idle_seconds`` (called periodically)."""
+        now = self.clock()
         async with self._lock:
             idle = [
-                k for k, p in self._pools.items() if not any(p.busy.values()) and now - p.last_used > self.idle_seconds
+                key
+                for key, pool in self._pools.items()
+                if not any(a.in_flight for a in pool.actors) and now - pool.last_used > self.idle_seconds
             ]
-            pools = [self._pools.pop(k) for k in idle]
-        for key, pool in zip(idle, pools, strict=True):
+            gone = [(key, self._pools.pop(key)) for key in idle]
+        for key, pool in gone:
             for actor in pool.actors:
-                ray.kill(actor, no_restart=True)
+                self.backend.kill(actor.handle)
             log.info("pool %s@%s shut down after %.0fs idle", key[0], key[1][:12], self.idle_seconds)
+
+    async def close(self) -> None:
+        """Kill every actor of every pool."""
+        async with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            for actor in pool.actors:
+                self.backend.kill(actor.handle)
+
+    # --------------------------------------------------------------------------------- internals
+
+    async def _call(self, plugin: PluginRef, archive: bytes, method: str, arg: Any, timeout: float, grow: bool) -> Any:
+        pool, actor = await self._acquire(plugin, archive, grow)
+        try:
+            result = await asyncio.wait_for(self.backend.call(actor.handle, method, arg), timeout)
+        except ActorLost:
+            await self._retire(plugin, actor, "died")
+            raise
+        except TimeoutError:
+            await self._retire(plugin, actor, f"took longer than {timeout:.0f}s")
+            raise
+        except PluginError as err:
+            if err.reason is ReasonCode.PLUGIN_LOAD_FAILED:
+                self._load_failed(plugin, actor, err.message)
+            raise
+        finally:
+            actor.in_flight -= 1
+            pool.last_used = self.clock()
+        if isinstance(result, WorkerOutput) and result.load_failed:
+            self._load_failed(plugin, actor, result.failures[0].message if result.failures else "")
+        return result
+
+    async def _acquire(self, plugin: PluginRef, archive: bytes, grow: bool) -> tuple[_Pool, _Actor]:
+        async with self._lock:
+            now = self.clock()
+            pool = self._pools.setdefault(_key(plugin), _Pool(last_used=now))
+            for stale in [a for a in pool.actors if self._load_failure_expired(a, now)]:
+                pool.actors.remove(stale)
+                self.backend.kill(stale.handle)
+                log.info("pool %s: retrying the load of a plugin that failed to load", plugin.plugin_id)
+            idle = [a for a in pool.actors if a.in_flight == 0]
+            room = len(pool.actors) < plugin.compute_profile.max_concurrency
+            if not pool.actors or (grow and not idle and room):
+                self.backend.check(plugin)
+                actor = _Actor(self.backend.spawn(plugin, archive))
+                pool.actors.append(actor)
+                log.info(
+                    "pool %s@%s: started actor %d of at most %d",
+                    plugin.plugin_id,
+                    plugin.archive_sha256[:12],
+                    len(pool.actors),
+                    plugin.compute_profile.max_concurrency,
+                )
+            else:
+                actor = idle[0] if idle else min(pool.actors, key=lambda a: a.in_flight)
+            actor.in_flight += 1
+            pool.last_used = now
+            return pool, actor
+
+    def _load_failure_expired(self, actor: _Actor, now: float) -> bool:
+        failed = actor.load_failed_at
+        return failed is not None and actor.in_flight == 0 and now - failed > self.load_failure_retry_s
+
+    def _load_failed(self, plugin: PluginRef, actor: _Actor, message: str) -> None:
+        if actor.load_failed_at is None:
+            actor.load_failed_at = self.clock()
+            log.error(
+                "plugin %s failed to load (answering every row with plugin_load_failed for the next %.0fs): %s",
+                plugin.plugin_id,
+                self.load_failure_retry_s,
+                message,
+            )
+
+    async def _retire(self, plugin: PluginRef, actor: _Actor, why: str) -> None:
+        async with self._lock:
+            pool = self._pools.get(_key(plugin))
+            if pool and actor in pool.actors:
+                pool.actors.remove(actor)
+        self.backend.kill(actor.handle)
+        log.warning("pool %s: an actor %s; it is replaced on demand", plugin.plugin_id, why)
+
+
+def _key(plugin: PluginRef) -> tuple[str, str, str]:
+    # Parameters are part of a plugin's identity here: build_steps reads them once, at load time,
+    # so two collections that configure one plugin version differently need different actors.
+    parameters = json.dumps(plugin.parameters, sort_keys=True, default=str)
+    return plugin.plugin_id, plugin.archive_sha256, hashlib.sha256(parameters.encode()).hexdigest()[:12]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 
 from featurebus.common import ids
@@ -13,13 +14,12 @@ from featurebus.common.events import (
     RetrievalAnswered,
     RetrievalEmbedded,
     RetrievalRequested,
-    RowFailure,
     VectorsProduced,
 )
 from featurebus.common.frames import from_parquet
-from featurebus.common.objectstore import ObjectStore, sha256_hex
+from featurebus.common.objectstore import ChecksumMismatch, ObjectStore, sha256_hex
 from featurebus.inference.pools import ActorLost, Pools
-from featurebus.inference.worker import WorkerOutput
+from featurebus.inference.worker import WorkerOutput, all_rows_failed
 from featurebus.sdk.host import PluginError
 
 __all__ = ["ArchiveCache", "Inference"]
@@ -33,22 +33,44 @@ class ArchiveCache:
     def __init__(self, store: ObjectStore, directory: Path) -> None:
         self.store = store
         self.directory = directory
+        self._verified: set[str] = set()  # checksums of files on disk already checked by this process
 
     async def get(self, plugin: PluginRef) -> bytes:
+        """The archive's bytes; PluginError(plugin_load_failed) when it is gone or not what was scanned."""
         path = self.directory / f"{plugin.archive_sha256}.zip"
         if path.exists():
             data = path.read_bytes()
-            if sha256_hex(data) == plugin.archive_sha256:
+            if plugin.archive_sha256 in self._verified or sha256_hex(data) == plugin.archive_sha256:
+                self._verified.add(plugin.archive_sha256)
                 return data
-        data = await self.store.get_bytes(plugin.archive_uri, plugin.archive_sha256)
+        try:
+            data = await self.store.get_bytes(plugin.archive_uri, plugin.archive_sha256)
+        except ChecksumMismatch as exc:
+            raise PluginError(
+                ReasonCode.PLUGIN_LOAD_FAILED,
+                f"the archive of {plugin.plugin_id} is not the one that was scanned: {exc}",
+                "upload the plugin again",
+            ) from exc
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise  # a store outage: the message is retried (or dead-lettered), not the rows failed
+            raise PluginError(
+                ReasonCode.PLUGIN_LOAD_FAILED,
+                f"the archive of {plugin.plugin_id} is missing from the object store ({plugin.archive_uri})",
+                "upload the plugin again",
+            ) from exc
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
+        # A unique name: the batch and the query handler may fetch the same archive at once.
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
         tmp.write_bytes(data)
         tmp.replace(path)
+        self._verified.add(plugin.archive_sha256)
         return data
 
 
 class Inference:
+    """Frames to vector sets and query texts to vectors, on the plugins' warm pools."""
+
     def __init__(
         self, store: ObjectStore, pools: Pools, archives: ArchiveCache, frame_timeout_s: float, max_actor_deaths: int
     ) -> None:
@@ -62,8 +84,8 @@ class Inference:
     async def run_frame(self, event: BatchReady) -> VectorsProduced:
         """Run one frame on the plugin's warm pool; every row ends embedded or failed with a reason."""
         frame = await self.store.get_bytes(event.frame_uri, event.frame_sha256)
-        archive = await self.archives.get(event.plugin)
         try:
+            archive = await self.archives.get(event.plugin)
             output = await self.pools.process(event.plugin, archive, frame, self.frame_timeout_s)
         except ActorLost:
             deaths = self._deaths[event.frame_id] = self._deaths.get(event.frame_id, 0) + 1
@@ -74,6 +96,11 @@ class Inference:
             )
         except TimeoutError:
             output = _all_failed(frame, ReasonCode.TIMEOUT, f"the frame took longer than {self.frame_timeout_s:.0f}s")
+        except PluginError as err:  # the archive is gone, or the plugin's actors cannot be placed
+            log.error(
+                "batch=%s frame=%s plugin=%s: %s", event.batch_id, event.frame_id, event.plugin.plugin_id, err.message
+            )
+            output = _all_failed(frame, err.reason, err.message, err.hint)
         self._deaths.pop(event.frame_id, None)
         vectors_uri = vectors_sha = None
         if output.vectors_parquet is not None:
@@ -144,10 +171,11 @@ def _answer_error(event: RetrievalRequested, message: str) -> RetrievalAnswered:
     return RetrievalAnswered(request_id=event.request_id, error=message)
 
 
-def _all_failed(frame_parquet: bytes, reason: ReasonCode, message: str) -> WorkerOutput:
+def _all_failed(frame_parquet: bytes, reason: ReasonCode, message: str, hint: str | None = None) -> WorkerOutput:
     frame = from_parquet(frame_parquet)
-    failures = [
-        RowFailure(document_id=str(d), object_id=str(o), reason=reason, message=message)
-        for d, o in zip(frame["document_id"], frame["object_id"], strict=True)
-    ]
-    return WorkerOutput(None, failures, len(frame), 0)
+    return WorkerOutput(None, all_rows_failed(frame, reason, message, hint), len(frame), 0)
+
+
+def _is_missing(exc: Exception) -> bool:
+    """The object store said there is no such object (S3 NoSuchKey; KeyError from a dict twin)."""
+    return isinstance(exc, KeyError) or getattr(exc, "code", None) in ("NoSuchKey", "NoSuchBucket")

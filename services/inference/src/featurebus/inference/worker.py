@@ -1,68 +1,122 @@
 """The plugin worker: loads one plugin version once and runs frames and queries through it.
 
-A plain class (unit-testable without Ray); :mod:`featurebus.inference.pools` runs it as a Ray
-actor, so plugin code never runs inside the service process.
+A plain class (unit-testable without Ray); :mod:`featurebus.inference.ray_actors` runs it as a
+Ray actor, so plugin code never runs inside the service process.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import pandas as pd
 
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet, to_parquet
 from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
 
-__all__ = ["PluginWorker", "WorkerOutput"]
+__all__ = ["PluginWorker", "WorkerOutput", "all_rows_failed"]
+
+T = TypeVar("T")
 
 
 @dataclass
 class WorkerOutput:
+    """One frame's result: the vector-set Parquet (None when no row embedded) and every failed row."""
+
     vectors_parquet: bytes | None
     failures: list[RowFailure] = field(default_factory=list)
     rows_in: int = 0
     rows_embedded: int = 0
+    # The plugin never loaded in this worker: the pool replaces the worker after a short while.
+    load_failed: bool = False
 
 
 class PluginWorker:
-    """``__init__`` loads the plugin; a load error is kept and reported for every row it is given."""
+    """A warm plugin: ``__init__`` loads it once; ``process`` runs frames, ``embed`` one query text.
+
+    A load error is kept (not raised) and reported for every row the worker is given, so a frame
+    of a broken plugin still reconciles: every row failed with ``plugin_load_failed``.
+    """
 
     def __init__(self, plugin_id: str, archive: bytes, parameters: dict[str, Any] | None, work_dir: str) -> None:
         self.plugin_id = plugin_id
         self.load_error: PluginError | None = None
         self.host: PluginHost | None = None
         self.frames = 0
+        self.queries = 0
+        started = time.perf_counter()
         try:
+            Path(work_dir).mkdir(parents=True, exist_ok=True)
             target = Path(tempfile.mkdtemp(prefix=f"{plugin_id}-", dir=work_dir))
             self.host = PluginHost.load(unpack_archive(archive, target), plugin_id=plugin_id, parameters=parameters)
         except PluginError as err:
             self.load_error = err
+        except Exception as exc:  # a corrupt zip, a full disk: still this plugin's load failure
+            self.load_error = PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"{type(exc).__name__}: {exc}")
+        self.load_seconds = time.perf_counter() - started
+        # Plugins load their models lazily on the first call (the guide's _ensure_model_loaded), and
+        # that is not thread-safe: the first call runs alone, later ones may overlap (a query
+        # embedded while a frame runs).
+        self._first_call = threading.Lock()
+        self._warm = False
 
     def process(self, frame_parquet: bytes) -> WorkerOutput:
+        """Run one frame (the guide's DataFrame columns, as Parquet); every row embedded or failed."""
         frame = from_parquet(frame_parquet)
         self.frames += 1
         if self.host is None:
-            err = self.load_error or PluginError(ReasonCode.PLUGIN_LOAD_FAILED, "plugin not loaded")
-            failures = [
-                RowFailure(document_id=str(d), object_id=str(o), reason=err.reason, message=err.message, hint=err.hint)
-                for d, o in zip(frame["document_id"], frame["object_id"], strict=True)
-            ]
+            err = self._load_error()
+            return WorkerOutput(None, all_rows_failed(frame, err.reason, err.message, err.hint), len(frame), 0, True)
+        host = self.host
+        try:
+            result = self._once_warm(lambda: host.run(frame))
+        except Exception as exc:  # the host accounts for plugin errors; this is a bug, not a lost batch
+            failures = all_rows_failed(frame, ReasonCode.PLUGIN_EXCEPTION, f"{type(exc).__name__}: {exc}")
             return WorkerOutput(None, failures, len(frame), 0)
-        result = self.host.run(frame)
         data = to_parquet(result.vectors) if result.rows_embedded else None
         return WorkerOutput(data, result.failures, result.rows_in, result.rows_embedded)
 
     def embed(self, text: str) -> dict[str, list[float]]:
+        """Every manifest feature's vector for one query text; raises PluginError on failure."""
+        self.queries += 1
         if self.host is None:
-            raise self.load_error or PluginError(ReasonCode.PLUGIN_LOAD_FAILED, "plugin not loaded")
-        return self.host.embed_query(text)
+            raise self._load_error()
+        host = self.host
+        return self._once_warm(lambda: host.embed_query(text))
 
     def stats(self) -> dict[str, Any]:
+        """What this worker has done, for tests, logs and benchmarks."""
         return {
             "plugin_id": self.plugin_id,
             "model_loads": self.host.model_loads if self.host else 0,
             "frames": self.frames,
+            "queries": self.queries,
+            "load_seconds": self.load_seconds,
             "load_error": self.load_error.message if self.load_error else None,
         }
+
+    def _load_error(self) -> PluginError:
+        return self.load_error or PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"plugin {self.plugin_id} is not loaded")
+
+    def _once_warm(self, call: Callable[[], T]) -> T:
+        if self._warm:
+            return call()
+        with self._first_call:
+            try:
+                return call()
+            finally:
+                self._warm = True
+
+
+def all_rows_failed(frame: pd.DataFrame, reason: ReasonCode, message: str, hint: str | None = None) -> list[RowFailure]:
+    """One failure per row of ``frame``, all for the same reason (so that counts still reconcile)."""
+    return [
+        RowFailure(document_id=str(d), object_id=str(o), reason=reason, message=message, hint=hint)
+        for d, o in zip(frame["document_id"], frame["object_id"], strict=True)
+    ]

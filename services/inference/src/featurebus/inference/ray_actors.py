@@ -1,0 +1,68 @@
+"""The Ray adapter: PluginWorker actors on the Ray cluster this process is connected to.
+
+The only module of the service that imports Ray (besides Ray's start-up in ``main``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+
+from featurebus.common.events import PluginRef
+from featurebus.inference.placement import actor_options, placement_problem
+from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
+from featurebus.inference.worker import PluginWorker
+from featurebus.sdk.host import PluginError
+
+__all__ = ["RayActors", "RayPools"]
+
+_ACTOR_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+class RayActors:
+    """An :class:`~featurebus.inference.pools.ActorBackend` of Ray actors."""
+
+    def __init__(self, work_dir: Path, actor_num_cpus: float) -> None:
+        self.work_dir = work_dir
+        self.actor_num_cpus = actor_num_cpus
+        self._worker_class = ray.remote(PluginWorker)
+
+    def check(self, plugin: PluginRef) -> None:
+        problem = placement_problem(
+            plugin.plugin_id, plugin.compute_profile, self.actor_num_cpus, dict(ray.cluster_resources())
+        )
+        if problem:
+            raise ResourcesUnavailable(problem)
+
+    def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
+        options = actor_options(plugin.compute_profile, self.actor_num_cpus)
+        return self._worker_class.options(**options).remote(
+            plugin.plugin_id, archive, plugin.parameters, str(self.work_dir)
+        )
+
+    async def call(self, actor: Any, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(actor, method).remote(*args)
+        except _ACTOR_LOST as exc:
+            raise ActorLost(f"a worker process of the plugin died: {exc}") from exc
+        except RayTaskError as exc:
+            # Hand the plugin's own error on as itself, not wrapped in Ray's traceback text.
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, PluginError):
+                raise PluginError(cause.reason, cause.message, cause.hint) from None
+            raise
+
+    def kill(self, actor: Any) -> None:
+        ray.kill(actor, no_restart=True)
+
+
+class RayPools(WarmPools):
+    """Warm pools of Ray actors (``ray.init`` must have run)."""
+
+    def __init__(
+        self, work_dir: Path, actor_num_cpus: float, idle_seconds: float, load_failure_retry_s: float = 60.0
+    ) -> None:
+        super().__init__(RayActors(work_dir, actor_num_cpus), idle_seconds, load_failure_retry_s)

@@ -1,0 +1,207 @@
+"""Warm-pool bookkeeping (no Ray): who takes a call, when pools grow, shrink and replace actors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from featurebus.common.events import ComputeProfile, FeatureSpec, PluginRef, ReasonCode, RowFailure
+from featurebus.inference.placement import actor_options, placement_problem
+from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
+from featurebus.inference.worker import WorkerOutput
+from featurebus.sdk.host import PluginError
+
+GIB = 2**30
+
+
+class FakeActor:
+    def __init__(self, number: int, load_fails: bool) -> None:
+        self.number = number
+        self.load_fails = load_fails
+        self.calls: list[str] = []
+        self.dead = False
+
+
+class FakeBackend:
+    """Actors whose calls wait at a gate (so tests can hold a frame "running") and can die."""
+
+    def __init__(self) -> None:
+        self.actors: list[FakeActor] = []
+        self.killed: list[FakeActor] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.load_fails = False
+
+    def check(self, plugin: PluginRef) -> None:
+        pass
+
+    def spawn(self, plugin: PluginRef, archive: bytes) -> FakeActor:
+        self.actors.append(FakeActor(len(self.actors), self.load_fails))
+        return self.actors[-1]
+
+    async def call(self, actor: FakeActor, method: str, *args: Any) -> Any:
+        actor.calls.append(method)
+        if method == "process":
+            await self.gate.wait()
+        if actor.dead:
+            raise ActorLost("gone")
+        if actor.load_fails:
+            if method == "embed":
+                raise PluginError(ReasonCode.PLUGIN_LOAD_FAILED, "ImportError: Nope")
+            failure = RowFailure(document_id="d", object_id="o", reason=ReasonCode.PLUGIN_LOAD_FAILED, message="Nope")
+            return WorkerOutput(None, [failure], 1, 0, load_failed=True)
+        return WorkerOutput(b"parquet", [], 1, 1) if method == "process" else {"vec": [1.0]}
+
+    def kill(self, actor: FakeActor) -> None:
+        self.killed.append(actor)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def plugin(max_concurrency: int = 2, **update: Any) -> PluginRef:
+    ref = PluginRef(
+        plugin_id="toy_1_0_0",
+        name="toy",
+        version="1.0.0",
+        archive_uri="s3://featurebus/plugins/toy.zip",
+        archive_sha256="ab" * 32,
+        compute_profile=ComputeProfile(max_concurrency=max_concurrency),
+        features=[FeatureSpec(feature_name="vec", embedding_dim=1)],
+    )
+    return ref.model_copy(update=update)
+
+
+async def test_a_pool_starts_lazily_and_reuses_its_idle_actor() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    assert pools.size(plugin()) == 0
+    for _ in range(3):
+        await pools.process(plugin(), b"zip", b"frame", timeout=5)
+    assert len(backend.actors) == 1 and backend.actors[0].calls == ["process"] * 3
+
+
+async def test_busy_pools_grow_to_max_concurrency_and_no_further() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    backend.gate.clear()  # frames stay "running"
+    frames = [asyncio.create_task(pools.process(plugin(2), b"zip", b"f", timeout=5)) for _ in range(3)]
+    await asyncio.sleep(0.01)  # let the calls reach their actors
+    assert len(backend.actors) == 2  # the third frame queues on the least busy actor
+    assert sorted(len(a.calls) for a in backend.actors) == [1, 2]
+    backend.gate.set()
+    assert all(o.rows_embedded == 1 for o in await asyncio.gather(*frames))
+
+
+async def test_a_query_uses_the_warm_actor_even_while_it_runs_a_frame() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    await pools.process(plugin(4), b"zip", b"f", timeout=5)  # the pool is warm
+    backend.gate.clear()
+    frame = asyncio.create_task(pools.process(plugin(4), b"zip", b"f", timeout=5))
+    await asyncio.sleep(0.01)  # let the calls reach their actors
+    assert await pools.embed(plugin(4), b"zip", "q", timeout=5) == {"vec": [1.0]}
+    assert len(backend.actors) == 1  # no second model load just for a query
+    backend.gate.set()
+    await frame
+
+
+async def test_a_dead_actor_is_replaced_and_the_call_retried_by_the_bus() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    await pools.process(plugin(), b"zip", b"f", timeout=5)
+    backend.actors[0].dead = True
+    with pytest.raises(ActorLost):  # a TransientError
+        await pools.process(plugin(), b"zip", b"f", timeout=5)
+    assert backend.killed == [backend.actors[0]] and pools.size(plugin()) == 0
+    assert (await pools.process(plugin(), b"zip", b"f", timeout=5)).rows_embedded == 1
+    assert len(backend.actors) == 2
+
+
+async def test_a_hung_actor_is_killed_on_timeout() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    backend.gate.clear()
+    with pytest.raises(TimeoutError):
+        await pools.process(plugin(), b"zip", b"f", timeout=0.01)
+    assert backend.killed == backend.actors and pools.size(plugin()) == 0
+
+
+async def test_a_load_failure_is_cached_briefly_then_the_plugin_is_loaded_again() -> None:
+    backend = FakeBackend()
+    backend.load_fails = True
+    clock = Clock()
+    pools = WarmPools(backend, idle_seconds=600, load_failure_retry_s=60, clock=clock)
+    for _ in range(3):
+        assert (await pools.process(plugin(), b"zip", b"f", timeout=5)).load_failed
+    with pytest.raises(PluginError):
+        await pools.embed(plugin(), b"zip", "q", timeout=5)
+    assert len(backend.actors) == 1  # one load attempt answered all four calls
+    clock.now += 61
+    backend.load_fails = False  # say, the operator installed the missing dependency
+    assert (await pools.process(plugin(), b"zip", b"f", timeout=5)).rows_embedded == 1
+    assert len(backend.actors) == 2 and backend.killed == [backend.actors[0]]
+
+
+async def test_idle_pools_are_shut_down_and_busy_ones_kept() -> None:
+    backend = FakeBackend()
+    clock = Clock()
+    pools = WarmPools(backend, idle_seconds=60, clock=clock)
+    other = plugin(archive_sha256="cd" * 32)
+    await pools.process(plugin(), b"zip", b"f", timeout=5)
+    backend.gate.clear()
+    running = asyncio.create_task(pools.process(other, b"zip", b"f", timeout=5))
+    await asyncio.sleep(0.01)  # let the calls reach their actors
+    clock.now += 61
+    await pools.reap_idle()
+    assert pools.size(plugin()) == 0 and pools.size(other) == 1
+    assert backend.killed == [backend.actors[0]]
+    backend.gate.set()
+    await running
+
+
+async def test_versions_and_parameters_get_pools_of_their_own() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    refs = [plugin(), plugin(archive_sha256="cd" * 32), plugin(parameters={"model_size": "large"})]
+    for ref in refs:
+        await pools.process(ref, b"zip", b"f", timeout=5)
+    assert len(backend.actors) == 3 and all(pools.size(r) == 1 for r in refs)
+
+
+def test_actor_options_follow_the_compute_profile() -> None:
+    cpu = actor_options(ComputeProfile(actor_memory_gb=1.5), actor_num_cpus=0.5)
+    assert cpu == {"num_cpus": 0.5, "memory": int(1.5 * GIB), "max_concurrency": 2}
+    assert actor_options(ComputeProfile(resource_type="gpu"), 0.5)["num_gpus"] == 1
+
+
+def test_placement_problems_name_the_setting_to_change() -> None:
+    cluster = {"CPU": 2.0, "memory": 8.0 * GIB, "object_store_memory": 2.0 * GIB}
+    assert placement_problem("p", ComputeProfile(), 0.5, cluster) is None
+    gpu = placement_problem("p", ComputeProfile(resource_type="gpu"), 0.5, cluster)
+    assert gpu and "resource_type" in gpu and "has none" in gpu
+    assert placement_problem("p", ComputeProfile(resource_type="gpu"), 0.5, {**cluster, "GPU": 1.0}) is None
+    memory = placement_problem("p", ComputeProfile(actor_memory_gb=16), 0.5, cluster)
+    assert memory and "actor_memory_gb" in memory and "8.0GiB" in memory
+    cpus = placement_problem("p", ComputeProfile(), 4, cluster)
+    assert cpus and "FEATUREBUS_ACTOR_NUM_CPUS" in cpus
+
+
+async def test_an_unplaceable_plugin_starts_no_actor() -> None:
+    backend = FakeBackend()
+
+    def refuse(plugin: PluginRef) -> None:
+        raise ResourcesUnavailable("no GPU")
+
+    backend.check = refuse  # type: ignore[method-assign]
+    pools = WarmPools(backend, idle_seconds=60)
+    with pytest.raises(ResourcesUnavailable):
+        await pools.process(plugin(), b"zip", b"f", timeout=5)
+    assert backend.actors == []

@@ -1,0 +1,79 @@
+"""PluginWorker as plain Python: one plugin load, every row embedded or failed with a reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from inference_twins import TOY_PIPELINE, frame, toy_archive
+
+from featurebus.common.events import ReasonCode
+from featurebus.common.frames import from_parquet
+from featurebus.inference.worker import PluginWorker
+from featurebus.sdk.host import PluginError
+
+RAISING = TOY_PIPELINE.replace(
+    'batch["vec"] = [[float(len(t)), 1.0] for t in batch["data"]]',
+    'raise ValueError("model exploded")',
+)
+EXTRA_COLUMN = TOY_PIPELINE.replace(
+    "        return batch\n", '        batch["words"] = [len(t.split()) for t in batch["data"]]\n        return batch\n'
+)
+
+
+def test_a_valid_plugin_embeds_every_row_into_the_vector_set(tmp_path: Path) -> None:
+    worker = PluginWorker("toy_1_0_0", toy_archive(EXTRA_COLUMN), None, str(tmp_path))
+    output = worker.process(frame(["a b", "ccc"]))
+    assert (output.rows_in, output.rows_embedded, output.failures, output.load_failed) == (2, 2, [], False)
+    assert output.vectors_parquet is not None
+    vectors = from_parquet(output.vectors_parquet)
+    assert list(vectors.columns) == ["document_id", "object_id", "blob_id", "vec", "payload"]
+    assert list(vectors["document_id"]) == ["document_id_0", "document_id_1"]
+    assert [list(v) for v in vectors["vec"]] == [[3.0, 1.0], [3.0, 1.0]]
+    payload = json.loads(vectors["payload"][0])
+    # The indexer stores this payload with the point: the text for display, the plugin's extra output.
+    assert payload == {
+        "text": "a b",
+        "blob_property": "blob_property_0",
+        "blob_type": "text",
+        "mime_type": "text/plain",
+        "words": 2,
+    }
+
+
+def test_the_plugin_is_loaded_once_for_many_frames_and_queries(tmp_path: Path) -> None:
+    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path))
+    for _ in range(3):
+        assert worker.process(frame(["ab", "abc"])).rows_embedded == 2
+    assert worker.embed("four") == {"vec": [4.0, 1.0]}
+    stats = worker.stats()
+    assert (stats["model_loads"], stats["frames"], stats["queries"], stats["load_error"]) == (1, 3, 1, None)
+
+
+def test_a_plugin_that_raises_fails_every_row_with_the_place_in_its_code(tmp_path: Path) -> None:
+    worker = PluginWorker("toy_1_0_0", toy_archive(RAISING), None, str(tmp_path))
+    output = worker.process(frame(["a", "b"]))
+    assert (output.rows_in, output.rows_embedded, output.vectors_parquet) == (2, 0, None)
+    assert [f.reason for f in output.failures] == [ReasonCode.PLUGIN_EXCEPTION] * 2
+    assert [f.document_id for f in output.failures] == ["document_id_0", "document_id_1"]
+    assert "model exploded" in output.failures[0].message and "pipeline.py:" in output.failures[0].message
+    assert not output.load_failed  # the plugin loaded; the next frame may well succeed
+
+
+def test_a_plugin_that_cannot_load_fails_every_row_with_plugin_load_failed(tmp_path: Path) -> None:
+    broken = TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")
+    worker = PluginWorker("bad_1_0_0", toy_archive(broken), None, str(tmp_path))
+    output = worker.process(frame(["a", "b", "c"]))
+    assert (output.rows_in, output.rows_embedded, output.vectors_parquet, output.load_failed) == (3, 0, None, True)
+    assert {f.reason for f in output.failures} == {ReasonCode.PLUGIN_LOAD_FAILED}
+    assert len(output.failures) == 3 and "Nope" in output.failures[0].message
+    with pytest.raises(PluginError, match="Nope"):
+        worker.embed("query")
+
+
+def test_an_archive_that_is_not_a_zip_is_a_load_failure_not_a_crash(tmp_path: Path) -> None:
+    worker = PluginWorker("bad_1_0_0", b"this is not a zip file", None, str(tmp_path))
+    output = worker.process(frame(["a"]))
+    assert output.load_failed and output.failures[0].reason == ReasonCode.PLUGIN_LOAD_FAILED
+    assert "BadZipFile" in output.failures[0].message
