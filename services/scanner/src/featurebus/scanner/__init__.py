@@ -3,6 +3,7 @@
 ``scan_archive(data)`` is the one checker, for the scanner service and for local tools.
 """
 
-from featurebus.scanner.scan import ScanReport, scan_archive
+from featurebus.scanner.batch_lint import lint_source
+from featurebus.scanner.scan import ScanReport, scan_archive, zip_directory
 
-__all__ = ["ScanReport", "scan_archive"]
+__all__ = ["ScanReport", "lint_source", "scan_archive", "zip_directory"]

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from featurebus.common.events import PluginManifest, Violation
 from featurebus.scanner.archive_checks import Limits, read_archive
+from featurebus.scanner.batch_lint import lint_source
 from featurebus.scanner.manifest_reader import read_manifest
 from featurebus.scanner.security_scan import ScanOptions, scan_source
 
-__all__ = ["ScanReport", "scan_archive"]
+__all__ = ["ScanReport", "scan_archive", "zip_directory"]
+
+# Produced by running a plugin locally; never part of what gets uploaded.
+SKIPPED_WHEN_ZIPPING = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git", "tests"}
 
 
 @dataclass
@@ -50,4 +56,18 @@ def scan_archive(
     for name, body in sorted(archive.files.items()):
         if name.endswith(".py"):
             report.violations.extend(scan_source(name, body, options))
+            report.violations.extend(lint_source(name, body))
     return report
+
+
+def zip_directory(path: Path) -> bytes:
+    """Zip a plugin directory as ``zip -r name.zip name/`` would, leaving out caches and tests."""
+    buffer = io.BytesIO()
+    root = path.resolve()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(root.rglob("*")):
+            rel = file.relative_to(root)
+            if file.is_dir() or file.is_symlink() or SKIPPED_WHEN_ZIPPING & set(rel.parts):
+                continue
+            zf.write(file, f"{root.name}/{rel.as_posix()}")
+    return buffer.getvalue()

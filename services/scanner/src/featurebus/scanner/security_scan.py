@@ -26,6 +26,7 @@ import importlib.util
 import io
 import tokenize
 from dataclasses import dataclass, field
+from typing import Literal
 
 from featurebus.common.events import Violation
 
@@ -89,6 +90,7 @@ FRAME_ATTRS = {
     "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "co_consts", "func_globals",
 }  # fmt: skip
 HUB_LOADERS = {"from_pretrained", "SentenceTransformer", "hf_hub_download", "snapshot_download", "pipeline"}
+Severity = Literal["ERROR", "WARNING", "INFO"]
 _SAFE_ENCODINGS = {"utf-8", "ascii", "latin-1", "iso8859-1"}
 
 
@@ -140,13 +142,15 @@ class _Checker:
     os_names: set[str] = field(default_factory=set)  # names bound to the os module
     environ_names: set[str] = field(default_factory=set)  # names bound to os.environ
 
-    def add(self, node: ast.AST, code: str, message: str, hint: str | None = None, severity: str = "ERROR") -> None:
+    def add(
+        self, node: ast.AST, code: str, message: str, hint: str | None = None, severity: Severity = "ERROR"
+    ) -> None:
         self.violations.append(
             Violation(
                 filename=self.filename,
                 line=getattr(node, "lineno", 0),
                 severity=severity,
-                code=code,  # type: ignore[arg-type]
+                code=code,
                 message=message,
                 hint=hint,
             )
