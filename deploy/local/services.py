@@ -20,7 +20,7 @@ import httpx
 import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import LocalStack, running_pid, start_process, stop_process
+from stack import LocalStack, exit_status, running_pid, start_process, stop_process
 
 __all__ = ["SERVICES", "LocalServices"]
 
@@ -55,7 +55,10 @@ class LocalServices:
         while time.monotonic() < deadline:
             for name in SERVICES:
                 if running_pid(f"svc-{name}", self.data_dir) is None:
-                    raise RuntimeError(f"service {name} exited; last log lines:\n{self.log(name)[-3000:]}")
+                    raise RuntimeError(
+                        f"service {name} is not running ({exit_status(f'svc-{name}', self.data_dir)}); "
+                        f"last log lines:\n{self.log(name)[-3000:]}"
+                    )
             try:
                 response = httpx.get(f"{self.base_url}/healthz", timeout=2)
                 if response.status_code == 200:

@@ -123,6 +123,23 @@ def running_pid(name: str, data_dir: Path) -> int | None:
     return None
 
 
+def exit_status(name: str, data_dir: Path) -> str:
+    """How a process this module started ended, for error messages (reaps it if it was our child)."""
+    pid_file = data_dir / "pids" / f"{name}.pid"
+    if not pid_file.exists():
+        return "no pid file"
+    pid = json.loads(pid_file.read_text())["pid"]
+    try:
+        waited, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return f"pid {pid} is gone (not a child of this process)"
+    if waited == 0:
+        return f"pid {pid} runs something else now: {' '.join(_cmdline(pid))[:200]!r}"
+    if os.WIFSIGNALED(status):
+        return f"pid {pid} was killed by signal {os.WTERMSIG(status)}"
+    return f"pid {pid} exited with status {os.WEXITSTATUS(status)}"
+
+
 def stop_process(name: str, data_dir: Path, timeout: float = 20.0) -> bool:
     """SIGTERM the recorded process (its whole session), SIGKILL after ``timeout``. True if it ran."""
     pid = running_pid(name, data_dir)
