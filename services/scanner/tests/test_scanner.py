@@ -180,3 +180,46 @@ def test_limits_are_judged_on_the_bytes_read() -> None:
     assert "zip bomb" in messages(scan_archive(archive(bomb), limits=small))
     many = quickstart(**{f"data/{i}.txt": "x" for i in range(10)})
     assert "entries" in messages(scan_archive(archive(many), limits=small))
+
+
+def test_a_highly_compressed_entry_is_a_bomb_by_ratio() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in quickstart(**{"data/zeros.txt": "0" * (3 * 1024 * 1024)}).items():
+            zf.writestr(f"plugin/{name}", text)
+    report = scan_archive(buffer.getvalue())
+    assert not report.passed and "inflates more than 200x" in messages(report)
+
+
+def _patch_second_central_entry_offset(data: bytes) -> bytes:
+    second = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 4)
+    return data[: second + 42] + (0).to_bytes(4, "little") + data[second + 46 :]
+
+
+def test_overlapping_entries_and_header_mismatches_are_rejected() -> None:
+    overlapping = _patch_second_central_entry_offset(archive(quickstart()))
+    assert "overlap" in messages(scan_archive(overlapping))
+
+    good = archive(quickstart())
+    local = good.index(b"PK\x03\x04")
+    name_at = local + 30
+    mismatched = good[:name_at] + b"X" + good[name_at + 1 :]  # the local header now names another file
+    report = scan_archive(mismatched)
+    assert not report.passed and "cannot be read" in messages(report)
+
+
+def test_strict_mode_adds_unpinned_hub_downloads() -> None:
+    files = quickstart()
+    assert scan_archive(archive(files)).passed
+    strict = scan_archive(archive(files), strict=True)
+    assert not strict.passed
+    assert any(v.code == "SEC100" and "revision" in (v.hint or "") for v in strict.violations)
+    core = files["processors/core.py"].replace(
+        "SentenceTransformer(model_name)", 'SentenceTransformer(model_name, revision="c9745ed")'
+    )
+    realtime = files["realtime.py"].replace(
+        'SentenceTransformer("all-MiniLM-L6-v2")', 'SentenceTransformer("all-MiniLM-L6-v2", revision="c9745ed")'
+    )
+    assert scan_archive(
+        archive(quickstart(**{"processors/core.py": core, "realtime.py": realtime})), strict=True
+    ).passed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import stat
 import sys
 import zipfile
@@ -22,6 +23,8 @@ class Limits:
     max_extracted: int = 500 * MB
     max_files: int = 1000
     max_source_file: int = 2 * MB  # a .py file larger than this is not plugin source
+    # An entry that inflates more than this many times (and past 1 MB) is treated as a bomb.
+    max_ratio: int = 200
 
 
 @dataclass
@@ -65,6 +68,10 @@ def read_archive(data: bytes, limits: Limits = Limits()) -> Archive:
     if len(infos) > limits.max_files:
         archive.violations.append(_v("ARC003", f"archive has {len(infos)} entries; the limit is {limits.max_files}"))
         return archive
+    overlap = _overlapping(infos, len(data))
+    if overlap:
+        archive.violations.append(_v("ARC015", f"entries {overlap} overlap in the archive (a zip bomb technique)"))
+        return archive
     seen: set[str] = set()
     total = 0
     raw: dict[str, bytes] = {}
@@ -92,6 +99,11 @@ def read_archive(data: bytes, limits: Limits = Limits()) -> Archive:
                 while chunk := member.read(1024 * 1024):
                     size += len(chunk)
                     total += len(chunk)
+                    if size > MB and size > limits.max_ratio * max(info.compress_size, 1):
+                        archive.violations.append(
+                            _v("ARC016", f"{name} inflates more than {limits.max_ratio}x (a zip bomb?)", name)
+                        )
+                        return archive
                     if total > limits.max_extracted:
                         archive.violations.append(
                             _v("ARC008", "archive extracts to more than 500 MB (a zip bomb?)", name)
@@ -141,6 +153,19 @@ def shadowed_module(name: str) -> str | None:
     module = top[:-3] if top.endswith(".py") and len(PurePosixPath(name).parts) == 1 else top
     if module in sys.stdlib_module_names or module in SDK_NAMES:
         return module
+    return None
+
+
+def _overlapping(infos: list[zipfile.ZipInfo], archive_size: int) -> tuple[str, str] | None:
+    """Two entries whose data ranges overlap (entries that share compressed bytes)."""
+    # The local header is at least 30 bytes plus the name: an underestimate, so never a false alarm.
+    spans = sorted(
+        (info.header_offset, info.header_offset + 30 + len(info.filename) + info.compress_size, info.filename)
+        for info in infos
+    )
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+        if start < end:
+            return first, second
     return None
 
 
