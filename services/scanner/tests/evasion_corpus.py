@@ -96,6 +96,10 @@ EVASIONS: list[tuple[str, str]] = [
     ("encoding", "x = 1\x00\nimport subprocess"),
     ("encoding", "def broken(:\n    pass"),
     ("encoding", "x = " + "(" * 300 + "1" + ")" * 300),
+    # --- configuration is never read from the archive: suppression comments change nothing
+    ("suppression", "import subprocess  # noqa"),
+    ("suppression", "import socket  # nosec"),
+    ("suppression", "# featurebus: allow\nx = eval('1')"),
 ]
 
 # Archive-level evasions: (family, {path inside the plugin dir: content}) added to a valid plugin.

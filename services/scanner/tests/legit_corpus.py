@@ -71,21 +71,77 @@ class VLMAnalyzerProcessor:
 MULTISTAGE_PIPELINE = """
 from shared.inference.registry import get_batch_service
 from engine.plugins.extractors.pipeline import (
-    PipelineDefinition, ResourceType, RowCondition, StepDefinition, build_pipeline_steps,
+    PipelineDefinition,
+    ResourceType,
+    RowCondition,
+    StepDefinition,
+    build_pipeline_steps,
 )
 
 
 def build_steps(extractor_request, **kwargs):
-    E5Batch = get_batch_service("all-MiniLM-L6-v2")
+    params = extractor_request.extractor_config.parameters or {}
+    WhisperBatch = get_batch_service("openai/whisper-large-v3-turbo")
+    E5Batch = get_batch_service("intfloat/multilingual-e5-large-instruct")
     pipeline = PipelineDefinition(
         name="audio_to_embedding",
         version="v1",
         steps=[
-            StepDefinition(service_class=E5Batch, resource_type=ResourceType.CPU, condition=RowCondition.IS_TEXT,
-                           config={"text_column": "data", "output_column_name": "legit_embedding"}),
-        ],
+            StepDefinition(
+                service_class=WhisperBatch,
+                resource_type=ResourceType.API,
+                condition=RowCondition.IS_AUDIO,
+                config={"output_column": "transcription"},
+            ),
+            StepDefinition(
+                service_class=E5Batch,
+                resource_type=ResourceType.CPU,
+                config={"text_column": "transcription", "output_column_name": "legit_embedding"},
+            ),
+        ]
     )
     return {"steps": build_pipeline_steps(pipeline)}
+"""
+
+BRAND_PIPELINE = """
+from engine.plugins.extractors.pipeline import PipelineDefinition, ResourceType, StepDefinition, build_pipeline_steps
+from .processors.core import BrandComplianceProcessor
+
+
+def build_steps(extractor_request, container=None, **kwargs):
+    config = {"llm_service": container.llm, "threshold": 0.8}
+    pipeline = PipelineDefinition(
+        name="brand_compliance",
+        version="v1",
+        steps=[StepDefinition(service_class=BrandComplianceProcessor, resource_type=ResourceType.API, config=config)],
+    )
+    return {"steps": build_pipeline_steps(pipeline)}
+"""
+
+BRAND_PROCESSOR = """
+from shared.plugins.sdk import concurrent_api_calls
+
+
+class BrandComplianceProcessor:
+    def __init__(self, config, **kwargs):
+        self._llm = config.get("llm_service")
+        self.threshold = config.get("threshold", 0.8)
+
+    def __call__(self, batch):
+        image_urls = batch["image_url"].tolist()
+
+        async def evaluate_image(url):
+            return await self._llm.generate(
+                instruction="Evaluate this image for brand compliance",
+                images=[url],
+                provider="google",
+                model="gemini-2.5-flash",
+                schema={"type": "object", "properties": {"compliant": {"type": "boolean"}}},
+            )
+
+        results = concurrent_api_calls(items=image_urls, async_fn=evaluate_image, max_concurrent=10)
+        batch["compliance_result"] = [r.data if r else {} for r in results]
+        return batch
 """
 
 LAZY_MIXIN = """
@@ -210,6 +266,7 @@ LEGIT: list[tuple[str, dict[str, str]]] = [
     ("guide VLM analyzer", plugin(VLM_PROCESSOR.replace("VLMAnalyzerProcessor", "Processor"))),
     ("guide multi-stage with get_batch_service", {"manifest.py": manifest(), "pipeline.py": MULTISTAGE_PIPELINE}),
     ("guide secrets style", quickstart(**{"pipeline.py": SECRETS_PIPELINE})),
+    ("guide brand compliance with container.llm", plugin(BRAND_PROCESSOR, **{"pipeline.py": BRAND_PIPELINE})),
     ("guide LazyModelMixin", plugin(LAZY_MIXIN)),
     ("guide @lazy_model", plugin(LAZY_DECORATOR)),
     ("guide load_hf_model", plugin(HF_CACHED)),

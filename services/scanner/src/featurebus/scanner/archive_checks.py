@@ -68,7 +68,7 @@ def read_archive(data: bytes, limits: Limits = Limits()) -> Archive:
     if len(infos) > limits.max_files:
         archive.violations.append(_v("ARC003", f"archive has {len(infos)} entries; the limit is {limits.max_files}"))
         return archive
-    overlap = _overlapping(infos, len(data))
+    overlap = _overlapping(infos)
     if overlap:
         archive.violations.append(_v("ARC015", f"entries {overlap} overlap in the archive (a zip bomb technique)"))
         return archive
@@ -156,7 +156,7 @@ def shadowed_module(name: str) -> str | None:
     return None
 
 
-def _overlapping(infos: list[zipfile.ZipInfo], archive_size: int) -> tuple[str, str] | None:
+def _overlapping(infos: list[zipfile.ZipInfo]) -> tuple[str, str] | None:
     """Two entries whose data ranges overlap (entries that share compressed bytes)."""
     # The local header is at least 30 bytes plus the name: an underestimate, so never a false alarm.
     spans = sorted(
