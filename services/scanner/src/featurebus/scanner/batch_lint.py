@@ -12,9 +12,9 @@ from __future__ import annotations
 import ast
 
 from featurebus.common.events import Violation
-from featurebus.scanner.security_scan import decode_like_python
+from featurebus.scanner.security_scan import parse_source
 
-__all__ = ["lint_source"]
+__all__ = ["lint_source", "lint_tree"]
 
 MODEL_CALLS = {
     "encode", "generate", "predict", "forward", "infer", "embed", "transcribe", "run", "classify",
@@ -54,10 +54,11 @@ def _called(func: ast.expr) -> str:
 
 
 def lint_source(filename: str, data: bytes) -> list[Violation]:
-    try:
-        tree = ast.parse(decode_like_python(data), filename=filename)
-    except (SyntaxError, ValueError, UnicodeDecodeError, LookupError, RecursionError, MemoryError):
-        return []  # the security scan reports unparseable source
+    parsed = parse_source(filename, data)  # unparseable source is the security scan's to report
+    return [] if isinstance(parsed, Violation) else lint_tree(filename, parsed)
+
+
+def lint_tree(filename: str, tree: ast.Module) -> list[Violation]:
     found: list[Violation] = []
 
     def warn(node: ast.AST, code: str, message: str, hint: str) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 
 from featurebus.common.events import PluginManifest, Violation
 from featurebus.scanner.archive_checks import Limits, read_archive
-from featurebus.scanner.batch_lint import lint_source
+from featurebus.scanner.batch_lint import lint_tree
 from featurebus.scanner.manifest_reader import read_manifest
-from featurebus.scanner.security_scan import ScanOptions, scan_source
+from featurebus.scanner.security_scan import ScanOptions, parse_source, scan_tree
 
 __all__ = ["ScanReport", "scan_archive", "zip_directory"]
 
@@ -55,8 +55,12 @@ def scan_archive(
     options = ScanOptions(strict=strict, own_modules=own)
     for name, body in sorted(archive.files.items()):
         if name.endswith(".py"):
-            report.violations.extend(scan_source(name, body, options))
-            report.violations.extend(lint_source(name, body))
+            tree = parse_source(name, body)
+            if isinstance(tree, Violation):
+                report.violations.append(tree)
+                continue
+            report.violations.extend(scan_tree(name, tree, options))
+            report.violations.extend(lint_tree(name, tree))
     return report
 
 

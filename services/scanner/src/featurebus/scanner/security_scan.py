@@ -30,7 +30,15 @@ from typing import Literal
 
 from featurebus.common.events import Violation
 
-__all__ = ["ALLOWED_DUNDERS", "ALLOWED_MODULES", "FORBIDDEN_BUILTINS", "ScanOptions", "scan_source"]
+__all__ = [
+    "ALLOWED_DUNDERS",
+    "ALLOWED_MODULES",
+    "FORBIDDEN_BUILTINS",
+    "ScanOptions",
+    "parse_source",
+    "scan_source",
+    "scan_tree",
+]
 
 # The guide's allowed libraries, the SDK (native and guide import paths), and standard-library
 # modules that neither run processes, open files, load code nor reach interpreter internals.
@@ -116,22 +124,27 @@ def decode_like_python(data: bytes) -> str:
     return importlib.util.decode_source(data)
 
 
-def scan_source(filename: str, data: bytes, options: ScanOptions | None = None) -> list[Violation]:
-    options = options or ScanOptions()
+def parse_source(filename: str, data: bytes) -> ast.Module | Violation:
+    """The module's tree, or the violation that says why the scanner cannot read it."""
     try:
-        tree = ast.parse(decode_like_python(data), filename=filename)
+        return ast.parse(decode_like_python(data), filename=filename)
     except (SyntaxError, ValueError, UnicodeDecodeError, LookupError, RecursionError, MemoryError) as exc:
-        line = getattr(exc, "lineno", 0) or 0
-        return [
-            Violation(
-                filename=filename,
-                line=line,
-                code="SEC000",
-                message=f"cannot parse {filename}: {exc}",
-                hint="the scanner rejects what it cannot read",
-            )
-        ]
-    return _Checker(filename, options).run(tree)
+        return Violation(
+            filename=filename,
+            line=getattr(exc, "lineno", 0) or 0,
+            code="SEC000",
+            message=f"cannot parse {filename}: {exc}",
+            hint="the scanner rejects what it cannot read",
+        )
+
+
+def scan_tree(filename: str, tree: ast.Module, options: ScanOptions | None = None) -> list[Violation]:
+    return _Checker(filename, options or ScanOptions()).run(tree)
+
+
+def scan_source(filename: str, data: bytes, options: ScanOptions | None = None) -> list[Violation]:
+    parsed = parse_source(filename, data)
+    return [parsed] if isinstance(parsed, Violation) else scan_tree(filename, parsed, options)
 
 
 @dataclass
