@@ -8,7 +8,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from featurebus.common.events import Blob, IngestedObject, ObjectsIngested
+from featurebus.common.events import BatchRequested, Blob, IngestedObject, ObjectsIngested
 
 from ._client import EXAMPLES, Api, zip_plugin
 from ._corpus import CAT_SENTENCE, SENTENCES
@@ -146,3 +146,31 @@ def test_objects_published_straight_to_kafka_behave_the_same(platform, api: Api,
     results = search(api, ns, walkthrough["retriever"], "tree planting by the river")
     assert results[0]["text"] == text
     assert results[0]["object_id"] == "obj_kafka_1"
+
+
+def test_a_batch_requested_on_kafka_runs_like_the_rest_trigger(platform, api: Api, walkthrough) -> None:  # type: ignore[no-untyped-def]
+    ns, bucket, col = walkthrough["ns"], walkthrough["bucket"], walkthrough["collection"]["collection_id"]
+    namespace = api.call("GET", f"/v1/namespaces/{ns}")
+    batch_id = f"btch_kafka_{uuid.uuid4().hex[:8]}"
+    event = BatchRequested(
+        org_id=namespace["org_id"],
+        namespace_id=namespace["namespace_id"],
+        bucket_id=bucket,
+        collection_ids=[col],
+        batch_id=batch_id,
+    )
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=platform.kafka_bootstrap)
+        await producer.start()
+        try:
+            for _ in range(2):  # a replayed request starts nothing new
+                await producer.send_and_wait(platform.topic("batch.requested"), event.model_dump_json().encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    path = f"/v1/namespaces/{ns}/buckets/{bucket}/batches/{batch_id}"
+    Api.wait(lambda: api.http.get(path).status_code == 200, lambda found: found, timeout=60)
+    done = api.wait_batch(ns, bucket, batch_id)
+    assert done["status"] == "COMPLETED" and done["rows_written"] == done["rows_in"] > 0, done

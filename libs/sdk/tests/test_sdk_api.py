@@ -113,3 +113,18 @@ def test_llm_without_a_provider_fails_clearly_and_secrets_name_the_missing_key()
 def test_unknown_builtin_service_lists_the_available_ones() -> None:
     with pytest.raises(KeyError, match="all-MiniLM-L6-v2"):
         sdk.get_batch_service("google/siglip-base-patch16-224")
+
+
+@pytest.mark.slow
+def test_concurrent_api_calls_takes_about_7s_for_64_one_second_calls_at_10() -> None:
+    """The guide's promise: 64 calls of 1 s at max_concurrent=10 take ~7 s, not ~64 s."""
+
+    async def one_second(i: int) -> int:
+        await asyncio.sleep(1.0)
+        return i
+
+    began = time.monotonic()
+    results = sdk.concurrent_api_calls(list(range(64)), one_second, max_concurrent=10)
+    elapsed = time.monotonic() - began
+    assert results == list(range(64))
+    assert 6.9 <= elapsed < 12

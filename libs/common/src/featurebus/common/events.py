@@ -19,6 +19,7 @@ __all__ = [
     "BatchIndexed",
     "BatchPlanned",
     "BatchReady",
+    "BatchRequested",
     "BatchTriggered",
     "Blob",
     "CollectionLifecycle",
@@ -203,6 +204,21 @@ class BatchTriggered(Event):
     # different topics, so the dispatcher waits (briefly) until it has stored at least this many
     # before it snapshots the bucket; None = don't wait.
     expected_objects: int | None = None
+
+
+class BatchRequested(Event):
+    """any producer → registry: run a batch over a bucket into collections (the REST trigger, on Kafka).
+
+    The registry resolves the collections' feature extractors and publishes BatchTriggered, exactly
+    as for ``POST .../batches/trigger``. ``batch_id`` makes a replayed request start nothing new.
+    """
+
+    org_id: str
+    namespace_id: str
+    bucket_id: str
+    collection_ids: list[str]
+    batch_id: str | None = None
+    object_ids: list[str] | None = None
 
 
 class BatchPlanned(Event):

@@ -16,6 +16,7 @@ TOPICS: dict[str, type[ev.Event]] = {
     "plugin.uploaded": ev.PluginUploaded,
     "plugin.scanned": ev.PluginScanned,
     "objects.ingested": ev.ObjectsIngested,
+    "batch.requested": ev.BatchRequested,
     "batch.triggered": ev.BatchTriggered,
     "batch.planned": ev.BatchPlanned,
     "batch.ready": ev.BatchReady,

@@ -6,12 +6,14 @@ import logging
 
 from faststream.kafka import TopicPartition
 
-from featurebus.common.events import BatchIndexed, BatchPlanned, PluginScanned, RetrievalAnswered
+from featurebus.common import ids
+from featurebus.common.events import BatchIndexed, BatchPlanned, BatchRequested, PluginScanned, RetrievalAnswered
 from featurebus.common.kafka import Bus
 from featurebus.common.telemetry import span_for
 from featurebus.registry.answers import Answers
 from featurebus.registry.batches import record_indexed, record_planned
-from featurebus.registry.documents import PluginDoc, now
+from featurebus.registry.batching import start_batch
+from featurebus.registry.documents import BucketDoc, NamespaceDoc, PluginDoc, now
 
 __all__ = ["register"]
 
@@ -34,7 +36,25 @@ async def apply_scan(event: PluginScanned) -> None:
     await plugin.save()
 
 
+async def apply_batch_request(bus: Bus, event: BatchRequested) -> None:
+    namespace = await NamespaceDoc.get(event.namespace_id)
+    bucket = await BucketDoc.get(event.bucket_id)
+    if namespace is None or namespace.org_id != event.org_id:
+        raise ValueError(f"batch.requested: namespace {event.namespace_id!r} of org {event.org_id!r} does not exist")
+    if bucket is None or bucket.namespace_id != namespace.id:
+        raise ValueError(f"batch.requested: bucket {event.bucket_id!r} is not in namespace {namespace.id!r}")
+    # Without a batch id, one derived from the event: a replayed request starts no second batch.
+    batch_id = event.batch_id or ids.deterministic_id("btch", event.event_id)
+    await start_batch(bus, namespace, bucket, event.collection_ids, event.object_ids, batch_id)
+
+
 def register(bus: Bus, answers: Answers) -> None:
+    @bus.subscriber("batch.requested", group="registry-batch-requests")
+    async def on_batch_requested(event: BatchRequested) -> None:
+        """A batch trigger sent on Kafka: the same path as POST .../batches/trigger (bad ones go to the DLQ)."""
+        with span_for("registry.batch_requested", event):
+            await apply_batch_request(bus, event)
+
     @bus.subscriber("plugin.scanned", group="registry-scans")
     async def on_plugin_scanned(event: PluginScanned) -> None:
         """Store the scanner's verdict, violations and manifest on the plugin."""

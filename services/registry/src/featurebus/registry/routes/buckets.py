@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featurebus.common import ids
-from featurebus.common.events import BatchTriggered, CollectionTarget, IngestedObject, ObjectsIngested, PluginRef
+from featurebus.common.events import IngestedObject, ObjectsIngested
 from featurebus.registry.auth import Principal, principal, resolve_namespace
+from featurebus.registry.batching import start_batch
 from featurebus.registry.bucket_schema import SchemaError, check_schema, to_blobs
 from featurebus.registry.context import Ctx, ctx
-from featurebus.registry.documents import BatchDoc, BucketDoc, CollectionDoc, FrameResult, NamespaceDoc, PluginDoc
+from featurebus.registry.documents import BatchDoc, BucketDoc, FrameResult, NamespaceDoc
 from featurebus.registry.errors import ApiError
 
 router = APIRouter()
@@ -144,87 +145,12 @@ class TriggerBody(BaseModel):
     collection_ids: list[str] = Field(min_length=1)
 
 
-async def plugin_ref(namespace_id: str, extractor: dict[str, Any]) -> PluginRef:
-    plugin = await PluginDoc.get(f"{namespace_id}/{extractor['plugin_id']}")
-    if plugin is None or plugin.manifest is None:
-        raise ApiError(
-            409, f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection"
-        )
-    if not plugin.batch_enabled:
-        raise ApiError(
-            409,
-            f"plugin {plugin.plugin_id} is not deployed for batch processing",
-            f"POST .../plugins/{plugin.plugin_id}/deploy?deployment_type=batch_only",
-        )
-    return PluginRef(
-        plugin_id=plugin.plugin_id,
-        name=plugin.name,
-        version=plugin.version,
-        archive_uri=plugin.archive_uri,
-        archive_sha256=plugin.archive_sha256,
-        parameters={**plugin.params, **(extractor.get("parameters") or {})},
-        compute_profile=plugin.manifest.compute_profile,
-        features=plugin.manifest.features,
-    )
-
-
-async def start_batch(
-    c: Ctx,
-    who: Principal,
-    namespace: NamespaceDoc,
-    bucket: BucketDoc,
-    collection_ids: list[str],
-    object_ids: list[str] | None = None,
-) -> BatchDoc:
-    targets = []
-    for cid in collection_ids:
-        collection = await CollectionDoc.get(cid)
-        if collection is None or collection.namespace_id != namespace.id:
-            raise ApiError(404, f"collection {cid!r} not found in this namespace")
-        if bucket.id not in collection.bucket_ids:
-            raise ApiError(
-                422,
-                f"collection {cid} does not use bucket {bucket.id} as its source",
-                f"its source buckets are {collection.bucket_ids}",
-            )
-        targets.append(
-            CollectionTarget(
-                collection_id=cid,
-                feature_extractors=[await plugin_ref(namespace.id, fe) for fe in collection.feature_extractors],
-            )
-        )
-    batch_id = ids.new_id("btch")
-    batch = BatchDoc(
-        id=batch_id,
-        org_id=who.org_id,
-        namespace_id=namespace.id,
-        bucket_id=bucket.id,
-        collection_ids=collection_ids,
-        task_id=ids.deterministic_id("task", batch_id),
-        object_ids=object_ids,
-    )
-    await batch.insert()
-    await c.bus.publish(
-        BatchTriggered(
-            org_id=who.org_id,
-            namespace_id=namespace.id,
-            bucket_id=bucket.id,
-            batch_id=batch_id,
-            collections=targets,
-            object_ids=object_ids,
-            expected_objects=None if object_ids else bucket.object_count,
-        ),
-        key=bucket.id,
-    )
-    return batch
-
-
 @router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/trigger", status_code=201)
 async def trigger(
     ns: str, bucket_id: str, body: TriggerBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
     namespace, bucket = await get_bucket(who, ns, bucket_id)
-    return batch_view(await start_batch(c, who, namespace, bucket, body.collection_ids))
+    return batch_view(await start_batch(c.bus, namespace, bucket, body.collection_ids))
 
 
 async def get_batch(who: Principal, ns: str, bucket_id: str, batch_id: str) -> tuple[NamespaceDoc, BucketDoc, BatchDoc]:
@@ -262,7 +188,7 @@ async def retry(
     failed = sorted({failure.object_id for f in frames for failure in f.failures})
     if not failed:
         raise ApiError(409, f"batch {batch_id} has no failed documents to retry")
-    return batch_view(await start_batch(c, who, namespace, bucket, batch.collection_ids, failed))
+    return batch_view(await start_batch(c.bus, namespace, bucket, batch.collection_ids, failed))
 
 
 @router.get("/v1/tasks/{task_id}")

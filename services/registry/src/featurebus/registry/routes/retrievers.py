@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Request
 from featurebus.common import ids
 from featurebus.common.events import RetrievalRequested, SearchSpec
 from featurebus.registry.auth import Principal, principal, resolve_namespace
+from featurebus.registry.batching import plugin_ref
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import CollectionDoc, NamespaceDoc, PluginDoc, RetrieverDoc
 from featurebus.registry.errors import ApiError
 from featurebus.registry.feature_uri import parse_feature_uri
 from featurebus.registry.fusion import fuse
-from featurebus.registry.routes.buckets import plugin_ref
 from featurebus.registry.routes.collections import resolve_collection
 from featurebus.registry.templates import MissingInput, fill
 
