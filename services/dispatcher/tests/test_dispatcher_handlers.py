@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from dispatcher_twins import MemoryObjectStore
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
@@ -24,6 +23,7 @@ from featurebus.common.events import (
 )
 from featurebus.common.frames import FRAME_COLUMNS, from_parquet
 from featurebus.common.objectstore import sha256_hex
+from featurebus.common.objectstore_memory import MemoryObjectStore
 from featurebus.dispatcher.batching import ObjectsNotYetStored
 from featurebus.dispatcher.config import DispatcherSettings
 from featurebus.dispatcher.main import DispatcherService, build

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from indexer_twins import MemoryObjectStore
+
+from featurebus.common.objectstore_memory import MemoryObjectStore
 
 
 @pytest.fixture

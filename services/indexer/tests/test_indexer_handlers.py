@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from indexer_twins import MemoryObjectStore
 from qdrant_client import AsyncQdrantClient
 
 from featurebus.common import ids
@@ -32,6 +31,7 @@ from featurebus.common.events import (
     VectorsProduced,
 )
 from featurebus.common.objectstore import sha256_hex
+from featurebus.common.objectstore_memory import MemoryObjectStore
 from featurebus.indexer.config import IndexerSettings
 from featurebus.indexer.indexing import CollectionNotReady
 from featurebus.indexer.main import IndexerService, build

@@ -9,7 +9,6 @@ from typing import Any
 import pandas as pd
 
 from featurebus.common.frames import FRAME_COLUMNS, to_parquet
-from featurebus.common.objectstore import ChecksumMismatch, sha256_hex
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.worker import PluginWorker
 
@@ -53,32 +52,6 @@ def toy_archive(pipeline: str = TOY_PIPELINE, manifest: str = TOY_MANIFEST) -> b
         zf.writestr("toy/manifest.py", manifest)
         zf.writestr("toy/pipeline.py", pipeline)
     return buffer.getvalue()
-
-
-class MemoryStore:
-    bucket = "featurebus"
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    async def put_bytes(self, key: str, data: bytes, content_type: str = "") -> str:
-        self.objects[self.uri(key)] = data
-        return self.uri(key)
-
-    async def get_bytes(self, uri: str, sha256: str | None = None) -> bytes:
-        data = self.objects[uri]
-        if sha256 is not None and sha256_hex(data) != sha256:
-            raise ChecksumMismatch(uri)
-        return data
-
-    async def ensure_bucket(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 class InProcessActors:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from inference_twins import TOY_MANIFEST, TOY_PIPELINE, InProcessActors, MemoryStore, frame, toy_archive
+from inference_twins import TOY_MANIFEST, TOY_PIPELINE, InProcessActors, frame, toy_archive
 
 from featurebus.common.events import (
     BatchReady,
@@ -24,6 +24,7 @@ from featurebus.common.events import (
 )
 from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import sha256_hex
+from featurebus.common.objectstore_memory import MemoryObjectStore
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.main import InferenceService, build
 from featurebus.inference.pools import ActorLost, WarmPools
@@ -34,7 +35,7 @@ PREFIX = "inf."
 BROKEN = TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")
 
 
-async def plugin_ref(store: MemoryStore, archive: bytes, **update: Any) -> PluginRef:
+async def plugin_ref(store: MemoryObjectStore, archive: bytes, **update: Any) -> PluginRef:
     uri = await store.put_bytes(f"plugins/ns/toy_1_0_0/{sha256_hex(archive)}.zip", archive)
     ref = PluginRef(
         plugin_id="toy_1_0_0",
@@ -47,7 +48,9 @@ async def plugin_ref(store: MemoryStore, archive: bytes, **update: Any) -> Plugi
     return ref.model_copy(update=update)
 
 
-async def batch_ready(store: MemoryStore, plugin: PluginRef, texts: list[str], frame_id: str = "frm_1") -> BatchReady:
+async def batch_ready(
+    store: MemoryObjectStore, plugin: PluginRef, texts: list[str], frame_id: str = "frm_1"
+) -> BatchReady:
     data = frame(texts)
     uri = await store.put_bytes(f"frames/b1/{frame_id}.parquet", data)
     return BatchReady(
@@ -74,7 +77,7 @@ def actors(tmp_path: Path) -> InProcessActors:
 def service(tmp_path: Path, actors: InProcessActors) -> InferenceService:
     settings = InferenceSettings(topic_prefix=PREFIX, data_dir=tmp_path)
     pools = WarmPools(actors, idle_seconds=600)
-    return build(settings, store=MemoryStore(), pools=pools)  # type: ignore[arg-type]
+    return build(settings, store=MemoryObjectStore(), pools=pools)  # type: ignore[arg-type]
 
 
 async def run_frames(service: InferenceService, *events: BatchReady) -> list[VectorsProduced]:
@@ -91,7 +94,7 @@ async def run_frames(service: InferenceService, *events: BatchReady) -> list[Vec
 
 
 async def test_batch_ready_becomes_a_vector_set_and_vectors_produced(service: InferenceService) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive())
     [event] = await run_frames(service, await batch_ready(store, plugin, ["a", "bbb"]))
     assert (event.rows_in, event.rows_embedded, event.failures) == (2, 2, [])
@@ -110,7 +113,7 @@ async def test_batch_ready_becomes_a_vector_set_and_vectors_produced(service: In
 async def test_frames_of_one_plugin_version_share_one_warm_worker(
     service: InferenceService, actors: InProcessActors, tmp_path: Path
 ) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive())
     events = [await batch_ready(store, plugin, ["a"], frame_id=f"frm_{i}") for i in range(3)]
     produced = await run_frames(service, *events)
@@ -122,7 +125,7 @@ async def test_frames_of_one_plugin_version_share_one_warm_worker(
 
 
 async def test_a_plugin_that_cannot_load_still_reports_every_row(service: InferenceService) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive(BROKEN))
     [event] = await run_frames(service, await batch_ready(store, plugin, ["a", "b", "c"]))
     assert (event.rows_in, event.rows_embedded, event.vectors_uri) == (3, 0, None)
@@ -131,7 +134,7 @@ async def test_a_plugin_that_cannot_load_still_reports_every_row(service: Infere
 
 
 async def test_a_missing_archive_fails_every_row_instead_of_blocking_the_batch(service: InferenceService) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive())
     del store.objects[plugin.archive_uri]
     [event] = await run_frames(service, await batch_ready(store, plugin, ["a", "b"]))
@@ -143,7 +146,7 @@ async def test_a_missing_archive_fails_every_row_instead_of_blocking_the_batch(s
 async def test_a_gpu_plugin_without_gpus_fails_loudly_instead_of_waiting(
     service: InferenceService, actors: InProcessActors
 ) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     actors.unavailable = "plugin toy_1_0_0 asks for a GPU (compute_profile.resource_type='gpu') but ..."
     plugin = await plugin_ref(store, toy_archive(), compute_profile=ComputeProfile(resource_type="gpu"))
     [event] = await run_frames(service, await batch_ready(store, plugin, ["a"]))
@@ -152,7 +155,7 @@ async def test_a_gpu_plugin_without_gpus_fails_loudly_instead_of_waiting(
 
 
 async def test_a_tampered_frame_is_dead_lettered(service: InferenceService) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     dead: list[dict[str, str]] = []
 
     @service.bus.broker.subscriber(PREFIX + "batch.ready.dlq")
@@ -179,7 +182,7 @@ class DyingPools:
 
 
 async def test_a_frame_whose_actor_keeps_dying_is_retried_then_failed(tmp_path: Path) -> None:
-    store = MemoryStore()
+    store = MemoryObjectStore()
     pools = DyingPools()
     inference = Inference(store, pools, ArchiveCache(store, tmp_path), 60, max_actor_deaths=3)  # type: ignore[arg-type]
     event = await batch_ready(store, await plugin_ref(store, toy_archive()), ["a", "b"])
@@ -215,7 +218,7 @@ def request(request_id: str, *searches: SearchSpec) -> RetrievalRequested:
 
 
 async def test_query_is_embedded_by_the_plugins_batch_steps(service: InferenceService) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive())
     search = SearchSpec(feature_name="vec", query_text="four", plugin=plugin, collection_ids=["col"])
     [embedded], answered = await retrieve(service, request("r1", search))
@@ -225,7 +228,7 @@ async def test_query_is_embedded_by_the_plugins_batch_steps(service: InferenceSe
 
 
 async def test_a_feature_name_the_plugin_lacks_falls_back_to_embedding(service: InferenceService) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     # The guide's realtime contract: "embedding" is the primary vector when no name matches.
     archive = toy_archive(
         TOY_PIPELINE.replace('batch["vec"]', 'batch["embedding"]'), TOY_MANIFEST.replace('"vec"', '"embedding"')
@@ -237,7 +240,7 @@ async def test_a_feature_name_the_plugin_lacks_falls_back_to_embedding(service: 
 
 
 async def test_an_embedding_error_is_answered_with_a_clear_message(service: InferenceService) -> None:
-    store: MemoryStore = service.store  # type: ignore[assignment]
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
     good = await plugin_ref(store, toy_archive())
     broken = await plugin_ref(store, toy_archive(BROKEN), plugin_id="bad_1_0_0")
     unknown = SearchSpec(feature_name="nope", query_text="q", plugin=good, collection_ids=["col"])

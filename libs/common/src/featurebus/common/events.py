@@ -168,6 +168,8 @@ class Blob(_Model):
     uri: str | None = None
     mime_type: str = "text/plain"
     size_bytes: int = 0
+    # SHA-256 of the bytes at ``uri`` (None for inline text), checked by the registry at upload.
+    sha256: str | None = None
 
 
 class IngestedObject(_Model):

@@ -12,15 +12,22 @@ from datetime import timedelta
 from urllib.parse import urlparse
 
 from miniopy_async.api import Minio
+from miniopy_async.commonconfig import CopySource
 from miniopy_async.error import S3Error
 
 from featurebus.common.settings import CommonSettings
 
-__all__ = ["ChecksumMismatch", "ObjectStore", "parse_s3_uri", "sha256_hex"]
+__all__ = ["ChecksumMismatch", "ObjectMissing", "ObjectStore", "parse_s3_uri", "sha256_hex"]
+
+_MISSING_CODES = ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "NotFound")
 
 
 class ChecksumMismatch(Exception):
     pass
+
+
+class ObjectMissing(FileNotFoundError):
+    """The object store has no object at this URI (as opposed to an outage, which is transient)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -66,7 +73,12 @@ class ObjectStore:
     async def get_bytes(self, uri: str, sha256: str | None = None) -> bytes:
         """Read an object by URI; with ``sha256``, raise ChecksumMismatch if the bytes differ."""
         bucket, key = parse_s3_uri(uri)
-        response = await self._client.get_object(bucket, key)
+        try:
+            response = await self._client.get_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in _MISSING_CODES:
+                raise ObjectMissing(uri) from exc
+            raise
         try:
             data = await response.read()
         finally:
@@ -81,10 +93,38 @@ class ObjectStore:
         try:
             stat = await self._client.stat_object(self.bucket, key)
         except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+            if exc.code in _MISSING_CODES:
                 return None
             raise
         return stat.size
+
+    async def digest(self, key: str, head_bytes: int = 0) -> tuple[int, str, bytes] | None:
+        """Read ``key`` once, in chunks: (size, sha256 hex, its first ``head_bytes`` bytes); None if absent.
+
+        For objects too large to hold in memory (uploaded blobs): nothing but the head is kept.
+        """
+        try:
+            response = await self._client.get_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return None
+            raise
+        hasher, size, head = hashlib.sha256(), 0, b""
+        try:
+            async for chunk in response.content.iter_chunked(1 << 20):
+                hasher.update(chunk)
+                size += len(chunk)
+                if len(head) < head_bytes:
+                    head += chunk[: head_bytes - len(head)]
+        finally:
+            response.close()
+            await response.release()
+        return size, hasher.hexdigest(), head
+
+    async def copy(self, src_key: str, dst_key: str) -> str:
+        """Copy ``src_key`` to ``dst_key`` inside the bucket, server-side; the copy's URI."""
+        await self._client.copy_object(self.bucket, dst_key, CopySource(self.bucket, src_key))
+        return self.uri(dst_key)
 
     async def presigned_put(self, key: str, expires: timedelta) -> str:
         return await self._client.presigned_put_object(self.bucket, key, expires=expires)

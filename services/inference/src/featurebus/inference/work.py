@@ -17,7 +17,7 @@ from featurebus.common.events import (
     VectorsProduced,
 )
 from featurebus.common.frames import from_parquet
-from featurebus.common.objectstore import ChecksumMismatch, ObjectStore, sha256_hex
+from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
 from featurebus.inference.pools import ActorLost, Pools
 from featurebus.inference.worker import WorkerOutput, all_rows_failed
 from featurebus.sdk.host import PluginError
@@ -51,9 +51,7 @@ class ArchiveCache:
                 f"the archive of {plugin.plugin_id} is not the one that was scanned: {exc}",
                 "upload the plugin again",
             ) from exc
-        except Exception as exc:
-            if not _is_missing(exc):
-                raise  # a store outage: the message is retried (or dead-lettered), not the rows failed
+        except ObjectMissing as exc:  # (a store outage is retried or dead-lettered, not the rows failed)
             raise PluginError(
                 ReasonCode.PLUGIN_LOAD_FAILED,
                 f"the archive of {plugin.plugin_id} is missing from the object store ({plugin.archive_uri})",
@@ -175,7 +173,3 @@ def _all_failed(frame_parquet: bytes, reason: ReasonCode, message: str, hint: st
     frame = from_parquet(frame_parquet)
     return WorkerOutput(None, all_rows_failed(frame, reason, message, hint), len(frame), 0)
 
-
-def _is_missing(exc: Exception) -> bool:
-    """The object store said there is no such object (S3 NoSuchKey; KeyError from a dict twin)."""
-    return isinstance(exc, KeyError) or getattr(exc, "code", None) in ("NoSuchKey", "NoSuchBucket")

@@ -1,0 +1,49 @@
+"""An in-memory twin of :class:`~featurebus.common.objectstore.ObjectStore` for unit tests.
+
+``libs/common/tests/test_objectstore_twin.py`` runs the same assertions on this twin and on the
+real S3 server, so unit tests that use it test what production does.
+"""
+
+from __future__ import annotations
+
+from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, parse_s3_uri, sha256_hex
+
+__all__ = ["MemoryObjectStore"]
+
+
+class MemoryObjectStore:
+    """ObjectStore's interface over a dict of ``s3://`` URI → bytes."""
+
+    def __init__(self, bucket: str = "featurebus") -> None:
+        self.bucket = bucket
+        self.objects: dict[str, bytes] = {}
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    async def ensure_bucket(self) -> None:
+        return None
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        self.objects[self.uri(key)] = data
+        return self.uri(key)
+
+    async def get_bytes(self, uri: str, sha256: str | None = None) -> bytes:
+        parse_s3_uri(uri)
+        try:
+            data = self.objects[uri]
+        except KeyError:
+            raise ObjectMissing(uri) from None
+        if sha256 is not None and sha256_hex(data) != sha256:
+            raise ChecksumMismatch(f"{uri}: sha256 {sha256_hex(data)} != expected {sha256}")
+        return data
+
+    async def size(self, key: str) -> int | None:
+        data = self.objects.get(self.uri(key))
+        return None if data is None else len(data)
+
+    async def delete(self, key: str) -> None:
+        self.objects.pop(self.uri(key), None)
+
+    async def close(self) -> None:
+        return None

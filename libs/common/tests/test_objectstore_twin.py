@@ -1,0 +1,52 @@
+"""The in-memory object store twin and the real S3 server (SeaweedFS) agree (STYLE.md #7)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
+from featurebus.common.objectstore_memory import MemoryObjectStore
+from featurebus.common.settings import CommonSettings
+
+
+@pytest.fixture(params=["memory", pytest.param("s3", marks=pytest.mark.integration)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemoryObjectStore()
+        return
+    env = request.getfixturevalue("local_stack").env()
+    real = ObjectStore(CommonSettings(
+        s3_endpoint=env["FEATUREBUS_S3_ENDPOINT"], s3_access_key=env["FEATUREBUS_S3_ACCESS_KEY"],
+        s3_secret_key=env["FEATUREBUS_S3_SECRET_KEY"], s3_bucket=env["FEATUREBUS_S3_BUCKET"],
+    ))  # fmt: skip
+    await real.ensure_bucket()
+    yield real
+    await real.close()
+
+
+async def test_put_get_size_and_checksums(store: Any) -> None:
+    key = f"twin/{uuid.uuid4().hex}.bin"
+    uri = await store.put_bytes(key, b"frame bytes")
+    assert uri == f"s3://{store.bucket}/{key}"
+    assert await store.get_bytes(uri) == b"frame bytes"
+    assert await store.get_bytes(uri, sha256_hex(b"frame bytes")) == b"frame bytes"
+    with pytest.raises(ChecksumMismatch):
+        await store.get_bytes(uri, sha256_hex(b"something else"))
+    assert await store.size(key) == len(b"frame bytes")
+    assert await store.size(f"twin/{uuid.uuid4().hex}") is None
+    await store.delete(key)
+    assert await store.size(key) is None
+
+
+async def test_rejects_uris_that_are_not_s3(store: Any) -> None:
+    with pytest.raises(ValueError, match="not an s3:// object URI"):
+        await store.get_bytes("http://example.com/x")
+
+
+async def test_a_missing_object_is_object_missing_not_an_outage(store: Any) -> None:
+    with pytest.raises(ObjectMissing):
+        await store.get_bytes(f"s3://{store.bucket}/twin/{uuid.uuid4().hex}")
