@@ -97,7 +97,8 @@ def test_a_binary_blob_whose_mime_type_cannot_fit_is_rejected_naming_the_field()
     )
     valid, rejected = split_valid([no_hint, wrong, negative])
     assert valid == []
-    assert "`mime_type` 'text/plain' does not fit its type 'image'" in str(rejected[0]) and "image/*" in str(rejected[0])
+    first = str(rejected[0])
+    assert "`mime_type` 'text/plain' does not fit its type 'image'" in first and "image/*" in first
     assert "application/pdf" in str(rejected[1])
     assert "`size_bytes`" in str(rejected[2])
 

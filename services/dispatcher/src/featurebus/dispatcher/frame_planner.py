@@ -18,6 +18,7 @@ import pandas as pd
 from featurebus.common import ids
 from featurebus.common.events import Blob, CollectionTarget, IngestedObject, PluginRef
 from featurebus.common.frames import FRAME_COLUMNS
+from featurebus.dispatcher.object_rules import frame_mime_type
 
 __all__ = ["PlanError", "PlannedFrame", "frame_id", "frame_key", "frame_row", "plan_frames"]
 
@@ -51,7 +52,11 @@ def frame_key(batch_id: str, collection_id: str, plugin_id: str, frame_index: in
 
 
 def frame_row(collection_id: str, plugin_id: str, obj: IngestedObject, blob: Blob) -> dict[str, Any]:
-    """One row of the guide's DataFrame: raw text for text blobs, the s3:// URI otherwise."""
+    """One row of the guide's DataFrame: raw text for text blobs, the s3:// URI otherwise.
+
+    ``mime_type`` is the one the plugin's RowConditions route on (see ``frame_mime_type``) and
+    ``size_bytes`` is the size of the bytes at the URI (0 for inline text, as the guide says).
+    """
     is_text = blob.type == "text"
     return {
         "data": blob.data if is_text else blob.uri,
@@ -62,7 +67,7 @@ def frame_row(collection_id: str, plugin_id: str, obj: IngestedObject, blob: Blo
         "blob_type": blob.type,
         "collection_id": collection_id,
         "feature_extractor_id": plugin_id,
-        "mime_type": blob.mime_type,
+        "mime_type": frame_mime_type(blob) or blob.mime_type,
         "size_bytes": 0 if is_text else blob.size_bytes,  # the guide: 0 for inline text
     }
 

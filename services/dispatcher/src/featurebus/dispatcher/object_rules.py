@@ -12,8 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featurebus.common.events import Blob, IngestedObject
+from featurebus.common.media_types import BINARY_BLOB_TYPES, fits, guess_mime
 
-__all__ = ["InvalidObjectsError", "RejectedObject", "blob_problems", "object_problems", "split_valid"]
+__all__ = [
+    "InvalidObjectsError",
+    "RejectedObject",
+    "blob_problems",
+    "frame_mime_type",
+    "object_problems",
+    "split_valid",
+]
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,31 @@ def blob_problems(blob: Blob) -> list[str]:
         ]
     if not blob.uri.startswith("s3://") or len(blob.uri) <= len("s3://") or "/" not in blob.uri[5:]:
         return [f"{where}: `uri` must look like s3://bucket/key; got {blob.uri!r}"]
-    return []
+    problems = []
+    if frame_mime_type(blob) is None:
+        # A plugin routes rows by mime_type (RowCondition.IS_IMAGE is "image/..."); the event's
+        # default, text/plain, would send an image row to the plugin's text steps.
+        accepted = BINARY_BLOB_TYPES.get(blob.type, "type/subtype")
+        problems.append(
+            f"{where}: `mime_type` {blob.mime_type!r} does not fit its type {blob.type!r} and none can be "
+            f"guessed from the uri's extension: set mime_type ({accepted})"
+        )
+    if blob.size_bytes < 0:
+        problems.append(f"{where}: `size_bytes` must be the size of the bytes at uri, not {blob.size_bytes}")
+    return problems
+
+
+def frame_mime_type(blob: Blob) -> str | None:
+    """The blob's MIME type as its frame row carries it, or None when it does not fit the blob type.
+
+    Text rows are ``text/...``; a binary blob keeps its ``mime_type`` when that fits its type, and
+    otherwise gets one guessed from its URI's extension (``.../cat.jpg`` → ``image/jpeg``).
+    """
+    if blob.type == "text":
+        return blob.mime_type if fits("text", blob.mime_type) else "text/plain"
+    if fits(blob.type, blob.mime_type):
+        return blob.mime_type
+    return guess_mime(blob.type, blob.uri)
 
 
 def object_problems(obj: IngestedObject) -> list[str]:

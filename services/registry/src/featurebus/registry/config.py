@@ -20,3 +20,7 @@ class RegistrySettings(CommonSettings):
     max_archive_bytes: int = 500 * 1024 * 1024
     # Inline text larger than this is refused (Kafka messages stay under 1 MiB).
     max_inline_text_bytes: int = 256 * 1024
+    # Binary blobs (images, audio, video, PDF) uploaded through presigned URLs are refused above
+    # this: a plugin's download_asset reads an asset whole into a worker (actor_memory_gb is 2 by
+    # default), and frames of such assets should stay within a worker's memory.
+    max_blob_bytes: int = 256 * 1024 * 1024

@@ -15,6 +15,7 @@ __all__ = [
     "ALL_DOCUMENTS",
     "ApiKey",
     "BatchDoc",
+    "BlobUpload",
     "BucketDoc",
     "CollectionDoc",
     "FrameResult",
@@ -83,6 +84,31 @@ class PluginUpload(Document):
 
     class Settings:
         name = "plugin_uploads"
+
+
+class BlobUpload(Document):
+    """A presigned upload of one binary blob into a bucket; ``verified`` once its bytes were checked."""
+
+    id: str  # type: ignore[assignment]  # upload_id
+    org_id: str
+    namespace_id: str
+    bucket_id: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str | None = None  # as declared by the client
+    key: str  # where the presigned URL writes
+    expires_at: datetime
+    status: str = "pending"  # pending | verified
+    # Set when verified: the immutable copy that blobs reference, and what was found in it.
+    uri: str | None = None
+    mime_type: str | None = None
+    verified_sha256: str | None = None
+    verified_at: datetime | None = None
+    created_at: datetime = Field(default_factory=now)
+
+    class Settings:
+        name = "blob_uploads"
 
 
 class PluginDoc(Document):
@@ -214,6 +240,7 @@ ALL_DOCUMENTS: list[type[Document]] = [
     PluginUpload,
     PluginDoc,
     BucketDoc,
+    BlobUpload,
     CollectionDoc,
     BatchDoc,
     FrameResult,

@@ -27,7 +27,7 @@ from featurebus.registry.context import Ctx
 from featurebus.registry.documents import ALL_DOCUMENTS
 from featurebus.registry.errors import install_error_handlers
 from featurebus.registry.handlers import register
-from featurebus.registry.routes import buckets, collections, namespaces, plugins, retrievers
+from featurebus.registry.routes import buckets, collections, namespaces, plugins, retrievers, uploads
 
 __all__ = ["build_app", "main"]
 
@@ -77,7 +77,7 @@ def build_app(
 
     app = FastAPI(title="featurebus", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    for module in (namespaces, plugins, buckets, collections, retrievers):
+    for module in (namespaces, plugins, buckets, uploads, collections, retrievers):
         app.include_router(module.router)
 
     @app.get("/healthz")

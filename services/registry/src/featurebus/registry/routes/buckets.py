@@ -11,10 +11,12 @@ from featurebus.common import ids
 from featurebus.common.events import IngestedObject, ObjectsIngested
 from featurebus.registry.auth import Principal, principal, resolve_namespace
 from featurebus.registry.batching import start_batch
-from featurebus.registry.bucket_schema import SchemaError, check_schema, to_blobs
+from featurebus.registry.bucket_schema import BlobRequest, SchemaError, build_blobs, check_schema, parse_blobs
 from featurebus.registry.context import Ctx, ctx
-from featurebus.registry.documents import BatchDoc, BucketDoc, FrameResult, NamespaceDoc
+from featurebus.registry.documents import BatchDoc, BlobUpload, BucketDoc, FrameResult, NamespaceDoc
 from featurebus.registry.errors import ApiError
+from featurebus.registry.upload_checks import StoredBlob, UploadProblem
+from featurebus.registry.upload_sealing import verify_upload
 
 router = APIRouter()
 
@@ -102,6 +104,29 @@ async def get_bucket_route(ns: str, bucket_id: str, who: Principal = Depends(pri
     return bucket_view((await get_bucket(who, ns, bucket_id))[1])
 
 
+async def verified_uploads(c: Ctx, bucket: BucketDoc, requests: list[BlobRequest]) -> dict[str, StoredBlob]:
+    """The verified upload of every upload_id the blobs reference (verifying each on first use).
+
+    Nothing is published until every blob of the object checked out, so a rejected object
+    changes nothing: its uploads stay usable (an upload may be referenced any number of times).
+    """
+    found: dict[str, StoredBlob] = {}
+    for r in requests:
+        if r.upload_id is None or r.upload_id in found:
+            continue
+        upload = await BlobUpload.get(r.upload_id)
+        if upload is None or upload.bucket_id != bucket.id:
+            raise SchemaError(
+                f"blobs[{r.index}].upload_id {r.upload_id!r} is not an upload of bucket {bucket.id}",
+                f"create the upload in this bucket: POST .../buckets/{bucket.id}/uploads",
+            )
+        try:
+            found[r.upload_id] = await verify_upload(c.store, upload, c.settings.max_blob_bytes)
+        except UploadProblem as exc:
+            raise SchemaError(f"blobs[{r.index}].upload_id {r.upload_id}: {exc}", exc.hint) from None
+    return found
+
+
 @router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/objects", status_code=201)
 async def add_object(
     ns: str, bucket_id: str, request: Request, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
@@ -115,19 +140,17 @@ async def add_object(
             '{"blobs": [{"property": "text", "type": "text", "data": "..."}]}',
         )
     object_id = str(body.get("object_id") or ids.new_id("obj"))
-    try:
-        blobs = to_blobs(
-            object_id,
-            body.get("blobs"),
-            bucket.bucket_schema["properties"],
-            c.settings.max_inline_text_bytes,
-            lambda oid, prop, i: ids.deterministic_id("blob", oid, prop, str(i)),
-        )
-    except SchemaError as exc:
-        raise ApiError(422, str(exc), exc.hint) from None
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ApiError(422, "metadata must be an object")
+    try:
+        requests = parse_blobs(body.get("blobs"), bucket.bucket_schema["properties"], c.settings.max_inline_text_bytes)
+        uploads = await verified_uploads(c, bucket, requests)
+        blobs = build_blobs(
+            object_id, requests, lambda oid, prop, i: ids.deterministic_id("blob", oid, prop, str(i)), uploads
+        )
+    except SchemaError as exc:
+        raise ApiError(422, str(exc), exc.hint) from None
     await c.bus.publish(
         ObjectsIngested(
             org_id=who.org_id,
