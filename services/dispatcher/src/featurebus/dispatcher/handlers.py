@@ -28,5 +28,7 @@ def register(bus: Bus, dispatcher: Dispatcher) -> None:
         with span_for("dispatcher.batch_triggered", event):
             plan = await dispatcher.plan(event)
             for ready in plan.ready:
-                await bus.publish(ready, key=event.batch_id)
+                # Keyed by frame: a batch's frames spread over the partitions, so that inference
+                # consumers (and processes) run them in parallel. Their order does not matter.
+                await bus.publish(ready, key=ready.frame_id)
             await bus.publish(plan.planned, key=event.batch_id)

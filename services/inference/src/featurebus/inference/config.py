@@ -28,6 +28,10 @@ class InferenceSettings(CommonSettings):
     # A plugin that failed to load answers "plugin_load_failed" at once for this long, then is
     # loaded again (so one broken plugin does not re-load for every frame, and a fix is picked up).
     load_failure_retry_s: float = 60.0
+    # Frames run in parallel by this many Kafka consumers of this process (each takes whole
+    # partitions of batch.ready, so more than FEATUREBUS_TOPIC_PARTITIONS adds nothing); a plugin's
+    # pool grows to compute_profile.max_concurrency actors when its frames arrive together.
+    frame_workers: int = Field(default=4, ge=1, le=64)
     # A frame that takes longer fails with reason "timeout" and its actor is replaced.
     frame_timeout_s: float = 600.0
     # A frame whose actor died this many times fails instead of being retried again.

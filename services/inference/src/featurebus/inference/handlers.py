@@ -13,14 +13,17 @@ BATCH_GROUP = "inference-batch"
 QUERY_GROUP = "inference-query"
 
 
-def register(bus: Bus, inference: Inference) -> None:
+def register(bus: Bus, inference: Inference, frame_workers: int = 1) -> None:
+    """Subscribe the handlers; ``frame_workers`` consumers take frames in parallel (one per partition)."""
     # Separate consumer groups: a query is never stuck behind a long batch.
 
     # A frame may run up to frame_timeout_s; Kafka must not consider the consumer dead meanwhile
     # (aiokafka's default max_poll_interval is 300 s, below the default frame timeout).
     poll_ms = int((inference.frame_timeout_s + 60) * 1000)
 
-    @bus.subscriber("batch.ready", group=BATCH_GROUP, max_poll_interval_ms=poll_ms)
+    # With frame_workers > 1, FastStream runs that many consumers of the group in this process:
+    # partitions are processed in parallel, each in order, each committed after its handler.
+    @bus.subscriber("batch.ready", group=BATCH_GROUP, max_poll_interval_ms=poll_ms, max_workers=frame_workers)
     async def on_batch_ready(event: BatchReady) -> None:
         """Run one frame on the plugin's warm actor pool and announce its vector set."""
         with span_for("inference.batch_ready", event):

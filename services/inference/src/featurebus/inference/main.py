@@ -109,7 +109,7 @@ def build(
         settings.frame_timeout_s,
         settings.max_actor_deaths_per_frame,
     )
-    register(bus, inference)
+    register(bus, inference, settings.frame_workers)
     return InferenceService(settings, bus, store, pools, inference)
 
 

@@ -7,7 +7,8 @@ replaced, when an idle pool goes — and knows nothing of Ray: an :class:`ActorB
 kills the actors.
 
 - Frames go to an idle actor; when all are busy a new one starts, up to
-  ``compute_profile.max_concurrency``; beyond that the least busy actor takes it.
+  ``compute_profile.max_concurrency``; beyond that the frame waits for an actor to be free (an
+  actor runs one frame at a time; its second thread is kept for queries).
 - Queries go to the least busy *existing* actor (its model is warm; the actor runs two calls at
   once), and start one only when the pool is empty.
 - An actor that died is removed and :class:`ActorLost` raised (a TransientError: the message is
@@ -101,6 +102,7 @@ class WarmPools:
         self.clock = clock
         self._pools: dict[tuple[str, str, str], _Pool] = {}
         self._lock = asyncio.Lock()
+        self._freed = asyncio.Condition(self._lock)  # notified when an actor finishes or goes
 
     async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput:
         output: WorkerOutput = await self._call(plugin, archive, "process", frame, timeout, grow=True)
@@ -159,22 +161,28 @@ class WarmPools:
                 self._load_failed(plugin, actor, err.message)
             raise
         finally:
-            actor.in_flight -= 1
-            pool.last_used = self.clock()
+            async with self._freed:
+                actor.in_flight -= 1
+                pool.last_used = self.clock()
+                self._freed.notify_all()
         if isinstance(result, WorkerOutput) and result.load_failed:
             self._load_failed(plugin, actor, result.failures[0].message if result.failures else "")
         return result
 
     async def _acquire(self, plugin: PluginRef, archive: bytes, grow: bool) -> tuple[_Pool, _Actor]:
-        async with self._lock:
-            now = self.clock()
-            pool = self._pools.setdefault(_key(plugin), _Pool(last_used=now))
-            for stale in [a for a in pool.actors if self._load_failure_expired(a, now)]:
-                pool.actors.remove(stale)
-                self.backend.kill(stale.handle)
-                log.info("pool %s: retrying the load of a plugin that failed to load", plugin.plugin_id)
-            idle = [a for a in pool.actors if a.in_flight == 0]
-            room = len(pool.actors) < plugin.compute_profile.max_concurrency
+        async with self._freed:
+            while True:
+                now = self.clock()
+                pool = self._pools.setdefault(_key(plugin), _Pool(last_used=now))
+                for stale in [a for a in pool.actors if self._load_failure_expired(a, now)]:
+                    pool.actors.remove(stale)
+                    self.backend.kill(stale.handle)
+                    log.info("pool %s: retrying the load of a plugin that failed to load", plugin.plugin_id)
+                idle = [a for a in pool.actors if a.in_flight == 0]
+                room = len(pool.actors) < plugin.compute_profile.max_concurrency
+                if not grow or idle or room or not pool.actors:
+                    break
+                await self._freed.wait()  # every actor runs a frame and the pool is full
             if not pool.actors or (grow and not idle and room):
                 self.backend.check(plugin)
                 actor = _Actor(self.backend.spawn(plugin, archive))
@@ -207,10 +215,11 @@ class WarmPools:
             )
 
     async def _retire(self, plugin: PluginRef, actor: _Actor, why: str) -> None:
-        async with self._lock:
+        async with self._freed:
             pool = self._pools.get(_key(plugin))
             if pool and actor in pool.actors:
                 pool.actors.remove(actor)
+            self._freed.notify_all()
         self.backend.kill(actor.handle)
         log.warning("pool %s: an actor %s; it is replaced on demand", plugin.plugin_id, why)
 
