@@ -33,7 +33,7 @@ from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.pipeline import PipelineStep, RowCondition
 from featurebus.sdk.request import ExtractorConfig, ExtractorRequest
 
-__all__ = ["HostResult", "PluginError", "PluginHost", "unpack_archive"]
+__all__ = ["HostResult", "PluginError", "PluginHost", "RowError", "unpack_archive"]
 
 DATA_HINT = (
     "custom plugins always read batch['data'], not a column named after the blob property: "
@@ -51,6 +51,26 @@ class PluginError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries (Ray) intact
         return (PluginError, (self.reason, self.message, self.hint))
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A step's answer for one row it cannot process, in place of that row's output.
+
+    Put it in any output column of the row (the feature column, or the column a later step reads):
+    the host fails that row alone with ``reason`` and ``message``, and later steps do not see it.
+    ``None`` in a feature column still means ``null_output``; an exception still fails the batch.
+    """
+
+    reason: ReasonCode
+    message: str
+    hint: str | None = None
+
+    @classmethod
+    def unreadable_asset(cls, url: str, error: BaseException | str) -> RowError:
+        """The asset at ``url`` could not be downloaded or decoded."""
+        cause = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+        return cls(ReasonCode.UNREADABLE_ASSET, f"cannot read the asset {url}: {cause}")
 
 
 @dataclass
@@ -144,21 +164,25 @@ class PluginHost:
         frame = frame.reset_index(drop=True)
         rows_in = len(frame)
         try:
-            out = self._run_steps(frame.copy())
+            out, errors = self._run_steps(frame.copy())
         except PluginError as err:
             return self._all_failed(frame, err.reason, err.message, err.hint)
         failures: list[RowFailure] = []
         missing = [f.feature_name for f in self.features if f.feature_name not in out.columns]
-        if missing:
-            return self._all_failed(
-                frame,
-                ReasonCode.MISSING_OUTPUT_COLUMN,
-                f"the plugin returned no column {missing} (manifest features); it returned {list(out.columns)}",
-                "set batch[<feature_name>] to one vector per row, using the exact feature_name of the manifest",
-            )
+        missing_problem = (
+            ReasonCode.MISSING_OUTPUT_COLUMN,
+            f"the plugin returned no column {missing} (manifest features); it returned {list(out.columns)}",
+            "set batch[<feature_name>] to one vector per row, using the exact feature_name of the manifest",
+        )
         keep: list[int] = []
         vectors: dict[str, list[list[float]]] = {f.feature_name: [] for f in self.features}
         for i in range(rows_in):
+            if i in errors:
+                failures.append(_failure(frame, i, errors[i].reason, errors[i].message, errors[i].hint))
+                continue
+            if missing:
+                failures.append(_failure(frame, i, *missing_problem))
+                continue
             row_vectors: dict[str, list[float]] = {}
             problem: tuple[ReasonCode, str] | None = None
             for feature in self.features:
@@ -207,18 +231,22 @@ class PluginHost:
             raise PluginError(failure.reason, failure.message, failure.hint)
         return {f.feature_name: list(result.vectors.at[0, f.feature_name]) for f in self.features}
 
-    def _run_steps(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def _run_steps(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, RowError]]:
+        """The output of the last step, and the rows a step failed with a :class:`RowError`."""
+        errors: dict[int, RowError] = {}
         for step, condition in self.steps:
-            if condition is RowCondition.ALWAYS:
+            if condition is RowCondition.ALWAYS and not errors:
                 batch = self._call(step, batch)
+                _collect_row_errors(batch, errors)
                 continue
-            mask = batch["mime_type"].map(condition.matches).astype(bool)
+            mask = batch["mime_type"].map(condition.matches).astype(bool) & ~batch.index.isin(list(errors))
             if not mask.any():
                 continue
             selected = batch[mask].reset_index(drop=True)
             processed = self._call(step, selected).set_axis(batch.index[mask])
+            _collect_row_errors(processed, errors)
             batch = pd.concat([processed, batch[~mask]]).sort_index()
-        return batch
+        return batch, errors
 
     def _call(self, step: Any, batch: pd.DataFrame) -> pd.DataFrame:
         n = len(batch)
@@ -282,6 +310,16 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError):
         return _UNSERIALISABLE
     return value
+
+
+def _collect_row_errors(out: pd.DataFrame, errors: dict[int, RowError]) -> None:
+    """Record the first :class:`RowError` of each row of ``out`` (indexed by the frame's rows)."""
+    for column in out.columns:
+        if out[column].dtype != object:
+            continue
+        for i, value in out[column].items():
+            if isinstance(value, RowError):
+                errors.setdefault(int(i), value)  # type: ignore[arg-type]
 
 
 def _vector(value: Any, name: str) -> tuple[list[float] | None, tuple[ReasonCode, str] | None]:
