@@ -49,6 +49,19 @@ class LocalServices:
     def _spawn(self, name: str) -> int:
         return start_process(f"svc-{name}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, self.env)
 
+    def start_replica(self, name: str) -> str:
+        """Start one more process of service ``name`` (same consumer groups); returns its name, e.g. ``inference-2``.
+
+        A replica gets a data directory of its own (its own Ray, caches and embedded state).
+        """
+        number = 2
+        while running_pid(f"svc-{name}-{number}", self.data_dir) is not None:
+            number += 1
+        replica = f"{name}-{number}"
+        env = {**self.env, "FEATUREBUS_DATA_DIR": str(self.data_dir / "replicas" / replica)}
+        start_process(f"svc-{replica}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, env)
+        return replica
+
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = ""
@@ -70,14 +83,23 @@ class LocalServices:
         raise RuntimeError(f"registry not healthy after {timeout:.0f}s: {last}")
 
     def stop(self, names: tuple[str, ...] = SERVICES) -> list[str]:
+        """Stop the services ``names`` and their replicas; returns the processes that were running."""
         # The registry first (no new work comes in), then the pipeline front to back.
-        order = [n for n in ("registry", "dispatcher", "scanner", "inference", "indexer") if n in names]
-        return [name for name in order if stop_process(f"svc-{name}", self.data_dir, timeout=30)]
+        order = ("registry", "dispatcher", "scanner", "inference", "indexer")
+        recorded = [p.stem.removeprefix("svc-") for p in (self.data_dir / "pids").glob("svc-*.pid")]
+        chosen = sorted(
+            (p for p in recorded if p.split("-")[0] in names), key=lambda p: (order.index(p.split("-")[0]), p)
+        )
+        return [p for p in chosen if stop_process(f"svc-{p}", self.data_dir, timeout=30)]
 
-    def restart(self, name: str) -> None:
-        """Stop one service (SIGTERM) and start it again, e.g. in the middle of a batch."""
-        stop_process(f"svc-{name}", self.data_dir, timeout=30)
+    def restart(self, name: str, hard: bool = False) -> None:
+        """Stop one service process (SIGTERM; SIGKILL at once if ``hard``) and start it again."""
+        stop_process(f"svc-{name}", self.data_dir, timeout=30, hard=hard)
         self._spawn(name)
+
+    def kill(self, name: str) -> bool:
+        """SIGKILL one service process (``inference``, ``inference-2``...) and its process group, as a crash would."""
+        return stop_process(f"svc-{name}", self.data_dir, hard=True)
 
     def log(self, name: str) -> str:
         path = self.data_dir / "logs" / f"svc-{name}.log"

@@ -140,13 +140,17 @@ def exit_status(name: str, data_dir: Path) -> str:
     return f"pid {pid} exited with status {os.WEXITSTATUS(status)}"
 
 
-def stop_process(name: str, data_dir: Path, timeout: float = 20.0) -> bool:
-    """SIGTERM the recorded process (its whole session), SIGKILL after ``timeout``. True if it ran."""
+def stop_process(name: str, data_dir: Path, timeout: float = 20.0, hard: bool = False) -> bool:
+    """SIGTERM the recorded process (its whole session), SIGKILL after ``timeout``. True if it ran.
+
+    ``hard`` sends SIGKILL at once, as a crash or an OOM kill would (fault tests).
+    """
     pid = running_pid(name, data_dir)
     (data_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
     if pid is None:
         return False
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    signals = [(signal.SIGTERM, timeout)] if not hard else []
+    for sig, wait in [*signals, (signal.SIGKILL, 5.0)]:
         try:
             os.killpg(pid, sig)  # start_new_session made pid the group leader
         except ProcessLookupError:

@@ -24,7 +24,9 @@ class CommonSettings(BaseSettings):
     # Prepended to every topic name and consumer group: lets tests (and tenants of one cluster)
     # run side by side on one broker without seeing each other's messages.
     topic_prefix: str = ""
-    topic_partitions: int = 4
+    # Partitions of each topic created at start-up. Parallelism of one consumer group is bounded by
+    # it: keep it at least (inference processes) x FEATUREBUS_FRAME_WORKERS so that every consumer gets work.
+    topic_partitions: int = 8
 
     # MongoDB
     mongo_uri: str = "mongodb://127.0.0.1:27117/?directConnection=true"

@@ -24,6 +24,8 @@ __all__ = ["InferenceService", "build", "main"]
 
 log = logging.getLogger("featurebus.inference")
 
+RAY_START_ATTEMPTS = 3
+
 
 @dataclass
 class InferenceService:
@@ -69,13 +71,21 @@ def start_ray(settings: InferenceSettings) -> None:
         return
     # Ray's socket paths must stay under 108 characters: a short temp dir per data dir.
     temp = f"/tmp/fb-ray-{hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]}"
-    ray.init(
-        num_cpus=settings.ray_num_cpus,
-        include_dashboard=False,
-        _temp_dir=temp,
-        log_to_driver=True,
-        logging_level=logging.WARNING,
-    )
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        try:
+            ray.init(
+                num_cpus=settings.ray_num_cpus,
+                include_dashboard=False,
+                _temp_dir=temp,
+                log_to_driver=True,
+                logging_level=logging.WARNING,
+            )
+            break
+        except Exception as exc:  # Ray gives its raylet 30 s to register; a loaded machine can miss that
+            ray.shutdown()
+            if attempt == RAY_START_ATTEMPTS:
+                raise
+            log.warning("starting Ray failed (attempt %d of %d), retrying: %s", attempt, RAY_START_ATTEMPTS, exc)
     log.info("Ray started in this process: %s", dict(ray.cluster_resources()))
 
 
