@@ -67,6 +67,9 @@ class InProcessActors:
         if self.unavailable:
             raise ResourcesUnavailable(self.unavailable)
 
+    def has_room(self, plugin: Any) -> bool:
+        return True
+
     def spawn(self, plugin: Any, archive: bytes) -> PluginWorker:
         worker = PluginWorker(plugin.plugin_id, archive, plugin.parameters, self.work_dir)
         self.spawned.append(worker)

@@ -30,9 +30,13 @@ class FakeBackend:
         self.gate = asyncio.Event()
         self.gate.set()
         self.load_fails = False
+        self.room = True  # False: the cluster is full (of idle pools, say)
 
     def check(self, plugin: PluginRef) -> None:
         pass
+
+    def has_room(self, plugin: PluginRef) -> bool:
+        return self.room
 
     def spawn(self, plugin: PluginRef, archive: bytes) -> FakeActor:
         self.actors.append(FakeActor(len(self.actors), self.load_fails))
@@ -187,3 +191,31 @@ async def test_an_unplaceable_plugin_starts_no_actor() -> None:
     with pytest.raises(ResourcesUnavailable):
         await pools.process(plugin(), b"zip", b"f", timeout=5)
     assert backend.actors == []
+
+
+async def test_a_full_cluster_shuts_the_least_recently_used_idle_pool_for_a_new_plugin() -> None:
+    backend, clock = FakeBackend(), Clock()
+    pools = WarmPools(backend, idle_seconds=600, clock=clock)
+    old, recent, new = (plugin(1, archive_sha256=c * 64) for c in "abc")
+    await pools.process(old, b"zip", b"f", timeout=5)
+    clock.now += 10
+    await pools.process(recent, b"zip", b"f", timeout=5)
+    backend.room = False  # both idle pools hold the resources a new actor needs
+    await pools.process(new, b"zip", b"f", timeout=5)
+    assert backend.killed == [backend.actors[0]]  # the older idle pool went, long before idle_seconds
+    assert (pools.size(old), pools.size(recent), pools.size(new)) == (0, 1, 1)
+
+
+async def test_busy_pools_are_not_shut_down_to_make_room() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=600)
+    busy, new = plugin(1, archive_sha256="a" * 64), plugin(1, archive_sha256="b" * 64)
+    backend.gate.clear()
+    running = asyncio.create_task(pools.process(busy, b"zip", b"f", timeout=5))
+    await asyncio.sleep(0.01)
+    backend.room = False
+    waiting = asyncio.create_task(pools.process(new, b"zip", b"f", timeout=5))
+    await asyncio.sleep(0.01)
+    assert backend.killed == [] and pools.size(new) == 1  # started; Ray runs it once resources free up
+    backend.gate.set()
+    await asyncio.gather(running, waiting)

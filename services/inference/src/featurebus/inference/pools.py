@@ -15,7 +15,9 @@ kills the actors.
   retried and a fresh actor starts). An actor that timed out is killed likewise.
 - An actor whose plugin failed to load keeps answering "load failed" at once for
   ``load_failure_retry_s``; then it is replaced, so a fixed dependency is picked up.
-- A pool unused for ``idle_seconds`` is shut down (:meth:`WarmPools.reap_idle`).
+- A pool unused for ``idle_seconds`` is shut down (:meth:`WarmPools.reap_idle`). Before then, when
+  a new actor would not fit in the cluster, the least recently used idle pool of another plugin
+  is shut down to make room, so warm pools never starve a plugin that has work.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ class ActorBackend(Protocol):
 
     def check(self, plugin: PluginRef) -> None:
         """Raise ResourcesUnavailable when no actor of ``plugin`` could ever be scheduled."""
+
+    def has_room(self, plugin: PluginRef) -> bool:
+        """Whether the cluster has the free resources to start one more actor of ``plugin`` now."""
 
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
         """Start an actor running ``PluginWorker(plugin_id, archive, parameters, work_dir)``."""
@@ -185,6 +190,8 @@ class WarmPools:
                 await self._freed.wait()  # every actor runs a frame and the pool is full
             if not pool.actors or (grow and not idle and room):
                 self.backend.check(plugin)
+                if not self.backend.has_room(plugin):
+                    self._evict_idle_pool(plugin)
                 actor = _Actor(self.backend.spawn(plugin, archive))
                 pool.actors.append(actor)
                 log.info(
@@ -199,6 +206,22 @@ class WarmPools:
             actor.in_flight += 1
             pool.last_used = now
             return pool, actor
+
+    def _evict_idle_pool(self, plugin: PluginRef) -> None:
+        """Shut down the least recently used idle pool of another plugin version (lock held)."""
+        wanted = _key(plugin)
+        idle = [
+            (pool.last_used, key)
+            for key, pool in self._pools.items()
+            if key != wanted and pool.actors and not any(a.in_flight for a in pool.actors)
+        ]
+        if not idle:
+            return  # every actor is busy: the new one starts when one of them is done
+        _, key = min(idle)
+        pool = self._pools.pop(key)
+        for actor in pool.actors:
+            self.backend.kill(actor.handle)
+        log.info("pool %s@%s shut down early (idle) to make room for %s", key[0], key[1][:12], plugin.plugin_id)
 
     def _load_failure_expired(self, actor: _Actor, now: float) -> bool:
         failed = actor.load_failed_at
