@@ -35,9 +35,8 @@ supported_input_types = ["image"]
 features = [
     {{"feature_type": "embedding", "feature_name": "{FEATURE}", "embedding_dim": 3, "distance_metric": "cosine"}},
 ]
-# One row per frame, so that an unreadable image fails its own row whatever the host does with
-# an exception (it fails the frame it was raised in).
-compute_profile = {{"resource_type": "cpu", "batch_size": 1, "max_concurrency": 1}}
+# Frames of several rows: an unreadable image must fail its own row, not its frame.
+compute_profile = {{"resource_type": "cpu", "batch_size": 4, "max_concurrency": 1}}
 '''
 
 PIPELINE = """
@@ -55,12 +54,7 @@ PROCESSOR = f"""
 import numpy as np
 import pandas as pd
 from PIL import Image
-from shared.plugins import open_asset
-
-try:  # the host's per-row failure, where this installation offers it to plugins
-    from shared.plugins import RowError
-except ImportError:
-    RowError = None
+from shared.plugins import RowError, open_asset
 
 
 class MeanRGB:
@@ -92,8 +86,6 @@ class MeanRGB:
                 with Image.open(path) as image:
                     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
         except Exception as exc:
-            if RowError is None:
-                raise
             return RowError.unreadable_asset(row["data"], exc)
         return (pixels.reshape(-1, 3).mean(axis=0) / 255.0).tolist()
 """
@@ -124,17 +116,6 @@ def plugin_archive(tmp: Path) -> bytes:
     }.items():
         (root / rel).write_text(text.lstrip())
     return zip_plugin(root)
-
-
-def plugins_can_report_unreadable_assets() -> bool:
-    """Whether the guide's ``shared.plugins`` offers the host's RowError (``unreadable_asset`` per row).
-
-    Without it an unreadable asset raises in the plugin's step, and the host fails that step's
-    frame (here: one row) with ``plugin_exception`` and the exception in the message.
-    """
-    from featurebus.sdk.aliases import ALIASES
-
-    return "RowError" in ALIASES["shared.plugins"]
 
 
 def upload_image(api: Api, ns: str, bucket: str, data: bytes, filename: str) -> str:
@@ -274,8 +255,7 @@ def test_unreadable_images_fail_their_own_rows(platform, api: Api, images: dict[
     failed = api.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/{batch_id}/failed-documents")["results"]
     by_object = {row["object_id"]: row for row in failed}
     assert set(by_object) == {truncated["object_id"], vanished["object_id"]}, failed
-    expected = "unreadable_asset" if plugins_can_report_unreadable_assets() else "plugin_exception"
-    assert {row["reason"] for row in failed} == {expected}, failed
+    assert {row["reason"] for row in failed} == {"unreadable_asset"}, failed
     assert "truncated" in by_object[truncated["object_id"]]["message"], failed
     gone = by_object[vanished["object_id"]]["message"]
     assert "ObjectMissing" in gone or "NoSuchKey" in gone or "not found" in gone.lower(), failed

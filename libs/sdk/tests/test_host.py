@@ -137,3 +137,58 @@ def test_unpack_finds_the_single_top_level_directory(tmp_path: Path) -> None:
         zf.writestr("../escape.py", "x = 1")
     with pytest.raises(PluginError, match="unsafe path"):
         unpack_archive(evil.getvalue(), tmp_path / "y")
+
+
+TWO_STEPS = """
+from engine.plugins.extractors.pipeline import PipelineDefinition, StepDefinition, build_pipeline_steps
+from shared.plugins import RowError
+
+
+class Transcribe:
+    def __init__(self, config=None):
+        pass
+
+    def __call__(self, batch):
+        batch["transcription"] = [
+            RowError.unreadable_asset(d, "not a WAV file") if d.endswith("1") else d.upper() for d in batch["data"]
+        ]
+        return batch
+
+
+class Embed:
+    seen = []
+
+    def __init__(self, config=None):
+        pass
+
+    def __call__(self, batch):
+        Embed.seen.append(list(batch["transcription"]))
+        batch["vec"] = [[float(len(t)), 1.0, 0.0] for t in batch["transcription"]]
+        return batch
+
+
+class Broken:
+    def __init__(self, config=None):
+        raise RuntimeError("a disabled step is never built")
+
+
+def build_steps(extractor_request, container=None, base_steps=None, **kwargs):
+    steps = [
+        StepDefinition(service_class=Transcribe),
+        StepDefinition(service_class=Broken, enabled=False),
+        StepDefinition(service_class=Embed),
+    ]
+    return {"steps": build_pipeline_steps(PipelineDefinition(name="toy", version="1.0.0", steps=steps))}
+"""
+
+
+def test_a_row_error_fails_its_row_alone_and_later_steps_never_see_it(tmp_path: Path) -> None:
+    host = load(tmp_path, "return batch", pipeline=TWO_STEPS)
+    result = host.run(frame(3))
+    assert result.rows_embedded == 2
+    [failure] = result.failures
+    assert (failure.document_id, failure.reason) == ("document_id_1", ReasonCode.UNREADABLE_ASSET)
+    assert failure.message == "cannot read the asset text 1: not a WAV file"
+    embed = next(step for step, _ in host.steps if type(step).__name__ == "Embed")
+    assert type(embed).seen == [["TEXT 0", "TEXT 2"]]  # the transcription column passed on, minus the failed row
+    assert [list(v) for v in result.vectors["vec"]] == [[6.0, 1.0, 0.0], [6.0, 1.0, 0.0]]

@@ -5,10 +5,8 @@ from urllib.parse import urlparse
 import pandas as pd
 from PIL import Image
 from shared.inference.registry import get_batch_service
-from shared.plugins import open_asset
+from shared.plugins import RowError, open_asset
 from shared.plugins.sdk import parallel_io
-
-from featurebus.sdk.host import RowError
 
 FEATURE = "image_features_v1_embedding"
 # JPEGs decode straight to a reduced scale no smaller than this: the model sees 224x224 anyway.

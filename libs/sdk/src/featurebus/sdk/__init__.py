@@ -24,6 +24,7 @@ from featurebus.sdk.pipeline import (
 )
 from featurebus.sdk.registry import get_batch_service
 from featurebus.sdk.request import ExtractorRequest
+from featurebus.sdk.rows import RowError
 from featurebus.sdk.serve import BaseInferenceService
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "PluginContainer",
     "ResourceType",
     "RowCondition",
+    "RowError",
     "Secrets",
     "StepDefinition",
     "build_pipeline_steps",

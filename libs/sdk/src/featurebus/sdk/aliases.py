@@ -11,7 +11,7 @@ import sys
 import types
 from typing import Any
 
-from featurebus.sdk import assets, batch, models, pipeline, registry, serve
+from featurebus.sdk import assets, batch, models, pipeline, registry, rows, serve
 
 __all__ = ["ALIASES", "install_aliases"]
 
@@ -25,6 +25,7 @@ _PLUGINS = _ns(
     download_asset=assets.download_asset,
     parallel_io=assets.parallel_io,
     concurrent_api_calls=assets.concurrent_api_calls,
+    RowError=rows.RowError,
     BaseInferenceService=serve.BaseInferenceService,
     BaseBatchInferenceService=batch.BaseBatchInferenceService,
 )

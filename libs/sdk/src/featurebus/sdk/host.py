@@ -32,6 +32,7 @@ from featurebus.sdk.aliases import install_aliases
 from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.pipeline import PipelineStep, RowCondition
 from featurebus.sdk.request import ExtractorConfig, ExtractorRequest
+from featurebus.sdk.rows import RowError
 
 __all__ = ["HostResult", "PluginError", "PluginHost", "RowError", "unpack_archive"]
 
@@ -51,26 +52,6 @@ class PluginError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries (Ray) intact
         return (PluginError, (self.reason, self.message, self.hint))
-
-
-@dataclass(frozen=True)
-class RowError:
-    """A step's answer for one row it cannot process, in place of that row's output.
-
-    Put it in any output column of the row (the feature column, or the column a later step reads):
-    the host fails that row alone with ``reason`` and ``message``, and later steps do not see it.
-    ``None`` in a feature column still means ``null_output``; an exception still fails the batch.
-    """
-
-    reason: ReasonCode
-    message: str
-    hint: str | None = None
-
-    @classmethod
-    def unreadable_asset(cls, url: str, error: BaseException | str) -> RowError:
-        """The asset at ``url`` could not be downloaded or decoded."""
-        cause = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
-        return cls(ReasonCode.UNREADABLE_ASSET, f"cannot read the asset {url}: {cause}")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import pandas as pd
 from featurebus.sdk.assets import open_asset, parallel_io
 from featurebus.sdk.batch import BaseBatchInferenceService
 from featurebus.sdk.models import ModelNotAvailable
+from featurebus.sdk.rows import RowError
 
 __all__ = ["EfficientNetLite0Batch", "MiniLMBatch", "WhisperTinyEnBatch", "get_batch_service"]
 
@@ -132,8 +133,6 @@ class EfficientNetLite0Batch(BaseBatchInferenceService):
 def _decode_audio(url: str) -> Any:
     """16 kHz mono float32 samples of the audio at ``url``, or a RowError saying why not."""
     from faster_whisper import decode_audio
-
-    from featurebus.sdk.host import RowError  # the host imports this module through its aliases
 
     try:
         with open_asset(url, suffix=os.path.splitext(urlparse(url).path)[1]) as path:

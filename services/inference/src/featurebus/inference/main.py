@@ -65,8 +65,11 @@ def start_ray(settings: InferenceSettings) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     address = settings.ray_address
     if address:
+        # Actors on other nodes read assets with the SDK: give them this service's resolved object
+        # store settings (defaults included), and any other FEATUREBUS_* variable set here.
         passthrough = {k: v for k, v in os.environ.items() if k.startswith("FEATUREBUS_")}
-        ray.init(address=address, runtime_env={"env_vars": {**env, **passthrough}}, log_to_driver=True)
+        store = {f"FEATUREBUS_{k.upper()}": str(v) for k, v in settings.model_dump().items() if k.startswith("s3_")}
+        ray.init(address=address, runtime_env={"env_vars": {**env, **passthrough, **store}}, log_to_driver=True)
         log.info("joined the Ray cluster at %s: %s", address, dict(ray.cluster_resources()))
         return
     # Ray's socket paths must stay under 108 characters: a short temp dir per data dir.
