@@ -80,11 +80,13 @@ class Api:
             time.sleep(every)
 
     def add_texts(self, ns: str, bucket_id: str, texts: list[str]) -> list[str]:
+        """Add one object per text: one at a time for a single text, else in bulk requests of 1,000."""
+        objects = [{"blobs": [{"property": "text", "type": "text", "data": t}]} for t in texts]
+        path = f"/v1/namespaces/{ns}/buckets/{bucket_id}/objects"
+        if len(objects) == 1:
+            return [self.call("POST", path, json=objects[0])["object_id"]]
         return [
-            self.call(
-                "POST",
-                f"/v1/namespaces/{ns}/buckets/{bucket_id}/objects",
-                json={"blobs": [{"property": "text", "type": "text", "data": t}]},
-            )["object_id"]
-            for t in texts
+            o["object_id"]
+            for i in range(0, len(objects), 1000)
+            for o in self.call("POST", f"{path}/batch", json={"objects": objects[i : i + 1000]})["objects"]
         ]

@@ -52,6 +52,28 @@ def test_blobs_as_a_dict_gets_a_hint(api: Api, ns: str) -> None:
     assert "body" in str(unknown) and "text" in str(unknown)
 
 
+def test_a_bulk_request_with_one_bad_object_adds_none_and_names_it(api: Api, ns: str) -> None:
+    bucket = api.call(
+        "POST",
+        f"/v1/namespaces/{ns}/buckets",
+        json={"name": "bulk", "bucket_schema": {"properties": {"text": {"type": "text"}}}},
+    )["bucket_id"]
+    path = f"/v1/namespaces/{ns}/buckets/{bucket}/objects/batch"
+    good = {"blobs": [{"property": "text", "type": "text", "data": "fine"}]}
+    bad = {"blobs": [{"property": "txt", "type": "text", "data": "typo in the property"}]}
+    body = api.call("POST", path, json={"objects": [good, bad, good]}, expect=422)
+    assert body["detail"].startswith("objects[1].blobs[0].property 'txt'"), body
+    repeated = api.call("POST", path, json={"objects": [{**good, "object_id": "o1"}] * 2}, expect=422)
+    assert "o1" in repeated["detail"] and "own object_id" in repeated["hint"]
+    too_many = api.call("POST", path, json={"objects": [good] * 1001}, expect=422)
+    assert "1001" in too_many["detail"] and "1000" in too_many["hint"]
+    assert api.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket}")["object_count"] == 0  # nothing half-added
+
+    added = api.call("POST", path, json={"objects": [good, {**good, "metadata": {"n": 2}}]})
+    assert added["count"] == 2 and len({o["object_id"] for o in added["objects"]}) == 2
+    assert api.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket}")["object_count"] == 2
+
+
 def test_plugin_with_the_guides_wrong_feature_keys_fails_its_scan(api: Api, ns: str) -> None:
     manifest = (EXAMPLES / "text_embed" / "manifest.py").read_text()
     wrong = manifest.replace('"feature_name"', '"name"')
