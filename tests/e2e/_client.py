@@ -62,11 +62,14 @@ class Api:
             timeout,
         )
 
-    def wait_batch(self, ns: str, bucket_id: str, batch_id: str, timeout: float = 300) -> dict[str, Any]:
+    def wait_batch(
+        self, ns: str, bucket_id: str, batch_id: str, timeout: float = 300, every: float = 0.5
+    ) -> dict[str, Any]:
         return self.wait(
             lambda: self.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}"),
             lambda b: b["status"] in TERMINAL,
             timeout,
+            every,
         )
 
     @staticmethod
