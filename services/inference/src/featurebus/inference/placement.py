@@ -1,21 +1,26 @@
 """Where a plugin's actors may run: Ray actor options from its compute profile, and why they cannot.
 
-Pure functions over the manifest's ``compute_profile`` and the cluster's resource totals (no Ray
-import), so that an actor asking for something the cluster does not have fails the frame at once
-with a reason that names the fix, instead of waiting forever to be scheduled.
+Pure functions over the manifest's ``compute_profile`` and the resources of the cluster's nodes
+(no Ray import), so that an actor asking for something no node has fails the frame at once with a
+reason that names the fix, instead of waiting forever to be scheduled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from featurebus.common.events import ComputeProfile
 
-__all__ = ["ACTOR_THREADS", "actor_options", "placement_problem"]
+__all__ = ["ACTOR_THREADS", "POOL_SCHEDULING", "actor_options", "placement_problem"]
 
 GIB = 2**30
 # Two calls at once per actor: a query is embedded while a frame runs in the same warm actor.
 ACTOR_THREADS = 2
+# The actors of a pool go to different nodes where they can: a pool exists to run frames side by
+# side, each actor is CPU-bound, and a lost node then takes only part of a pool with it. (Ray's
+# default packs actors onto the driver's node until it is half used.) On one node it changes nothing.
+POOL_SCHEDULING = "SPREAD"
 
 
 def actor_options(profile: ComputeProfile, actor_num_cpus: float) -> dict[str, Any]:
@@ -24,6 +29,7 @@ def actor_options(profile: ComputeProfile, actor_num_cpus: float) -> dict[str, A
         "num_cpus": actor_num_cpus,
         "memory": int(profile.actor_memory_gb * GIB),
         "max_concurrency": ACTOR_THREADS,
+        "scheduling_strategy": POOL_SCHEDULING,
     }
     if profile.resource_type == "gpu":
         options["num_gpus"] = 1
@@ -31,29 +37,63 @@ def actor_options(profile: ComputeProfile, actor_num_cpus: float) -> dict[str, A
 
 
 def placement_problem(
-    plugin_id: str, profile: ComputeProfile, actor_num_cpus: float, cluster: dict[str, float]
+    plugin_id: str, profile: ComputeProfile, actor_num_cpus: float, nodes: Sequence[Mapping[str, float]]
 ) -> str | None:
-    """Why no actor of this plugin can ever be scheduled on ``cluster`` (``ray.cluster_resources()``), or None."""
-    have = ", ".join(f"{k}={_show(k, v)}" for k, v in sorted(cluster.items()) if k in ("CPU", "GPU", "memory"))
-    if profile.resource_type == "gpu" and cluster.get("GPU", 0) < 1:
+    """Why no node of the cluster could ever host an actor of this plugin, or None.
+
+    ``nodes`` are the total resources of each live node (``ray.nodes()[i]["Resources"]``): an actor
+    runs on one node, so a cluster whose nodes add up to enough but of which none is big enough
+    cannot place it either.
+    """
+    gpu = profile.resource_type == "gpu"
+    memory = profile.actor_memory_gb * GIB
+    largest = {key: max((n.get(key, 0.0) for n in nodes), default=0.0) for key in ("CPU", "GPU", "memory")}
+    have = _describe(nodes)
+    if gpu and largest["GPU"] < 1:
         return (
             f"plugin {plugin_id} asks for a GPU (compute_profile.resource_type='gpu') but the Ray cluster has none "
             f"({have}): set resource_type to 'cpu' in manifest.py's compute_profile, or point "
             "FEATUREBUS_RAY_ADDRESS at a cluster with GPU nodes"
         )
-    wanted = profile.actor_memory_gb * GIB
-    if "memory" in cluster and wanted > cluster["memory"]:
+    if memory > largest["memory"] and any("memory" in n for n in nodes):
         return (
             f"plugin {plugin_id} asks for {profile.actor_memory_gb:g} GiB per actor "
-            f"(compute_profile.actor_memory_gb) but the Ray cluster offers actors {_show('memory', cluster['memory'])} "
-            f"in all: lower actor_memory_gb in manifest.py's compute_profile"
+            f"(compute_profile.actor_memory_gb) but the largest Ray node offers actors "
+            f"{_show('memory', largest['memory'])} ({have}): lower actor_memory_gb in manifest.py's compute_profile"
         )
-    if actor_num_cpus > cluster.get("CPU", 0):
+    if actor_num_cpus > largest["CPU"]:
         return (
-            f"an actor asks for {actor_num_cpus:g} CPUs (FEATUREBUS_ACTOR_NUM_CPUS) but the Ray cluster has "
-            f"{cluster.get('CPU', 0):g}: lower FEATUREBUS_ACTOR_NUM_CPUS"
+            f"an actor asks for {actor_num_cpus:g} CPUs (FEATUREBUS_ACTOR_NUM_CPUS) but the largest Ray node has "
+            f"{largest['CPU']:g} ({have}): lower FEATUREBUS_ACTOR_NUM_CPUS"
+        )
+    if not any(_fits(n, actor_num_cpus, memory, gpu) for n in nodes):
+        needs = f"{actor_num_cpus:g} CPU, {_show('memory', memory)} memory" + (" and a GPU" if gpu else "")
+        return (
+            f"no single Ray node has what an actor of plugin {plugin_id} asks for together ({needs}; {have}): "
+            "lower compute_profile.actor_memory_gb or FEATUREBUS_ACTOR_NUM_CPUS, or add a node that has it all"
         )
     return None
+
+
+def _fits(node: Mapping[str, float], cpus: float, memory: float, gpu: bool) -> bool:
+    return (
+        node.get("CPU", 0.0) >= cpus
+        and ("memory" not in node or node["memory"] >= memory)
+        and (not gpu or node.get("GPU", 0.0) >= 1)
+    )
+
+
+def _describe(nodes: Sequence[Mapping[str, float]], at_most: int = 4) -> str:
+    if not nodes:
+        return "no live nodes"
+    shown = [
+        ", ".join(f"{k}={_show(k, v)}" for k, v in sorted(n.items()) if k in ("CPU", "GPU", "memory"))
+        for n in nodes[:at_most]
+    ]
+    if len(nodes) == 1:
+        return shown[0]
+    more = f"; and {len(nodes) - at_most} more nodes" if len(nodes) > at_most else ""
+    return "; ".join(f"node {i + 1}: {s}" for i, s in enumerate(shown)) + more
 
 
 def _show(key: str, value: float) -> str:

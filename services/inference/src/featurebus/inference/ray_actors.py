@@ -17,30 +17,48 @@ from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPool
 from featurebus.inference.worker import PluginWorker
 from featurebus.sdk.host import PluginError
 
-__all__ = ["RayActors", "RayPools"]
+__all__ = ["PluginActor", "RayActors", "RayPools"]
 
 _ACTOR_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
-class RayActors:
-    """An :class:`~featurebus.inference.pools.ActorBackend` of Ray actors."""
+class PluginActor(PluginWorker):
+    """The PluginWorker as Ray runs it: its stats also name the Ray node it runs on."""
 
-    def __init__(self, work_dir: Path, actor_num_cpus: float) -> None:
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "node_id": ray.get_runtime_context().get_node_id()}
+
+
+class RayActors:
+    """An :class:`~featurebus.inference.pools.ActorBackend` of Ray actors.
+
+    ``work_dir`` and ``models_dir`` are paths the actors make on whichever node they run on; the
+    archive travels to them as bytes, so the service and the Ray nodes share no disk.
+    """
+
+    def __init__(self, work_dir: Path, actor_num_cpus: float, models_dir: Path | None = None) -> None:
         self.work_dir = work_dir
         self.actor_num_cpus = actor_num_cpus
-        self._worker_class = ray.remote(PluginWorker)
+        self.models_dir = models_dir
+        self._worker_class = ray.remote(PluginActor)
 
     def check(self, plugin: PluginRef) -> None:
-        problem = placement_problem(
-            plugin.plugin_id, plugin.compute_profile, self.actor_num_cpus, dict(ray.cluster_resources())
-        )
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        problem = placement_problem(plugin.plugin_id, plugin.compute_profile, self.actor_num_cpus, nodes)
         if problem:
             raise ResourcesUnavailable(problem)
 
+    def has_room(self, plugin: PluginRef) -> bool:
+        options = actor_options(plugin.compute_profile, self.actor_num_cpus)
+        free = ray.available_resources()
+        wanted = {"CPU": options["num_cpus"], "memory": options["memory"], "GPU": options.get("num_gpus", 0)}
+        return all(free.get(resource, 0) >= amount for resource, amount in wanted.items())
+
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
         options = actor_options(plugin.compute_profile, self.actor_num_cpus)
+        models = str(self.models_dir) if self.models_dir else None
         return self._worker_class.options(**options).remote(
-            plugin.plugin_id, archive, plugin.parameters, str(self.work_dir)
+            plugin.plugin_id, archive, plugin.parameters, str(self.work_dir), models
         )
 
     async def call(self, actor: Any, method: str, *args: Any) -> Any:
@@ -63,6 +81,11 @@ class RayPools(WarmPools):
     """Warm pools of Ray actors (``ray.init`` must have run)."""
 
     def __init__(
-        self, work_dir: Path, actor_num_cpus: float, idle_seconds: float, load_failure_retry_s: float = 60.0
+        self,
+        work_dir: Path,
+        actor_num_cpus: float,
+        idle_seconds: float,
+        load_failure_retry_s: float = 60.0,
+        models_dir: Path | None = None,
     ) -> None:
-        super().__init__(RayActors(work_dir, actor_num_cpus), idle_seconds, load_failure_retry_s)
+        super().__init__(RayActors(work_dir, actor_num_cpus, models_dir), idle_seconds, load_failure_retry_s)

@@ -6,6 +6,8 @@ Ray actor, so plugin code never runs inside the service process.
 
 from __future__ import annotations
 
+import logging
+import os
 import tempfile
 import threading
 import time
@@ -19,8 +21,11 @@ import pandas as pd
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet, to_parquet
 from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
+from featurebus.sdk.models import seed_offline_models
 
 __all__ = ["PluginWorker", "WorkerOutput", "all_rows_failed"]
+
+log = logging.getLogger("featurebus.inference.worker")
 
 T = TypeVar("T")
 
@@ -42,19 +47,34 @@ class PluginWorker:
 
     A load error is kept (not raised) and reported for every row the worker is given, so a frame
     of a broken plugin still reconciles: every row failed with ``plugin_load_failed``.
+
+    The worker may run on another machine than the service (a Ray cluster): it gets the archive as
+    bytes, unpacks it under ``work_dir`` on its own disk (or the system's temp dir when that path
+    cannot be made there), and, given ``models_dir``, lays the packaged model weights out there
+    itself, so that no disk is shared with the service.
     """
 
-    def __init__(self, plugin_id: str, archive: bytes, parameters: dict[str, Any] | None, work_dir: str) -> None:
+    def __init__(
+        self,
+        plugin_id: str,
+        archive: bytes,
+        parameters: dict[str, Any] | None,
+        work_dir: str,
+        models_dir: str | None = None,
+    ) -> None:
         self.plugin_id = plugin_id
         self.load_error: PluginError | None = None
         self.host: PluginHost | None = None
+        self.plugin_dir: Path | None = None
         self.frames = 0
         self.queries = 0
         started = time.perf_counter()
         try:
-            Path(work_dir).mkdir(parents=True, exist_ok=True)
-            target = Path(tempfile.mkdtemp(prefix=f"{plugin_id}-", dir=work_dir))
-            self.host = PluginHost.load(unpack_archive(archive, target), plugin_id=plugin_id, parameters=parameters)
+            if models_dir is not None:
+                _seed_models(Path(models_dir))
+            target = Path(tempfile.mkdtemp(prefix=f"{plugin_id}-", dir=_usable_dir(Path(work_dir))))
+            self.plugin_dir = unpack_archive(archive, target)
+            self.host = PluginHost.load(self.plugin_dir, plugin_id=plugin_id, parameters=parameters)
         except PluginError as err:
             self.load_error = err
         except Exception as exc:  # a corrupt zip, a full disk: still this plugin's load failure
@@ -99,6 +119,8 @@ class PluginWorker:
             "queries": self.queries,
             "load_seconds": self.load_seconds,
             "load_error": self.load_error.message if self.load_error else None,
+            "pid": os.getpid(),
+            "plugin_dir": str(self.plugin_dir) if self.plugin_dir else None,
         }
 
     def _load_error(self) -> PluginError:
@@ -112,6 +134,37 @@ class PluginWorker:
                 return call()
             finally:
                 self._warm = True
+
+
+def _usable_dir(work_dir: Path) -> Path:
+    """``work_dir``, made if need be; the system's temp dir when it cannot be made on this machine."""
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return work_dir
+    except OSError as exc:  # a Ray node without the service's path (read-only, not ours)
+        fallback = Path(tempfile.gettempdir()) / "featurebus-plugins"
+        log.warning("cannot use %s on this node (%s); unpacking plugins under %s", work_dir, exc, fallback)
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
+def _seed_models(models_dir: Path) -> None:
+    """The packaged model weights, laid out under ``models_dir`` on this machine (idempotent).
+
+    Not a load failure when it cannot be done: a plugin that needs no model still runs, and one
+    that does fails with ``ModelNotAvailable``, which names the cache it looked in.
+    """
+    # Actors starting together on a fresh node seed the same cache: one may find a link the other
+    # just made; another pass skips what exists and completes the rest.
+    for _ in range(3):
+        try:
+            seed_offline_models(models_dir)
+            return
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            log.warning("cannot seed the offline model cache %s on this node: %s", models_dir, exc)
+            return
 
 
 def all_rows_failed(frame: pd.DataFrame, reason: ReasonCode, message: str, hint: str | None = None) -> list[RowFailure]:

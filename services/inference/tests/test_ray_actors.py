@@ -1,0 +1,79 @@
+"""The Ray adapter without a Ray cluster: what it asks Ray for (``ray.nodes`` and the actor class faked)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from inference_twins import toy_archive
+
+from featurebus.common.events import ComputeProfile, FeatureSpec, PluginRef
+from featurebus.inference.pools import ResourcesUnavailable
+from featurebus.inference.ray_actors import PluginActor, RayActors
+
+GIB = 2**30
+
+
+def plugin(**profile: Any) -> PluginRef:
+    return PluginRef(
+        plugin_id="toy_1_0_0",
+        name="toy",
+        version="1.0.0",
+        archive_uri="s3://featurebus/plugins/toy.zip",
+        archive_sha256="ab" * 32,
+        compute_profile=ComputeProfile(**profile),
+        features=[FeatureSpec(feature_name="vec", embedding_dim=1)],
+    )
+
+
+def node(alive: bool = True, cpus: float = 1.0) -> dict[str, Any]:
+    return {"Alive": alive, "Resources": {"CPU": cpus, "memory": 4.0 * GIB}}
+
+
+def test_the_check_asks_whether_one_live_node_can_host_an_actor(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two live 1-CPU nodes and a dead 8-CPU one: 1.5 CPUs per actor fit on no node that is up.
+    monkeypatch.setattr(ray, "nodes", lambda: [node(), node(), node(alive=False, cpus=8.0)])
+    with pytest.raises(ResourcesUnavailable, match="largest Ray node has 1"):
+        RayActors(Path("/unused"), actor_num_cpus=1.5).check(plugin(actor_memory_gb=1))
+    RayActors(Path("/unused"), actor_num_cpus=0.5).check(plugin(actor_memory_gb=1))
+
+
+class FakeActorClass:
+    def __init__(self) -> None:
+        self.options_seen: dict[str, Any] = {}
+        self.args: tuple[Any, ...] = ()
+
+    def options(self, **options: Any) -> FakeActorClass:
+        self.options_seen = options
+        return self
+
+    def remote(self, *args: Any) -> str:
+        self.args = args
+        return "handle"
+
+
+def test_actors_are_spread_and_get_the_archive_and_the_paths_to_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    actors = RayActors(Path("/srv/fb/plugins/work"), actor_num_cpus=0.5, models_dir=Path("/srv/fb/models"))
+    fake = FakeActorClass()
+    actors._worker_class = fake
+    assert actors.spawn(plugin(max_concurrency=2), b"zip") == "handle"
+    assert fake.options_seen["scheduling_strategy"] == "SPREAD" and fake.options_seen["num_cpus"] == 0.5
+    assert fake.args == ("toy_1_0_0", b"zip", {}, "/srv/fb/plugins/work", "/srv/fb/models")
+    without_models = RayActors(Path("/w"), actor_num_cpus=0.5)
+    without_models._worker_class = fake
+    without_models.spawn(plugin(), b"zip")
+    assert fake.args[-1] is None
+
+
+def test_the_actors_stats_name_the_ray_node_it_runs_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Context:
+        def get_node_id(self) -> str:
+            return "node-2"
+
+    monkeypatch.setattr(ray, "get_runtime_context", Context)
+    actor = PluginActor("toy_1_0_0", toy_archive(), None, str(tmp_path))
+    stats = actor.stats()
+    assert stats["node_id"] == "node-2" and stats["pid"] == os.getpid() and stats["model_loads"] == 1

@@ -1,0 +1,36 @@
+"""Every document of a collection, through a retriever (how the e2e tests count what was indexed)."""
+
+from __future__ import annotations
+
+import uuid
+
+from ._client import Api
+
+__all__ = ["all_document_ids"]
+
+
+def all_document_ids(api: Api, ns: str, collection: str, feature_uri: str, query: str) -> list[str]:
+    """The document ids a search over the whole collection returns (up to 1,000), duplicates kept."""
+    retriever = api.call(
+        "POST",
+        f"/v1/namespaces/{ns}/retrievers",
+        json={
+            "name": f"all-{uuid.uuid4().hex[:6]}",
+            "collection_identifiers": [collection],
+            "stages": [
+                {
+                    "stage_name": "search",
+                    "stage_type": "filter",
+                    "config": {
+                        "stage_id": "feature_search",
+                        "parameters": {
+                            "searches": [{"feature_uri": feature_uri, "query": "{{INPUT.q}}", "top_k": 1000}],
+                            "final_top_k": 1000,
+                        },
+                    },
+                }
+            ],
+        },
+    )["retriever_id"]
+    results = api.call("POST", f"/v1/namespaces/{ns}/retrievers/{retriever}/execute", json={"input": {"q": query}})
+    return [r["document_id"] for r in results["results"]]
