@@ -30,7 +30,7 @@ feature_extractor_name = "probe"
 version = "1.0.0"
 features = [{"feature_type": "embedding", "feature_name": "vec", "embedding_dim": 2, "distance_metric": "cosine"}]
 """
-# The step records what reached its worker: the service's FEATUREBUS_* settings and the offline
+# The step records what reached its worker: the service's object-store settings (not its API key) and the offline
 # model environment (both passed through Ray's runtime_env, not inherited from a shared parent).
 PIPELINE = """
 import os
@@ -43,7 +43,8 @@ class Probe:
     def __call__(self, batch):
         batch["vec"] = [[1.0, 0.0] for _ in batch["data"]]
         batch["pid"] = os.getpid()
-        batch["env"] = "|".join(os.environ.get(k, "") for k in ("FEATUREBUS_PROBE_TOKEN", "HF_HOME", "HF_HUB_OFFLINE"))
+        names = ("FEATUREBUS_S3_REGION", "FEATUREBUS_ADMIN_API_KEY", "HF_HOME", "HF_HUB_OFFLINE")
+        batch["env"] = "|".join(os.environ.get(k, "") for k in names)
         return batch
 
 def build_steps(extractor_request, container=None, base_steps=None, **kwargs):

@@ -67,10 +67,7 @@ def on_cluster(
         "FEATUREBUS_MONGO_DB": f"fb_{prefix.rstrip('.')}",
         "FEATUREBUS_ADMIN_API_KEY": admin_key,
         "FEATUREBUS_LOG_LEVEL": "INFO",
-        "RAY_ADDRESS": ray_cluster.address,
-        # Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when imported: unless it is 0 by then, the
-        # driver swaps 127.0.0.1 in RAY_ADDRESS for the machine's address, where this cluster is not.
-        **RAY_ENV,
+        "RAY_ADDRESS": ray_cluster.address,  # nothing else: the service sets up Ray's environment itself
     }
     services = LocalServices(tmp_path_factory.mktemp("platform-on-cluster"), env, http_port=free_port())
     try:
@@ -90,7 +87,8 @@ def test_one_pool_puts_its_two_actors_on_both_nodes(ray_cluster: RayCluster, tmp
         **RAY_ENV,
         "RAY_ADDRESS": ray_cluster.address,
         "FEATUREBUS_DATA_DIR": str(tmp_path),
-        "FEATUREBUS_PROBE_TOKEN": token,
+        "FEATUREBUS_S3_REGION": token,
+        "FEATUREBUS_ADMIN_API_KEY": "fb_never_sent_to_workers",
     }
     started = time.monotonic()
     run = subprocess.run(
@@ -106,10 +104,10 @@ def test_one_pool_puts_its_two_actors_on_both_nodes(ray_cluster: RayCluster, tmp
     assert {s["node_id"] for s in stats} == set(report["nodes"])  # one actor on each node
     assert len({s["pid"] for s in stats}) == 2 and all(report["plugin_dirs_exist"])
     # Both frames ran in the pool's actors, and each actor's worker got, through Ray's runtime_env,
-    # the service's FEATUREBUS_* settings and the offline model cache.
+    # the service's object-store settings and the offline model cache, but not its API key.
     assert {seen["pid"] for seen in report["seen"]} == {s["pid"] for s in stats}
     models = str((tmp_path / "models").resolve())
-    assert {seen["env"] for seen in report["seen"]} == {f"{token}|{models}|1"}
+    assert {seen["env"] for seen in report["seen"]} == {f"{token}||{models}|1"}
 
 
 def test_the_service_on_the_cluster_indexes_every_document_once(

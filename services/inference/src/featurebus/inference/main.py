@@ -55,21 +55,23 @@ class InferenceService:
 
 def start_ray(settings: InferenceSettings) -> None:
     """Connect to RAY_ADDRESS / settings.ray_address, or start Ray inside this process."""
-    import ray
-
     models = settings.models_dir
     seed_offline_models(models)
     env = offline_env(models)
     os.environ.update(env)  # inherited by local Ray workers
+    # Ray reads these once, when it is imported.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
     address = settings.ray_address
     if address:
-        # Actors on other nodes read assets with the SDK: give them this service's resolved object
-        # store settings (defaults included), and any other FEATUREBUS_* variable set here.
-        passthrough = {k: v for k, v in os.environ.items() if k.startswith("FEATUREBUS_")}
+        # Actors on other nodes read assets with the SDK: they get this service's resolved object
+        # store settings (defaults included) and log level, and nothing else of its configuration
+        # (no database URI, no API key: plugin code runs there).
         store = {f"FEATUREBUS_{k.upper()}": str(v) for k, v in settings.model_dump().items() if k.startswith("s3_")}
-        ray.init(address=address, runtime_env={"env_vars": {**env, **passthrough, **store}}, log_to_driver=True)
+        worker_env = {**env, **store, "FEATUREBUS_LOG_LEVEL": settings.log_level}
+        ray.init(address=address, runtime_env={"env_vars": worker_env}, log_to_driver=True)
         log.info("joined the Ray cluster at %s: %s", address, dict(ray.cluster_resources()))
         return
     # Ray's socket paths must stay under 108 characters: a short temp dir per data dir.
@@ -114,6 +116,7 @@ def build(
             settings.actor_num_cpus,
             settings.actor_idle_seconds,
             settings.load_failure_retry_s,
+            models_dir=settings.models_dir,
         )
     inference = Inference(
         store,
