@@ -10,9 +10,39 @@ NODE = {"CPU": 2.0, "memory": 8.0 * GIB, "object_store_memory": 2.0 * GIB}
 
 
 def test_actor_options_follow_the_compute_profile() -> None:
-    cpu = actor_options(ComputeProfile(actor_memory_gb=1.5), actor_num_cpus=0.5)
-    assert cpu == {"num_cpus": 0.5, "memory": int(1.5 * GIB), "max_concurrency": 2, "scheduling_strategy": "SPREAD"}
+    cpu = actor_options(ComputeProfile(actor_memory_gb=1.5, max_concurrency=2), actor_num_cpus=0.5, node_cpus=8)
+    assert cpu == {
+        "num_cpus": 0.5,
+        "memory": int(1.5 * GIB),
+        "max_concurrency": 2,
+        "scheduling_strategy": "SPREAD",
+        "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}},
+    }
+    assert "num_gpus" not in cpu
     assert actor_options(ComputeProfile(resource_type="gpu"), 0.5)["num_gpus"] == 1
+
+
+def threads(options: dict) -> str:  # type: ignore[type-arg]
+    return str(options["runtime_env"]["env_vars"]["OMP_NUM_THREADS"])
+
+
+def test_a_pool_shares_the_nodes_cores_between_its_actors() -> None:
+    # Ray would give an actor with half a CPU one math thread: a pool of one actor then uses one
+    # core of the node however many it has.
+    assert threads(actor_options(ComputeProfile(max_concurrency=1), 0.5, node_cpus=2)) == "2"
+    assert threads(actor_options(ComputeProfile(max_concurrency=2), 0.5, node_cpus=2)) == "1"
+    assert threads(actor_options(ComputeProfile(max_concurrency=8), 0.5, node_cpus=2)) == "1"
+
+
+def test_api_plugins_ask_for_little_cpu_and_gpu_memory_becomes_a_share_of_a_gpu() -> None:
+    api = actor_options(ComputeProfile(resource_type="api"), 0.5, node_cpus=16)
+    assert (api["num_cpus"], threads(api)) == (0.1, "1")
+    small = ComputeProfile(resource_type="gpu", gpu_memory_gb=4)
+    assert actor_options(small, 0.5, gpu_size_gb=16)["num_gpus"] == 0.25  # four such actors share a card
+    assert actor_options(small, 0.5, gpu_size_gb=4)["num_gpus"] == 1
+    big = ComputeProfile(resource_type="gpu", gpu_memory_gb=40)
+    problem = placement_problem("p", big, 0.5, [{**NODE, "GPU": 2.0}], gpu_size_gb=24)
+    assert problem and "gpu_memory_gb" in problem and "FEATUREBUS_GPU_MEMORY_GB" in problem
 
 
 def test_a_pools_actors_are_spread_over_the_nodes_whatever_the_profile() -> None:

@@ -56,11 +56,14 @@ class FakeActorClass:
 
 
 def test_actors_are_spread_and_get_the_archive_and_the_paths_to_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray, "nodes", lambda: [node(cpus=4.0), node(cpus=8.0), node(alive=False, cpus=64.0)])
     actors = RayActors(Path("/srv/fb/plugins/work"), actor_num_cpus=0.5, models_dir=Path("/srv/fb/models"))
     fake = FakeActorClass()
     actors._worker_class = fake
     assert actors.spawn(plugin(max_concurrency=2), b"zip") == "handle"
     assert fake.options_seen["scheduling_strategy"] == "SPREAD" and fake.options_seen["num_cpus"] == 0.5
+    # The largest live node's cores, shared by the pool's two actors.
+    assert fake.options_seen["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "4"
     assert fake.args == ("toy_1_0_0", b"zip", {}, "/srv/fb/plugins/work", "/srv/fb/models")
     without_models = RayActors(Path("/w"), actor_num_cpus=0.5)
     without_models._worker_class = fake

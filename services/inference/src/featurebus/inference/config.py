@@ -23,6 +23,9 @@ class InferenceSettings(CommonSettings):
     ray_num_cpus: int | None = None
     # CPUs each plugin actor asks for. On 2-core machines a whole CPU per actor starves Ray.
     actor_num_cpus: float = 0.5
+    # Memory of one GPU of the cluster: a plugin's compute_profile.gpu_memory_gb becomes that share
+    # of a GPU (num_gpus), so that the actors of small models share a card.
+    gpu_memory_gb: float = Field(default=16.0, gt=0)
     # Pools unused this long are shut down (their actors and models freed).
     actor_idle_seconds: float = 600.0
     # A plugin that failed to load answers "plugin_load_failed" at once for this long, then is

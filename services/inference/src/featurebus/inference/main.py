@@ -117,6 +117,7 @@ def build(
             settings.actor_idle_seconds,
             settings.load_failure_retry_s,
             models_dir=settings.models_dir,
+            gpu_memory_gb=settings.gpu_memory_gb,
         )
     inference = Inference(
         store,

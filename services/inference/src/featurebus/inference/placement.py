@@ -12,7 +12,14 @@ from typing import Any
 
 from featurebus.common.events import ComputeProfile
 
-__all__ = ["ACTOR_THREADS", "POOL_SCHEDULING", "actor_options", "placement_problem"]
+__all__ = [
+    "ACTOR_THREADS",
+    "API_ACTOR_CPUS",
+    "DEFAULT_GPU_MEMORY_GB",
+    "POOL_SCHEDULING",
+    "actor_options",
+    "placement_problem",
+]
 
 GIB = 2**30
 # Two calls at once per actor: a query is embedded while a frame runs in the same warm actor.
@@ -23,21 +30,45 @@ ACTOR_THREADS = 2
 POOL_SCHEDULING = "SPREAD"
 
 
-def actor_options(profile: ComputeProfile, actor_num_cpus: float) -> dict[str, Any]:
-    """``ray.remote(...).options(**this)`` for one actor of a plugin with ``profile``."""
+# An "api" plugin's actors mostly wait on the network: they ask for this much CPU at most.
+API_ACTOR_CPUS = 0.1
+# Memory of one GPU of the cluster, when FEATUREBUS_GPU_MEMORY_GB does not say (a 16 GiB card).
+DEFAULT_GPU_MEMORY_GB = 16.0
+
+
+def actor_options(
+    profile: ComputeProfile, actor_num_cpus: float, node_cpus: float = 1.0, gpu_size_gb: float = DEFAULT_GPU_MEMORY_GB
+) -> dict[str, Any]:
+    """``ray.remote(...).options(**this)`` for one actor of a plugin with ``profile``.
+
+    - ``actor_memory_gb`` → ``memory``; ``max_concurrency`` is the pool's size (see pools.py).
+    - ``resource_type="gpu"`` → one GPU, or the share ``gpu_memory_gb / gpu_size_gb`` of one, so
+      that the actors of small models share a card; ``"api"`` → at most API_ACTOR_CPUS.
+    - Math libraries get ``node_cpus / max_concurrency`` threads (OMP_NUM_THREADS; Ray would set
+      1 for an actor with a fraction of a CPU): a pool of one actor may use the whole node, a pool
+      of N actors shares it.
+    """
+    api = profile.resource_type == "api"
+    threads = 1 if api else max(1, int(node_cpus // profile.max_concurrency))
     options: dict[str, Any] = {
-        "num_cpus": actor_num_cpus,
+        "num_cpus": min(actor_num_cpus, API_ACTOR_CPUS) if api else actor_num_cpus,
         "memory": int(profile.actor_memory_gb * GIB),
         "max_concurrency": ACTOR_THREADS,
         "scheduling_strategy": POOL_SCHEDULING,
+        "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}},
     }
     if profile.resource_type == "gpu":
-        options["num_gpus"] = 1
+        share = (profile.gpu_memory_gb or gpu_size_gb) / gpu_size_gb
+        options["num_gpus"] = 1 if share >= 1 else round(share, 3)
     return options
 
 
 def placement_problem(
-    plugin_id: str, profile: ComputeProfile, actor_num_cpus: float, nodes: Sequence[Mapping[str, float]]
+    plugin_id: str,
+    profile: ComputeProfile,
+    actor_num_cpus: float,
+    nodes: Sequence[Mapping[str, float]],
+    gpu_size_gb: float = DEFAULT_GPU_MEMORY_GB,
 ) -> str | None:
     """Why no node of the cluster could ever host an actor of this plugin, or None.
 
@@ -54,6 +85,12 @@ def placement_problem(
             f"plugin {plugin_id} asks for a GPU (compute_profile.resource_type='gpu') but the Ray cluster has none "
             f"({have}): set resource_type to 'cpu' in manifest.py's compute_profile, or point "
             "FEATUREBUS_RAY_ADDRESS at a cluster with GPU nodes"
+        )
+    if gpu and (profile.gpu_memory_gb or 0) > gpu_size_gb:
+        return (
+            f"plugin {plugin_id} asks for {profile.gpu_memory_gb:g} GiB of GPU memory per actor "
+            f"(compute_profile.gpu_memory_gb) but the cluster's GPUs have {gpu_size_gb:g} GiB "
+            "(FEATUREBUS_GPU_MEMORY_GB): lower gpu_memory_gb in manifest.py's compute_profile"
         )
     if memory > largest["memory"] and any("memory" in n for n in nodes):
         return (

@@ -12,7 +12,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from featurebus.common.events import PluginRef
-from featurebus.inference.placement import actor_options, placement_problem
+from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.worker import PluginWorker
 from featurebus.sdk.host import PluginError
@@ -36,26 +36,38 @@ class RayActors:
     archive travels to them as bytes, so the service and the Ray nodes share no disk.
     """
 
-    def __init__(self, work_dir: Path, actor_num_cpus: float, models_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        actor_num_cpus: float,
+        models_dir: Path | None = None,
+        gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
+    ) -> None:
         self.work_dir = work_dir
         self.actor_num_cpus = actor_num_cpus
         self.models_dir = models_dir
+        self.gpu_memory_gb = gpu_memory_gb
         self._worker_class = ray.remote(PluginActor)
 
     def check(self, plugin: PluginRef) -> None:
-        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-        problem = placement_problem(plugin.plugin_id, plugin.compute_profile, self.actor_num_cpus, nodes)
+        problem = placement_problem(
+            plugin.plugin_id, plugin.compute_profile, self.actor_num_cpus, _live_nodes(), self.gpu_memory_gb
+        )
         if problem:
             raise ResourcesUnavailable(problem)
 
     def has_room(self, plugin: PluginRef) -> bool:
-        options = actor_options(plugin.compute_profile, self.actor_num_cpus)
+        options = self._options(plugin)
         free = ray.available_resources()
         wanted = {"CPU": options["num_cpus"], "memory": options["memory"], "GPU": options.get("num_gpus", 0)}
         return all(free.get(resource, 0) >= amount for resource, amount in wanted.items())
 
+    def _options(self, plugin: PluginRef) -> dict[str, Any]:
+        node_cpus = max((node.get("CPU", 0.0) for node in _live_nodes()), default=1.0)
+        return actor_options(plugin.compute_profile, self.actor_num_cpus, node_cpus, self.gpu_memory_gb)
+
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
-        options = actor_options(plugin.compute_profile, self.actor_num_cpus)
+        options = self._options(plugin)
         models = str(self.models_dir) if self.models_dir else None
         return self._worker_class.options(**options).remote(
             plugin.plugin_id, archive, plugin.parameters, str(self.work_dir), models
@@ -87,5 +99,12 @@ class RayPools(WarmPools):
         idle_seconds: float,
         load_failure_retry_s: float = 60.0,
         models_dir: Path | None = None,
+        gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
     ) -> None:
-        super().__init__(RayActors(work_dir, actor_num_cpus, models_dir), idle_seconds, load_failure_retry_s)
+        actors = RayActors(work_dir, actor_num_cpus, models_dir, gpu_memory_gb)
+        super().__init__(actors, idle_seconds, load_failure_retry_s)
+
+
+def _live_nodes() -> list[dict[str, float]]:
+    """The total resources of each live node of the cluster."""
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
