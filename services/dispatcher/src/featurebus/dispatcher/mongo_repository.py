@@ -10,14 +10,11 @@ from beanie import Document, SortDirection, init_beanie
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from featurebus.common.events import Blob, IngestedObject
 from featurebus.dispatcher.repository import mongo_time
 
 __all__ = ["MongoObjectRepository", "StoredObject"]
-
-_DUPLICATE_KEY = 11000
 
 
 class StoredObject(Document):
@@ -63,8 +60,24 @@ class MongoObjectRepository:
         if not objects:
             return 0
         stamp = mongo_time(ingested_at)
+        # A stored version newer than this message wins (a late replay changes nothing). Reading
+        # those first keeps every write an equality match on the unique index: a range condition
+        # in the update's filter made some servers (SecantusDB) scan the collection per object.
+        newer = {
+            doc["object_id"]
+            async for doc in StoredObject.get_pymongo_collection().find(
+                {
+                    "bucket_id": bucket_id,
+                    "object_id": {"$in": [o.object_id for o in objects]},
+                    "ingested_at": {"$gt": stamp},
+                },
+                {"object_id": 1},
+            )
+        }
         operations = []
         for obj in objects:
+            if obj.object_id in newer:
+                continue
             document = StoredObject(
                 bucket_id=bucket_id,
                 object_id=obj.object_id,
@@ -74,21 +87,11 @@ class MongoObjectRepository:
                 metadata=obj.metadata,
                 ingested_at=stamp,
             ).model_dump(mode="python", exclude={"id", "revision_id"})
-            # Match only a stored version that is not newer: a late replay of an older message
-            # then finds no match, tries to insert, and hits the unique index — which we ignore.
             operations.append(
-                UpdateOne(
-                    {"bucket_id": bucket_id, "object_id": obj.object_id, "ingested_at": {"$lte": stamp}},
-                    {"$set": document},
-                    upsert=True,
-                )
+                UpdateOne({"bucket_id": bucket_id, "object_id": obj.object_id}, {"$set": document}, upsert=True)
             )
-        try:
+        if operations:
             await StoredObject.get_pymongo_collection().bulk_write(operations, ordered=False)
-        except BulkWriteError as exc:
-            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
-            if other:
-                raise
         return len(objects)
 
     async def list_objects(self, bucket_id: str, object_ids: Sequence[str] | None = None) -> list[IngestedObject]:
