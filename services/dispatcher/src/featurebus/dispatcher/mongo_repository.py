@@ -18,8 +18,14 @@ __all__ = ["MongoObjectRepository", "StoredObject"]
 
 
 class StoredObject(Document):
-    """One object of a bucket, as the dispatcher snapshots it for batches."""
+    """One object of a bucket, as the dispatcher snapshots it for batches.
 
+    Its ``_id`` is ``<bucket_id>/<object_id>``: every write is a lookup by primary key, which every
+    MongoDB-compatible server does in constant time (a filter on other fields made SecantusDB scan
+    the collection for each object written).
+    """
+
+    id: str | None = None  # type: ignore[assignment]
     bucket_id: str
     object_id: str
     namespace_id: str
@@ -29,9 +35,9 @@ class StoredObject(Document):
     ingested_at: datetime
 
     class Settings:
-        name = "objects"
+        name = "bucket_objects"
         indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("bucket_id", ASCENDING), ("object_id", ASCENDING)], unique=True, name="bucket_object"),
+            IndexModel([("bucket_id", ASCENDING), ("object_id", ASCENDING)], name="bucket_object"),
         ]
 
     def to_ingested(self) -> IngestedObject:
@@ -45,7 +51,7 @@ class MongoObjectRepository:
         self._database = database
 
     async def init(self) -> None:
-        """Register the document model and create its unique index (idempotent)."""
+        """Register the document model and create its index (idempotent)."""
         await init_beanie(database=self._database, document_models=[StoredObject])
 
     async def upsert(
@@ -60,23 +66,14 @@ class MongoObjectRepository:
         if not objects:
             return 0
         stamp = mongo_time(ingested_at)
-        # A stored version newer than this message wins (a late replay changes nothing). Reading
-        # those first keeps every write an equality match on the unique index: a range condition
-        # in the update's filter made some servers (SecantusDB) scan the collection per object.
-        newer = {
-            doc["object_id"]
-            async for doc in StoredObject.get_pymongo_collection().find(
-                {
-                    "bucket_id": bucket_id,
-                    "object_id": {"$in": [o.object_id for o in objects]},
-                    "ingested_at": {"$gt": stamp},
-                },
-                {"object_id": 1},
-            )
-        }
+        collection = StoredObject.get_pymongo_collection()
+        keys = {obj.object_id: _key(bucket_id, obj.object_id) for obj in objects}
+        # A stored version newer than this message wins (a late replay changes nothing).
+        query = {"_id": {"$in": list(keys.values())}, "ingested_at": {"$gt": stamp}}
+        newer = {doc["_id"] async for doc in collection.find(query, {"_id": 1})}
         operations = []
         for obj in objects:
-            if obj.object_id in newer:
+            if keys[obj.object_id] in newer:
                 continue
             document = StoredObject(
                 bucket_id=bucket_id,
@@ -87,11 +84,9 @@ class MongoObjectRepository:
                 metadata=obj.metadata,
                 ingested_at=stamp,
             ).model_dump(mode="python", exclude={"id", "revision_id"})
-            operations.append(
-                UpdateOne({"bucket_id": bucket_id, "object_id": obj.object_id}, {"$set": document}, upsert=True)
-            )
+            operations.append(UpdateOne({"_id": keys[obj.object_id]}, {"$set": document}, upsert=True))
         if operations:
-            await StoredObject.get_pymongo_collection().bulk_write(operations, ordered=False)
+            await collection.bulk_write(operations, ordered=False)
         return len(objects)
 
     async def list_objects(self, bucket_id: str, object_ids: Sequence[str] | None = None) -> list[IngestedObject]:
@@ -100,3 +95,7 @@ class MongoObjectRepository:
             query["object_id"] = {"$in": list(object_ids)}
         found = await StoredObject.find(query).sort([("object_id", SortDirection.ASCENDING)]).to_list()
         return [doc.to_ingested() for doc in found]
+
+
+def _key(bucket_id: str, object_id: str) -> str:
+    return f"{bucket_id}/{object_id}"
