@@ -76,6 +76,24 @@ class PeakRss:
         self._thread.join()
 
 
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named process and its live descendants."""
+    used: dict[str, float] = {}
+    for name, pid in roots.items():
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            used[name] = used.get(name, 0.0) + times.user + times.system
+    return used
+
+
 def baseline(corpus: list[str]) -> float:
     """Seconds for the plugin's model to embed the corpus in this process (64 per call, as frames)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -98,12 +116,12 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
     stack.start()
     try:
         services.start()
-        pids = [
-            int(json.loads(p.read_text())["pid"])
+        roots = {
+            p.stem.removeprefix("svc-"): int(json.loads(p.read_text())["pid"])
             for d in (stack.data_dir, services.data_dir)
             for p in (d / "pids").glob("*.pid")
-        ]
-        with PeakRss(pids) as rss:
+        }
+        with PeakRss(list(roots.values())) as rss:
             api = Api(services.base_url, key)
             ns = api.namespace("bench")
             plugin = api.upload_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
@@ -134,6 +152,7 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
                 "POST", f"/v1/namespaces/{ns}/buckets/{warm_bucket}/batches/trigger", json={"collection_ids": [cols[0]]}
             )
             api.wait_batch(ns, warm_bucket, warm["batch_id"])  # actors started, models loaded
+            cpu_before = cpu_seconds(roots)
             began = time.perf_counter()
             api.add_texts(ns, bucket, corpus)
             ingested = time.perf_counter()
@@ -142,12 +161,15 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
             )
             done = api.wait_batch(ns, bucket, batch["batch_id"], timeout=1800, every=0.2)
             finished = time.perf_counter()
+            cpu_after = cpu_seconds(roots)
         assert done["status"] == "COMPLETED" and done["rows_written"] == len(corpus), done
         return {
             "ingest_to_indexed_s": finished - began,
             "ingest_rest_s": ingested - began,
             "trigger_to_completed_s": finished - ingested,
             "peak_rss_mib": rss.peak / 2**20,
+            # Where the machine's CPU went in the timed window (inference includes its Ray actors).
+            "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in sorted(cpu_after)},
         }
     finally:
         services.stop()
@@ -157,16 +179,20 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=10_000)
+    parser.add_argument("--keep", type=Path, help="run in this directory and keep its logs (default: a temp dir)")
     args = parser.parse_args()
     corpus = texts(args.texts)
-    with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
-        measured = platform_run(corpus, Path(tmp))
+    if args.keep:
+        measured = platform_run(corpus, args.keep.resolve())
+    else:
+        with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
+            measured = platform_run(corpus, Path(tmp))
     base_s = baseline(corpus)
     print(
         json.dumps(
             {
                 "texts": args.texts,
-                **{k: round(v, 2) for k, v in measured.items()},
+                **{k: round(v, 2) if isinstance(v, float) else v for k, v in measured.items()},
                 "baseline_one_process_s": round(base_s, 2),
                 "texts_per_s": round(args.texts / measured["ingest_to_indexed_s"], 1),
                 "baseline_texts_per_s": round(args.texts / base_s, 1),

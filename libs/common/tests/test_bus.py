@@ -90,3 +90,26 @@ async def test_transient_error_is_raised_for_redelivery_not_dead_lettered(monkey
             await bus.publish(BatchPlanned(batch_id="b1", namespace_id="n", frames_total=2, rows_in=3))
     assert dead == []
     assert sleeps and sleeps[0] > 0
+
+
+async def test_a_transient_error_may_say_when_to_retry_instead_of_backing_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = _bus()
+    sleeps: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    monkeypatch.setattr("featurebus.common.kafka.asyncio.sleep", fake_sleep)
+
+    class CatchingUp(TransientError):
+        retry_after = 0.25
+
+    @bus.subscriber("batch.planned", group="g")
+    async def on_batch_planned(event: BatchPlanned) -> None:
+        raise CatchingUp("the ingest consumer is behind")
+
+    async with TestKafkaBroker(bus.broker):
+        for _ in range(3):  # the same message, redelivered: no exponential growth
+            with pytest.raises(CatchingUp):
+                await bus.publish(BatchPlanned(batch_id="b1", namespace_id="n", frames_total=2, rows_in=3))
+    assert sleeps == [0.25, 0.25, 0.25]

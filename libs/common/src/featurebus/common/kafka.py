@@ -31,7 +31,13 @@ log = logging.getLogger("featurebus.kafka")
 
 
 class TransientError(Exception):
-    """Raise from a handler to have the message retried later instead of dead-lettered."""
+    """Raise from a handler to have the message retried later instead of dead-lettered.
+
+    ``retry_after`` (seconds) replaces the exponential back-off, for a condition that is known to
+    clear soon (e.g. another consumer of the same service catching up).
+    """
+
+    retry_after: float | None = None
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -123,7 +129,7 @@ class Bus:
                 except bus.transient as exc:
                     attempt = bus._attempts.get(where, 0) + 1
                     bus._attempts[where] = attempt
-                    delay = min(_MAX_BACKOFF_S, 0.5 * 2**attempt)
+                    delay = getattr(exc, "retry_after", None) or min(_MAX_BACKOFF_S, 0.5 * 2**attempt)
                     log.warning(
                         "transient failure on %s[%d]@%d (attempt %d, retrying in %.1fs): %r",
                         *where,

@@ -36,6 +36,8 @@ class FrameStore(Protocol):
 class ObjectsNotYetStored(TransientError):
     """The trigger names objects the ingest consumer may not have stored yet: retry shortly."""
 
+    retry_after = 0.5  # this service's own ingest consumer is catching up: poll, don't back off
+
 
 @dataclass
 class BatchPlan:
