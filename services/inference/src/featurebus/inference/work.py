@@ -172,4 +172,3 @@ def _answer_error(event: RetrievalRequested, message: str) -> RetrievalAnswered:
 def _all_failed(frame_parquet: bytes, reason: ReasonCode, message: str, hint: str | None = None) -> WorkerOutput:
     frame = from_parquet(frame_parquet)
     return WorkerOutput(None, all_rows_failed(frame, reason, message, hint), len(frame), 0)
-
