@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ._client import EXAMPLES, Api, zip_plugin
+from ._retrieve import all_document_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -83,26 +84,8 @@ class Corpus:
         assert done["status"] == "COMPLETED", done
         assert done["rows_in"] == done["rows_written"] == self.rows
         assert done["rows_failed"] == 0
-        ids = self.document_ids()
+        ids = all_document_ids(self.api, self.ns, self.collection, FEATURE_URI, "replaced filter")
         assert len(ids) == len(set(ids)) == self.rows
-
-    def document_ids(self) -> list[str]:
-        """Every document of the collection, through a retriever (at most 1,000)."""
-        search = {"feature_uri": FEATURE_URI, "query": "{{INPUT.q}}", "top_k": 1000}
-        stage = {
-            "stage_name": "search",
-            "stage_type": "filter",
-            "config": {"stage_id": "feature_search", "parameters": {"searches": [search], "final_top_k": 1000}},
-        }
-        retriever = self.api.call(
-            "POST",
-            f"/v1/namespaces/{self.ns}/retrievers",
-            json={"name": f"r{uuid.uuid4().hex[:6]}", "collection_identifiers": [self.collection], "stages": [stage]},
-        )["retriever_id"]
-        results = self.api.call(
-            "POST", f"/v1/namespaces/{self.ns}/retrievers/{retriever}/execute", json={"input": {"q": "replaced filter"}}
-        )["results"]
-        return [r["document_id"] for r in results]
 
 
 def frames_logged(log: str, batch_id: str) -> int:
