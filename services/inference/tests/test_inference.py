@@ -114,7 +114,8 @@ async def test_frames_of_one_plugin_version_share_one_warm_worker(
     service: InferenceService, actors: InProcessActors, tmp_path: Path
 ) -> None:
     store: MemoryObjectStore = service.store  # type: ignore[assignment]
-    plugin = await plugin_ref(store, toy_archive())
+    # One actor at most: frames that arrive together must queue on it, not start a second one.
+    plugin = await plugin_ref(store, toy_archive(), compute_profile=ComputeProfile(max_concurrency=1))
     events = [await batch_ready(store, plugin, ["a"], frame_id=f"frm_{i}") for i in range(3)]
     produced = await run_frames(service, *events)
     assert [e.rows_embedded for e in produced] == [1, 1, 1]

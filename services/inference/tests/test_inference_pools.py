@@ -30,13 +30,13 @@ class FakeBackend:
         self.gate = asyncio.Event()
         self.gate.set()
         self.load_fails = False
-        self.room = True  # False: the cluster is full (of idle pools, say)
+        self.capacity = 100  # how many live actors the cluster has room for
 
     def check(self, plugin: PluginRef) -> None:
         pass
 
     def has_room(self, plugin: PluginRef) -> bool:
-        return self.room
+        return len(self.actors) - len(self.killed) < self.capacity
 
     def spawn(self, plugin: PluginRef, archive: bytes) -> FakeActor:
         self.actors.append(FakeActor(len(self.actors), self.load_fails))
@@ -200,7 +200,7 @@ async def test_a_full_cluster_shuts_the_least_recently_used_idle_pool_for_a_new_
     await pools.process(old, b"zip", b"f", timeout=5)
     clock.now += 10
     await pools.process(recent, b"zip", b"f", timeout=5)
-    backend.room = False  # both idle pools hold the resources a new actor needs
+    backend.capacity = 2  # both idle pools hold the resources a new actor needs
     await pools.process(new, b"zip", b"f", timeout=5)
     assert backend.killed == [backend.actors[0]]  # the older idle pool went, long before idle_seconds
     assert (pools.size(old), pools.size(recent), pools.size(new)) == (0, 1, 1)
@@ -213,9 +213,23 @@ async def test_busy_pools_are_not_shut_down_to_make_room() -> None:
     backend.gate.clear()
     running = asyncio.create_task(pools.process(busy, b"zip", b"f", timeout=5))
     await asyncio.sleep(0.01)
-    backend.room = False
+    backend.capacity = 1
     waiting = asyncio.create_task(pools.process(new, b"zip", b"f", timeout=5))
     await asyncio.sleep(0.01)
     assert backend.killed == [] and pools.size(new) == 1  # started; Ray runs it once resources free up
     backend.gate.set()
     await asyncio.gather(running, waiting)
+
+
+async def test_a_busy_pool_that_cannot_grow_waits_for_its_own_actor() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=600)
+    await pools.process(plugin(2), b"zip", b"f", timeout=5)  # one warm actor
+    backend.capacity = 1  # the cluster is full and no other pool is idle
+    backend.gate.clear()
+    frames = [asyncio.create_task(pools.process(plugin(2), b"zip", b"f", timeout=5)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert len(backend.actors) == 1  # no second actor that Ray could not place
+    backend.gate.set()
+    await asyncio.gather(*frames)
+    assert backend.actors[0].calls == ["process"] * 3

@@ -80,3 +80,28 @@ def test_the_actors_stats_name_the_ray_node_it_runs_on(tmp_path: Path, monkeypat
     actor = PluginActor("toy_1_0_0", toy_archive(), None, str(tmp_path))
     stats = actor.stats()
     assert stats["node_id"] == "node-2" and stats["pid"] == os.getpid() and stats["model_loads"] == 1
+
+
+def test_room_counts_the_actors_this_process_started_not_rays_lagging_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray, "nodes", lambda: [node(cpus=2.0)])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "memory": 16.0 * GIB})
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0, "memory": 16.0 * GIB})  # never updated
+    killed: list[Any] = []
+    monkeypatch.setattr(ray, "kill", lambda actor, no_restart: killed.append(actor))
+    actors = RayActors(Path("/w"), actor_num_cpus=0.5)
+
+    class Handles:
+        def options(self, **options: Any) -> Handles:
+            return self
+
+        def remote(self, *args: Any) -> object:
+            return object()
+
+    actors._worker_class = Handles()
+    started = []
+    while actors.has_room(plugin(actor_memory_gb=1)):
+        started.append(actors.spawn(plugin(actor_memory_gb=1), b"zip"))
+    assert len(started) == 4  # 4 x 0.5 CPU on a 2-CPU cluster, though Ray still says 2 CPUs are free
+    actors.kill(started[0])
+    assert actors.has_room(plugin(actor_memory_gb=1)) and killed == [started[0]]
+    assert not actors.has_room(plugin(actor_memory_gb=15))  # memory is counted too

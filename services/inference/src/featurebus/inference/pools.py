@@ -7,8 +7,9 @@ replaced, when an idle pool goes — and knows nothing of Ray: an :class:`ActorB
 kills the actors.
 
 - Frames go to an idle actor; when all are busy a new one starts, up to
-  ``compute_profile.max_concurrency``; beyond that the frame waits for an actor to be free (an
-  actor runs one frame at a time; its second thread is kept for queries).
+  ``compute_profile.max_concurrency`` and while the cluster has room for it; beyond that the
+  frame waits for an actor to be free (an actor runs one frame at a time; its second thread is
+  kept for queries).
 - Queries go to the least busy *existing* actor (its model is warm; the actor runs two calls at
   once), and start one only when the pool is empty.
 - An actor that died is removed and :class:`ActorLost` raised (a TransientError: the message is
@@ -184,31 +185,42 @@ class WarmPools:
                     self.backend.kill(stale.handle)
                     log.info("pool %s: retrying the load of a plugin that failed to load", plugin.plugin_id)
                 idle = [a for a in pool.actors if a.in_flight == 0]
-                room = len(pool.actors) < plugin.compute_profile.max_concurrency
-                if not grow or idle or room or not pool.actors:
+                if pool.actors and (idle or not grow):  # a query takes the least busy warm actor
+                    actor = idle[0] if idle else min(pool.actors, key=lambda a: a.in_flight)
                     break
-                await self._freed.wait()  # every actor runs a frame and the pool is full
-            if not pool.actors or (grow and not idle and room):
-                self.backend.check(plugin)
-                if not self.backend.has_room(plugin):
-                    self._evict_idle_pool(plugin)
-                actor = _Actor(self.backend.spawn(plugin, archive))
-                pool.actors.append(actor)
-                log.info(
-                    "pool %s@%s: started actor %d of at most %d",
-                    plugin.plugin_id,
-                    plugin.archive_sha256[:12],
-                    len(pool.actors),
-                    plugin.compute_profile.max_concurrency,
-                )
-            else:
-                actor = idle[0] if idle else min(pool.actors, key=lambda a: a.in_flight)
+                # A busy pool grows only while the cluster has room, else the frame waits for one of
+                # its actors; an empty pool starts one regardless (Ray runs it once resources free).
+                room = len(pool.actors) < plugin.compute_profile.max_concurrency and self._make_room(plugin)
+                if room or not pool.actors:
+                    actor = self._start(plugin, archive, pool)
+                    break
+                await self._freed.wait()  # every actor runs a frame and the pool cannot grow now
             actor.in_flight += 1
             pool.last_used = now
             return pool, actor
 
-    def _evict_idle_pool(self, plugin: PluginRef) -> None:
-        """Shut down the least recently used idle pool of another plugin version (lock held)."""
+    def _start(self, plugin: PluginRef, archive: bytes, pool: _Pool) -> _Actor:
+        self.backend.check(plugin)
+        actor = _Actor(self.backend.spawn(plugin, archive))
+        pool.actors.append(actor)
+        log.info(
+            "pool %s@%s: started actor %d of at most %d",
+            plugin.plugin_id,
+            plugin.archive_sha256[:12],
+            len(pool.actors),
+            plugin.compute_profile.max_concurrency,
+        )
+        return actor
+
+    def _make_room(self, plugin: PluginRef) -> bool:
+        """Whether one more actor of ``plugin`` fits, shutting idle pools of other plugins if need be."""
+        while not self.backend.has_room(plugin):
+            if not self._evict_idle_pool(plugin):
+                return False
+        return True
+
+    def _evict_idle_pool(self, plugin: PluginRef) -> bool:
+        """Shut down the least recently used idle pool of another plugin version (lock held); False if none."""
         wanted = _key(plugin)
         idle = [
             (pool.last_used, key)
@@ -216,12 +228,13 @@ class WarmPools:
             if key != wanted and pool.actors and not any(a.in_flight for a in pool.actors)
         ]
         if not idle:
-            return  # every actor is busy: the new one starts when one of them is done
+            return False
         _, key = min(idle)
         pool = self._pools.pop(key)
         for actor in pool.actors:
             self.backend.kill(actor.handle)
         log.info("pool %s@%s shut down early (idle) to make room for %s", key[0], key[1][:12], plugin.plugin_id)
+        return True
 
     def _load_failure_expired(self, actor: _Actor, now: float) -> bool:
         failed = actor.load_failed_at

@@ -48,6 +48,10 @@ class RayActors:
         self.models_dir = models_dir
         self.gpu_memory_gb = gpu_memory_gb
         self._worker_class = ray.remote(PluginActor)
+        # What the actors this process started and has not killed asked for: Ray's own view of
+        # free resources lags behind actors just started, and trusting it starts actors that then
+        # wait unscheduled while frames queue on them.
+        self._held: dict[int, dict[str, float]] = {}
 
     def check(self, plugin: PluginRef) -> None:
         problem = placement_problem(
@@ -57,10 +61,17 @@ class RayActors:
             raise ResourcesUnavailable(problem)
 
     def has_room(self, plugin: PluginRef) -> bool:
-        options = self._options(plugin)
-        free = ray.available_resources()
-        wanted = {"CPU": options["num_cpus"], "memory": options["memory"], "GPU": options.get("num_gpus", 0)}
-        return all(free.get(resource, 0) >= amount for resource, amount in wanted.items())
+        """Whether the cluster's resources, less those of this process's live actors, fit one more.
+
+        Actors of other drivers sharing the cluster are not counted: an actor started beside them
+        waits until Ray can place it (a frame on it fails with ``timeout`` at worst).
+        """
+        total = ray.cluster_resources()
+        wanted = _asks(self._options(plugin))
+        return all(
+            total.get(key, 0.0) - sum(held.get(key, 0.0) for held in self._held.values()) >= amount
+            for key, amount in wanted.items()
+        )
 
     def _options(self, plugin: PluginRef) -> dict[str, Any]:
         node_cpus = max((node.get("CPU", 0.0) for node in _live_nodes()), default=1.0)
@@ -69,9 +80,11 @@ class RayActors:
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
         options = self._options(plugin)
         models = str(self.models_dir) if self.models_dir else None
-        return self._worker_class.options(**options).remote(
+        actor = self._worker_class.options(**options).remote(
             plugin.plugin_id, archive, plugin.parameters, str(self.work_dir), models
         )
+        self._held[id(actor)] = _asks(options)
+        return actor
 
     async def call(self, actor: Any, method: str, *args: Any) -> Any:
         try:
@@ -86,6 +99,7 @@ class RayActors:
             raise
 
     def kill(self, actor: Any) -> None:
+        self._held.pop(id(actor), None)
         ray.kill(actor, no_restart=True)
 
 
@@ -103,6 +117,11 @@ class RayPools(WarmPools):
     ) -> None:
         actors = RayActors(work_dir, actor_num_cpus, models_dir, gpu_memory_gb)
         super().__init__(actors, idle_seconds, load_failure_retry_s)
+
+
+def _asks(options: dict[str, Any]) -> dict[str, float]:
+    """The Ray resources that actor ``options`` reserve."""
+    return {"CPU": options["num_cpus"], "memory": options["memory"], "GPU": options.get("num_gpus", 0)}
 
 
 def _live_nodes() -> list[dict[str, float]]:
