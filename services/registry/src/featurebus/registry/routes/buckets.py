@@ -149,7 +149,9 @@ async def checked_object(c: Ctx, bucket: BucketDoc, body: Any, where: str = "") 
             object_id, requests, lambda oid, prop, i: ids.deterministic_id("blob", oid, prop, str(i)), uploads
         )
     except SchemaError as exc:
-        raise ApiError(422, f"{where}{exc}", exc.hint) from None
+        # "objects[2].blobs[0].property ..." for a field; "objects[2]: required properties ..." otherwise
+        message = f"{where}{exc}" if str(exc).startswith("blobs") else f"{where.rstrip('.')}: {exc}".lstrip(": ")
+        raise ApiError(422, message, exc.hint) from None
     return IngestedObject(object_id=object_id, blobs=blobs, metadata=metadata)
 
 
