@@ -30,6 +30,16 @@ def zip_plugin(plugin_dir: Path, overrides: dict[str, str] | None = None) -> byt
     return buffer.getvalue()
 
 
+def small_frames_plugin() -> bytes:
+    """The example plugin with 8-row frames and two actors, so a batch spans many frames."""
+    manifest = (EXAMPLES / "text_embed" / "manifest.py").read_text()
+    assert '"batch_size": 64' in manifest and '"max_concurrency": 1' in manifest
+    manifest = manifest.replace('"batch_size": 64', '"batch_size": 8').replace(
+        '"max_concurrency": 1', '"max_concurrency": 2'
+    )
+    return zip_plugin(EXAMPLES / "text_embed", {"manifest.py": manifest})
+
+
 class Api:
     def __init__(self, base_url: str, key: str) -> None:
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
@@ -81,6 +91,20 @@ class Api:
                 return value
             assert time.monotonic() < deadline, f"timed out after {timeout}s; last: {value}"
             time.sleep(every)
+
+    def deploy_batch_plugin(self, ns: str, name: str, version: str, archive: bytes) -> str:
+        """Upload a plugin, check that its scan passes, deploy it for batch work; its plugin_id."""
+        plugin_id = self.upload_plugin(ns, name, version, archive)
+        assert self.wait_scan(ns, plugin_id)["scan"]["status"] == "passed"
+        self.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
+        return plugin_id
+
+    def text_bucket(self, ns: str, name: str, texts: list[str]) -> str:
+        """A bucket with one text property holding one object per text; its bucket_id."""
+        schema = {"properties": {"text": {"type": "text"}}}
+        bucket = self.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": name, "bucket_schema": schema})
+        self.add_texts(ns, bucket["bucket_id"], texts)
+        return str(bucket["bucket_id"])
 
     def add_texts(self, ns: str, bucket_id: str, texts: list[str]) -> list[str]:
         """Add one object per text: one at a time for a single text, else in bulk requests of 1,000."""

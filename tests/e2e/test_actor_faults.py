@@ -16,7 +16,7 @@ import psutil
 import pytest
 from stack import running_pid
 
-from ._client import EXAMPLES, Api, zip_plugin
+from ._client import Api, small_frames_plugin
 from ._ray_cluster import actor_pids
 from ._retrieve import all_document_ids
 
@@ -29,25 +29,9 @@ ROWS = 200
 
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(platform, api: Api) -> None:  # type: ignore[no-untyped-def]
     ns = api.namespace(f"kill-{uuid.uuid4().hex[:6]}")
-    manifest = (EXAMPLES / "text_embed" / "manifest.py").read_text()
-    assert '"batch_size": 64' in manifest and '"max_concurrency": 1' in manifest
-    # 8-row frames (25 of them), and a pool of up to two actors.
-    manifest = manifest.replace('"batch_size": 64', '"batch_size": 8').replace(
-        '"max_concurrency": 1', '"max_concurrency": 2'
-    )
-    plugin_id = api.upload_plugin(
-        ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed", {"manifest.py": manifest})
-    )
-    assert api.wait_scan(ns, plugin_id)["scan"]["status"] == "passed"
-    api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
-    bucket = api.call(
-        "POST",
-        f"/v1/namespaces/{ns}/buckets",
-        json={"name": "logs", "bucket_schema": {"properties": {"text": {"type": "text"}}}},
-    )["bucket_id"]
-    api.add_texts(
-        ns, bucket, [f"Shift log {i}: pump {i % 17} pressure {i * 5} kPa, valve {i % 3} open." for i in range(ROWS)]
-    )
+    api.deploy_batch_plugin(ns, "text_embed", "1.0.0", small_frames_plugin())  # 25 frames, up to two actors
+    texts = [f"Shift log {i}: pump {i % 17} pressure {i * 5} kPa, valve {i % 3} open." for i in range(ROWS)]
+    bucket = api.text_bucket(ns, "logs", texts)
     collection = api.call(
         "POST",
         f"/v1/namespaces/{ns}/collections",

@@ -15,23 +15,13 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ._client import EXAMPLES, Api, zip_plugin
+from ._client import Api, small_frames_plugin
 from ._retrieve import all_document_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROWS = 400
 FEATURE_URI = "mixpeek://text_embed@1.0.0/text_embed_v1_embedding"
-
-
-def small_frames_plugin() -> bytes:
-    """The example plugin with 8-row frames and two actors, so a batch spans many frames."""
-    manifest = (EXAMPLES / "text_embed" / "manifest.py").read_text()
-    assert '"batch_size": 64' in manifest and '"max_concurrency": 1' in manifest
-    manifest = manifest.replace('"batch_size": 64', '"batch_size": 8').replace(
-        '"max_concurrency": 1', '"max_concurrency": 2'
-    )
-    return zip_plugin(EXAMPLES / "text_embed", {"manifest.py": manifest})
 
 
 @dataclass
@@ -47,17 +37,9 @@ class Corpus:
     @classmethod
     def create(cls, api: Api, name: str, rows: int = ROWS) -> Corpus:
         ns = api.namespace(f"{name}-{uuid.uuid4().hex[:6]}")
-        plugin_id = api.upload_plugin(ns, "text_embed", "1.0.0", small_frames_plugin())
-        assert api.wait_scan(ns, plugin_id)["scan"]["status"] == "passed"
-        api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
-        bucket = api.call(
-            "POST",
-            f"/v1/namespaces/{ns}/buckets",
-            json={"name": "notes", "bucket_schema": {"properties": {"text": {"type": "text"}}}},
-        )["bucket_id"]
-        api.add_texts(
-            ns, bucket, [f"Maintenance note {i}: replaced filter {i * 7} in unit {i % 13}." for i in range(rows)]
-        )
+        api.deploy_batch_plugin(ns, "text_embed", "1.0.0", small_frames_plugin())
+        texts = [f"Maintenance note {i}: replaced filter {i * 7} in unit {i % 13}." for i in range(rows)]
+        bucket = api.text_bucket(ns, "notes", texts)
         collection = api.call(
             "POST",
             f"/v1/namespaces/{ns}/collections",

@@ -24,7 +24,7 @@ from stack import LocalStack, free_port, running_pid
 
 from services import LocalServices
 
-from ._client import EXAMPLES, Api, zip_plugin
+from ._client import Api, small_frames_plugin
 from ._ray_cluster import RAY_ENV, RayCluster, actor_pids
 from ._retrieve import all_document_ids
 
@@ -115,22 +115,9 @@ def test_the_service_on_the_cluster_indexes_every_document_once(
 ) -> None:
     services, api = on_cluster
     ns = api.namespace(f"cluster-{uuid.uuid4().hex[:6]}")
-    manifest = (EXAMPLES / "text_embed" / "manifest.py").read_text()
-    assert '"batch_size": 64' in manifest and '"max_concurrency": 1' in manifest
-    manifest = manifest.replace('"batch_size": 64', '"batch_size": 8').replace(
-        '"max_concurrency": 1', '"max_concurrency": 2'
-    )
-    plugin_id = api.upload_plugin(
-        ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed", {"manifest.py": manifest})
-    )
-    assert api.wait_scan(ns, plugin_id)["scan"]["status"] == "passed"
-    api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
-    bucket = api.call(
-        "POST",
-        f"/v1/namespaces/{ns}/buckets",
-        json={"name": "notes", "bucket_schema": {"properties": {"text": {"type": "text"}}}},
-    )["bucket_id"]
-    api.add_texts(ns, bucket, [f"Field report {i}: sensor {i % 11} read {i * 3} units at dawn." for i in range(ROWS)])
+    api.deploy_batch_plugin(ns, "text_embed", "1.0.0", small_frames_plugin())
+    texts = [f"Field report {i}: sensor {i % 11} read {i * 3} units at dawn." for i in range(ROWS)]
+    bucket = api.text_bucket(ns, "notes", texts)
     # Two collections of one plugin, configured differently: two pools of up to two actors each.
     # So there are actors on both nodes even where frames run one at a time; where they run side by
     # side (FEATUREBUS_FRAME_WORKERS), each pool grows to two and spreads as well.
