@@ -65,9 +65,16 @@ class LocalServices:
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = ""
+        # A process caught in the middle of exec has no command line yet: it counts as gone only
+        # when two checks in a row miss it.
+        missing: set[str] = set()
         while time.monotonic() < deadline:
             for name in SERVICES:
-                if running_pid(f"svc-{name}", self.data_dir) is None:
+                if running_pid(f"svc-{name}", self.data_dir) is not None:
+                    missing.discard(name)
+                elif name not in missing:
+                    missing.add(name)
+                else:
                     raise RuntimeError(
                         f"service {name} is not running ({exit_status(f'svc-{name}', self.data_dir)}); "
                         f"last log lines:\n{self.log(name)[-3000:]}"
