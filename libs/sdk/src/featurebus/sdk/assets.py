@@ -1,7 +1,10 @@
 """Assets and concurrency helpers of the guide's Plugin SDK.
 
-``data`` holds an ``s3://`` URL for binary blobs; these resolve it to a local file through the
-object store configured by the worker's ``FEATUREBUS_S3_*`` settings.
+``data`` holds an ``s3://`` URL for binary blobs; these resolve it to a local file. Inside the
+platform's sandbox a plugin has no object-store credentials: the sandbox installs a fetcher
+(:func:`use_s3_fetcher`) that asks the worker outside for the blob, which hands over only the
+blobs of the rows the plugin was given. Elsewhere (``featurebus plugin test``) the object store of
+the ``FEATUREBUS_S3_*`` settings is read directly.
 """
 
 from __future__ import annotations
@@ -23,15 +26,35 @@ import httpx
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.settings import CommonSettings
 
-__all__ = ["concurrent_api_calls", "download_asset", "open_asset", "parallel_io", "resolve_url_to_local_path"]
+__all__ = [
+    "concurrent_api_calls",
+    "download_asset",
+    "fetch_asset_bytes",
+    "open_asset",
+    "parallel_io",
+    "resolve_url_to_local_path",
+    "use_s3_fetcher",
+]
 
 log = logging.getLogger("featurebus.sdk.assets")
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _fetch(url: str) -> bytes:
+_s3_fetcher: Callable[[str], bytes] | None = None
+
+
+def use_s3_fetcher(fetcher: Callable[[str], bytes] | None) -> None:
+    """Read ``s3://`` assets through ``fetcher`` (the sandbox's broker) instead of the object store."""
+    global _s3_fetcher
+    _s3_fetcher = fetcher
+
+
+def fetch_asset_bytes(url: str) -> bytes:
+    """The bytes of an ``s3://`` or ``http(s)://`` asset (through the sandbox's broker when set)."""
     scheme = urlparse(url).scheme
+    if scheme == "s3" and _s3_fetcher is not None:
+        return _s3_fetcher(url)
     if scheme == "s3":
 
         async def get() -> bytes:
@@ -57,7 +80,7 @@ def download_asset(url: str, suffix: str = "") -> tuple[str, bool]:
         if not Path(path).exists():
             raise FileNotFoundError(f"asset {url!r} does not exist")
         return path, False
-    data = _fetch(url)
+    data = fetch_asset_bytes(url)
     fd, path = tempfile.mkstemp(suffix=suffix, prefix="fb-asset-")
     with os.fdopen(fd, "wb") as out:
         out.write(data)

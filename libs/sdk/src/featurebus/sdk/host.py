@@ -8,6 +8,7 @@ guide names the mistake, a hint.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import importlib.machinery
@@ -33,6 +34,7 @@ from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.pipeline import PipelineStep, RowCondition
 from featurebus.sdk.request import ExtractorConfig, ExtractorRequest
 from featurebus.sdk.rows import RowError
+from featurebus.sdk.violations import SandboxViolation
 
 __all__ = ["HostResult", "PluginError", "PluginHost", "RowError", "unpack_archive"]
 
@@ -96,12 +98,14 @@ class PluginHost:
         features: list[FeatureSpec],
         steps: list[tuple[Any, RowCondition]],
         model_loads: int,
+        memory_limit_bytes: int | None = None,
     ) -> None:
         self.plugin_dir = plugin_dir
         self.plugin_id = plugin_id
         self.features = features
         self.steps = steps
         self.model_loads = model_loads
+        self.memory_limit_bytes = memory_limit_bytes
 
     # ------------------------------------------------------------------------------------ loading
 
@@ -113,7 +117,11 @@ class PluginHost:
         plugin_id: str,
         parameters: dict[str, Any] | None = None,
         container: PluginContainer | None = None,
+        memory_limit_bytes: int | None = None,
     ) -> PluginHost:
+        """Import the plugin and build its steps. ``memory_limit_bytes`` is given when it runs in the
+        platform's sandbox, under that limit: a MemoryError, or a refusal from the kernel's side of
+        the sandbox, then fails rows with ``sandbox_violation``."""
         plugin_dir = Path(plugin_dir).resolve()
         install_aliases()
         package = _import_package(plugin_dir, plugin_id)
@@ -135,8 +143,9 @@ class PluginHost:
         except PluginError:
             raise
         except Exception as exc:
-            raise PluginError(ReasonCode.PLUGIN_LOAD_FAILED, _describe(exc, plugin_dir)) from exc
-        return cls(plugin_dir, plugin_id, features, steps, loads)
+            refused = _refusal(exc, plugin_dir, memory_limit_bytes)
+            raise refused or PluginError(ReasonCode.PLUGIN_LOAD_FAILED, _describe(exc, plugin_dir)) from exc
+        return cls(plugin_dir, plugin_id, features, steps, loads, memory_limit_bytes)
 
     # ------------------------------------------------------------------------------------ running
 
@@ -238,7 +247,8 @@ class PluginHost:
             hint = DATA_HINT if isinstance(column, str) and column not in batch.columns else None
             raise PluginError(ReasonCode.PLUGIN_EXCEPTION, _describe(exc, self.plugin_dir), hint) from exc
         except Exception as exc:
-            raise PluginError(ReasonCode.PLUGIN_EXCEPTION, _describe(exc, self.plugin_dir)) from exc
+            refused = _refusal(exc, self.plugin_dir, self.memory_limit_bytes)
+            raise refused or PluginError(ReasonCode.PLUGIN_EXCEPTION, _describe(exc, self.plugin_dir)) from exc
         if not isinstance(out, pd.DataFrame):
             raise PluginError(
                 ReasonCode.PLUGIN_EXCEPTION,
@@ -329,6 +339,35 @@ def _failure(frame: pd.DataFrame, i: int, reason: ReasonCode, message: str, hint
 
 def _name(step: Any) -> str:
     return getattr(step, "__name__", type(step).__name__)
+
+
+_REFUSED_ERRNOS = {errno.EPERM, errno.EACCES, errno.EROFS}
+
+
+def _refusal(exc: BaseException, plugin_dir: Path, memory_limit_bytes: int | None) -> PluginError | None:
+    """A ``sandbox_violation`` error when ``exc`` is (or was caused by) a refusal of the sandbox."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # the plugin may have wrapped the violation in an error of its own
+        if seen is None:
+            break
+        if isinstance(seen, SandboxViolation):
+            return PluginError(ReasonCode.SANDBOX_VIOLATION, seen.message, seen.hint)
+        if isinstance(seen, MemoryError) and memory_limit_bytes:
+            return PluginError(
+                ReasonCode.SANDBOX_VIOLATION,
+                f"the plugin ran out of memory: its limit is {memory_limit_bytes / 1024**3:g} GiB "
+                f"({_describe(seen, plugin_dir)})",
+                "raise compute_profile.actor_memory_gb, or lower compute_profile.batch_size",
+            )
+        if memory_limit_bytes and isinstance(seen, OSError) and seen.errno in _REFUSED_ERRNOS:
+            # In the sandbox these come from the kernel's side of it (seccomp, read-only mounts).
+            return PluginError(
+                ReasonCode.SANDBOX_VIOLATION,
+                f"the sandbox refused an operation: {type(seen).__name__}: {seen}",
+                "plugin code may not start processes, write outside its scratch directory or open connections",
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _describe(exc: BaseException, plugin_dir: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
@@ -39,6 +40,19 @@ class InferenceSettings(CommonSettings):
     frame_timeout_s: float = 600.0
     # A frame whose actor died this many times fails instead of being retried again.
     max_actor_deaths_per_frame: int = 3
+    # The plugin sandbox (README, "Plugin sandbox"). "off" runs plugin code unconfined inside the
+    # Ray actor, with the actor's credentials: for debugging only, and loudly logged.
+    sandbox: Literal["enforce", "off"] = "enforce"
+    # Outbound network for plugins whose compute_profile.resource_type is "api" (other plugins
+    # never get one). Off by default: a sandbox then has loopback only.
+    sandbox_egress: bool = False
+    # Address space a sandboxed plugin may map beyond compute_profile.actor_memory_gb: libraries
+    # reserve far more virtual memory than they use (thread stacks, malloc arenas, mapped .so files).
+    sandbox_address_overhead_gb: float = Field(default=4.0, ge=0)
+    # CPU seconds one frame or query may use before its sandbox is stopped (the row fails).
+    sandbox_frame_cpu_seconds: float = Field(default=300.0, gt=0)
+    # Size of a sandbox's scratch directory (a tmpfs, emptied after every frame).
+    sandbox_scratch_gb: float = Field(default=1.0, gt=0)
     plugin_cache_dir: Path | None = None
     model_cache_dir: Path | None = None
 

@@ -109,8 +109,16 @@ def build(
     bus = bus or Bus(settings, client_id="inference")
     store = store or ObjectStore(settings)
     if pools is None:
-        from featurebus.inference.ray_actors import RayPools  # Ray only where it is used
+        from featurebus.inference.ray_actors import RayPools, SandboxSettings  # Ray only where it is used
 
+        sandbox = SandboxSettings(
+            enforce=settings.sandbox == "enforce",
+            egress=settings.sandbox_egress,
+            address_overhead_gb=settings.sandbox_address_overhead_gb,
+            frame_cpu_seconds=settings.sandbox_frame_cpu_seconds,
+            scratch_gb=settings.sandbox_scratch_gb,
+            forbidden=(str(settings.data_dir.resolve()),),
+        )
         pools = RayPools(
             settings.plugins_dir / "work",
             settings.actor_num_cpus,
@@ -118,6 +126,7 @@ def build(
             settings.load_failure_retry_s,
             models_dir=settings.models_dir,
             gpu_memory_gb=settings.gpu_memory_gb,
+            sandbox=sandbox,
         )
     inference = Inference(
         store,
@@ -139,7 +148,22 @@ async def _reap_every(reap: Callable[[], Awaitable[None]], period: float) -> Non
             log.exception("shutting down idle actor pools failed")
 
 
+def check_sandbox(settings: InferenceSettings) -> None:
+    """Refuse to start when the kernel cannot sandbox plugins, unless the operator turned it off."""
+    if settings.sandbox == "off":
+        log.warning(
+            "FEATUREBUS_SANDBOX=off: PLUGIN CODE RUNS UNCONFINED, with the credentials of the Ray workers. "
+            "Never do this with plugins you did not write."
+        )
+        return
+    from featurebus.inference.sandbox.probe import probe
+
+    probe()  # raises SandboxUnavailable naming the missing feature
+    log.info("plugin sandbox: user, pid, net, mount and ipc namespaces, seccomp and resource limits available")
+
+
 async def _serve(settings: InferenceSettings) -> None:
+    check_sandbox(settings)
     start_ray(settings)
     (settings.plugins_dir / "work").mkdir(parents=True, exist_ok=True)
     try:

@@ -106,7 +106,7 @@ class WarmPools:
         self.idle_seconds = idle_seconds
         self.load_failure_retry_s = load_failure_retry_s
         self.clock = clock
-        self._pools: dict[tuple[str, str, str], _Pool] = {}
+        self._pools: dict[tuple[str, str, str, str], _Pool] = {}
         self._lock = asyncio.Lock()
         self._freed = asyncio.Condition(self._lock)  # notified when an actor finishes or goes
 
@@ -260,8 +260,14 @@ class WarmPools:
         log.warning("pool %s: an actor %s; it is replaced on demand", plugin.plugin_id, why)
 
 
-def _key(plugin: PluginRef) -> tuple[str, str, str]:
+def _key(plugin: PluginRef) -> tuple[str, str, str, str]:
+    # A namespace never shares a worker process with another (each has its own sandbox).
     # Parameters are part of a plugin's identity here: build_steps reads them once, at load time,
     # so two collections that configure one plugin version differently need different actors.
     parameters = json.dumps(plugin.parameters, sort_keys=True, default=str)
-    return plugin.plugin_id, plugin.archive_sha256, hashlib.sha256(parameters.encode()).hexdigest()[:12]
+    return (
+        plugin.namespace_id,
+        plugin.plugin_id,
+        plugin.archive_sha256,
+        hashlib.sha256(parameters.encode()).hexdigest()[:12],
+    )

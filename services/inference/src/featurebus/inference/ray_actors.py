@@ -5,6 +5,8 @@ The only module of the service that imports Ray (besides Ray's start-up in ``mai
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +16,45 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from featurebus.common.events import PluginRef
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
-from featurebus.inference.worker import PluginWorker
+from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
+from featurebus.inference.worker import PluginWorker, WorkerOutput
 from featurebus.sdk.host import PluginError
 
-__all__ = ["PluginActor", "RayActors", "RayPools"]
+__all__ = ["PluginActor", "RayActors", "RayPools", "SandboxSettings"]
+
+log = logging.getLogger("featurebus.inference.ray_actors")
 
 _ACTOR_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
-class PluginActor(PluginWorker):
-    """The PluginWorker as Ray runs it: its stats also name the Ray node it runs on."""
+class PluginActor:
+    """One plugin worker as Ray runs it: the plugin in its sandbox (or, with the sandbox turned off
+    by the operator, in this process). Its stats also name the Ray node it runs on."""
+
+    def __init__(
+        self,
+        plugin_id: str,
+        archive: bytes,
+        parameters: dict[str, Any] | None,
+        work_dir: str,
+        models_dir: str | None,
+        sandbox: SandboxConfig | None,
+    ) -> None:
+        self.worker: SandboxedWorker | PluginWorker
+        if sandbox is None:
+            log.warning("SANDBOX OFF: plugin %s runs unconfined, with this worker's credentials", plugin_id)
+            self.worker = PluginWorker.from_archive(plugin_id, archive, parameters, work_dir, models_dir)
+        else:
+            self.worker = SandboxedWorker(plugin_id, archive, parameters, work_dir, models_dir, sandbox)
+
+    def process(self, frame_parquet: bytes) -> WorkerOutput:
+        return self.worker.process(frame_parquet)
+
+    def embed(self, text: str) -> dict[str, list[float]]:
+        return self.worker.embed(text)
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "node_id": ray.get_runtime_context().get_node_id()}
+        return {**self.worker.stats(), "node_id": ray.get_runtime_context().get_node_id()}
 
 
 class RayActors:
@@ -42,7 +70,9 @@ class RayActors:
         actor_num_cpus: float,
         models_dir: Path | None = None,
         gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
+        sandbox: SandboxSettings | None = None,
     ) -> None:
+        self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self.work_dir = work_dir
         self.actor_num_cpus = actor_num_cpus
         self.models_dir = models_dir
@@ -81,7 +111,7 @@ class RayActors:
         options = self._options(plugin)
         models = str(self.models_dir) if self.models_dir else None
         actor = self._worker_class.options(**options).remote(
-            plugin.plugin_id, archive, plugin.parameters, str(self.work_dir), models
+            plugin.plugin_id, archive, plugin.parameters, str(self.work_dir), models, self.sandbox.for_plugin(plugin)
         )
         self._held[id(actor)] = _asks(options)
         return actor
@@ -114,9 +144,35 @@ class RayPools(WarmPools):
         load_failure_retry_s: float = 60.0,
         models_dir: Path | None = None,
         gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
+        sandbox: SandboxSettings | None = None,
     ) -> None:
-        actors = RayActors(work_dir, actor_num_cpus, models_dir, gpu_memory_gb)
+        actors = RayActors(work_dir, actor_num_cpus, models_dir, gpu_memory_gb, sandbox)
         super().__init__(actors, idle_seconds, load_failure_retry_s)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """The operator's sandbox settings (see InferenceSettings); ``enforce=False`` turns it off."""
+
+    enforce: bool = True
+    egress: bool = False
+    address_overhead_gb: float = 4.0
+    frame_cpu_seconds: float = 300.0
+    scratch_gb: float = 1.0
+    forbidden: tuple[str, ...] = ()
+
+    def for_plugin(self, plugin: PluginRef) -> SandboxConfig | None:
+        """This plugin's sandbox: its memory from compute_profile, egress only for "api" plugins."""
+        if not self.enforce:
+            return None
+        profile = plugin.compute_profile
+        return SandboxConfig(
+            memory_bytes=int((profile.actor_memory_gb + self.address_overhead_gb) * 1024**3),
+            frame_cpu_seconds=self.frame_cpu_seconds,
+            scratch_bytes=int(self.scratch_gb * 1024**3),
+            egress=self.egress and profile.resource_type == "api",
+            forbidden=self.forbidden,
+        )
 
 
 def _asks(options: dict[str, Any]) -> dict[str, float]:

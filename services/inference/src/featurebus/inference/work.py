@@ -33,15 +33,13 @@ class ArchiveCache:
     def __init__(self, store: ObjectStore, directory: Path) -> None:
         self.store = store
         self.directory = directory
-        self._verified: set[str] = set()  # checksums of files on disk already checked by this process
 
     async def get(self, plugin: PluginRef) -> bytes:
         """The archive's bytes; PluginError(plugin_load_failed) when it is gone or not what was scanned."""
         path = self.directory / f"{plugin.archive_sha256}.zip"
         if path.exists():
             data = path.read_bytes()
-            if plugin.archive_sha256 in self._verified or sha256_hex(data) == plugin.archive_sha256:
-                self._verified.add(plugin.archive_sha256)
+            if sha256_hex(data) == plugin.archive_sha256:  # checked on every use: the disk is not trusted
                 return data
         try:
             data = await self.store.get_bytes(plugin.archive_uri, plugin.archive_sha256)
@@ -62,7 +60,6 @@ class ArchiveCache:
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
         tmp.write_bytes(data)
         tmp.replace(path)
-        self._verified.add(plugin.archive_sha256)
         return data
 
 
@@ -83,8 +80,9 @@ class Inference:
         """Run one frame on the plugin's warm pool; every row ends embedded or failed with a reason."""
         frame = await self.store.get_bytes(event.frame_uri, event.frame_sha256)
         try:
-            archive = await self.archives.get(event.plugin)
-            output = await self.pools.process(event.plugin, archive, frame, self.frame_timeout_s)
+            plugin = event.plugin.model_copy(update={"namespace_id": event.namespace_id})
+            archive = await self.archives.get(plugin)
+            output = await self.pools.process(plugin, archive, frame, self.frame_timeout_s)
         except ActorLost:
             deaths = self._deaths[event.frame_id] = self._deaths.get(event.frame_id, 0) + 1
             if deaths < self.max_actor_deaths:
@@ -146,8 +144,9 @@ class Inference:
         searches = []
         for search in event.searches:
             try:
-                archive = await self.archives.get(search.plugin)
-                vectors = await self.pools.embed(search.plugin, archive, search.query_text, self.frame_timeout_s)
+                plugin = search.plugin.model_copy(update={"namespace_id": event.namespace_id})
+                archive = await self.archives.get(plugin)
+                vectors = await self.pools.embed(plugin, archive, search.query_text, self.frame_timeout_s)
             except PluginError as err:
                 return _answer_error(
                     event, f"{search.plugin.plugin_id} could not embed the query: {getattr(err, 'message', err)}"

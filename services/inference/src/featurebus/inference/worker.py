@@ -23,7 +23,7 @@ from featurebus.common.frames import from_parquet, to_parquet
 from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
 from featurebus.sdk.models import seed_offline_models
 
-__all__ = ["PluginWorker", "WorkerOutput", "all_rows_failed"]
+__all__ = ["PluginWorker", "WorkerOutput", "all_rows_failed", "prepare_plugin"]
 
 log = logging.getLogger("featurebus.inference.worker")
 
@@ -48,20 +48,19 @@ class PluginWorker:
     A load error is kept (not raised) and reported for every row the worker is given, so a frame
     of a broken plugin still reconciles: every row failed with ``plugin_load_failed``.
 
-    The worker may run on another machine than the service (a Ray cluster): it gets the archive as
-    bytes, unpacks it under ``work_dir`` on its own disk (or the system's temp dir when that path
-    cannot be made there), and, given ``models_dir``, lays the packaged model weights out there
-    itself, so that no disk is shared with the service.
+    In the service it runs inside the plugin's sandbox (:mod:`featurebus.inference.sandbox`),
+    which prepares ``plugin_dir`` with :func:`prepare_plugin`; :meth:`from_archive` loads a plugin
+    in the calling process, for tests and for operators who turned the sandbox off.
     """
 
     def __init__(
         self,
         plugin_id: str,
-        archive: bytes,
+        plugin_dir: Path | PluginError,
         parameters: dict[str, Any] | None,
-        work_dir: str,
-        models_dir: str | None = None,
+        memory_limit_bytes: int | None = None,
     ) -> None:
+        """Load the plugin unpacked at ``plugin_dir`` (or keep the error that prevented unpacking)."""
         self.plugin_id = plugin_id
         self.load_error: PluginError | None = None
         self.host: PluginHost | None = None
@@ -69,22 +68,36 @@ class PluginWorker:
         self.frames = 0
         self.queries = 0
         started = time.perf_counter()
-        try:
-            if models_dir is not None:
-                _seed_models(Path(models_dir))
-            target = Path(tempfile.mkdtemp(prefix=f"{plugin_id}-", dir=_usable_dir(Path(work_dir))))
-            self.plugin_dir = unpack_archive(archive, target)
-            self.host = PluginHost.load(self.plugin_dir, plugin_id=plugin_id, parameters=parameters)
-        except PluginError as err:
-            self.load_error = err
-        except Exception as exc:  # a corrupt zip, a full disk: still this plugin's load failure
-            self.load_error = PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"{type(exc).__name__}: {exc}")
+        if isinstance(plugin_dir, PluginError):
+            self.load_error = plugin_dir
+        else:
+            self.plugin_dir = plugin_dir
+            try:
+                self.host = PluginHost.load(
+                    plugin_dir, plugin_id=plugin_id, parameters=parameters, memory_limit_bytes=memory_limit_bytes
+                )
+            except PluginError as err:
+                self.load_error = err
+            except Exception as exc:  # a bug of the host, not a lost batch: still this plugin's load failure
+                self.load_error = PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"{type(exc).__name__}: {exc}")
         self.load_seconds = time.perf_counter() - started
         # Plugins load their models lazily on the first call (the guide's _ensure_model_loaded), and
         # that is not thread-safe: the first call runs alone, later ones may overlap (a query
         # embedded while a frame runs).
         self._first_call = threading.Lock()
         self._warm = False
+
+    @classmethod
+    def from_archive(
+        cls,
+        plugin_id: str,
+        archive: bytes,
+        parameters: dict[str, Any] | None,
+        work_dir: str,
+        models_dir: str | None = None,
+    ) -> PluginWorker:
+        """Unpack ``archive`` under ``work_dir`` and load it in this process (no sandbox)."""
+        return cls(plugin_id, prepare_plugin(plugin_id, archive, work_dir, models_dir), parameters)
 
     def process(self, frame_parquet: bytes) -> WorkerOutput:
         """Run one frame (the guide's DataFrame columns, as Parquet); every row embedded or failed."""
@@ -134,6 +147,20 @@ class PluginWorker:
                 return call()
             finally:
                 self._warm = True
+
+
+def prepare_plugin(plugin_id: str, archive: bytes, work_dir: str, models_dir: str | None = None) -> Path | PluginError:
+    """The archive unpacked in a fresh directory under ``work_dir`` (the model cache seeded), or
+    the error that prevented it: kept, so that every row given to the plugin reports it."""
+    try:
+        if models_dir is not None:
+            _seed_models(Path(models_dir))
+        target = Path(tempfile.mkdtemp(prefix=f"{plugin_id}-", dir=_usable_dir(Path(work_dir))))
+        return unpack_archive(archive, target)
+    except PluginError as err:
+        return err
+    except Exception as exc:  # a corrupt zip, a full disk: still this plugin's load failure
+        return PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"{type(exc).__name__}: {exc}")
 
 
 def _usable_dir(work_dir: Path) -> Path:

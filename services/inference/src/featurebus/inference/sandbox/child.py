@@ -1,0 +1,185 @@
+"""The sandboxed plugin process: ``python -I -m featurebus.inference.sandbox.child``.
+
+Started by :class:`~featurebus.inference.sandbox.supervisor.SandboxedWorker` inside bubblewrap.
+Before any plugin code runs it reads its configuration, sets its resource limits, loads the
+seccomp filter (before any thread starts, and with TSYNC) and the guard; then it loads the plugin
+once and answers frames and queries over its stdin/stdout until the supervisor goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from featurebus.inference.sandbox import seccomp_rules
+from featurebus.inference.sandbox.channel import Channel, Message, RemoteError
+from featurebus.inference.sandbox.guard import Guard
+
+VIOLATION_HINT = "the plugin's sandbox refused it; see 'Plugin sandbox' in the README for what plugins may do"
+
+
+def main() -> None:
+    # The call channel keeps the original stdin/stdout; the plugin's prints and logs go to stderr.
+    reader = os.fdopen(os.dup(0), "rb", buffering=0)
+    writer = os.fdopen(os.dup(1), "wb")
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
+    channel = Channel(reader, writer)
+    hello = channel.read_one()
+    config: dict[str, Any] = hello.header["config"]
+    _limit(config)
+    seccomp_rules.install()
+    guard = Guard(
+        readable=[os.path.realpath(p) for p in config["readable"]] + ["/lib", "/lib64", "/bin"],
+        scratch=config["scratch"],
+        plugin_dir=os.path.realpath(config["plugin_dir"]),
+        native_roots=[os.path.realpath(p) for p in config["native_roots"]],
+        egress=config["egress"],
+    )
+    guard.install()
+    server = _Server(channel, guard, config)
+    channel.handler = server.answer
+    channel.start()
+    server.load(hello)
+    threading.Event().wait()  # serve until the supervisor closes the channel (we die with it)
+
+
+def _limit(config: dict[str, Any]) -> None:
+    """Address space, open files, file size, no core dumps; a too-large write fails with EFBIG."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for limit, value in (
+        (resource.RLIMIT_AS, config["memory_bytes"]),
+        (resource.RLIMIT_NOFILE, config["max_open_files"]),
+        (resource.RLIMIT_FSIZE, config["max_file_bytes"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(limit, (value, value))
+
+
+class _Server:
+    def __init__(self, channel: Channel, guard: Guard, config: dict[str, Any]) -> None:
+        self.channel, self.guard, self.config = channel, guard, config
+        self.worker: Any = None
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def load(self, hello: Message) -> None:
+        from featurebus.inference.worker import PluginWorker
+        from featurebus.sdk.assets import use_s3_fetcher
+
+        use_s3_fetcher(self._fetch)
+        self.worker = PluginWorker(
+            self.config["plugin_id"],
+            Path(self.config["plugin_dir"]),
+            self.config["parameters"],
+            self.config["memory_bytes"],
+        )
+        self._wipe_scratch()
+        error = self.worker.load_error
+        header: dict[str, Any] = {"reply_to": hello.header.get("id"), "load_seconds": self.worker.load_seconds}
+        if error is not None:
+            header["load_error"] = {"reason": str(error.reason), "message": error.message, "hint": error.hint}
+        self.channel.send(header)
+
+    def answer(self, message: Message) -> Message:
+        op = message.header.get("op")
+        with self._lock:
+            self._busy += 1
+        try:
+            if op == "process":
+                return self._process(message.body)
+            if op == "embed":
+                return self._embed(str(message.header.get("text", "")))
+            if op == "stats":
+                return Message({"stats": self.worker.stats()})
+            raise RemoteError("unsupported", f"unknown call {op!r}")
+        finally:
+            with self._lock:
+                self._busy -= 1
+                idle = self._busy == 0
+            if idle and op == "process":
+                self._wipe_scratch()
+
+    def _process(self, frame: bytes) -> Message:
+        from featurebus.common.events import ReasonCode
+        from featurebus.common.frames import from_parquet
+        from featurebus.inference.worker import all_rows_failed
+
+        mark = self.guard.count()
+        output = self.worker.process(frame)
+        refused = self.guard.since(mark)
+        if refused:  # refused even where the plugin caught the error: the whole frame fails
+            more = f" (and {len(refused) - 1} more refusals)" if len(refused) > 1 else ""
+            failures = all_rows_failed(
+                from_parquet(frame), ReasonCode.SANDBOX_VIOLATION, refused[0] + more, VIOLATION_HINT
+            )
+            output.failures, output.vectors_parquet, output.rows_embedded = failures, None, 0
+        header = {
+            "failures": [f.model_dump(mode="json") for f in output.failures],
+            "rows_in": output.rows_in,
+            "rows_embedded": output.rows_embedded,
+            "load_failed": output.load_failed,
+        }
+        return Message(header, output.vectors_parquet or b"")
+
+    def _embed(self, text: str) -> Message:
+        from featurebus.sdk.host import PluginError
+
+        mark = self.guard.count()
+        try:
+            vectors = self.worker.embed(text)
+        except PluginError as err:
+            raise RemoteError("plugin_error", err.message, {"reason": str(err.reason), "hint": err.hint}) from None
+        refused = self.guard.since(mark)
+        if refused:
+            raise RemoteError("plugin_error", refused[0], {"reason": "sandbox_violation", "hint": VIOLATION_HINT})
+        return Message({"vectors": vectors})
+
+    def _fetch(self, uri: str) -> bytes:
+        """An asset through the supervisor, which hands over only the blobs of this frame's rows."""
+        try:
+            return self.channel.call("asset", {"uri": uri}).body
+        except RemoteError as exc:
+            if exc.kind == "refused":
+                raise self.guard.refuse(exc.detail, str(exc.extra.get("hint") or "")) from None
+            raise OSError(exc.detail) from None
+
+    def _wipe_scratch(self) -> None:
+        """Empty the scratch directory, except the mount points of bound paths that lie under it."""
+        scratch = Path(self.config["scratch"])
+        keep = {Path(p) for p in self.config["readable"] if Path(p).is_relative_to(scratch)}
+        keep_parents = {parent for p in keep for parent in p.parents}
+        for path in _walk_top(scratch, keep, keep_parents):
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:
+                continue
+
+
+def _walk_top(directory: Path, keep: set[Path], keep_parents: set[Path]) -> list[Path]:
+    found: list[Path] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        if entry in keep:
+            continue
+        if entry in keep_parents:
+            found.extend(_walk_top(entry, keep, keep_parents))
+        else:
+            found.append(entry)
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())
