@@ -10,7 +10,9 @@ call and is recorded, so a frame whose plugin swallowed the error still fails wi
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -102,8 +104,14 @@ class Guard:
             )
 
     def _connect(self, address: Any) -> None:
+        if self.egress and _public(address):
+            return
         if self.egress:
-            return  # the kernel limits where (see the README); this guard has nothing to add
+            raise self.refuse(
+                f"a network connection to {_address(address)} was refused: API plugins may reach only public "
+                "internet addresses (not loopback, link-local/metadata or private networks)",
+                "call the public endpoint of the API",
+            )
         raise self.refuse(
             f"a network connection to {_address(address)} was refused: plugins have no network access here",
             "read blobs with open_asset(batch['data']); an operator can allow outbound internet for API "
@@ -136,6 +144,20 @@ def _called_from(plugin_dir: str) -> bool:
     ):
         frame = frame.f_back
     return frame is not None and _within(frame.f_code.co_filename, [plugin_dir])
+
+
+def _public(address: Any) -> bool:
+    """Whether ``address`` is a public internet address (a host name is resolved first)."""
+    if not (isinstance(address, tuple) and len(address) >= 2):
+        return False  # a unix socket, or something else that is not the internet
+    try:
+        ips = {ipaddress.ip_address(address[0])}
+    except ValueError:
+        try:
+            ips = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(address[0], address[1])}
+        except OSError:
+            return False
+    return all(ip.is_global for ip in ips)
 
 
 def _address(address: Any) -> str:
