@@ -1,0 +1,100 @@
+"""The plugin sandbox's cost: the example plugin (all-MiniLM-L6-v2) sandboxed against the same
+plugin loaded in the calling process, on the same frames and queries, in the same run.
+
+    .venv/bin/python bench/sandbox_cost.py [--frames 40] [--queries 100]
+
+Frames are 64 short texts (the example's batch_size); queries one text each. Both workers are
+warm before timing (model loaded, first call done); the two are timed in alternating rounds so
+that machine noise falls on both. Prints medians and the sandboxed / in-process ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from featurebus.common.frames import FRAME_COLUMNS, to_parquet
+from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
+from featurebus.inference.worker import PluginWorker
+from featurebus.sdk.models import offline_env, seed_offline_models
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "text_embed"
+
+
+def archive(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and "tests" not in path.parts:
+                zf.write(path, f"{directory.name}/{path.relative_to(directory).as_posix()}")
+    return buffer.getvalue()
+
+
+def frame(n: int, salt: int) -> bytes:
+    rows = []
+    for i in range(n):
+        row: dict[str, object] = {c: f"{c}_{i}" for c, t in FRAME_COLUMNS.items() if t == "str"}
+        row.update(data=f"sentence {salt}-{i} about plugins, vectors and search", blob_type="text", size_bytes=0)
+        row["mime_type"] = "text/plain"
+        rows.append(row)
+    return to_parquet(pd.DataFrame(rows))
+
+
+def timed(call: Any, *args: Any) -> float:
+    started = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fb-bench-sandbox-"))
+    seed_offline_models(work / "models")
+    os.environ.update(offline_env(work / "models"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    data = archive(EXAMPLE)
+    config = SandboxConfig(memory_bytes=6 * 1024**3)
+    started = time.perf_counter()
+    sandboxed = SandboxedWorker("text_embed_1_0_0", data, None, str(work / "a"), None, config)
+    sandbox_start = time.perf_counter() - started
+    started = time.perf_counter()
+    plain = PluginWorker.from_archive("text_embed_1_0_0", data, None, str(work / "b"))
+    plain_start = time.perf_counter() - started
+    for worker in (sandboxed, plain):  # warm: the model loads on the first call
+        worker.process(frame(64, -1))
+        worker.embed("warm up")
+    times: dict[str, list[float]] = {"sandboxed frame": [], "plain frame": [], "sandboxed query": [], "plain query": []}
+    for i in range(args.frames):
+        f = frame(64, i)
+        times["sandboxed frame"].append(timed(sandboxed.process, f))
+        times["plain frame"].append(timed(plain.process, f))
+    for i in range(args.queries):
+        times["sandboxed query"].append(timed(sandboxed.embed, f"query number {i}"))
+        times["plain query"].append(timed(plain.embed, f"query number {i}"))
+    sandboxed.close()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.frames} frames of 64, {args.queries} queries")
+    print(f"start + load: sandboxed {sandbox_start:.2f}s, in-process {plain_start:.2f}s (model loads on first call)")
+    print(
+        f"frame of 64: sandboxed {med['sandboxed frame'] * 1000:.1f} ms, in-process {med['plain frame'] * 1000:.1f} ms"
+    )
+    print(f"  ratio {med['sandboxed frame'] / med['plain frame']:.3f}")
+    print(f"query: sandboxed {med['sandboxed query'] * 1000:.2f} ms, in-process {med['plain query'] * 1000:.2f} ms")
+    print(f"  ratio {med['sandboxed query'] / med['plain query']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
