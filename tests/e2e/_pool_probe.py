@@ -6,7 +6,7 @@ Runs in a process of its own (a Ray driver, like the service; the test process s
 ``featurebus.inference.main.start_ray`` joins the cluster, a ``RayPools`` pool of a toy plugin
 with ``max_concurrency=2`` gets two frames at once (so it starts its second actor), and one JSON
 line goes to stdout: each actor's stats (pid, Ray node id, unpacked plugin dir) and what the
-plugin saw in its worker's environment.
+plugin saw: its own file and its sandbox's environment.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ feature_extractor_name = "probe"
 version = "1.0.0"
 features = [{"feature_type": "embedding", "feature_name": "vec", "embedding_dim": 2, "distance_metric": "cosine"}]
 """
-# The step records what reached its worker: the service's object-store settings (not its API key) and the offline
-# model environment (both passed through Ray's runtime_env, not inherited from a shared parent).
+# The step records where it runs (its file, inside the actor's own unpacked plugin dir) and what of the service's
+# environment reaches it: the offline model environment only (no object-store settings, no API key).
 PIPELINE = """
 import os
 from engine.plugins.extractors.pipeline import PipelineDefinition, StepDefinition, build_pipeline_steps
@@ -42,7 +42,7 @@ class Probe:
 
     def __call__(self, batch):
         batch["vec"] = [[1.0, 0.0] for _ in batch["data"]]
-        batch["pid"] = os.getpid()
+        batch["file"] = os.path.abspath(__file__)
         names = ("FEATUREBUS_S3_REGION", "FEATUREBUS_ADMIN_API_KEY", "HF_HOME", "HF_HUB_OFFLINE")
         batch["env"] = "|".join(os.environ.get(k, "") for k in names)
         return batch
@@ -92,7 +92,7 @@ async def main() -> None:
     outputs = await asyncio.gather(*(pools.process(plugin, zipped, frame(4), timeout=180) for _ in range(2)))
     stats = await pools.stats(plugin)
     seen = [
-        {"pid": int(p["pid"]), "env": p["env"]}
+        {"file": p["file"], "env": p["env"]}
         for o in outputs
         if o.vectors_parquet
         for p in (json.loads(s) for s in from_parquet(o.vectors_parquet)["payload"][:1])
