@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import zipfile
 from dataclasses import dataclass, field
@@ -11,9 +12,14 @@ from featurebus.common.events import PluginManifest, Violation
 from featurebus.scanner.archive_checks import Limits, read_archive
 from featurebus.scanner.batch_lint import lint_tree
 from featurebus.scanner.manifest_reader import read_manifest
-from featurebus.scanner.security_scan import ScanOptions, parse_source, scan_tree
+from featurebus.scanner.name_flow import PluginProgram
+from featurebus.scanner.security_scan import ScanOptions, parse_source, scan_program
 
-__all__ = ["ScanReport", "scan_archive", "zip_directory"]
+__all__ = ["MAX_SOURCE_TOTAL", "ScanReport", "scan_archive", "zip_directory"]
+
+# All .py files together: parsing is linear but an AST takes ~10x its source in memory, so 500 MB of
+# "source" would exhaust the scanner. A plugin with vendored helpers is well below this.
+MAX_SOURCE_TOTAL = 16 * 1024 * 1024
 
 # Produced by running a plugin locally; never part of what gets uploaded.
 SKIPPED_WHEN_ZIPPING = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git", "tests"}
@@ -53,14 +59,31 @@ def scan_archive(
         report.violations.extend(found)
     own = frozenset(PurePosixPath(name).parts[0].removesuffix(".py") for name in archive.files)
     options = ScanOptions(strict=strict, own_modules=own)
+    trees: dict[str, ast.Module] = {}
+    total = sum(len(body) for name, body in archive.files.items() if name.endswith(".py"))
+    if total > MAX_SOURCE_TOTAL:
+        report.violations.append(
+            Violation(
+                filename="<archive>",
+                code="SEC000",
+                message=f"the plugin's Python source totals {total / 2**20:.0f} MB; the scanner reads at most "
+                f"{MAX_SOURCE_TOTAL // 2**20} MB",
+                hint="keep libraries out of the archive: list them in the manifest's dependencies",
+            )
+        )
+        return report
     for name, body in sorted(archive.files.items()):
         if name.endswith(".py"):
             tree = parse_source(name, body)
             if isinstance(tree, Violation):
                 report.violations.append(tree)
-                continue
-            report.violations.extend(scan_tree(name, tree, options))
-            report.violations.extend(lint_tree(name, tree))
+            else:
+                trees[name] = tree
+    # One program: an alias made in one module (`o = os`) is followed where another imports it.
+    by_file = scan_program(PluginProgram(trees, own), options)
+    for name, tree in trees.items():
+        report.violations.extend(by_file[name])
+        report.violations.extend(lint_tree(name, tree))
     return report
 
 

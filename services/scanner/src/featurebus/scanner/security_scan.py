@@ -1,19 +1,32 @@
 """AST security scan of every .py file of a plugin: allowlists, not blocklists.
 
-Plugins are untrusted code. The scan is a pre-filter (plugins still run in Ray workers, never in a
-service), and it fails closed: what it cannot reason about, it rejects.
+Plugins are untrusted code. The scan is the first wall — the runtime sandbox is the boundary — and
+it fails closed: what it cannot reason about, it rejects. Each refusal says what was refused and
+the fix (``file:line [ERROR] <what>; <fix>``).
 
-- Imports: only the modules of :data:`ALLOWED_MODULES` (the guide's table, the SDK and its import
-  aliases, and side-effect-free standard library modules) and the plugin's own modules.
-- Names: forbidden builtins are rejected as calls *and* as references (``f = eval``, a decorator,
-  a callback); names bound to ``os`` (``import os as o``, ``e = os``, a parameter default) are
-  followed, and ``os.system``/``os.popen``/``os.exec*``/``os.spawn*``/``os.fork*``/``os.kill``/
-  ``os.putenv`` are rejected wherever they appear, as are ``os.environ`` writes (reads are fine).
-- Reflection: ``getattr``/``hasattr``/``delattr`` need a constant, non-dunder attribute name;
-  ``vars``, ``__dict__``, ``globals``/``locals``, dunders outside :data:`ALLOWED_DUNDERS`, frame and
-  code attributes are rejected — the object-graph escapes (``().__class__.__base__.__subclasses__()``).
-- Unsafe loading: ``torch.load`` without ``weights_only=True``, ``allow_pickle=True``,
-  ``trust_remote_code=True``, ``read_pickle``.
+- Imports: only :data:`ALLOWED_MODULES` (the guide's libraries, the SDK and its import aliases,
+  side-effect-free standard library modules; ``sys``, ``ast`` and ``importlib.metadata`` for a few
+  attributes) and the plugin's own modules. ``from X import *`` only from modules with nothing to
+  refuse.
+- Qualified names (:mod:`.security_rules`): every name, attribute and ``getattr`` with a constant
+  name is resolved to what it points to (:mod:`.name_flow` follows aliases through assignments,
+  containers, returns, attributes, parameters and the plugin's own modules) and judged: process
+  spawning (``os``, ``asyncio``, process pools, ``multiprocessing`` anywhere), native loading
+  (``ctypes``/``cffi`` anywhere, ``load_library``, ``cpp_extension``, ``numpy.ctypeslib``, ...),
+  ``open()`` under other names (``io.open``, ``os.open``, raw descriptors), links, import-system
+  and interpreter hooks, process-wide state.
+- Builtins: forbidden builtins are rejected as calls and as references; ``getattr``/``hasattr``
+  only as direct calls, with a constant name or on the plugin's own objects; ``vars``,
+  ``__dict__``, dunders outside :data:`ALLOWED_DUNDERS` (``self.__class__.__name__`` is fine),
+  frame and code attributes are rejected — the object-graph escapes.
+- Monkeypatching: assignments to attributes or items of imported modules and classes (SEC009),
+  ``os.environ`` writes (SEC005); a few documented settings (``torch.backends.*``) are fine.
+- Escapes: a module passed to a function the scanner cannot follow (``copy.copy(os)``,
+  ``functools.partial(f, os)`` with a library ``f``) is rejected (SEC010).
+- Unsafe loading: ``torch.load`` without ``weights_only=True``, ``allow_pickle``,
+  ``trust_remote_code``, ``read_pickle``.
+- Code hidden in strings: string annotations (which pydantic and ``typing.get_type_hints``
+  evaluate) are scanned as code; format strings may not reach dunders.
 - Source is decoded exactly as the import system does (coding cookie, universal newlines), only
   UTF-8/ASCII/Latin-1 cookies are accepted, and the tree is walked without recursion.
 """
@@ -24,82 +37,61 @@ import ast
 import codecs
 import importlib.util
 import io
+import string
 import tokenize
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from featurebus.common.events import Violation
+from featurebus.scanner.name_flow import (
+    MAX_DEPTH,
+    ModuleFacts,
+    OutOfBudget,
+    PluginProgram,
+    nesting_depth,
+    strip_wrapping,
+)
+from featurebus.scanner.security_rules import (
+    ALLOWED_DUNDERS,
+    ALLOWED_MODULES,
+    ATTRIBUTE_NAME_RULES,
+    CLASS_NAME_READS,
+    FORBIDDEN_BUILTINS,
+    FRAME_ATTRS,
+    HUB_LOADERS,
+    PLUGIN_SETTINGS,
+    SDK_ROOTS,
+    STAR_IMPORT_OK,
+    Rule,
+    is_allowed_module,
+    is_rule_prefix,
+    refusal,
+    restricted_name,
+)
 
 __all__ = [
     "ALLOWED_DUNDERS",
     "ALLOWED_MODULES",
     "FORBIDDEN_BUILTINS",
+    "PluginProgram",
     "ScanOptions",
     "parse_source",
+    "scan_program",
     "scan_source",
     "scan_tree",
 ]
 
-# The guide's allowed libraries, the SDK (native and guide import paths), and standard-library
-# modules that neither run processes, open files, load code nor reach interpreter internals.
-ALLOWED_MODULES = frozenset(
-    {
-        # the guide's table
-        "numpy", "pandas", "polars", "pyarrow", "torch", "transformers", "sentence_transformers", "onnxruntime",
-        "PIL", "cv2", "imageio", "librosa", "soundfile", "ffmpeg", "requests", "httpx", "aiohttp",
-        "os", "json", "re", "typing", "dataclasses", "pydantic", "logging",
-        # used by the guide's own examples
-        "torchvision", "io", "hashlib", "asyncio",
-        # the SDK and the guide's import paths for it
-        "featurebus.sdk", "engine", "shared",
-        # side-effect-free standard library
-        "math", "cmath", "statistics", "random", "decimal", "fractions", "numbers", "operator", "functools",
-        "itertools", "collections", "enum", "abc", "copy", "string", "textwrap", "unicodedata", "base64",
-        "binascii", "struct", "datetime", "time", "calendar", "zoneinfo", "uuid", "heapq", "bisect", "array",
-        "contextlib", "concurrent.futures", "threading", "queue", "warnings", "typing_extensions", "types",
-        "html", "urllib.parse", "zlib", "gzip", "bz2", "lzma", "difflib", "fnmatch", "secrets", "hmac",
-    }
-)  # fmt: skip
-
-FORBIDDEN_BUILTINS = {
-    "eval": "use json.loads for parsing, dataclasses for config",
-    "exec": "plugins may not run generated code",
-    "compile": "plugins may not compile code",
-    "open": "embed config as Python dicts or json.loads a string constant; library I/O such as torch.load, "
-    "from_pretrained or pd.read_csv is allowed",
-    "setattr": "use class attributes or constructor assignment",
-    "delattr": "use class attributes or constructor assignment",
-    "__import__": "import modules with import statements",
-    "globals": "pass values explicitly",
-    "locals": "pass values explicitly",
-    "vars": "read attributes by their constant names",
-    "breakpoint": "remove debugging calls",
-    "memoryview": "plugins may not view raw memory",
-    "__build_class__": "define classes with class statements",
-    "__builtins__": "use the builtins directly",
-    "__loader__": "plugins may not reach the import system",
-    "__spec__": "plugins may not reach the import system",
-}
-FORBIDDEN_OS = ("system", "popen", "exec", "spawn", "fork", "kill", "posix_spawn", "putenv", "unsetenv", "plock")
-ENVIRON_WRITERS = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
-ALLOWED_DUNDERS = frozenset(
-    {
-        "__init__", "__call__", "__name__", "__doc__", "__file__", "__version__", "__all__", "__len__",
-        "__iter__", "__next__", "__enter__", "__exit__", "__aenter__", "__aexit__", "__repr__", "__str__",
-        "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__bool__", "__contains__",
-        "__getitem__", "__setitem__", "__delitem__", "__post_init__", "__add__", "__sub__", "__mul__",
-        "__truediv__", "__floordiv__", "__mod__", "__neg__", "__abs__", "__slots__", "__annotations__",
-        "__main__", "__future__", "__await__", "__aiter__", "__anext__", "__del__", "__format__", "__float__",
-        "__int__", "__index__", "__matmul__",
-    }
-)  # fmt: skip
-FRAME_ATTRS = {
-    "f_globals", "f_locals", "f_back", "f_builtins", "f_code", "gi_frame", "gi_code", "cr_frame", "cr_code",
-    "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "co_consts", "func_globals",
-}  # fmt: skip
-HUB_LOADERS = {"from_pretrained", "SentenceTransformer", "hf_hub_download", "snapshot_download", "pipeline"}
 Severity = Literal["ERROR", "WARNING", "INFO"]
 _SAFE_ENCODINGS = {"utf-8", "ascii", "latin-1", "iso8859-1"}
+REFLECTION_BUILTINS = frozenset({"getattr", "hasattr"})
+# Builtins that may be given a module or os.environ: they read it (or are modelled by name_flow).
+SAFE_CONSUMERS = frozenset(
+    {"isinstance", "issubclass", "len", "dict", "list", "tuple", "set", "frozenset", "sorted", "reversed", "iter",
+     "next", "enumerate", "zip", "str", "repr", "print", "bool", "id", "hash", "type", "min", "max", "any", "all",
+     "dir", "callable", "format", "getattr", "hasattr", "super"}
+)  # fmt: skip
+_MAX_STRING_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -107,13 +99,6 @@ class ScanOptions:
     strict: bool = False
     # Top-level names of the plugin's own modules (importable without the allowlist).
     own_modules: frozenset[str] = frozenset()
-
-
-def _allowed(module: str, own: frozenset[str]) -> bool:
-    parts = module.split(".")
-    if parts[0] in own:
-        return True
-    return any(".".join(parts[:i]) in ALLOWED_MODULES for i in range(1, len(parts) + 1))
 
 
 def decode_like_python(data: bytes) -> str:
@@ -127,7 +112,7 @@ def decode_like_python(data: bytes) -> str:
 def parse_source(filename: str, data: bytes) -> ast.Module | Violation:
     """The module's tree, or the violation that says why the scanner cannot read it."""
     try:
-        return ast.parse(decode_like_python(data), filename=filename)
+        tree = ast.parse(decode_like_python(data), filename=filename)
     except (SyntaxError, ValueError, UnicodeDecodeError, LookupError, RecursionError, MemoryError) as exc:
         return Violation(
             filename=filename,
@@ -136,10 +121,32 @@ def parse_source(filename: str, data: bytes) -> ast.Module | Violation:
             message=f"cannot parse {filename}: {exc}",
             hint="the scanner rejects what it cannot read",
         )
+    if nesting_depth(tree) > MAX_DEPTH:
+        return Violation(
+            filename=filename,
+            code="SEC000",
+            message=f"{filename} nests code more than {MAX_DEPTH} levels deep",
+            hint="the scanner bounds its analysis: split the expression (long a + b + ... chains, deep literals)",
+        )
+    return tree
 
 
-def scan_tree(filename: str, tree: ast.Module, options: ScanOptions | None = None) -> list[Violation]:
-    return _Checker(filename, options or ScanOptions()).run(tree)
+def scan_program(program: PluginProgram, options: ScanOptions | None = None) -> dict[str, list[Violation]]:
+    """The violations of every module of a plugin whose aliases were solved together."""
+    opts = options or ScanOptions()
+    program.start_budget()  # one budget for checking every module: a thousand files cannot multiply it
+    return {name: _Checker(name, facts, program, opts).run() for name, facts in program.by_file.items()}
+
+
+def scan_tree(
+    filename: str, tree: ast.Module, options: ScanOptions | None = None, program: PluginProgram | None = None
+) -> list[Violation]:
+    """Scan one module; ``program`` holds the plugin's other modules (else the module stands alone)."""
+    opts = options or ScanOptions()
+    if program is None or filename not in program.by_file:
+        program = PluginProgram({filename: tree}, opts.own_modules)
+    program.start_budget()
+    return _Checker(filename, program.by_file[filename], program, opts).run()
 
 
 def scan_source(filename: str, data: bytes, options: ScanOptions | None = None) -> list[Violation]:
@@ -147,62 +154,101 @@ def scan_source(filename: str, data: bytes, options: ScanOptions | None = None) 
     return [parsed] if isinstance(parsed, Violation) else scan_tree(filename, parsed, options)
 
 
+def _describe(node: ast.AST) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_str(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
 @dataclass
 class _Checker:
     filename: str
+    facts: ModuleFacts
+    program: PluginProgram
     options: ScanOptions
     violations: list[Violation] = field(default_factory=list)
-    os_names: set[str] = field(default_factory=set)  # names bound to the os module
-    environ_names: set[str] = field(default_factory=set)  # names bound to os.environ
+    called: set[int] = field(default_factory=set)  # ids of getattr/hasattr names that are called
+    blessed: set[int] = field(default_factory=set)  # ids of `x.__class__` nodes read for a name
+    _seen: set[tuple[int, str, str]] = field(default_factory=set)
 
-    def add(
-        self, node: ast.AST, code: str, message: str, hint: str | None = None, severity: Severity = "ERROR"
-    ) -> None:
+    def add(self, node: ast.AST, code: str, what: str, fix: str | None = None, severity: Severity = "ERROR") -> None:
+        line = getattr(node, "lineno", 0)
+        key = (line, code, what)
+        if key in self._seen:
+            return
+        self._seen.add(key)
         self.violations.append(
             Violation(
                 filename=self.filename,
-                line=getattr(node, "lineno", 0),
+                line=line,
                 severity=severity,
                 code=code,
-                message=message,
-                hint=hint,
+                message=f"{what}; {fix}" if fix else what,
+                hint=fix,
             )
         )
 
-    def run(self, tree: ast.AST) -> list[Violation]:
-        # Pre-order, source order, without recursion: bindings are seen before their uses.
-        stack: list[ast.AST] = [tree]
-        while stack:
-            node = stack.pop()
-            handler = getattr(self, f"check_{type(node).__name__}", None)
-            if handler is not None:
-                handler(node)
-            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    def refuse(self, node: ast.AST, found: tuple[Rule, str], how: str = "use of") -> None:
+        rule, name = found
+        self.add(node, rule.code, f"{how} {name}, which {rule.what}", rule.fix)
+
+    def run(self) -> list[Violation]:
+        program = self.program
+        if program.gave_up_in == self.filename:
+            self.add(
+                self.facts.tree,
+                "SEC010",
+                "the scanner could not follow this plugin's aliases within its bounds",
+                "simplify how modules and functions are passed around (fewer values per name)",
+            )
+        if program.work > program.work_limit:
+            return self.violations  # an earlier module used up the checks' budget and said so
+        try:
+            self.check_nodes(self.facts.nodes, 0)
+        except (OutOfBudget, RecursionError):
+            program.work = program.work_limit + 1
+            self.add(
+                self.facts.tree,
+                "SEC010",
+                "the plugin is too large or too intricate for the scanner to check within its bounds",
+                "split long modules and simplify how modules and functions are passed around",
+            )
         return self.violations
 
-    # -- what a name or expression stands for ------------------------------------------------------
+    def check_nodes(self, nodes: list[ast.AST], depth: int) -> None:
+        handlers = _CHECKS
+        for node in nodes:
+            handler = handlers.get(type(node))
+            if handler is not None:
+                handler(self, node)
+            if depth < _MAX_STRING_DEPTH and type(node) in _ANNOTATED:
+                self.check_annotation(node, depth)
 
-    def is_os(self, node: ast.AST) -> bool:
-        return isinstance(node, ast.Name) and node.id in self.os_names
+    # -- what an expression stands for ------------------------------------------------------------
 
-    def is_environ(self, node: ast.AST) -> bool:
-        if isinstance(node, ast.Name):
-            return node.id in self.environ_names
-        return isinstance(node, ast.Attribute) and node.attr == "environ" and self.is_os(node.value)
+    def value(self, node: ast.AST) -> set[str] | frozenset[str]:
+        return self.program.value(self.facts, node)
 
-    def bind(self, target: ast.AST, value: ast.AST) -> None:
-        """Follow aliases: a name assigned the os module (or os.environ) is that object too."""
-        if isinstance(target, ast.Name):
-            if self.is_os(value):
-                self.os_names.add(target.id)
-            elif self.is_environ(value):
-                self.environ_names.add(target.id)
+    def is_builtin(self, node: ast.AST, names: frozenset[str]) -> bool:
+        return isinstance(node, ast.Name) and node.id in names and not self.facts.env.get(node.id)
+
+    def dangerous(self, value: str) -> bool:
+        """A value that leads to refused things when handed to code the scanner cannot follow."""
+        core = strip_wrapping(value)
+        if core.startswith("@m:"):
+            return True
+        if core.startswith("@"):
+            return False
+        return core in self.program.imported_modules or is_rule_prefix(core)
 
     # -- imports ----------------------------------------------------------------------------------
 
     def check_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            if not _allowed(alias.name, self.options.own_modules):
+            if not is_allowed_module(alias.name, self.options.own_modules):
                 self.add(
                     node,
                     "SEC001",
@@ -210,14 +256,19 @@ class _Checker:
                     "plugins may import the guide's libraries (numpy, pandas, torch, transformers, ...), the SDK "
                     "and side-effect-free standard library modules",
                 )
-            elif alias.name.split(".")[0] == "os" and (alias.asname is None or alias.name == "os"):
-                self.os_names.add(alias.asname or "os")  # `import os.path` binds `os` too
+            elif alias.name.split(".")[0] not in self.options.own_modules:
+                found = refusal(alias.name)
+                if found:
+                    self.refuse(node, found, "import of")
 
     def check_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level:  # the plugin's own modules
-            return
         module = node.module or ""
-        if not _allowed(module, self.options.own_modules):
+        if node.level or module.split(".")[0] in self.options.own_modules:
+            self.check_own_import(node)
+            return
+        if not is_allowed_module(module) and not all(
+            is_allowed_module(f"{module}.{a.name}") for a in node.names if a.name != "*"
+        ):
             self.add(
                 node,
                 "SEC001",
@@ -226,92 +277,166 @@ class _Checker:
             )
             return
         for alias in node.names:
-            if module == "os" and (alias.name == "*" or alias.name.startswith(FORBIDDEN_OS)):
-                self.add(
-                    node, "SEC002", f"import of os.{alias.name}", "plugins may not run shell commands or processes"
-                )
-            elif module == "os" and alias.name == "environ":
-                self.environ_names.add(alias.asname or "environ")
-            elif module.split(".")[0] not in ("featurebus", "engine", "shared") and (
+            if alias.name == "*":
+                if module not in STAR_IMPORT_OK and module.split(".")[0] not in SDK_ROOTS:
+                    self.add(
+                        node,
+                        "SEC002" if module == "os" else "SEC004",
+                        f"from {module} import *, which hides the names this module uses",
+                        f"import the names you need: from {module} import name",
+                    )
+                continue
+            found = refusal(f"{module}.{alias.name}")
+            if found:
+                self.refuse(node, found, "import of")
+            elif module.split(".")[0] not in SDK_ROOTS and (
                 alias.name.startswith("__") or alias.name in FORBIDDEN_BUILTINS
             ):
                 self.add(
                     node, "SEC004", f"import of {module}.{alias.name}", "plugins may not reach interpreter internals"
                 )
 
-    # -- bindings that create aliases --------------------------------------------------------------
+    def check_own_import(self, node: ast.ImportFrom) -> None:
+        """``from .helpers import run``: what the other module gave ``run`` is judged here too."""
+        for alias in node.names:
+            for value in self.facts.env.get(alias.asname or alias.name, ()):
+                if not value.startswith("@") and not value.startswith("[]"):
+                    found = refusal(value)
+                    if found:
+                        self.refuse(node, found, f"import of {alias.name} (from the plugin's own module) =")
 
-    def check_Assign(self, node: ast.Assign) -> None:
-        for target in node.targets:
-            self.bind(target, node.value)
-            self.check_environ_write(target)
-
-    def check_AnnAssign(self, node: ast.AnnAssign) -> None:
-        if node.value is not None:
-            self.bind(node.target, node.value)
-        self.check_environ_write(node.target)
-
-    def check_AugAssign(self, node: ast.AugAssign) -> None:
-        self.check_environ_write(node.target)
-
-    def check_NamedExpr(self, node: ast.NamedExpr) -> None:
-        self.bind(node.target, node.value)
-
-    def check_Delete(self, node: ast.Delete) -> None:
-        for target in node.targets:
-            self.check_environ_write(target)
-
-    def check_arguments(self, node: ast.arguments) -> None:
-        positional = node.posonlyargs + node.args
-        for arg, default in zip(positional[len(positional) - len(node.defaults) :], node.defaults, strict=True):
-            self.bind(ast.Name(id=arg.arg), default)
-        for arg, kw_default in zip(node.kwonlyargs, node.kw_defaults, strict=True):
-            if kw_default is not None:
-                self.bind(ast.Name(id=arg.arg), kw_default)
-
-    def check_environ_write(self, target: ast.AST) -> None:
-        if isinstance(target, ast.Subscript) and self.is_environ(target.value):
-            self.add(
-                target,
-                "SEC005",
-                "write to os.environ",
-                "read os.environ freely; pass configuration as plugin parameters instead of changing the "
-                "worker's environment",
-            )
-        if isinstance(target, ast.Tuple | ast.List):
-            for element in target.elts:
-                self.check_environ_write(element)
-
-    # -- names and attributes ----------------------------------------------------------------------
+    # -- names and attributes ---------------------------------------------------------------------
 
     def check_Name(self, node: ast.Name) -> None:
-        if node.id in FORBIDDEN_BUILTINS and isinstance(node.ctx, ast.Load):
-            self.add(node, "SEC003", f"use of forbidden builtin {node.id}", FORBIDDEN_BUILTINS[node.id])
+        if not isinstance(node.ctx, ast.Load):
+            return
+        name = node.id
+        if name in FORBIDDEN_BUILTINS:
+            self.add(node, "SEC003", f"use of forbidden builtin {name}", FORBIDDEN_BUILTINS[name])
+            return
+        values = self.facts.env.get(name)
+        if not values:
+            if name in REFLECTION_BUILTINS and id(node) not in self.called:
+                self.add(
+                    node,
+                    "SEC006",
+                    f"{name} used as a value (bound to a name, passed or stored)",
+                    f'call {name}(obj, "name") directly so the scanner sees which attribute is read',
+                )
+            return
+        for value in values:
+            if not value.startswith("@") and not value.startswith("[]"):
+                found = refusal(value)
+                if found:
+                    self.refuse(node, found, f"use of {name} =")
+                    return
 
     def check_Attribute(self, node: ast.Attribute) -> None:
         attr = node.attr
-        if self.is_os(node.value) and attr.startswith(FORBIDDEN_OS):
-            self.add(node, "SEC002", f"use of os.{attr}", "plugins may not run shell commands or processes")
-        elif self.is_environ(node.value) and attr in ENVIRON_WRITERS:
-            self.add(node, "SEC005", f"write to os.environ via .{attr}()", "read os.environ; don't change it")
-        elif attr == "__dict__":
+        if attr in CLASS_NAME_READS and isinstance(node.value, ast.Attribute) and node.value.attr == "__class__":
+            self.blessed.add(id(node.value))
+        if attr == "__dict__":
             self.add(node, "SEC006", "access to __dict__", "read attributes by their constant names")
-        elif attr.startswith("__") and attr.endswith("__") and attr not in ALLOWED_DUNDERS:
-            self.add(node, "SEC004", f"access to {attr}", "plugins may not reach into interpreter internals")
-        elif attr in FRAME_ATTRS:
+            return
+        if attr.startswith("__") and attr.endswith("__"):
+            if attr == "__class__" and id(node) in self.blessed:
+                pass
+            elif attr not in ALLOWED_DUNDERS:
+                fix = (
+                    "read type(obj).__name__" if attr == "__class__" else "plugins may not reach interpreter internals"
+                )
+                self.add(node, "SEC004", f"access to {attr}", fix)
+                return
+            elif attr == "__annotations__" and not isinstance(node.ctx, ast.Load):
+                self.add(
+                    node, "SEC004", "write to __annotations__", "annotate in the source; annotations are evaluated"
+                )
+                return
+        if attr in FRAME_ATTRS:
             self.add(node, "SEC004", f"access to frame or code attribute {attr}", "plugins may not inspect frames")
-        elif attr == "read_pickle":
+            return
+        if attr == "read_pickle":
             self.add(node, "SEC007", "read_pickle unpickles arbitrary objects", "store data as Parquet, CSV or JSON")
-        elif attr == "modules" and isinstance(node.value, ast.Name) and node.value.id == "sys":
-            self.add(node, "SEC006", "access to sys.modules", "import modules with import statements")
+            return
+        if attr in ATTRIBUTE_NAME_RULES:
+            rule = ATTRIBUTE_NAME_RULES[attr]
+            self.add(node, rule.code, f"use of .{attr}, which {rule.what}", rule.fix)
+            return
+        storing = not isinstance(node.ctx, ast.Load)
+        for base in self.value(node.value):
+            if base.startswith("@") or base.startswith("[]"):
+                continue
+            if refusal(base):
+                continue  # reported where the refused part itself appears
+            qualname = f"{base}.{attr}"
+            found = refusal(qualname)
+            if found:
+                self.refuse(node, found)
+                return
+            if storing:
+                self.check_patch(node, base, qualname)
+                return
+
+    def check_patch(self, node: ast.AST, base: str, qualname: str) -> None:
+        if qualname.startswith(PLUGIN_SETTINGS) or qualname in PLUGIN_SETTINGS:
+            return
+        if qualname.endswith(("os.environ", "os.environb")):
+            self.add(node, "SEC005", f"replacing {qualname}", "read os.environ; don't change it")
+            return
+        self.add(
+            node,
+            "SEC009",
+            f"assignment to {qualname}, an attribute of the imported {base} (monkeypatching)",
+            "subclass or wrap the object in your own module instead of changing the library for everyone in the worker",
+        )
+
+    def check_Subscript(self, node: ast.Subscript) -> None:
+        if isinstance(node.ctx, ast.Load):
+            return
+        for base in self.value(node.value):
+            if base.startswith("@") or base.startswith("[]"):
+                continue
+            if base.endswith(("os.environ", "os.environb")):
+                self.add(
+                    node,
+                    "SEC005",
+                    "write to os.environ",
+                    "read os.environ freely; pass configuration as plugin parameters instead of changing the "
+                    "worker's environment",
+                )
+            elif not refusal(base):
+                self.add(
+                    node,
+                    "SEC009",
+                    f"item assignment into {base}, which belongs to an imported module (monkeypatching)",
+                    "keep your own copy: table = dict(library.TABLE); table[key] = value",
+                )
+            return
 
     # -- calls ----------------------------------------------------------------------------------------
 
     def check_Call(self, node: ast.Call) -> None:
         func = node.func
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-        if name in ("getattr", "hasattr") and isinstance(func, ast.Name):
+        callee = self.value(func)
+        if self.is_builtin(func, REFLECTION_BUILTINS):
+            self.called.add(id(func))
             self.check_reflection(node, name)
+        self.check_keywords(node, name, callee)
+        if any(q == "operator.attrgetter" or q == "operator.methodcaller" for q in callee):
+            self.check_getter(node, "attrgetter" if any(q.endswith("attrgetter") for q in callee) else "methodcaller")
+        if any(q.endswith("typing.ForwardRef") for q in callee) and node.args:
+            self.check_code_string(node.args[0], 0, required=True)
+        if any(q.endswith("typing.TypeVar") for q in callee):
+            for keyword in node.keywords:
+                if keyword.arg == "bound":
+                    self.check_code_string(keyword.value, 0, required=False)
+        if isinstance(func, ast.Attribute) and func.attr in ("format", "format_map") and _is_str(func.value):
+            self.check_format_string(node, func.value.value)  # type: ignore[attr-defined]
+        if not callee or not all(q.startswith("@f:") for q in callee):
+            self.check_escape(node, callee)
+
+    def check_keywords(self, node: ast.Call, name: str, callee: set[str] | frozenset[str]) -> None:
         keywords = {k.arg: k.value for k in node.keywords if k.arg}
         for unsafe in ("allow_pickle", "trust_remote_code"):
             value = keywords.get(unsafe)
@@ -322,7 +447,10 @@ class _Checker:
                     f"{name}(..., {unsafe}=...) can run code from the loaded data",
                     f"remove {unsafe} (it must be False)",
                 )
-        if name == "load" and isinstance(func, ast.Attribute) and _is_named(func.value, "torch"):
+        is_torch_load = any(q == "torch.load" or q.endswith(".torch.load") for q in callee) or (
+            name == "load" and isinstance(node.func, ast.Attribute) and _is_named(node.func.value, "torch")
+        )
+        if is_torch_load:
             weights_only = keywords.get("weights_only")
             if not (isinstance(weights_only, ast.Constant) and weights_only.value is True):
                 self.add(
@@ -330,6 +458,16 @@ class _Checker:
                     "SEC007",
                     "torch.load without weights_only=True unpickles arbitrary objects",
                     "call torch.load(path, weights_only=True) or use safetensors",
+                )
+        if any(q.endswith("DataLoader") for q in callee):
+            workers = keywords.get("num_workers")
+            if workers is not None and not (isinstance(workers, ast.Constant) and workers.value == 0):
+                self.add(
+                    node,
+                    "SEC011",
+                    "DataLoader(num_workers=...) starts worker processes, which the sandbox refuses",
+                    "use num_workers=0; batches arrive already parallelised by the platform",
+                    severity="WARNING",
                 )
         if self.options.strict and name in HUB_LOADERS and "revision" not in keywords:
             self.add(
@@ -340,22 +478,146 @@ class _Checker:
             )
 
     def check_reflection(self, node: ast.Call, name: str) -> None:
+        if any(isinstance(a, ast.Starred) for a in node.args) or node.keywords:
+            self.add(node, "SEC006", f"{name}() with arguments the scanner cannot see", f'{name}(obj, "name")')
+            return
         if len(node.args) < 2:
             return
-        attribute = node.args[1]
-        if not (isinstance(attribute, ast.Constant) and isinstance(attribute.value, str)):
-            self.add(
-                node,
-                "SEC006",
-                f"{name}() with an attribute name that is not a constant",
-                f'{name}(obj, "name") with a string literal; the scanner must see which attribute is read',
-            )
+        target, attribute = node.args[0], node.args[1]
+        targets = [v for v in self.value(target) if not v.startswith("@f:") and not v.startswith("[]")]
+        if not _is_str(attribute):
+            if targets:
+                what = _describe(target)
+                self.add(
+                    node,
+                    "SEC006",
+                    f"{name}({what}, <expression>) reads an attribute of a module the scanner cannot see",
+                    f'name the attribute: {name}({what}, "name"), or pick from a dict of allowed values, e.g. '
+                    '{"float16": torch.float16}[name]',
+                )
             return
-        value = attribute.value
+        value = attribute.value  # type: ignore[attr-defined]
         if value.startswith("__") and value not in ALLOWED_DUNDERS:
             self.add(node, "SEC004", f"{name}() of {value}", "plugins may not reach into interpreter internals")
-        elif self.is_os(node.args[0]) and value.startswith(FORBIDDEN_OS):
-            self.add(node, "SEC002", f"{name}(os, {value!r})", "plugins may not run shell commands or processes")
+            return
+        if value in FRAME_ATTRS:
+            self.add(node, "SEC004", f"{name}() of {value}", "plugins may not inspect frames")
+            return
+        for base in targets:
+            if base.startswith("@"):
+                continue
+            found = refusal(f"{base}.{value}")
+            if found:
+                self.refuse(node, found, f"{name}() of")
+                return
+
+    def check_getter(self, node: ast.Call, kind: str) -> None:
+        names = node.args if kind == "attrgetter" else node.args[:1]
+        for argument in names:
+            if not _is_str(argument):
+                self.add(
+                    node,
+                    "SEC006",
+                    f"operator.{kind}() with a name that is not a constant",
+                    "use a lambda that names the attribute, e.g. lambda row: row.score",
+                )
+                return
+            parts = argument.value.split(".") if kind == "attrgetter" else [argument.value]  # type: ignore[attr-defined]
+            bad = [p for p in parts if restricted_name(p)]
+            if bad:
+                self.add(
+                    node,
+                    "SEC006",
+                    f"operator.{kind}({argument.value!r}) reaches {bad[0]}",  # type: ignore[attr-defined]
+                    "plugins may not reach refused attributes by name",
+                )
+                return
+
+    def check_escape(self, node: ast.Call, callee: set[str] | frozenset[str]) -> None:
+        """A module handed to code the scanner cannot follow could be used there for anything."""
+        if self.is_builtin(node.func, SAFE_CONSUMERS):
+            return
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        for argument in arguments:
+            for value in self.value(argument):
+                if self.dangerous(value):
+                    core = strip_wrapping(value)
+                    shown = core.replace("@m:", "the plugin module ") if core.startswith("@m:") else core
+                    self.add(
+                        node,
+                        "SEC010",
+                        f"passes {shown} to {_describe(node.func)}, where the scanner cannot follow what is done "
+                        "with it",
+                        f"call the function you need ({shown}.name(...)) yourself, or pass plain values",
+                    )
+                    return
+
+    # -- code hidden in strings -------------------------------------------------------------------------
+
+    def check_annotation(self, node: ast.AST, depth: int) -> None:
+        annotation = node.returns if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else node.annotation  # type: ignore[attr-defined]
+        if annotation is None:
+            return
+        stack = [annotation]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, ast.Subscript) and _names_literal(current.value):
+                continue  # Literal["a b"] holds values, not code
+            if _is_str(current):
+                self.check_code_string(current, depth, required=False)
+            else:
+                stack.extend(ast.iter_child_nodes(current))
+
+    def check_code_string(self, node: ast.AST, depth: int, *, required: bool) -> None:
+        """Forward references are evaluated by pydantic and typing: scan them as the code they are."""
+        if not _is_str(node):
+            if required:
+                self.add(node, "SEC003", "a forward reference built at run time", "write the type as a string literal")
+            return
+        try:
+            tree = ast.parse(node.value.strip(), mode="eval")  # type: ignore[attr-defined]
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return  # not an expression: evaluating it raises SyntaxError, it runs nothing
+        if nesting_depth(tree) > MAX_DEPTH:
+            self.add(
+                node, "SEC003", f"a string annotation nested more than {MAX_DEPTH} levels deep", "simplify the type"
+            )
+            return
+        ast.increment_lineno(tree, getattr(node, "lineno", 1) - 1)
+        self.check_nodes(list(ast.walk(tree)), depth + 1)
+
+    def check_format_string(self, node: ast.Call, template: str) -> None:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+        except ValueError:
+            return
+        for name in fields:
+            parts = name.replace("[", ".").replace("]", "").split(".")
+            if any(p.startswith("_") or p in FRAME_ATTRS for p in parts[1:]):
+                self.add(
+                    node,
+                    "SEC004",
+                    f"format field {{{name}}} reaches private attributes",
+                    "format plain values: '{}'.format(obj.name)",
+                )
+                return
+
+
+_ANNOTATED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.arg, ast.AnnAssign)
+_CHECKS: dict[type, Callable[[_Checker, Any], None]] = {
+    ast.Import: _Checker.check_Import,
+    ast.ImportFrom: _Checker.check_ImportFrom,
+    ast.Name: _Checker.check_Name,
+    ast.Attribute: _Checker.check_Attribute,
+    ast.Subscript: _Checker.check_Subscript,
+    ast.Call: _Checker.check_Call,
+}
+
+
+def _names_literal(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "Literal") or (
+        isinstance(node, ast.Attribute) and node.attr == "Literal"
+    )
 
 
 def _is_named(node: ast.AST, name: str) -> bool:
