@@ -453,4 +453,475 @@ class InferenceService(BaseInferenceService):
     ),
 ]
 
+# Everyday code the scan must leave alone (issue 8): each is scanned as processors/core.py of a valid plugin.
+ORDINARY: list[tuple[str, str]] = [
+    (
+        "sys version and platform checks",
+        """
+import sys
+
+PY311 = sys.version_info >= (3, 11)
+ON_LINUX = sys.platform.startswith("linux")
+BIG = sys.maxsize > 2**32
+
+
+class Processor:
+    def __init__(self, config=None):
+        if sys.version_info < (3, 10):
+            raise RuntimeError(f"needs Python 3.10+, not {sys.version}")
+        self.config = config or {}
+
+    def __call__(self, batch):
+        print(f"{len(batch)} rows", file=sys.stderr)
+        batch["size"] = [sys.getsizeof(t) for t in batch["data"]]
+        return batch
+""",
+    ),
+    (
+        "ast.literal_eval of a parameter",
+        """
+import ast
+from ast import literal_eval
+
+
+class Processor:
+    def __init__(self, config=None):
+        self.config = config or {}
+        self.labels = ast.literal_eval(self.config.get("labels", "['a', 'b']"))
+        self.weights = literal_eval("{'a': 1.0}")
+
+    def __call__(self, batch):
+        batch["label"] = self.labels[0]
+        return batch
+""",
+    ),
+    (
+        "importlib.metadata version lookups",
+        """
+import importlib.metadata
+from importlib import metadata
+from importlib.metadata import PackageNotFoundError, version
+
+import importlib.metadata as md
+
+TORCH = importlib.metadata.version("torch")
+NUMPY = metadata.version("numpy")
+PANDAS = md.version("pandas")
+
+
+def optional(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+class Processor:
+    def __call__(self, batch):
+        batch["versions"] = f"{TORCH} {NUMPY} {PANDAS} {optional('polars')}"
+        return batch
+""",
+    ),
+    (
+        "self.__class__.__name__ and type(self).__name__",
+        """
+import logging
+
+log = logging.getLogger(__name__)
+
+
+class Processor:
+    def __init__(self, config=None):
+        self.config = config
+        self.name = self.__class__.__name__
+        self.qualified = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}({self.config!r})"
+
+    def __call__(self, batch):
+        log.info("%s got %d rows", self.__class__.__qualname__, len(batch))
+        batch["processor"] = self.name
+        return batch
+""",
+    ),
+    (
+        "getattr(obj, name, default) on own objects and config",
+        """
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class Config:
+    threshold: float = 0.5
+    model_name: str = "all-MiniLM-L6-v2"
+
+
+class Processor:
+    OPTIONS = ("threshold", "model_name")
+
+    def __init__(self, config=None, **kwargs):
+        self.config = config or Config()
+        for key in self.OPTIONS:
+            value = kwargs.get(key, getattr(self.config, key, None))
+            if value is not None:
+                self.config = Config(**{**{f.name: getattr(self.config, f.name) for f in fields(Config)}, key: value})
+
+    def option(self, name, default=None):
+        return getattr(self.config, name, default)
+
+    def hook(self, name):
+        handler = getattr(self, f"on_{name}", None)
+        return handler() if callable(handler) else None
+
+    def on_start(self):
+        return "started"
+
+    def __call__(self, batch):
+        batch["threshold"] = self.option("threshold", 0.5)
+        batch["has_model"] = hasattr(self, "_model")
+        return batch
+""",
+    ),
+    (
+        "os the way the guide uses it: unlink downloads, environ reads, paths",
+        """
+import os
+
+from shared.plugins import download_asset
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Processor:
+    def __init__(self, config=None):
+        self.device = os.environ.get("DEVICE", "cpu")
+        self.vocab = os.path.join(HERE, "vocab.txt")
+        self.workers = min(8, os.cpu_count() or 1)
+
+    def _size(self, url):
+        path, is_temp = download_asset(url, suffix=".jpg")
+        try:
+            return os.path.getsize(path) if os.path.exists(path) else 0
+        finally:
+            if is_temp:
+                os.unlink(path)
+
+    def __call__(self, batch):
+        os.makedirs(os.path.join("/tmp", "work"), exist_ok=True)
+        batch["size"] = [self._size(u) for u in batch["data"]]
+        return batch
+""",
+    ),
+    (
+        "dtype tables and getattr of a constant on a library",
+        """
+import numpy as np
+import torch
+
+DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+NP_TYPES = {"f4": np.float32, "f8": np.float64}
+HALF = getattr(torch, "float16")
+
+
+class Processor:
+    def __init__(self, config=None):
+        self.config = config or {}
+        self.dtype = DTYPES[self.config.get("dtype", "float32")]
+
+    def __call__(self, batch):
+        vectors = np.zeros((len(batch), 384), dtype=NP_TYPES["f4"])
+        batch["legit_embedding"] = torch.from_numpy(vectors).to(self.dtype).float().tolist()
+        return batch
+""",
+    ),
+    (
+        "operator getters and functools on plain values",
+        """
+import functools
+import operator
+from dataclasses import dataclass
+
+
+@dataclass
+class Hit:
+    path: str
+    score: float
+
+
+by_score = operator.attrgetter("score")
+by_path = operator.attrgetter("path")
+first = operator.itemgetter(0)
+strip = operator.methodcaller("strip")
+execute = operator.methodcaller("execute")
+
+
+@functools.lru_cache(maxsize=128)
+def tokens(text):
+    return tuple(text.split())
+
+
+class Processor:
+    def __call__(self, batch):
+        hits = sorted([Hit("a", 1.0), Hit("b", 2.0)], key=by_score)
+        clean = list(map(strip, batch["data"]))
+        add_one = functools.partial(operator.add, 1)
+        batch["best"] = by_path(hits[-1])
+        batch["n"] = [add_one(len(tokens(t))) for t in clean]
+        batch["total"] = functools.reduce(operator.add, [1, 2, 3])
+        return batch
+""",
+    ),
+    (
+        "settings the libraries document, and own-class attributes",
+        """
+import logging
+
+import pandas as pd
+import torch
+from PIL import Image, ImageFile
+
+torch.backends.cudnn.benchmark = True
+torch.set_num_threads(2)
+pd.options.mode.chained_assignment = None
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = True
+logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+class Registry:
+    handlers = {}
+
+    @classmethod
+    def register(cls, name):
+        def deco(fn):
+            cls.handlers[name] = fn
+            return fn
+
+        return deco
+
+
+@Registry.register("upper")
+def upper(text):
+    return text.upper()
+
+
+class Processor:
+    calls = 0
+
+    def __call__(self, batch):
+        Processor.calls += 1
+        self.last = len(batch)
+        batch["upper"] = [Registry.handlers["upper"](t) for t in batch["data"]]
+        return batch
+""",
+    ),
+    (
+        "threads, thread pools and asyncio without processes",
+        """
+import asyncio
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import httpx
+
+
+async def fetch_all(urls):
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await asyncio.gather(*(client.get(u) for u in urls), return_exceptions=True)
+
+
+class Processor:
+    def __call__(self, batch):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(len, t) for t in batch["data"]]
+            lengths = [f.result() for f in as_completed(futures)]
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            loop.close()
+        batch["n"] = sorted(lengths)
+        return batch
+""",
+    ),
+    (
+        "decompressing bytes and BytesIO",
+        """
+import gzip
+import io
+import zlib
+
+import numpy as np
+
+
+class Processor:
+    def __call__(self, batch):
+        blobs = [gzip.compress(t.encode()) for t in batch["data"]]
+        texts = [gzip.decompress(b).decode() for b in blobs]
+        with gzip.GzipFile(fileobj=io.BytesIO(blobs[0])) as f:
+            head = f.read(4)
+        arrays = [np.load(io.BytesIO(zlib.decompress(zlib.compress(b"")) or b"\\x93NUMPY"), allow_pickle=False)
+                  for _ in []]
+        batch["n"] = [len(t) + len(head) + len(arrays) for t in texts]
+        return batch
+""",
+    ),
+    (
+        "torch module subclass with state and no_grad",
+        """
+import torch
+import torch.nn.functional as F
+
+
+class Head(torch.nn.Module):
+    def __init__(self, dim=384):
+        super().__init__()
+        self.proj = torch.nn.Linear(dim, dim)
+        self.register_buffer("scale", torch.ones(1))
+
+    def forward(self, x):
+        return F.normalize(self.proj(x), dim=-1) * self.scale
+
+
+class Processor:
+    def __init__(self, config=None):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.head = Head().to(self.device).eval()
+
+    def __call__(self, batch):
+        with torch.no_grad():
+            out = self.head(torch.zeros(len(batch), 384, device=self.device))
+        batch["legit_embedding"] = out.cpu().tolist()
+        return batch
+""",
+    ),
+]
+
+LEGIT += [(name, plugin(source)) for name, source in ORDINARY]
+
+# The guide's batch-processing patterns, as the guide writes them (names of undefined helpers kept).
+GUIDE_PATTERNS: list[tuple[str, str]] = [
+    (
+        "guide: load assets in parallel, then unlink temp files",
+        """
+import pandas as pd
+import torch
+from shared.plugins import open_asset, download_asset
+from shared.plugins.sdk import parallel_io
+
+
+class MyImageProcessor:
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        def load_image(url):
+            from PIL import Image
+            path, is_temp = download_asset(url, suffix=".jpg")
+            img = Image.open(path).convert("RGB")
+            if is_temp:
+                import os
+                os.unlink(path)
+            return img
+
+        images = parallel_io(
+            items=batch["data"].tolist(),
+            process_fn=load_image,
+            max_workers=8,
+        )
+        tensors = [self._preprocess(images[i]) for i in sorted(images)]
+        embeddings = self._model(torch.stack(tensors))
+        batch["embedding"] = embeddings.tolist()
+        return batch
+
+
+def single(url):
+    from PIL import Image
+    with open_asset(url, suffix=".jpg") as local_path:
+        return Image.open(local_path)
+
+
+def raw(row, process):
+    local_path, is_temp = download_asset(row["data"], suffix=".mp4")
+    try:
+        return process(local_path)
+    finally:
+        if is_temp:
+            import os
+            os.unlink(local_path)
+""",
+    ),
+    (
+        "guide: video frames with parallel_io",
+        """
+import torch
+from shared.plugins.sdk import parallel_io, download_asset
+
+
+class VideoFrameProcessor:
+    def __call__(self, batch):
+        def extract_frames(url):
+            path, is_temp = download_asset(url, suffix=".mp4")
+            frames = ffmpeg_extract_frames(path)
+            if is_temp:
+                import os
+                os.unlink(path)
+            return frames
+
+        frame_results = parallel_io(
+            items=batch["data"].tolist(),
+            process_fn=extract_frames,
+            max_workers=8,
+        )
+        all_frames = []
+        frame_map = []
+        for i in sorted(frame_results):
+            for frame in frame_results[i]:
+                all_frames.append(self._preprocess(frame))
+                frame_map.append(i)
+        if all_frames:
+            embeddings = self._model(torch.stack(all_frames))
+        return batch
+""",
+    ),
+    (
+        "guide: allowed read-only builtins and os.environ reads",
+        """
+import os
+
+
+class Processor:
+    def __init__(self, config):
+        model_name = getattr(config, "model_name", "default")
+        if hasattr(self, "_model"):
+            self._model.eval()
+        self.names = dir(config)
+        self.key = os.environ["KEY"] if "KEY" in os.environ else model_name
+        self.path = os.path.join("a", "b")
+
+    def __call__(self, batch):
+        return batch
+""",
+    ),
+    (
+        "guide: E5 over HTTP with httpx",
+        """
+import httpx
+
+
+async def embed_text(text: str) -> list[float]:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            "http://localhost:8001/multilingual_e5_large_instruct/v1",
+            json={"inputs": {"texts": [text]}, "parameters": {}}
+        )
+        return response.json()["embeddings"][0]
+
+
+class Processor:
+    def __call__(self, batch):
+        return batch
+""",
+    ),
+]
+
+LEGIT += [(name, plugin(source)) for name, source in GUIDE_PATTERNS]
+
 assert len(LEGIT) >= 25, len(LEGIT)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from evasion_corpus import ARCHIVE_EVASIONS, EVASIONS
+from evasion_corpus import ARCHIVE_EVASIONS, EVASIONS, NAMED_EVASIONS
 from legit_corpus import LEGIT
 from scanner_fixtures import archive, quickstart
 
@@ -16,6 +16,16 @@ def test_evasion_is_rejected(family: str, source: str) -> None:
     assert not report.passed, f"{family} evasion passed:\n{source}"
     flagged = [v for v in report.violations if v.severity == "ERROR" and v.filename == "processors/core.py"]
     assert flagged, report.lines()
+
+
+@pytest.mark.parametrize(
+    ("family", "source", "named"), NAMED_EVASIONS, ids=[f"{i:03d}-{f}" for i, (f, _, _) in enumerate(NAMED_EVASIONS)]
+)
+def test_evasion_is_refused_by_name_with_a_fix(family: str, source: str, named: str) -> None:
+    report = scan_archive(archive(quickstart(**{"processors/core.py": source})))
+    flagged = [v for v in report.violations if v.severity == "ERROR" and v.filename == "processors/core.py"]
+    assert any(named in v.message for v in flagged), f"{family}: nothing names {named!r}: {report.lines()}"
+    assert all(v.hint and v.line >= 1 for v in flagged if named in v.message), report.lines()
 
 
 @pytest.mark.parametrize(("family", "files"), ARCHIVE_EVASIONS, ids=[next(iter(f)) for _, f in ARCHIVE_EVASIONS])
@@ -34,3 +44,13 @@ def test_legitimate_plugin_passes(name: str, files: dict[str, str]) -> None:
 
 def test_corpus_sizes() -> None:
     assert len(EVASIONS) + len(ARCHIVE_EVASIONS) >= 60 and len(LEGIT) >= 25
+    assert len(NAMED_EVASIONS) >= 100 and {f for f, _, _ in NAMED_EVASIONS} >= {
+        "native",
+        "process",
+        "files",
+        "links",
+        "listing",
+        "alias",
+        "reflection",
+        "patch",
+    }

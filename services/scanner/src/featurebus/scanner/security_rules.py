@@ -115,8 +115,14 @@ _NATIVE = Rule(
 _CODE = Rule("SEC004", "loads or runs code by name", "import modules with import statements")
 _FD = Rule(
     "SEC012",
-    "reaches files beneath the guide's rule against open()",
+    "opens files or raw descriptors (open() under another name, which the guide forbids)",
     "read files through library readers (pd.read_csv, torch.load, Image.open, json.loads of a constant)",
+)
+_LISTING = Rule(
+    "SEC012",
+    "lists directories",
+    "a plugin knows its own files: name them (os.path.join(os.path.dirname(__file__), 'vocab.txt')); "
+    "load models with from_pretrained or load_namespace_model",
 )
 _LINK = Rule(
     "SEC012",
@@ -157,7 +163,9 @@ FORBIDDEN_COMPONENTS: dict[str, Rule] = {
 # Names refused as an attribute of anything, known or not: their only use is the refused thing.
 ATTRIBUTE_NAME_RULES: dict[str, Rule] = {
     **dict.fromkeys(("subprocess_exec", "subprocess_shell", "create_subprocess_exec", "create_subprocess_shell",
-                     "ProcessPoolExecutor"), _SPAWN),
+                     "ProcessPoolExecutor", "base_subprocess", "_make_subprocess_transport",
+                     "BaseSubprocessTransport", "_UnixSubprocessTransport", "SubprocessStreamProtocol",
+                     "read_clipboard", "to_clipboard"), _SPAWN),
     **dict.fromkeys(("load_library", "_load_library", "load_inline", "dlopen", "_dlopen", "CDLL", "PyDLL",
                      "cdll", "pydll", "windll", "oledll", "LoadLibrary", "register_custom_ops_library",
                      "CUDAPluggableAllocator", "register_plugin_function", "preload_dlls", "add_dll_directory"),
@@ -189,18 +197,24 @@ _DENY: dict[str, list[tuple[tuple[str, ...], bool, Rule]]] = {
             ("ftruncate", False), ("mkfifo", False), ("mknod", False)]],
         # Links redirect later reads and writes (scratch -> /etc); readlink probes /proc/self/*.
         *[((n,), False, _LINK) for n in ("symlink", "link", "readlink")],
+        # Listing is how a plugin would look for what is not its own (/proc, other caches); none of
+        # the guide's examples lists a directory.
+        *[((n,), False, _LISTING) for n in ("listdir", "scandir", "walk", "fwalk", "listxattr")],
+        *[((n,), False, _FD) for n in ("getxattr", "setxattr", "removexattr", "truncate", "eventfd")],
         *[((n,), star, _PROCESS_STATE) for n, star in [
             ("chdir", False), ("fchdir", False), ("chroot", False), ("umask", False), ("chmod", False),
             ("lchmod", False), ("chown", False), ("lchown", False), ("setns", False), ("unshare", False),
             ("setuid", False), ("setgid", False), ("setre", True), ("setres", True), ("sete", True),
             ("setgroups", False), ("initgroups", False), ("setsid", False), ("setpg", True),
             ("pidfd_open", False)]],
-        # Fine on purpose: os.path.*, os.environ reads, os.listdir/scandir/walk/stat (a plugin lists its
-        # own files), os.makedirs/mkdir/remove/unlink/rename/replace (a plugin manages files in its
-        # scratch directory, and the sandbox confines writes there), os.cpu_count, os.getpid, os.sep.
+        # Fine on purpose: os.path.*, os.environ reads, os.stat, os.makedirs/mkdir/remove/unlink/rename/
+        # replace (the guide unlinks downloaded assets; a plugin manages files in its scratch directory,
+        # and the sandbox confines writes there), os.cpu_count, os.getpid, os.sep, os.urandom.
     ],
     # io.open *is* the builtin open; FileIO and open_code are the same door.
     "io": [((n,), False, _FD) for n in ("open", "open_code", "FileIO")],
+    # open() again, with compression: decompress bytes with gzip.decompress(data) instead.
+    **{lib: [(("open",), False, _FD)] for lib in ("gzip", "bz2", "lzma")},
     "asyncio": [],  # create_subprocess_* and .subprocess are caught by name and by component
     "concurrent": [(("futures", "process"), False, _SPAWN)],
     "threading": [((n,), True, _TRACE) for n in ("settrace", "setprofile")],
