@@ -280,6 +280,11 @@ NAMED_EVASIONS: list[tuple[str, str, str]] = [
     ("patch", "import os\nos.environ = {}", "os.environ"),
     ("patch", "import os\nos.path.join = print", "os.path.join"),
     ("patch", "import re\nre._cache[1] = 2", "re._cache"),
+    # --- code and attribute paths built from parts
+    ("code", "import types\nf = types.FunctionType(g.__code__, {})", "types.FunctionType"),
+    ("code", "from types import CodeType as C", "types.CodeType"),
+    ("code", "import string\nv = string.Formatter().get_field('0.__init__.__globals__', [1], {})", "string.Formatter"),
+    ("code", "help('modules')", "help"),
 ]
 
 # Archive-level evasions: (family, {path inside the plugin dir: content}) added to a valid plugin.

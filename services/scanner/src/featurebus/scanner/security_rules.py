@@ -73,6 +73,8 @@ FORBIDDEN_BUILTINS = {
     "locals": "pass values explicitly",
     "vars": "read attributes by their constant names",
     "breakpoint": "remove debugging calls",
+    "help": "help() imports modules by name and runs a pager; remove it",
+    "license": "remove interactive helpers",
     "memoryview": "plugins may not view raw memory",
     "__build_class__": "define classes with class statements",
     "__builtins__": "use the builtins directly",
@@ -249,6 +251,12 @@ _DENY: dict[str, list[tuple[tuple[str, ...], bool, Rule]]] = {
         (("tools",), False, Rule("SEC003", "runs generated Python code", "call the model and parse its output")),
     ],
     "polars": [(("plugins",), False, _NATIVE)],
+    # Code objects and functions built from them run bytecode the scanner never sees.
+    "types": [((n,), False, Rule("SEC004", "builds code or functions from raw parts", "define functions with def"))
+              for n in ("CodeType", "FunctionType", "LambdaType", "CellType")],
+    # Formatter.get_field/get_value walk attribute paths named by a string: getattr by another name.
+    "string": [(("Formatter",), False, Rule("SEC006", "reads attributes named by a string",
+                                           "format plain values with f-strings or str.format"))],
 }  # fmt: skip
 
 # Modules plugins may use for a few attributes only: everything else on them is refused.
