@@ -924,4 +924,70 @@ class Processor:
 
 LEGIT += [(name, plugin(source)) for name, source in GUIDE_PATTERNS]
 
+# Everyday library code (issue 8 false-positive review): each is processors/core.py of a valid plugin.
+EVERYDAY: list[tuple[str, str]] = [
+    (
+        "transformers embedder with threads, asyncio and json",
+        'import logging, sys, json, functools, asyncio, threading\nimport numpy as np, torch, pandas as pd\nfrom transformers import AutoModel, AutoTokenizer\nlog = logging.getLogger(__name__)\nlog.addHandler(logging.StreamHandler(sys.stderr))\nclass P:\n    def __init__(self, config=None):\n        self.config = config or {}\n        self.tok = AutoTokenizer.from_pretrained("x", use_fast=True)\n        self.model = AutoModel.from_pretrained("x", torch_dtype=torch.float16).eval()\n        self.model.config.output_hidden_states = True\n        self.lock = threading.Lock()\n        self.t = threading.Thread(target=self.warm, daemon=True)\n    def warm(self):\n        pass\n    @functools.cached_property\n    def dim(self):\n        return self.model.config.hidden_size\n    def __call__(self, batch):\n        texts = batch["data"].fillna("").astype(str).tolist()\n        enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True)\n        with torch.inference_mode():\n            out = self.model(**enc).last_hidden_state.mean(dim=1)\n        arr = out.float().numpy()\n        arr /= np.linalg.norm(arr, axis=1, keepdims=True)\n        batch["e"] = list(arr)\n        batch["meta"] = [json.dumps({"n": len(t)}, default=str) for t in texts]\n        batch = pd.concat([batch], ignore_index=True)\n        r = asyncio.run(asyncio.to_thread(len, texts))\n        isinstance(arr, (np.ndarray, torch.Tensor))\n        return batch',
+    ),
+    (
+        "torch settings and seeds",
+        "import torch\ntorch.backends.cuda.matmul.allow_tf32 = True\ntorch.manual_seed(0)\ntorch.set_default_dtype(torch.float32)",
+    ),
+    (
+        "numpy generators and buffers",
+        'import numpy as np\nrng = np.random.default_rng(0)\nf = np.vectorize(len)\nx = np.frombuffer(b"\\x00" * 8, dtype=np.float32)',
+    ),
+    (
+        "pydantic validators",
+        'from pydantic import BaseModel, Field, field_validator\nclass Params(BaseModel):\n    name: str = Field(default="x")\n    @field_validator("name")\n    @classmethod\n    def check(cls, v):\n        return v.strip()\np = Params.model_validate({"name": "a"})\nd = p.model_dump()',
+    ),
+    (
+        "dataclasses helpers",
+        "import dataclasses\n@dataclasses.dataclass(frozen=True)\nclass C:\n    a: int = 1\nc = dataclasses.replace(C(), a=2)\nd = dataclasses.asdict(c)",
+    ),
+    (
+        "cv2 decoding from bytes",
+        'import cv2, numpy as np\nimg = cv2.imdecode(np.frombuffer(b"", np.uint8), cv2.IMREAD_COLOR)\ncv2.setNumThreads(0)',
+    ),
+    (
+        "librosa and soundfile from bytes",
+        'import librosa, soundfile as sf, io\ny, sr = librosa.load(io.BytesIO(b""), sr=16000)\ndata, rate = sf.read(io.BytesIO(b""))',
+    ),
+    (
+        "onnxruntime session options",
+        'import onnxruntime as ort\nso = ort.SessionOptions()\nso.intra_op_num_threads = 1\nsess = ort.InferenceSession("m.onnx", sess_options=so, providers=["CPUExecutionProvider"])',
+    ),
+    (
+        "sentence-transformers settings on its own instance",
+        'from sentence_transformers import SentenceTransformer\nimport torch\nclass P:\n    def __init__(self):\n        self.m = SentenceTransformer("all-MiniLM-L6-v2", device="cuda" if torch.cuda.is_available() else "cpu")\n        self.m.max_seq_length = 256',
+    ),
+    (
+        "device choice from sys and os.environ",
+        'import os, sys\nif sys.platform == "darwin":\n    DEVICE = "mps"\nelif os.environ.get("CUDA_VISIBLE_DEVICES"):\n    DEVICE = "cuda"\nelse:\n    DEVICE = "cpu"',
+    ),
+    (
+        "TYPE_CHECKING imports and get_type_hints",
+        'import typing\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas as pd\ndef f(b: "pd.DataFrame") -> "pd.DataFrame":\n    return b\nhints = typing.get_type_hints(f)',
+    ),
+    (
+        "logging filter subclass",
+        'import logging\nclass Quiet(logging.Filter):\n    def filter(self, record):\n        return record.levelno >= logging.WARNING\nlogging.getLogger("httpx").addFilter(Quiet())',
+    ),
+    (
+        "re and unicodedata",
+        'import re, unicodedata\ndef norm(t):\n    return re.sub(r"\\s+", " ", unicodedata.normalize("NFKC", t)).strip()',
+    ),
+    (
+        "DataLoader without workers",
+        "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\ndl = DataLoader(TensorDataset(torch.zeros(3)), batch_size=2)",
+    ),
+    (
+        "PIL helpers",
+        "import PIL.Image\nfrom PIL import ImageOps\ndef thumb(img):\n    return ImageOps.exif_transpose(img).resize((224, 224), PIL.Image.BICUBIC)",
+    ),
+]
+
+LEGIT += [(name, plugin(source)) for name, source in EVERYDAY]
+
 assert len(LEGIT) >= 25, len(LEGIT)
