@@ -278,6 +278,7 @@ NAMED_EVASIONS: list[tuple[str, str, str]] = [
     ("patch", "import httpx\nhttpx.Client.send = print", "httpx.Client.send"),
     ("patch", "import PIL.Image\nPIL.Image.open = print", "PIL.Image.open"),
     ("patch", "import os\nos.environ = {}", "os.environ"),
+    ("patch", "import os\ndef put(d):\n    d['LD_PRELOAD'] = 'x.so'\nput(os.environ)", "os.environ"),
     ("patch", "import os\nos.path.join = print", "os.path.join"),
     ("patch", "import re\nre._cache[1] = 2", "re._cache"),
     # --- code and attribute paths built from parts

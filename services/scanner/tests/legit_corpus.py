@@ -745,6 +745,47 @@ class Processor:
 """,
     ),
     (
+        "types and string helpers",
+        """
+import string
+import types
+
+ALPHABET = string.ascii_lowercase + string.digits
+GREETING = string.Template("hello $name").substitute(name="x")
+
+
+class Processor:
+    def __call__(self, batch):
+        row = types.SimpleNamespace(n=len(batch))
+        batch["n"] = row.n
+        batch["clean"] = ["".join(c for c in t.lower() if c in ALPHABET) for t in batch["data"]]
+        return batch
+""",
+    ),
+    (
+        "os.environ read into json through a table of lambdas",
+        """
+import json
+import os
+
+REPORTS = {
+    "env": lambda arg: json.dumps(dict(os.environ)),
+    "one": lambda arg: os.environ.get(arg, ""),
+    "keys": lambda arg: json.dumps(sorted(os.environ)),
+}
+
+
+class Processor:
+    def __call__(self, batch):
+        found = []
+        for text in batch["data"]:
+            name, _, arg = str(text).partition(" ")
+            found.append(REPORTS[name](arg))
+        batch["found"] = found
+        return batch
+""",
+    ),
+    (
         "decompressing bytes and BytesIO",
         """
 import gzip

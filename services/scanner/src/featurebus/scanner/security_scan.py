@@ -242,6 +242,8 @@ class _Checker:
             return True
         if core.startswith("@"):
             return False
+        if core.endswith(("os.environ", "os.environb")):
+            return False  # a mapping to read (json.dumps(dict(os.environ))); writes are judged where they are made
         return core in self.program.imported_modules or is_rule_prefix(core)
 
     # -- imports ----------------------------------------------------------------------------------
