@@ -111,6 +111,7 @@ def test_one_pool_puts_its_two_actors_on_both_nodes(ray_cluster: RayCluster, tmp
     models = str((tmp_path / "models").resolve())
     assert {seen["env"] for seen in report["seen"]} == {f"||{models}|1"}
 
+
 def test_the_service_on_the_cluster_indexes_every_document_once(
     ray_cluster: RayCluster, on_cluster: tuple[LocalServices, Api]
 ) -> None:

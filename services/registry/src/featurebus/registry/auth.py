@@ -1,4 +1,8 @@
-"""API keys: ``Authorization: Bearer <key>``; keys belong to an organization, maybe to namespaces."""
+"""API keys: ``Authorization: Bearer <key>``; keys belong to an organization, maybe to namespaces.
+
+Every request looks its key up in MongoDB (one primary-key-sized lookup by hash), so a revoked or
+expired key is refused at once by every registry process; there is no in-process key cache.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,26 @@ import hashlib
 import logging
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
+from beanie.operators import Set
 from fastapi import Request
 
 from featurebus.common.ids import new_id
-from featurebus.registry.documents import ApiKey, NamespaceDoc, Organization
+from featurebus.registry.documents import ApiKey, NamespaceDoc, Organization, now
 from featurebus.registry.errors import ApiError
+from featurebus.registry.key_rules import Principal, due_for_touch, key_prefix, refusal, state
 
-__all__ = ["Principal", "bootstrap_admin_key", "hash_key", "principal", "resolve_namespace"]
+__all__ = [
+    "Principal",
+    "bootstrap_admin_key",
+    "hash_key",
+    "may_see_namespace",
+    "principal",
+    "require_admin",
+    "require_unlimited",
+    "resolve_namespace",
+]
 
 log = logging.getLogger("featurebus.registry.auth")
 DEFAULT_ORG = "org_default"
@@ -23,17 +37,6 @@ DEFAULT_ORG = "org_default"
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-@dataclass
-class Principal:
-    org_id: str
-    key_id: str
-    admin: bool
-    namespaces: list[str] | None
-
-    def may_use(self, namespace: NamespaceDoc) -> bool:
-        return self.namespaces is None or namespace.id in self.namespaces or namespace.namespace_name in self.namespaces
 
 
 async def principal(request: Request) -> Principal:
@@ -48,7 +51,31 @@ async def principal(request: Request) -> Principal:
     record = await ApiKey.find_one(ApiKey.key_hash == hash_key(key.strip()))
     if record is None:
         raise ApiError(401, "invalid API key", "check the key; keys are shown once, when created")
+    at = now()
+    refused = refusal(record.id, record.revoked_at, record.expires_at, at)
+    if refused is not None:
+        raise ApiError(401, str(refused), refused.hint)
+    if due_for_touch(record.last_used_at, at):
+        await ApiKey.find_one(ApiKey.id == record.id).update(Set({ApiKey.last_used_at: at}))
     return Principal(record.org_id, record.id, record.admin, record.namespaces)
+
+
+def require_admin(who: Principal, action: str, hint: str | None = None) -> None:
+    """403 unless the caller holds an org-admin key."""
+    if not who.admin:
+        scope = f"limited to namespaces {who.namespaces}" if who.limited else "not an admin key"
+        raise ApiError(403, f"{action} needs an org-admin key; key {who.key_id} is {scope}", hint)
+
+
+def require_unlimited(who: Principal, action: str) -> None:
+    """403 for a key limited to namespaces."""
+    if who.limited:
+        raise ApiError(
+            403,
+            f"{action} needs a key for the whole organization; key {who.key_id} is limited to namespaces "
+            f"{who.namespaces}",
+            "ask an admin to do it, or for a key without namespaces",
+        )
 
 
 async def resolve_namespace(who: Principal, ns: str) -> NamespaceDoc:
@@ -56,25 +83,47 @@ async def resolve_namespace(who: Principal, ns: str) -> NamespaceDoc:
     doc = await NamespaceDoc.find_one(NamespaceDoc.id == ns, NamespaceDoc.org_id == who.org_id)
     if doc is None:
         doc = await NamespaceDoc.find_one(NamespaceDoc.namespace_name == ns, NamespaceDoc.org_id == who.org_id)
-    if doc is None or not who.may_use(doc):
+    if doc is None or not who.may_use(doc.id, doc.namespace_name):
         raise ApiError(404, f"namespace {ns!r} not found", "create it with POST /v1/namespaces")
     return doc
 
 
+async def may_see_namespace(who: Principal, namespace_id: str) -> bool:
+    """Whether a resource of namespace ``namespace_id`` (found by some other id) is this key's to see."""
+    if not who.limited:
+        return True
+    doc = await NamespaceDoc.get(namespace_id)
+    return doc is not None and doc.org_id == who.org_id and who.may_use(doc.id, doc.namespace_name)
+
+
+def _admin_key(key: str) -> ApiKey:
+    return ApiKey(
+        id=new_id("key"), org_id=DEFAULT_ORG, name="admin", key_hash=hash_key(key), admin=True, prefix=key_prefix(key)
+    )
+
+
 async def bootstrap_admin_key(configured: str | None, data_dir: Path) -> None:
-    """Make sure the installation has an admin key: the configured one, or a generated one on first start."""
+    """Make sure the installation has an admin key: the configured one, or a generated one on first start.
+
+    Without a configured key, a new one is generated whenever no admin key is usable (none yet, or
+    all of them revoked or expired), so an operator who lost every admin key restarts the registry.
+    """
     if await Organization.get(DEFAULT_ORG) is None:
         await Organization(id=DEFAULT_ORG, name="default").insert()
     if configured:
-        if await ApiKey.find_one(ApiKey.key_hash == hash_key(configured)) is None:
-            await ApiKey(
-                id=new_id("key"), org_id=DEFAULT_ORG, name="admin", key_hash=hash_key(configured), admin=True
-            ).insert()
+        existing = await ApiKey.find_one(ApiKey.key_hash == hash_key(configured))
+        if existing is None:
+            await _admin_key(configured).insert()
+        elif state(existing.revoked_at, existing.expires_at, now()) != "active":
+            log.warning(
+                "the configured admin key %s is %s", existing.id, state(existing.revoked_at, existing.expires_at, now())
+            )
         return
-    if await ApiKey.find_one(ApiKey.admin == True) is not None:  # noqa: E712 - a query expression
+    admins = await ApiKey.find(ApiKey.admin == True).to_list()  # noqa: E712 - a query expression
+    if any(state(a.revoked_at, a.expires_at, now()) == "active" for a in admins):
         return
     key = "fb_" + secrets.token_urlsafe(32)
-    await ApiKey(id=new_id("key"), org_id=DEFAULT_ORG, name="admin", key_hash=hash_key(key), admin=True).insert()
+    await _admin_key(key).insert()
     path = data_dir / "admin-api-key"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

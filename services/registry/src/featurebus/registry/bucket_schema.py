@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ BLOB_TYPES = {
 }
 
 
+_PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
 class SchemaError(ValueError):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -36,11 +40,21 @@ def check_schema(schema: Any) -> dict[str, dict[str, Any]]:
             '{"bucket_schema": {"properties": {"text": {"type": "text", "required": true}}}}',
         )
     for name, spec in properties.items():
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind not in BLOB_TYPES:
+        if not _PROPERTY_NAME.match(name):
             raise SchemaError(
-                f"bucket_schema.properties.{name}.type must be one of {sorted(BLOB_TYPES)} (got {kind!r})"
+                f"bucket_schema.properties: {name[:64]!r} is not a property name",
+                "use letters, digits, _ and -, starting with a letter or _, at most 64 characters",
             )
+        if not isinstance(spec, dict):
+            raise SchemaError(f'bucket_schema.properties.{name} must be an object like {{"type": "text"}}')
+        kind = spec.get("type")
+        if not isinstance(kind, str) or kind not in BLOB_TYPES:
+            shown = kind if isinstance(kind, str | None) else type(kind).__name__
+            raise SchemaError(
+                f"bucket_schema.properties.{name}.type must be one of {sorted(BLOB_TYPES)} (got {shown!r})"
+            )
+        if not isinstance(spec.get("required", False), bool):
+            raise SchemaError(f"bucket_schema.properties.{name}.required must be true or false")
     return properties
 
 
@@ -83,6 +97,11 @@ def parse_blobs(blobs: Any, properties: dict[str, dict[str, Any]], max_text_byte
         if not isinstance(blob, dict):
             raise SchemaError(f"blobs[{i}] must be an object with property, type and data (or upload_id)")
         prop = blob.get("property")
+        if not isinstance(prop, str):
+            raise SchemaError(
+                f"blobs[{i}].property must be the name of a property (a string); the bucket's properties are "
+                f"{sorted(properties)}"
+            )
         if prop not in properties:
             raise SchemaError(
                 f"blobs[{i}].property {prop!r} is not in the bucket's schema; its properties are {sorted(properties)}"

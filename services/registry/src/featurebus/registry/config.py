@@ -24,3 +24,6 @@ class RegistrySettings(CommonSettings):
     # this: a plugin's download_asset reads an asset whole into a worker (actor_memory_gb is 2 by
     # default), and frames of such assets should stay within a worker's memory.
     max_blob_bytes: int = 256 * 1024 * 1024
+    # Every request body (all are JSON) is refused with a 413 above this; files never pass through
+    # the registry (they go to presigned URLs), and 1,000 objects of 16 KiB fit in one request.
+    max_request_bytes: int = 16 * 1024 * 1024

@@ -49,7 +49,11 @@ class ApiKey(Document):
     key_hash: str
     admin: bool = False
     namespaces: list[str] | None = None  # None = every namespace of the organization
+    prefix: str | None = None  # the first characters of the key, to tell keys apart in a listing
     created_at: datetime = Field(default_factory=now)
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None  # refreshed at most once a minute (key_rules.LAST_USED_EVERY)
+    revoked_at: datetime | None = None
 
     class Settings:
         name = "api_keys"

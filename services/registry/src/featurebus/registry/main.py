@@ -22,12 +22,22 @@ from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.registry.answers import Answers
 from featurebus.registry.auth import bootstrap_admin_key
+from featurebus.registry.body_guard import BodyGuard
 from featurebus.registry.config import RegistrySettings
 from featurebus.registry.context import Ctx
 from featurebus.registry.documents import ALL_DOCUMENTS
 from featurebus.registry.errors import install_error_handlers
 from featurebus.registry.handlers import register
-from featurebus.registry.routes import buckets, collections, namespaces, plugins, retrievers, uploads
+from featurebus.registry.routes import (
+    api_keys,
+    buckets,
+    collections,
+    namespaces,
+    plugins,
+    retrievers,
+    secrets,
+    uploads,
+)
 
 __all__ = ["build_app", "main"]
 
@@ -77,7 +87,8 @@ def build_app(
 
     app = FastAPI(title="featurebus", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    for module in (namespaces, plugins, buckets, uploads, collections, retrievers):
+    app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
+    for module in (namespaces, api_keys, secrets, plugins, buckets, uploads, collections, retrievers):
         app.include_router(module.router)
 
     @app.get("/healthz")

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featurebus.common import ids
 from featurebus.common.events import IngestedObject, ObjectsIngested
-from featurebus.registry.auth import Principal, principal, resolve_namespace
+from featurebus.registry.auth import Principal, may_see_namespace, principal, resolve_namespace
 from featurebus.registry.batching import start_batch
+from featurebus.registry.body_guard import json_of
 from featurebus.registry.bucket_schema import BlobRequest, SchemaError, build_blobs, check_schema, parse_blobs
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import BatchDoc, BlobUpload, BucketDoc, FrameResult, NamespaceDoc
 from featurebus.registry.errors import ApiError
+from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 from featurebus.registry.upload_checks import StoredBlob, UploadProblem
 from featurebus.registry.upload_sealing import verify_upload
 
@@ -83,6 +85,8 @@ async def create_bucket(ns: str, body: CreateBucket, who: Principal = Depends(pr
         check_schema(body.bucket_schema)
     except SchemaError as exc:
         raise ApiError(422, str(exc), exc.hint) from None
+    if json_size(body.bucket_schema) > MAX_STORED_JSON:
+        raise ApiError(422, f"bucket_schema is over {MAX_STORED_JSON} bytes as JSON", "keep to properties and types")
     bucket = BucketDoc(
         id=ids.new_id("bkt"),
         org_id=who.org_id,
@@ -132,13 +136,18 @@ OBJECT_EXAMPLE = '{"blobs": [{"property": "text", "type": "text", "data": "..."}
 # One ObjectsIngested event stays well under Kafka's 1 MiB default message size.
 MAX_EVENT_BYTES = 512 * 1024
 MAX_OBJECTS_PER_REQUEST = 1000
+MAX_OBJECT_ID = 256
 
 
 async def checked_object(c: Ctx, bucket: BucketDoc, body: Any, where: str = "") -> IngestedObject:
     """One object of a request, checked against the bucket's schema (``where`` prefixes field names)."""
     if not isinstance(body, dict):
         raise ApiError(422, f"{where or 'the body'} must be an object with blobs", OBJECT_EXAMPLE)
-    object_id = str(body.get("object_id") or ids.new_id("obj"))
+    object_id = body.get("object_id") or ids.new_id("obj")
+    if not isinstance(object_id, str) or len(object_id) > MAX_OBJECT_ID:
+        raise ApiError(
+            422, f"{where}object_id must be a string of at most {MAX_OBJECT_ID} characters", "or leave it out"
+        )
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ApiError(422, f"{where}metadata must be an object")
@@ -152,7 +161,15 @@ async def checked_object(c: Ctx, bucket: BucketDoc, body: Any, where: str = "") 
         # "objects[2].blobs[0].property ..." for a field; "objects[2]: required properties ..." otherwise
         message = f"{where}{exc}" if str(exc).startswith("blobs") else f"{where.rstrip('.')}: {exc}".lstrip(": ")
         raise ApiError(422, message, exc.hint) from None
-    return IngestedObject(object_id=object_id, blobs=blobs, metadata=metadata)
+    obj = IngestedObject(object_id=object_id, blobs=blobs, metadata=metadata)
+    size = len(obj.model_dump_json())
+    if size > MAX_EVENT_BYTES:
+        raise ApiError(
+            422,
+            f"{where.rstrip('.') or 'body'}: the object is {size} bytes with its metadata; at most {MAX_EVENT_BYTES}",
+            "keep metadata small; put long text in a blob of its own object",
+        )
+    return obj
 
 
 async def publish_objects(
@@ -192,7 +209,7 @@ async def add_object(
     ns: str, bucket_id: str, request: Request, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
     namespace, bucket = await get_bucket(who, ns, bucket_id)
-    obj = await checked_object(c, bucket, await request.json())
+    obj = await checked_object(c, bucket, json_of(request))
     await publish_objects(c, who, namespace, bucket, [obj])
     return object_view(bucket, obj)
 
@@ -203,7 +220,7 @@ async def add_objects(
 ) -> dict[str, Any]:
     """Up to MAX_OBJECTS_PER_REQUEST objects at once: all are accepted, or none (a 422 names the first bad one)."""
     namespace, bucket = await get_bucket(who, ns, bucket_id)
-    body = await request.json()
+    body = json_of(request)
     items = body.get("objects") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise ApiError(422, "objects must be a non-empty list of objects", '{"objects": [' + OBJECT_EXAMPLE + "]}")
@@ -224,7 +241,7 @@ async def add_objects(
 
 
 class TriggerBody(BaseModel):
-    collection_ids: list[str] = Field(min_length=1)
+    collection_ids: list[str] = Field(min_length=1, max_length=100)
 
 
 @router.post("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/trigger", status_code=201)
@@ -250,14 +267,19 @@ async def batch_status(ns: str, bucket_id: str, batch_id: str, who: Principal = 
 
 @router.get("/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/failed-documents")
 async def failed_documents(
-    ns: str, bucket_id: str, batch_id: str, offset: int = 0, limit: int = 100, who: Principal = Depends(principal)
+    ns: str,
+    bucket_id: str,
+    batch_id: str,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, description="at most 1000 are returned"),
+    who: Principal = Depends(principal),
 ) -> dict[str, Any]:
     await get_batch(who, ns, bucket_id, batch_id)
     frames = await FrameResult.find(FrameResult.batch_id == batch_id).sort("+frame_id").to_list()
     rows = [
         {"collection_id": f.collection_id, **failure.model_dump(mode="json")} for f in frames for failure in f.failures
     ]
-    limit = max(1, min(limit, 1000))
+    limit = min(limit, 1000)
     return {"results": rows[offset : offset + limit], "total": len(rows), "offset": offset, "limit": limit}
 
 
@@ -276,7 +298,7 @@ async def retry(
 @router.get("/v1/tasks/{task_id}")
 async def task(task_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
     batch = await BatchDoc.find_one(BatchDoc.task_id == task_id, BatchDoc.org_id == who.org_id)
-    if batch is None:
+    if batch is None or not await may_see_namespace(who, batch.namespace_id):
         raise ApiError(404, f"task {task_id!r} not found")
     return {
         "task_id": task_id,

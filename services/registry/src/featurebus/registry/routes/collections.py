@@ -13,6 +13,7 @@ from featurebus.registry.auth import Principal, principal, resolve_namespace
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import BucketDoc, CollectionDoc, NamespaceDoc, PluginDoc, RetrieverDoc
 from featurebus.registry.errors import ApiError
+from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/collections")
 
@@ -32,20 +33,20 @@ def collection_view(col: CollectionDoc) -> dict[str, Any]:
 
 class ExtractorSpec(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    feature_extractor_name: str
-    version: str
+    feature_extractor_name: str = Field(max_length=64)
+    version: str = Field(max_length=64)
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class Source(BaseModel):
     type: str = "bucket"
-    bucket_ids: list[str] = Field(min_length=1)
+    bucket_ids: list[str] = Field(min_length=1, max_length=100)
 
 
 class CreateCollection(BaseModel):
     model_config = ConfigDict(extra="ignore")
     collection_name: str = Field(min_length=1, max_length=100)
-    feature_extractors: list[ExtractorSpec] = Field(min_length=1)
+    feature_extractors: list[ExtractorSpec] = Field(min_length=1, max_length=32)
     source: Source
 
     @model_validator(mode="before")
@@ -83,6 +84,8 @@ async def create_collection(
     extractors: list[dict[str, Any]] = []
     indexes: list[VectorIndex] = []
     for i, spec in enumerate(body.feature_extractors):
+        if json_size(spec.parameters) > MAX_STORED_JSON:
+            raise ApiError(422, f"feature_extractors[{i}].parameters are over {MAX_STORED_JSON} bytes as JSON")
         try:
             plugin_id = ids.plugin_id(spec.feature_extractor_name, spec.version)
         except ValueError as exc:

@@ -15,6 +15,7 @@ from featurebus.registry.auth import Principal, principal, resolve_namespace
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import CollectionDoc, PluginDoc, PluginUpload, now
 from featurebus.registry.errors import ApiError
+from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/plugins")
 
@@ -67,8 +68,8 @@ class CreateUpload(BaseModel):
         max_length=64,
         description="lowercase letters, digits and underscores, starting with a letter",
     )
-    version: str
-    description: str = ""
+    version: str = Field(max_length=64)
+    description: str = Field(default="", max_length=1000)
     file_size_bytes: int | None = Field(default=None, ge=0)
 
 
@@ -272,6 +273,8 @@ class EnableBody(BaseModel):
 @router.post("/org/{plugin_id}/enable")
 async def enable(ns: str, plugin_id: str, body: EnableBody, who: Principal = Depends(principal)) -> dict[str, Any]:
     plugin = await get_plugin(who, ns, plugin_id)
+    if json_size(body.params) > MAX_STORED_JSON:
+        raise ApiError(422, f"params are over {MAX_STORED_JSON} bytes as JSON", "pass large inputs as blobs")
     plugin.enabled, plugin.params, plugin.updated_at = True, body.params, now()
     await plugin.save()
     return {"plugin_id": plugin_id, "enabled": True, "params": plugin.params}

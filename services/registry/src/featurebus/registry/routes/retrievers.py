@@ -13,20 +13,21 @@ from featurebus.common import ids
 from featurebus.common.events import RetrievalRequested, SearchSpec
 from featurebus.registry.auth import Principal, principal, resolve_namespace
 from featurebus.registry.batching import plugin_ref
+from featurebus.registry.body_guard import json_of
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import CollectionDoc, NamespaceDoc, PluginDoc, RetrieverDoc
 from featurebus.registry.errors import ApiError
 from featurebus.registry.feature_uri import parse_feature_uri
 from featurebus.registry.fusion import fuse
+from featurebus.registry.json_body import MAX_STORED_JSON, json_size
+from featurebus.registry.retriever_stages import StageProblem, check_stages, plan_execution
 from featurebus.registry.routes.collections import resolve_collection
 from featurebus.registry.templates import MissingInput, fill
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/retrievers")
 
-SEARCH_STAGES = {"feature_search", "semantic_search", "vector_search"}
-FILTER_STAGES = {"filter", "attribute_filter"}
-LIMIT_STAGES = {"limit", "sort", "rerank"}
 DEFAULT_LIMIT = 10
+MAX_EVENT_BYTES = 512 * 1024  # a RetrievalRequested stays well under Kafka's 1 MiB
 
 
 def retriever_view(r: RetrieverDoc) -> dict[str, Any]:
@@ -40,45 +41,13 @@ def retriever_view(r: RetrieverDoc) -> dict[str, Any]:
     }
 
 
-def _stage_id(stage: dict[str, Any]) -> str:
-    return str((stage.get("config") or {}).get("stage_id") or stage.get("stage_id") or stage.get("stage_type") or "")
-
-
-def _params(stage: dict[str, Any]) -> dict[str, Any]:
-    return (stage.get("config") or {}).get("parameters") or stage.get("parameters") or {}
-
-
 async def _validate_stages(namespace: NamespaceDoc, stages: Any) -> None:
-    if not isinstance(stages, list) or not stages:
-        raise ApiError(422, "stages must be a non-empty list", "start with a feature_search stage")
-    searches = 0
-    for i, stage in enumerate(stages):
-        if not isinstance(stage, dict):
-            raise ApiError(422, f"stages[{i}] must be an object")
-        sid = _stage_id(stage)
-        if sid in SEARCH_STAGES:
-            found = _params(stage).get("searches")
-            if not isinstance(found, list) or not found:
-                raise ApiError(
-                    422,
-                    f"stages[{i}].config.parameters.searches must list at least one search",
-                    '{"feature_uri": "mixpeek://name@1.0.0/feature", "query": "{{INPUT.query}}"}',
-                )
-            for j, search in enumerate(found):
-                await _resolve_feature(
-                    namespace, search.get("feature_uri", ""), f"stages[{i}].searches[{j}].feature_uri"
-                )
-            searches += len(found)
-        elif sid not in FILTER_STAGES | LIMIT_STAGES:
-            raise ApiError(
-                422,
-                f"stages[{i}]: stage {sid!r} is not supported",
-                f"supported stages: {sorted(SEARCH_STAGES | FILTER_STAGES | LIMIT_STAGES)}",
-            )
-    if not searches:
-        raise ApiError(
-            422, "a retriever needs a feature_search stage", "add a stage with config.stage_id = feature_search"
-        )
+    try:
+        searches = check_stages(stages)
+    except StageProblem as exc:
+        raise ApiError(422, str(exc), exc.hint) from None
+    for where, search in searches:
+        await _resolve_feature(namespace, search["feature_uri"], f"{where}.feature_uri")
 
 
 async def _resolve_feature(namespace: NamespaceDoc, uri: str, where: str) -> tuple[PluginDoc, str]:
@@ -98,7 +67,7 @@ async def _resolve_feature(namespace: NamespaceDoc, uri: str, where: str) -> tup
 @router.post("", status_code=201)
 async def create_retriever(ns: str, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     namespace = await resolve_namespace(who, ns)
-    body = await request.json()
+    body = json_of(request)
     if not isinstance(body, dict):
         raise ApiError(422, "the body must be an object")
     if "collection_ids" in body and "collection_identifiers" not in body:
@@ -108,15 +77,17 @@ async def create_retriever(ns: str, request: Request, who: Principal = Depends(p
             "Add collection_identifiers to your retriever",
         )
     name = body.get("retriever_name") or body.get("name")
-    if not isinstance(name, str) or not name:
-        raise ApiError(422, "name is required")
+    if not isinstance(name, str) or not name or len(name) > 100:
+        raise ApiError(422, "name is required: a string of 1 to 100 characters", '{"name": "articles-search", ...}')
     identifiers = body.get("collection_identifiers")
     collection_ids = None
     if identifiers is not None:
-        if not isinstance(identifiers, list):
-            raise ApiError(422, "collection_identifiers must be a list of collection ids or names")
-        collection_ids = [(await resolve_collection(namespace, str(i))).id for i in identifiers]
+        if not isinstance(identifiers, list) or not all(isinstance(i, str) for i in identifiers):
+            raise ApiError(422, "collection_identifiers must be a list of collection ids or names (strings)")
+        collection_ids = [(await resolve_collection(namespace, i)).id for i in identifiers]
     await _validate_stages(namespace, body.get("stages"))
+    if json_size(body["stages"]) > MAX_STORED_JSON:
+        raise ApiError(422, f"stages are {json_size(body['stages'])} bytes as JSON; at most {MAX_STORED_JSON}")
     doc = RetrieverDoc(
         id=ids.new_id("ret"),
         org_id=who.org_id,
@@ -159,51 +130,34 @@ async def execute(
 ) -> dict[str, Any]:
     began = time.perf_counter()
     namespace, retriever = await _get(who, ns, retriever_id)
-    body = await request.json()
+    body = json_of(request)
     inputs = body.get("input", body.get("inputs")) if isinstance(body, dict) else None
     if not isinstance(inputs, dict):
         raise ApiError(422, "input must be an object", '{"input": {"query": "..."}}')
     try:
-        stages = fill(retriever.stages, inputs)
+        plan = plan_execution(fill(retriever.stages, inputs), body.get("limit"), DEFAULT_LIMIT)
     except MissingInput as exc:
         raise ApiError(
             422, f"input.{exc.args[0]} is required by this retriever", f'{{"input": {{"{exc.args[0]}": ...}}}}'
         ) from None
-    limit = int(body.get("limit") or 0) or None
-    filters: dict[str, Any] = {}
-    searches: list[SearchSpec] = []
-    for stage in stages:
-        sid, params = _stage_id(stage), _params(stage)
-        if sid in SEARCH_STAGES:
-            limit = (
-                limit
-                or params.get("final_top_k")
-                or max((s.get("top_k") or 0 for s in params["searches"]), default=0)
-                or None
-            )
-            for search in params["searches"]:
-                searches.append(await _search_spec(namespace, retriever, search))
-        elif sid in FILTER_STAGES:
-            filters.update(
-                params.get("filters") or ({params["field"]: params.get("value")} if "field" in params else {})
-            )
-        elif sid == "limit" and params.get("limit"):
-            limit = min(limit or 10**6, int(params["limit"]))
-    limit = max(1, min(int(limit or DEFAULT_LIMIT), 1000))
+    except StageProblem as exc:
+        raise ApiError(422, f"{exc} (after filling in input)", exc.hint) from None
+    searches = [await _search_spec(c, namespace, retriever, where, search) for where, search in plan.searches]
+    limit, filters = plan.limit, plan.filters
     request_id = uuid.uuid4().hex
+    event = RetrievalRequested(
+        request_id=request_id,
+        org_id=who.org_id,
+        namespace_id=namespace.id,
+        searches=searches,
+        limit=limit,
+        filters=filters,
+    )
+    if len(event.model_dump_json()) > MAX_EVENT_BYTES:
+        raise ApiError(422, f"input: the queries add up to more than {MAX_EVENT_BYTES} bytes", "send shorter queries")
     waiting = c.answers.expect(request_id)
     try:
-        await c.bus.publish(
-            RetrievalRequested(
-                request_id=request_id,
-                org_id=who.org_id,
-                namespace_id=namespace.id,
-                searches=searches,
-                limit=limit,
-                filters=filters,
-            ),
-            key=request_id,
-        )
+        await c.bus.publish(event, key=request_id)
         answer = await asyncio.wait_for(waiting, c.settings.retrieval_timeout_s)
     except TimeoutError:
         raise ApiError(
@@ -226,13 +180,21 @@ async def execute(
     }
 
 
-async def _search_spec(namespace: NamespaceDoc, retriever: RetrieverDoc, search: dict[str, Any]) -> SearchSpec:
-    plugin, feature = await _resolve_feature(namespace, search.get("feature_uri", ""), "feature_uri")
+async def _search_spec(
+    c: Ctx, namespace: NamespaceDoc, retriever: RetrieverDoc, where: str, search: dict[str, Any]
+) -> SearchSpec:
+    plugin, feature = await _resolve_feature(namespace, search["feature_uri"], f"{where}.feature_uri")
     query = search.get("query")
     if isinstance(query, dict):
         query = query.get("text") or query.get("value")
     if not isinstance(query, str) or not query:
-        raise ApiError(422, "each search needs a text query", '"query": "{{INPUT.query}}"')
+        raise ApiError(422, f"{where}.query: each search needs a text query", '"query": "{{INPUT.query}}"')
+    if len(query.encode()) > c.settings.max_inline_text_bytes:
+        raise ApiError(
+            422,
+            f"{where}.query is {len(query.encode())} bytes; a query is limited to {c.settings.max_inline_text_bytes}",
+            "send a shorter query",
+        )
     if retriever.collection_ids is not None:
         collection_ids = retriever.collection_ids
     else:

@@ -1,0 +1,113 @@
+"""An ASGI middleware that bounds every request body and checks it is sound JSON before routing.
+
+The registry takes only JSON bodies: archives and blobs go straight to the object store through
+presigned URLs, never through this process, so one limit (``max_request_bytes``) fits every
+route. A body over the limit gets a 413 (at once when Content-Length says so); a body that is
+not sound JSON (see ``json_body``) gets a 422 naming the place. Routes that read the body by hand
+take the parsed value from :func:`json_of`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from featurebus.registry.json_body import BodyProblem, parse_json_body
+
+__all__ = ["BodyGuard", "json_of"]
+
+_PARSED = "featurebus.json_body"
+# After a 413, read on up to this many more bytes so that the client is not cut off mid-send and
+# gets to read the answer; a longer body gets its connection closed.
+_DRAIN_BYTES = 64 * 1024 * 1024
+
+
+def json_of(request: Request) -> Any:
+    """The request's JSON body as BodyGuard parsed it (None for an empty body)."""
+    return request.scope.get(_PARSED)
+
+
+class BodyGuard:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    def _too_large(self, size: str) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": f"body: the request body is {size}; the limit is {self.max_bytes} bytes",
+                "hint": "send files through an upload's presigned_url, and many objects in several "
+                "requests; the operator sets the limit with FEATUREBUS_MAX_REQUEST_BYTES",
+            },
+            status_code=413,
+            headers={"connection": "close"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            if declared <= self.max_bytes + _DRAIN_BYTES:
+                await self._drain(receive, 0)
+            await self._too_large(f"{declared} bytes")(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        disconnected: Message | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = message
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive, size)
+                await self._too_large(f"over {self.max_bytes} bytes")(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        if raw:
+            try:
+                scope[_PARSED] = parse_json_body(raw)
+            except BodyProblem as exc:
+                await JSONResponse({"detail": str(exc), "hint": exc.hint}, status_code=422)(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if disconnected is not None:
+                return disconnected
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Receive, read: int) -> None:
+        while read < self.max_bytes + _DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

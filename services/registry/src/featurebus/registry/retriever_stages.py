@@ -1,0 +1,193 @@
+"""The shape of retriever stages, checked without I/O: at creation (placeholders allowed) and at
+execution (placeholders filled), so that every bad value is a 422 naming its field.
+
+A stage is ``{"stage_id"|"stage_type", "config": {"stage_id", "parameters": {...}}}`` (or
+``"parameters"`` beside ``config``). Search stages list ``searches`` of
+``{"feature_uri", "query", "top_k"}``; filter stages give ``filters`` (or ``field``/``value``);
+a ``limit`` stage gives ``limit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "FILTER_STAGES",
+    "LIMIT_STAGES",
+    "MAX_LIMIT",
+    "SEARCH_STAGES",
+    "ExecutionPlan",
+    "StageProblem",
+    "check_stages",
+    "count",
+    "plan_execution",
+    "stage_id",
+    "stage_params",
+]
+
+SEARCH_STAGES = {"feature_search", "semantic_search", "vector_search"}
+FILTER_STAGES = {"filter", "attribute_filter"}
+LIMIT_STAGES = {"limit", "sort", "rerank"}
+MAX_LIMIT = 1000
+MAX_SEARCHES = 32
+MAX_STAGES = 64
+SEARCH_EXAMPLE = '{"feature_uri": "mixpeek://name@1.0.0/feature", "query": "{{INPUT.query}}"}'
+
+
+class StageProblem(ValueError):
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _placeholder(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value and "}}" in value
+
+
+def count(value: Any, where: str, *, templated: bool = False) -> int | None:
+    """A positive whole number (capped at MAX_LIMIT), None when absent; StageProblem naming ``where`` else.
+
+    With ``templated`` a ``{{INPUT.x}}`` placeholder is accepted as is (checked once filled).
+    """
+    if value is None:
+        return None
+    if templated and _placeholder(value):
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = value if isinstance(value, int | float) else type(value).__name__
+        raise StageProblem(f"{where} must be a whole number from 1 to {MAX_LIMIT} (got {shown!r})")
+    if value < 1:
+        raise StageProblem(f"{where} must be at least 1 (got {value})", f"at most {MAX_LIMIT} results are returned")
+    return min(value, MAX_LIMIT)
+
+
+def stage_id(stage: dict[str, Any], where: str) -> str:
+    config = stage.get("config")
+    sid = (config.get("stage_id") if isinstance(config, dict) else None) or stage.get("stage_id")
+    sid = sid or stage.get("stage_type")
+    if not isinstance(sid, str):
+        raise StageProblem(f"{where}.config.stage_id must be a string", "e.g. feature_search, filter or limit")
+    return sid
+
+
+def stage_params(stage: dict[str, Any], where: str) -> dict[str, Any]:
+    config = stage.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise StageProblem(f"{where}.config must be an object", '{"stage_id": ..., "parameters": {...}}')
+    params = (config or {}).get("parameters") or stage.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise StageProblem(f"{where}.config.parameters must be an object")
+    return params
+
+
+def _filter_value(value: Any, where: str, templated: bool) -> None:
+    if templated and _placeholder(value):
+        return
+    if isinstance(value, bool | int | str):
+        return
+    if isinstance(value, list) and value and all(isinstance(v, int | str) and not isinstance(v, bool) for v in value):
+        return
+    raise StageProblem(
+        f"{where} cannot be matched exactly",
+        "use a string, integer, boolean or a non-empty list of strings or integers",
+    )
+
+
+def _filters(params: dict[str, Any], where: str, templated: bool) -> dict[str, Any]:
+    filters = params.get("filters")
+    if filters is not None and not isinstance(filters, dict):
+        raise StageProblem(f"{where}.filters must be an object of field: value", '{"filters": {"lang": "en"}}')
+    out = dict(filters or {})
+    if "field" in params:
+        if not isinstance(params["field"], str) or not params["field"]:
+            raise StageProblem(f"{where}.field must be a field name (a string)")
+        out[params["field"]] = params.get("value")
+    for key, value in out.items():
+        _filter_value(value, f"{where}.filters.{key}", templated)
+    return out
+
+
+def _searches(params: dict[str, Any], where: str, templated: bool) -> list[tuple[str, dict[str, Any]]]:
+    found = params.get("searches")
+    if not isinstance(found, list) or not found:
+        raise StageProblem(f"{where}.searches must list at least one search", SEARCH_EXAMPLE)
+    if len(found) > MAX_SEARCHES:
+        raise StageProblem(f"{where}.searches lists {len(found)} searches; at most {MAX_SEARCHES}")
+    out = []
+    for j, search in enumerate(found):
+        at = f"{where}.searches[{j}]"
+        if not isinstance(search, dict):
+            raise StageProblem(f"{at} must be an object", SEARCH_EXAMPLE)
+        if not isinstance(search.get("feature_uri"), str):
+            raise StageProblem(f"{at}.feature_uri must be a string", SEARCH_EXAMPLE)
+        query = search.get("query")
+        if query is not None and not isinstance(query, str | dict):
+            raise StageProblem(f"{at}.query must be text (or {{INPUT.x}})", SEARCH_EXAMPLE)
+        count(search.get("top_k"), f"{at}.top_k", templated=templated)
+        out.append((at, search))
+    count(params.get("final_top_k"), f"{where}.final_top_k", templated=templated)
+    return out
+
+
+def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """Check every stage's shape; the searches, each with the field name it is known by."""
+    if not isinstance(stages, list) or not stages:
+        raise StageProblem("stages must be a non-empty list", "start with a feature_search stage")
+    if len(stages) > MAX_STAGES:
+        raise StageProblem(f"stages lists {len(stages)} stages; at most {MAX_STAGES}")
+    searches: list[tuple[str, dict[str, Any]]] = []
+    for i, stage in enumerate(stages):
+        where = f"stages[{i}]"
+        if not isinstance(stage, dict):
+            raise StageProblem(f"{where} must be an object")
+        sid, params = stage_id(stage, where), stage_params(stage, where)
+        at = f"{where}.config.parameters"
+        if sid in SEARCH_STAGES:
+            searches.extend(_searches(params, at, templated))
+        elif sid in FILTER_STAGES:
+            _filters(params, at, templated)
+        elif sid in LIMIT_STAGES:
+            if sid == "limit":
+                count(params.get("limit"), f"{at}.limit", templated=templated)
+        else:
+            raise StageProblem(
+                f"{where}: stage {sid!r} is not supported",
+                f"supported stages: {sorted(SEARCH_STAGES | FILTER_STAGES | LIMIT_STAGES)}",
+            )
+    if not searches:
+        raise StageProblem(
+            "a retriever needs a feature_search stage", "add a stage with config.stage_id = feature_search"
+        )
+    return searches
+
+
+@dataclass
+class ExecutionPlan:
+    limit: int
+    searches: list[tuple[str, dict[str, Any]]]
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> ExecutionPlan:
+    """Stages with their placeholders filled → what to search, which filters, how many results."""
+    searches = check_stages(stages, templated=False)
+    limit = count(requested_limit, "limit")
+    filters: dict[str, Any] = {}
+    for i, stage in enumerate(stages):
+        where = f"stages[{i}]"
+        sid, params = stage_id(stage, where), stage_params(stage, where)
+        at = f"{where}.config.parameters"
+        if sid in SEARCH_STAGES:
+            top_ks = [count(s.get("top_k"), "top_k") for s in params["searches"]]
+            limit = limit or count(params.get("final_top_k"), "final_top_k") or max((k or 0 for k in top_ks), default=0)
+            limit = limit or None
+        elif sid in FILTER_STAGES:
+            filters.update(_filters(params, at, False))
+        elif sid == "limit":
+            cap = count(params.get("limit"), f"{at}.limit")
+            if cap:
+                limit = min(limit or MAX_LIMIT, cap)
+    return ExecutionPlan(limit=limit or default_limit, searches=searches, filters=filters)
