@@ -362,7 +362,10 @@ class _Checker:
             return
         if attr in ATTRIBUTE_NAME_RULES:
             rule = ATTRIBUTE_NAME_RULES[attr]
-            self.add(node, rule.code, f"use of .{attr}, which {rule.what}", rule.fix)
+            shown = ast.unparse(node)  # the call as written (asyncio.create_subprocess_exec), if short
+            self.add(
+                node, rule.code, f"use of {shown if len(shown) <= 60 else '.' + attr}, which {rule.what}", rule.fix
+            )
             return
         storing = not isinstance(node.ctx, ast.Load)
         for base in self.value(node.value):
