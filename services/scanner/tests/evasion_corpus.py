@@ -72,15 +72,6 @@ EVASIONS: list[tuple[str, str]] = [
     ("dunder", "try:\n    1 / 0\nexcept Exception as e:\n    fr = e.__traceback__.tb_frame"),
     ("dunder", "x = 'a'.__getattribute__('upper')"),
     ("dunder", "def f():\n    pass\nc = f.__closure__"),
-    # --- writes to the environment (reads are allowed)
-    ("environ", "import os\nos.environ['LD_PRELOAD'] = '/tmp/x.so'"),
-    ("environ", "import os\nos.environ.update({'PYTHONPATH': '/tmp'})"),
-    ("environ", "import os\nos.environ.setdefault('HF_ENDPOINT', 'http://evil')"),
-    ("environ", "import os\ndel os.environ['PATH']"),
-    ("environ", "import os\nos.putenv('A', 'b')"),
-    ("environ", "from os import environ as env\nenv['A'] = '1'"),
-    ("environ", "import os\nenv = os.environ\nenv['A'] = '1'"),
-    ("environ", "import os\nos.environ['A'] += 'x'"),
     # --- loading that runs code from the data
     ("loading", "import torch\nw = torch.load('w.pt')"),
     ("loading", "import torch\nw = torch.load('w.pt', weights_only=False)"),
@@ -278,7 +269,6 @@ NAMED_EVASIONS: list[tuple[str, str, str]] = [
     ("patch", "import httpx\nhttpx.Client.send = print", "httpx.Client.send"),
     ("patch", "import PIL.Image\nPIL.Image.open = print", "PIL.Image.open"),
     ("patch", "import os\nos.environ = {}", "os.environ"),
-    ("patch", "import os\ndef put(d):\n    d['LD_PRELOAD'] = 'x.so'\nput(os.environ)", "os.environ"),
     ("patch", "import os\nos.path.join = print", "os.path.join"),
     ("patch", "import re\nre._cache[1] = 2", "re._cache"),
     # --- code and attribute paths built from parts

@@ -1008,6 +1008,10 @@ EVERYDAY: list[tuple[str, str]] = [
         'import os, sys\nif sys.platform == "darwin":\n    DEVICE = "mps"\nelif os.environ.get("CUDA_VISIBLE_DEVICES"):\n    DEVICE = "cuda"\nelse:\n    DEVICE = "cpu"',
     ),
     (
+        "guide: os.environ for device and runtime configuration",
+        'import os\nos.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1"\nos.environ.setdefault("TOKENIZERS_PARALLELISM", "false")\nos.environ.update({"OMP_NUM_THREADS": "1"})\nos.environ.pop("HF_TOKEN", None)',
+    ),
+    (
         "TYPE_CHECKING imports and get_type_hints",
         'import typing\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas as pd\ndef f(b: "pd.DataFrame") -> "pd.DataFrame":\n    return b\nhints = typing.get_type_hints(f)',
     ),

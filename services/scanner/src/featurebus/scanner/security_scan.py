@@ -20,7 +20,8 @@ the fix (``file:line [ERROR] <what>; <fix>``).
   ``__dict__``, dunders outside :data:`ALLOWED_DUNDERS` (``self.__class__.__name__`` is fine),
   frame and code attributes are rejected — the object-graph escapes.
 - Monkeypatching: assignments to attributes or items of imported modules and classes (SEC009),
-  ``os.environ`` writes (SEC005); a few documented settings (``torch.backends.*``) are fine.
+  replacing ``os.environ``; a few documented settings (``torch.backends.*``) and items of
+  ``os.environ`` (the guide's ``os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "1"``) are fine.
 - Escapes: a module passed to a function the scanner cannot follow (``copy.copy(os)``,
   ``functools.partial(f, os)`` with a library ``f``) is rejected (SEC010).
 - Unsafe loading: ``torch.load`` without ``weights_only=True``, ``allow_pickle``,
@@ -385,9 +386,6 @@ class _Checker:
     def check_patch(self, node: ast.AST, base: str, qualname: str) -> None:
         if qualname.startswith(PLUGIN_SETTINGS) or qualname in PLUGIN_SETTINGS:
             return
-        if qualname.endswith(("os.environ", "os.environb")):
-            self.add(node, "SEC005", f"replacing {qualname}", "read os.environ; don't change it")
-            return
         self.add(
             node,
             "SEC009",
@@ -402,14 +400,8 @@ class _Checker:
             if base.startswith("@") or base.startswith("[]"):
                 continue
             if base.endswith(("os.environ", "os.environb")):
-                self.add(
-                    node,
-                    "SEC005",
-                    "write to os.environ",
-                    "read os.environ freely; pass configuration as plugin parameters instead of changing the "
-                    "worker's environment",
-                )
-            elif not refusal(base):
+                continue  # the guide's device settings; the sandboxed process and its environment are the plugin's
+            if not refusal(base):
                 self.add(
                     node,
                     "SEC009",
