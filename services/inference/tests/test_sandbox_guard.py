@@ -35,3 +35,21 @@ def test_writes_outside_scratch_and_reads_outside_the_environment_are_refused() 
     with pytest.raises(SandboxViolation, match="reading"):
         g._open("/srv/featurebus/admin-api-key", "r", 0)
     assert len(g.since(0)) == 2
+
+
+def test_the_platforms_data_dir_is_refused_by_name_even_where_it_would_name_scratch() -> None:
+    """A data dir under /tmp would name the scratch inside; the plugin is told, not shown an empty dir."""
+    g = Guard(
+        readable=["/usr", "/tmp", "/tmp/fb/plugins/work/p-1/p", "/tmp/fb/models"],
+        scratch="/tmp",
+        plugin_dir="/tmp/fb/plugins/work/p-1/p",
+        native_roots=["/usr/lib"],
+        forbidden=["/tmp/fb"],
+    )
+    g._open("/tmp/fb/plugins/work/p-1/p/weights.bin", "rb", 0)  # its own files
+    g._open("/tmp/fb/models/hub/config.json", "r", 0)  # the model cache
+    g._open("/tmp/work.bin", "wb", 0)  # its scratch
+    for path, mode in (("/tmp/fb/secrets.key", "r"), ("/tmp/fb", "r"), ("/tmp/fb/planted.csv", "w")):
+        with pytest.raises(SandboxViolation, match="platform's data directory"):
+            g._open(path, mode, 0)
+    assert g.count() == 3

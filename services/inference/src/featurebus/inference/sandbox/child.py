@@ -41,6 +41,7 @@ def main() -> None:
         plugin_dir=os.path.realpath(config["plugin_dir"]),
         native_roots=[os.path.realpath(p) for p in config["native_roots"]],
         egress=config["egress"],
+        forbidden=list(config.get("forbidden", [])),
     )
     guard.install()
     server = _Server(channel, guard, config)

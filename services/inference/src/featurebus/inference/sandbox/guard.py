@@ -44,6 +44,7 @@ class Guard:
     plugin_dir: str
     native_roots: list[str]
     egress: bool = False
+    forbidden: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,6 +87,11 @@ class Guard:
         full = os.path.normpath(os.path.join(os.getcwd(), name))
         if not _within(full, self.readable):
             full = os.path.realpath(full)  # a link (/lib -> /usr/lib, the model cache) may lead inside
+        if _within(full, self.forbidden) and not _within(full, [self.plugin_dir, *self._bound_under_forbidden()]):
+            raise self.refuse(
+                f"access to {name!r} was refused: it is the platform's data directory, not the plugin's",
+                "ship the files the plugin needs inside its archive; read blobs with open_asset(batch['data'])",
+            )
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
             isinstance(flags, int) and flags & _WRITE_FLAGS
         )
@@ -102,6 +108,9 @@ class Guard:
                 "environment, the model cache and its scratch directory",
                 "ship the files the plugin needs inside its archive; read blobs with open_asset(batch['data'])",
             )
+
+    def _bound_under_forbidden(self) -> list[str]:
+        return [p for p in self.readable if _within(p, self.forbidden)]
 
     def _connect(self, address: Any) -> None:
         if self.egress and _public(address):

@@ -215,6 +215,7 @@ class SandboxedWorker:
             "parameters": self.parameters,
             "readable": policy.readable(),
             "native_roots": [*map(str, policy.python), "/usr/lib", "/usr/lib64", "/usr/local/lib"],
+            "forbidden": [str(Path(p).resolve()) for p in self.config.forbidden],
             "scratch": SCRATCH,
             "egress": policy.egress,
             "memory_bytes": policy.memory_bytes,
