@@ -48,8 +48,10 @@ def test_a_listing_shows_only_a_short_prefix_of_a_key() -> None:
     assert key_prefix("fb_short") == "fb"  # a quarter at most of a short, chosen key
 
 
-def test_a_limited_key_uses_only_its_namespaces_by_id_or_name() -> None:
+def test_a_limited_key_uses_only_the_namespaces_whose_ids_it_holds() -> None:
     limited = Principal("org", "key_1", admin=False, namespaces=["ns_a"])
-    assert limited.limited and limited.may_use("ns_a", "alpha") and not limited.may_use("ns_b", "beta")
+    assert limited.limited and limited.may_use("ns_a") and not limited.may_use("ns_b")
+    # a namespace *named* "ns_a" (names are free text) is another namespace: ids only
+    assert not limited.may_use("ns_twin")
     everywhere = Principal("org", "key_2", admin=False, namespaces=None)
-    assert not everywhere.limited and everywhere.may_use("ns_b", "beta")
+    assert not everywhere.limited and everywhere.may_use("ns_b")

@@ -83,7 +83,7 @@ async def resolve_namespace(who: Principal, ns: str) -> NamespaceDoc:
     doc = await NamespaceDoc.find_one(NamespaceDoc.id == ns, NamespaceDoc.org_id == who.org_id)
     if doc is None:
         doc = await NamespaceDoc.find_one(NamespaceDoc.namespace_name == ns, NamespaceDoc.org_id == who.org_id)
-    if doc is None or not who.may_use(doc.id, doc.namespace_name):
+    if doc is None or not who.may_use(doc.id):
         raise ApiError(404, f"namespace {ns!r} not found", "create it with POST /v1/namespaces")
     return doc
 
@@ -93,7 +93,7 @@ async def may_see_namespace(who: Principal, namespace_id: str) -> bool:
     if not who.limited:
         return True
     doc = await NamespaceDoc.get(namespace_id)
-    return doc is not None and doc.org_id == who.org_id and who.may_use(doc.id, doc.namespace_name)
+    return doc is not None and doc.org_id == who.org_id and who.may_use(doc.id)
 
 
 def _admin_key(key: str) -> ApiKey:

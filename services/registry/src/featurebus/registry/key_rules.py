@@ -36,8 +36,10 @@ class Principal:
     def limited(self) -> bool:
         return self.namespaces is not None
 
-    def may_use(self, namespace_id: str, namespace_name: str) -> bool:
-        return self.namespaces is None or namespace_id in self.namespaces or namespace_name in self.namespaces
+    def may_use(self, namespace_id: str) -> bool:
+        """By id only: a key records the ids of its namespaces, and another namespace may be *named*
+        like one of those ids (it must not come within the key's reach by its name)."""
+        return self.namespaces is None or namespace_id in self.namespaces
 
 
 class KeyRefused(ValueError):

@@ -55,7 +55,7 @@ async def create_namespace(body: CreateNamespace, who: Principal = Depends(princ
 @router.get("/v1/namespaces")
 async def list_namespaces(who: Principal = Depends(principal)) -> dict[str, Any]:
     docs = await NamespaceDoc.find(NamespaceDoc.org_id == who.org_id).to_list()
-    return {"results": [namespace_view(d) for d in docs if who.may_use(d.id, d.namespace_name)]}
+    return {"results": [namespace_view(d) for d in docs if who.may_use(d.id)]}
 
 
 @router.get("/v1/namespaces/{ns}")
