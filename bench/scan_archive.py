@@ -15,7 +15,7 @@ import statistics
 import time
 import zipfile
 
-from featurebus.scanner import scan_archive
+from featurebus.scan import scan_archive
 
 MODULE = '''import numpy as np
 import pandas as pd

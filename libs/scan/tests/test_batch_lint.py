@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featurebus.scanner.batch_lint import lint_source
+from featurebus.scan.batch_lint import lint_source
 
 SEQUENTIAL = b"""
 class P:

@@ -18,8 +18,8 @@ from scanner_fixtures import (
     quickstart,
 )
 
-from featurebus.scanner import scan_archive
-from featurebus.scanner.archive_checks import Limits
+from featurebus.scan import scan_archive
+from featurebus.scan.archive_checks import Limits
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "plugins"
 

@@ -8,8 +8,8 @@ import pytest
 from legit_corpus import LEGIT
 from scanner_fixtures import archive, quickstart
 
-from featurebus.scanner import scan_archive
-from featurebus.scanner.scan import MAX_SOURCE_TOTAL
+from featurebus.scan import scan_archive
+from featurebus.scan.scan import MAX_SOURCE_TOTAL
 
 
 def scan_core(source: str) -> tuple[list[str], float]:

@@ -7,7 +7,7 @@ from evasion_corpus import ARCHIVE_EVASIONS, EVASIONS, NAMED_EVASIONS
 from legit_corpus import LEGIT
 from scanner_fixtures import archive, quickstart
 
-from featurebus.scanner import scan_archive
+from featurebus.scan import scan_archive
 
 
 @pytest.mark.parametrize(("family", "source"), EVASIONS, ids=[f"{i:02d}-{f}" for i, (f, _) in enumerate(EVASIONS)])

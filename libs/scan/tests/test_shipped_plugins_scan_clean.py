@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from featurebus.scanner import scan_archive, zip_directory
+from featurebus.scan import scan_archive, zip_directory
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "plugins"
 EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if (p / "manifest.py").is_file())

@@ -1,9 +1,10 @@
-"""featurebus.scanner: judge a plugin archive without ever running its code.
+"""featurebus.scan: judge a plugin archive without ever running its code.
 
-``scan_archive(data)`` is the one checker, for the scanner service and for local tools.
+``scan_archive(data)`` is the one checker: the scanner service and the author's CLI (``featurebus plugin
+scan``) both run it. It runs nothing it reads and talks to no server.
 """
 
-from featurebus.scanner.batch_lint import lint_source
-from featurebus.scanner.scan import ScanReport, scan_archive, zip_directory
+from featurebus.scan.batch_lint import lint_source
+from featurebus.scan.scan import ScanReport, scan_archive, zip_directory
 
 __all__ = ["ScanReport", "lint_source", "scan_archive", "zip_directory"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 
 from featurebus.common.events import Violation
-from featurebus.scanner.security_scan import parse_source
+from featurebus.scan.security_scan import parse_source
 
 __all__ = ["lint_source", "lint_tree"]
 

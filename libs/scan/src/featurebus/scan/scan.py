@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from featurebus.common.events import PluginManifest, Violation
-from featurebus.scanner.archive_checks import Limits, read_archive
-from featurebus.scanner.batch_lint import lint_tree
-from featurebus.scanner.manifest_reader import read_manifest
-from featurebus.scanner.name_flow import PluginProgram
-from featurebus.scanner.security_scan import ScanOptions, parse_source, scan_program
+from featurebus.scan.archive_checks import Limits, read_archive
+from featurebus.scan.batch_lint import lint_tree
+from featurebus.scan.manifest_reader import read_manifest
+from featurebus.scan.name_flow import PluginProgram
+from featurebus.scan.security_scan import ScanOptions, parse_source, scan_program
 
 __all__ = ["MAX_SOURCE_TOTAL", "ScanReport", "scan_archive", "zip_directory"]
 

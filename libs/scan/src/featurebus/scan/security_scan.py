@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from featurebus.common.events import Violation
-from featurebus.scanner.name_flow import (
+from featurebus.scan.name_flow import (
     MAX_DEPTH,
     ModuleFacts,
     OutOfBudget,
@@ -53,7 +53,7 @@ from featurebus.scanner.name_flow import (
     nesting_depth,
     strip_wrapping,
 )
-from featurebus.scanner.security_rules import (
+from featurebus.scan.security_rules import (
     ALLOWED_DUNDERS,
     ALLOWED_MODULES,
     ATTRIBUTE_NAME_RULES,

@@ -24,7 +24,7 @@ import typer
 
 from featurebus.common.events import Violation
 from featurebus.common.frames import FRAME_COLUMNS
-from featurebus.scanner import lint_source, scan_archive, zip_directory
+from featurebus.scan import lint_source, scan_archive, zip_directory
 from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
 from featurebus.sdk.models import offline_env, seed_offline_models
 

@@ -9,7 +9,7 @@ from featurebus.common.events import PluginManifest, PluginScanned, PluginUpload
 from featurebus.common.kafka import Bus
 from featurebus.common.objectstore import ChecksumMismatch, ObjectStore
 from featurebus.common.telemetry import span_for
-from featurebus.scanner.scan import scan_archive
+from featurebus.scan.scan import scan_archive
 
 __all__ = ["GROUP", "register", "verdict"]
 
