@@ -11,7 +11,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy
 
-.PHONY: setup run stop test lint clean
+.PHONY: setup run stop test lint docs clean
 
 setup: $(STAMP)
 
@@ -39,7 +39,11 @@ stop:
 test: setup
 	$(BIN)/python -m pytest
 
-LINT_PATHS := libs services deploy tests bench examples conftest.py
+# docs/asyncapi.yaml and docs/topics.md, from the services' own topic declarations (a test checks them).
+docs: setup
+	$(BIN)/python docs/asyncapi.py
+
+LINT_PATHS := libs services deploy tests bench examples docs conftest.py
 
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)

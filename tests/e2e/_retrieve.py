@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from ._client import Api
 
-__all__ = ["all_document_ids"]
+__all__ = ["all_document_ids", "search_everything"]
 
 
 def all_document_ids(api: Api, ns: str, collection: str, feature_uri: str, query: str) -> list[str]:
     """The document ids a search over the whole collection returns (up to 1,000), duplicates kept."""
+    return [r["document_id"] for r in search_everything(api, ns, collection, feature_uri, query)]
+
+
+def search_everything(api: Api, ns: str, collection: str, feature_uri: str, query: str) -> list[dict[str, Any]]:
+    """The results (payload included) of a search over the whole collection, up to 1,000."""
     retriever = api.call(
         "POST",
         f"/v1/namespaces/{ns}/retrievers",
@@ -32,5 +38,5 @@ def all_document_ids(api: Api, ns: str, collection: str, feature_uri: str, query
             ],
         },
     )["retriever_id"]
-    results = api.call("POST", f"/v1/namespaces/{ns}/retrievers/{retriever}/execute", json={"input": {"q": query}})
-    return [r["document_id"] for r in results["results"]]
+    body = {"input": {"q": query}}
+    return list(api.call("POST", f"/v1/namespaces/{ns}/retrievers/{retriever}/execute", json=body)["results"])

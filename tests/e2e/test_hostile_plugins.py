@@ -28,6 +28,7 @@ import pytest
 from stack import running_pid
 
 from ._client import Api, zip_plugin
+from ._retrieve import search_everything
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -255,29 +256,7 @@ def attacked(platform: Any, api: Api, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def search_all(api: Api, ns: str, col: str) -> list[dict[str, Any]]:
-    retriever = api.call(
-        "POST",
-        f"/v1/namespaces/{ns}/retrievers",
-        json={
-            "name": f"all-{uuid.uuid4().hex[:6]}",
-            "collection_identifiers": [col],
-            "stages": [
-                {
-                    "stage_name": "search",
-                    "stage_type": "filter",
-                    "config": {
-                        "stage_id": "feature_search",
-                        "parameters": {
-                            "searches": [{"feature_uri": FEATURE_URI, "query": "{{INPUT.q}}", "top_k": 100}],
-                            "final_top_k": 100,
-                        },
-                    },
-                }
-            ],
-        },
-    )["retriever_id"]
-    body = {"input": {"q": "benign query"}}
-    return list(api.call("POST", f"/v1/namespaces/{ns}/retrievers/{retriever}/execute", json=body)["results"])
+    return search_everything(api, ns, col, FEATURE_URI, "benign query")
 
 
 def test_every_attack_fails_its_own_row_with_sandbox_violation(attacked: dict[str, Any]) -> None:

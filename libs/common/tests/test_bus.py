@@ -12,7 +12,9 @@ from featurebus.common.settings import CommonSettings
 
 
 def _bus() -> Bus:
-    return Bus(CommonSettings(topic_prefix="t1."), client_id="test")
+    bus = Bus(CommonSettings(topic_prefix="t1."), client_id="test")
+    bus.publishes("batch.planned")
+    return bus
 
 
 async def test_publish_uses_the_topic_table_and_prefix() -> None:
@@ -113,3 +115,13 @@ async def test_a_transient_error_may_say_when_to_retry_instead_of_backing_off(mo
             with pytest.raises(CatchingUp):
                 await bus.publish(BatchPlanned(batch_id="b1", namespace_id="n", frames_total=2, rows_in=3))
     assert sleeps == [0.25, 0.25, 0.25]
+
+
+async def test_a_topic_the_service_did_not_declare_is_refused_by_name() -> None:
+    bus = Bus(CommonSettings(topic_prefix="t1."), client_id="scanner")
+    bus.publishes("plugin.scanned")
+    async with TestKafkaBroker(bus.broker):
+        with pytest.raises(KeyError, match=r"scanner service publishes batch\.planned without declaring it"):
+            await bus.publish(BatchPlanned(batch_id="b1", namespace_id="n", frames_total=2, rows_in=3))
+    with pytest.raises(KeyError, match=r"unknown topic 'batch\.plan'"):
+        bus.publishes("batch.plan")

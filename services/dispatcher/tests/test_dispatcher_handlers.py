@@ -51,6 +51,7 @@ async def harness(memory_store: MemoryObjectStore) -> AsyncIterator[Harness]:
     service = build(
         DispatcherSettings(topic_prefix=PREFIX, ingest_grace_s=0), repository=repository, store=memory_store
     )
+    service.bus.publishes("objects.ingested", "batch.triggered")  # the tests stand in for the registry
     h = Harness(service, memory_store, repository)
     broker = service.bus.broker
 

@@ -66,6 +66,7 @@ async def harness(memory_store: MemoryObjectStore) -> AsyncIterator[Harness]:
         qdrant=AsyncQdrantClient(":memory:"),
         store=memory_store,
     )
+    service.bus.publishes("collection.lifecycle", "vectors.produced", "retrieval.embedded")  # as their producers
     h = Harness(service, memory_store)
     broker = service.bus.broker
 

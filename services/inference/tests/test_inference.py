@@ -77,7 +77,9 @@ def actors(tmp_path: Path) -> InProcessActors:
 def service(tmp_path: Path, actors: InProcessActors) -> InferenceService:
     settings = InferenceSettings(topic_prefix=PREFIX, data_dir=tmp_path)
     pools = WarmPools(actors, idle_seconds=600)
-    return build(settings, store=MemoryObjectStore(), pools=pools)  # type: ignore[arg-type]
+    service = build(settings, store=MemoryObjectStore(), pools=pools)  # type: ignore[arg-type]
+    service.bus.publishes("batch.ready", "retrieval.requested")  # the tests stand in for their producers
+    return service
 
 
 async def run_frames(service: InferenceService, *events: BatchReady) -> list[VectorsProduced]:

@@ -5,6 +5,10 @@ side effects are durable (``AckPolicy.NACK_ON_ERROR``). A handler that fails on 
 error (a server down, a timeout) is retried with back-off by seeking back to the message; any
 other failure — including a payload that does not parse — sends the raw message and the error
 to ``<topic>.dlq`` and moves on, so a poison message never blocks a partition and is never lost.
+
+Every topic a service publishes is declared (:meth:`Bus.publishes`) where its handlers are
+registered, with the topic's payload model, so that FastStream describes each service's
+producers and consumers (``docs/asyncapi.yaml``, written by ``make docs``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, TopicPartition
+from faststream.kafka.publisher import DefaultPublisher
 
 from featurebus.common.events import Event
 from featurebus.common.settings import CommonSettings
@@ -61,9 +66,12 @@ class Bus:
         transient: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.settings = settings
+        self.client_id = client_id
         self.prefix = settings.topic_prefix
         self.transient = TRANSIENT_ERRORS + transient
         self._attempts: dict[tuple[str, int, int], int] = {}
+        self._publishers: dict[str, DefaultPublisher] = {}
+        self._subscribed: list[str] = []
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             client_id=f"featurebus-{client_id}",
@@ -76,23 +84,65 @@ class Bus:
 
     def subscriber(self, topic: str, group: str, **options: Any) -> Callable[..., Any]:
         """A consumer-group subscriber on a featurebus topic, committing after the handler."""
-        if topic not in TOPICS:
-            raise KeyError(f"unknown topic {topic!r}: add it to featurebus.common.topics.TOPICS")
+        _known(topic)
+        self._subscribed.append(topic)
         options.setdefault("auto_offset_reset", "earliest")
         return self.broker.subscriber(
             self.topic(topic),
             group_id=self.prefix + group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=f"{self.client_id} consumes {topic}",
             **options,
         )
 
+    def broadcast_subscriber(self, topic: str) -> Callable[..., Any]:
+        """A subscriber that reads every partition of ``topic`` from now on, in every process.
+
+        No consumer group and nothing to commit: for answers that only the process waiting for
+        them can use (the registry's retrieval answers).
+        """
+        _known(topic)
+        self._subscribed.append(topic)
+        return self.broker.subscriber(
+            partitions=[TopicPartition(self.topic(topic), p) for p in range(self.settings.topic_partitions)],
+            auto_offset_reset="latest",
+            title=f"{self.client_id} consumes {topic} (every process, every partition)",
+        )
+
+    def publishes(self, *topics: str) -> None:
+        """Declare the topics this service publishes; :meth:`publish` refuses any other."""
+        for topic in topics:
+            model = _known(topic)
+            if topic not in self._publishers:
+                self._publishers[topic] = self.broker.publisher(
+                    self.topic(topic),
+                    title=f"{self.client_id} publishes {topic}",
+                    description=(model.__doc__ or "").strip() or None,
+                    schema=model,
+                )
+
+    def declared_topics(self) -> list[str]:
+        """The topics this service publishes, as declared."""
+        return list(self._publishers)
+
+    def subscribed_topics(self) -> list[str]:
+        """The topics this service consumes."""
+        return list(dict.fromkeys(self._subscribed))
+
     async def publish(self, event: Event, key: str | None = None) -> None:
         """Publish an event on its topic (from the topic table), with the current trace context."""
+        topic = topic_of(event)
+        publisher = self._publishers.get(topic)
+        if publisher is None:
+            raise KeyError(
+                f"the {self.client_id} service publishes {topic} without declaring it: "
+                f"add bus.publishes({topic!r}) where its handlers are registered"
+            )
         if not event.trace:
             event.trace = inject_trace()
-        await self.broker.publish(
+        # pydantic's own JSON (NaN and infinity as null), not FastStream's json.dumps of it
+        await publisher.publish(
             event.model_dump_json().encode(),
-            topic=self.topic(topic_of(event)),
             key=key.encode() if key else None,
             headers={"content-type": "application/json", "featurebus-event": type(event).__name__},
         )
@@ -167,3 +217,9 @@ class Bus:
             }
         )
         await self.broker.publish(record.value, topic=dlq(record.topic), key=record.key, headers=headers)
+
+
+def _known(topic: str) -> type[Event]:
+    if topic not in TOPICS:
+        raise KeyError(f"unknown topic {topic!r}: add it to featurebus.common.topics.TOPICS")
+    return TOPICS[topic]

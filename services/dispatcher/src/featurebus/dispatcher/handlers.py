@@ -15,6 +15,7 @@ BATCHES_GROUP = "dispatcher-batches"
 
 def register(bus: Bus, dispatcher: Dispatcher) -> None:
     """Subscribe the dispatcher's handlers on ``bus``."""
+    bus.publishes("batch.ready", "batch.planned")
 
     @bus.subscriber("objects.ingested", group=INGEST_GROUP)
     async def on_objects_ingested(event: ObjectsIngested) -> None:

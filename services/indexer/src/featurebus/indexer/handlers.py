@@ -19,6 +19,7 @@ RETRIEVAL_GROUP = "indexer-retrieval"
 
 def register(bus: Bus, index: QdrantIndex, indexer: VectorSetIndexer) -> None:
     """Subscribe the indexer's handlers on ``bus``."""
+    bus.publishes("batch.indexed", "retrieval.answered")
 
     @bus.subscriber("collection.lifecycle", group=LIFECYCLE_GROUP)
     async def on_collection_lifecycle(event: CollectionLifecycle) -> None:

@@ -15,6 +15,7 @@ QUERY_GROUP = "inference-query"
 
 def register(bus: Bus, inference: Inference, frame_workers: int = 1) -> None:
     """Subscribe the handlers; ``frame_workers`` consumers take frames in parallel (one per partition)."""
+    bus.publishes("vectors.produced", "retrieval.embedded", "retrieval.answered")  # answered: a query that failed
     # Separate consumer groups: a query is never stuck behind a long batch.
 
     # A frame may run up to frame_timeout_s; Kafka must not consider the consumer dead meanwhile

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from faststream.kafka import TopicPartition
-
 from featurebus.common import ids
 from featurebus.common.events import BatchIndexed, BatchPlanned, BatchRequested, PluginScanned, RetrievalAnswered
 from featurebus.common.kafka import Bus
@@ -49,6 +47,11 @@ async def apply_batch_request(bus: Bus, event: BatchRequested) -> None:
 
 
 def register(bus: Bus, answers: Answers) -> None:
+    # The REST routes publish these (batch.triggered also from batch.requested, below).
+    bus.publishes(
+        "plugin.uploaded", "objects.ingested", "batch.triggered", "collection.lifecycle", "retrieval.requested"
+    )
+
     @bus.subscriber("batch.requested", group="registry-batch-requests")
     async def on_batch_requested(event: BatchRequested) -> None:
         """A batch trigger sent on Kafka: the same path as POST .../batches/trigger (bad ones go to the DLQ)."""
@@ -75,12 +78,7 @@ def register(bus: Bus, answers: Answers) -> None:
 
     # Every registry process reads every answer (manual assignment, no consumer group: instant on
     # start, nothing to commit) and resolves only the requests it is waiting for.
-    topic = bus.topic("retrieval.answered")
-
-    @bus.broker.subscriber(
-        partitions=[TopicPartition(topic, p) for p in range(bus.settings.topic_partitions)],
-        auto_offset_reset="latest",
-    )
+    @bus.broadcast_subscriber("retrieval.answered")
     async def on_retrieval_answered(event: RetrievalAnswered) -> None:
         """Hand a search's answer to the execute call waiting for it."""
         answers.deliver(event)

@@ -47,6 +47,8 @@ async def verdict(event: PluginUploaded, store: ObjectStore) -> PluginScanned:
 
 
 def register(bus: Bus, store: ObjectStore) -> None:
+    bus.publishes("plugin.scanned")
+
     @bus.subscriber("plugin.uploaded", group=GROUP)
     async def on_plugin_uploaded(event: PluginUploaded) -> None:
         """Scan an uploaded archive and publish the verdict with every violation."""
