@@ -36,6 +36,7 @@ def test_expiry_is_asked_for_one_way_and_in_the_future() -> None:
         (AT + timedelta(days=1), 60, "not both"),
         (None, 0, "expires_in_seconds must be positive"),
         (None, 10**12, "at most"),
+        (None, 2**62, "at most"),  # beyond timedelta's range: a 422, not an OverflowError
         (AT - timedelta(seconds=1), None, "not in the future"),
     ]:
         with pytest.raises(ValueError, match=message):

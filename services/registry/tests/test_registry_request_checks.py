@@ -38,7 +38,10 @@ def test_sound_json_parses_and_unsound_json_names_the_place() -> None:
 
 def test_nesting_is_bounded_both_below_and_above_the_parsers_recursion_limit() -> None:
     assert parse_json_body(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
-    assert "nested deeper" in refused(b"[" * (MAX_DEPTH + 2) + b"]" * (MAX_DEPTH + 2))
+    deep = refused(b"[" * (MAX_DEPTH + 2) + b"]" * (MAX_DEPTH + 2))
+    assert deep == f"body: nested deeper than {MAX_DEPTH} levels at body[0][0][0][0]...({MAX_DEPTH + 1} levels)"
+    assert refused(b'{"a":' * 70 + b"1" + b"}" * 70).startswith("body: nested deeper than 64 levels at a.a.a.a...")
+    assert refused(b'[{"n": 99999999999999999999}]').startswith("body[0].n: ")
     assert "nested deeper" in refused(b"[" * 100_000 + b"]" * 100_000)
 
 

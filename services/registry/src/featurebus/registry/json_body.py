@@ -35,7 +35,9 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _where(path: tuple[str | int, ...]) -> str:
-    out = ""
+    if len(path) > 8:  # a deeply nested place: where it starts, and how deep it is
+        return f"{_where(path[:4])}...({len(path)} levels)"
+    out = "body" if path and isinstance(path[0], int) else ""
     for part in path:
         if isinstance(part, str):
             part = part if len(part) <= 40 else part[:37] + "..."
@@ -68,7 +70,7 @@ def _check(value: Any) -> None:
     while stack:
         item, path = stack.pop()
         if len(path) > MAX_DEPTH:
-            raise BodyProblem(f"{_where(path)}: nested deeper than {MAX_DEPTH} levels", "flatten the document")
+            raise BodyProblem(f"body: nested deeper than {MAX_DEPTH} levels at {_where(path)}", "flatten the document")
         if isinstance(item, dict):
             for key, child in item.items():
                 if "\x00" in key or _SURROGATE.search(key):

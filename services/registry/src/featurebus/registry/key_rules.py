@@ -84,7 +84,7 @@ def expiry(expires_at: datetime | None, expires_in_seconds: int | None, at: date
     if expires_in_seconds is not None:
         if expires_in_seconds <= 0:
             raise ValueError(f"expires_in_seconds must be positive (got {expires_in_seconds})")
-        if timedelta(seconds=expires_in_seconds) > MAX_LIFETIME:
+        if expires_in_seconds > MAX_LIFETIME.total_seconds():  # before timedelta(), which overflows
             raise ValueError(f"expires_in_seconds is at most {int(MAX_LIFETIME.total_seconds())} (ten years)")
         return at + timedelta(seconds=expires_in_seconds)
     if expires_at is not None:

@@ -14,6 +14,7 @@ from featurebus.registry.auth import Principal, hash_key, principal, require_adm
 from featurebus.registry.documents import ApiKey, now
 from featurebus.registry.errors import ApiError
 from featurebus.registry.key_rules import as_utc, expiry, key_prefix, state
+from featurebus.registry.paging import Page, fetch, page
 
 router = APIRouter(prefix="/v1/organizations/api-keys")
 
@@ -83,9 +84,10 @@ async def create_key(body: CreateKey, who: Principal = Depends(admin)) -> dict[s
 
 
 @router.get("")
-async def list_keys(who: Principal = Depends(admin)) -> dict[str, Any]:
-    docs = await ApiKey.find(ApiKey.org_id == who.org_id).sort("+created_at").to_list()
-    return {"api_keys": [key_view(k) for k in docs]}
+async def list_keys(who: Principal = Depends(admin), p: Page = Depends(page)) -> dict[str, Any]:
+    docs, total = await fetch(lambda: ApiKey.find(ApiKey.org_id == who.org_id), p)
+    view = p.view([key_view(k) for k in docs], total)
+    return {"api_keys": view.pop("results"), **view}
 
 
 @router.post("/{key_id}/revoke")

@@ -18,6 +18,7 @@ from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import BatchDoc, BlobUpload, BucketDoc, FrameResult, NamespaceDoc
 from featurebus.registry.errors import ApiError
 from featurebus.registry.json_body import MAX_STORED_JSON, json_size
+from featurebus.registry.paging import Page, fetch, page
 from featurebus.registry.upload_checks import StoredBlob, UploadProblem
 from featurebus.registry.upload_sealing import verify_upload
 
@@ -99,9 +100,10 @@ async def create_bucket(ns: str, body: CreateBucket, who: Principal = Depends(pr
 
 
 @router.get("/v1/namespaces/{ns}/buckets")
-async def list_buckets(ns: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+async def list_buckets(ns: str, who: Principal = Depends(principal), p: Page = Depends(page)) -> dict[str, Any]:
     namespace = await resolve_namespace(who, ns)
-    return {"results": [bucket_view(b) for b in await BucketDoc.find(BucketDoc.namespace_id == namespace.id).to_list()]}
+    docs, total = await fetch(lambda: BucketDoc.find(BucketDoc.namespace_id == namespace.id), p)
+    return p.view([bucket_view(b) for b in docs], total)
 
 
 @router.get("/v1/namespaces/{ns}/buckets/{bucket_id}")

@@ -14,6 +14,7 @@ from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import BucketDoc, CollectionDoc, NamespaceDoc, PluginDoc, RetrieverDoc
 from featurebus.registry.errors import ApiError
 from featurebus.registry.json_body import MAX_STORED_JSON, json_size
+from featurebus.registry.paging import Page, fetch, page
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/collections")
 
@@ -159,10 +160,10 @@ async def create_collection(
 
 
 @router.get("")
-async def list_collections(ns: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+async def list_collections(ns: str, who: Principal = Depends(principal), p: Page = Depends(page)) -> dict[str, Any]:
     namespace = await resolve_namespace(who, ns)
-    docs = await CollectionDoc.find(CollectionDoc.namespace_id == namespace.id).to_list()
-    return {"results": [collection_view(d) for d in docs]}
+    docs, total = await fetch(lambda: CollectionDoc.find(CollectionDoc.namespace_id == namespace.id), p)
+    return p.view([collection_view(d) for d in docs], total)
 
 
 @router.get("/{collection}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from beanie.operators import In
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymongo.errors import DuplicateKeyError
@@ -12,6 +13,7 @@ from featurebus.common.ids import new_id
 from featurebus.registry.auth import Principal, principal, require_unlimited, resolve_namespace
 from featurebus.registry.documents import NamespaceDoc
 from featurebus.registry.errors import ApiError
+from featurebus.registry.paging import Page, fetch, page
 
 router = APIRouter()
 
@@ -53,9 +55,13 @@ async def create_namespace(body: CreateNamespace, who: Principal = Depends(princ
 
 
 @router.get("/v1/namespaces")
-async def list_namespaces(who: Principal = Depends(principal)) -> dict[str, Any]:
-    docs = await NamespaceDoc.find(NamespaceDoc.org_id == who.org_id).to_list()
-    return {"results": [namespace_view(d) for d in docs if who.may_use(d.id)]}
+async def list_namespaces(who: Principal = Depends(principal), p: Page = Depends(page)) -> dict[str, Any]:
+    def find() -> Any:
+        query = NamespaceDoc.find(NamespaceDoc.org_id == who.org_id)
+        return query if who.namespaces is None else query.find(In(NamespaceDoc.id, who.namespaces))
+
+    docs, total = await fetch(find, p)
+    return p.view([namespace_view(d) for d in docs if who.may_use(d.id)], total)
 
 
 @router.get("/v1/namespaces/{ns}")

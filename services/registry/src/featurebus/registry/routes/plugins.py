@@ -16,6 +16,7 @@ from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import CollectionDoc, PluginDoc, PluginUpload, now
 from featurebus.registry.errors import ApiError
 from featurebus.registry.json_body import MAX_STORED_JSON, json_size
+from featurebus.registry.paging import Page, fetch, page
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/plugins")
 
@@ -177,9 +178,10 @@ async def confirm_upload(
 
 
 @router.get("")
-async def list_plugins(ns: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+async def list_plugins(ns: str, who: Principal = Depends(principal), p: Page = Depends(page)) -> dict[str, Any]:
     namespace = await resolve_namespace(who, ns)
-    return {"results": [plugin_view(p) for p in await PluginDoc.find(PluginDoc.namespace_id == namespace.id).to_list()]}
+    docs, total = await fetch(lambda: PluginDoc.find(PluginDoc.namespace_id == namespace.id), p)
+    return p.view([plugin_view(d) for d in docs], total)
 
 
 @router.get("/{plugin_id}")

@@ -205,7 +205,7 @@ async def _search_spec(
     if not collection_ids:
         raise ApiError(
             422,
-            f"no collection of this namespace has the feature {feature!r}",
+            f"{where}.feature_uri: no collection of this namespace has the feature {feature!r}",
             "create a collection with the plugin first",
         )
     extractor = {"plugin_id": plugin.plugin_id, "parameters": {}}

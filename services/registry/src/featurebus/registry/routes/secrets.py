@@ -17,6 +17,7 @@ from featurebus.registry.auth import Principal, principal, require_admin
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import SecretDoc, now
 from featurebus.registry.errors import ApiError
+from featurebus.registry.paging import Page, fetch, page
 
 router = APIRouter(prefix="/v1/organizations/secrets")
 
@@ -50,9 +51,10 @@ def secret_view(doc: SecretDoc) -> dict[str, Any]:
 
 
 @router.get("")
-async def list_secrets(who: Principal = Depends(admin)) -> dict[str, Any]:
-    docs = await SecretDoc.find(SecretDoc.org_id == who.org_id).to_list()
-    return {"secrets": [secret_view(d) for d in docs]}
+async def list_secrets(who: Principal = Depends(admin), p: Page = Depends(page)) -> dict[str, Any]:
+    docs, total = await fetch(lambda: SecretDoc.find(SecretDoc.org_id == who.org_id), p)
+    view = p.view([secret_view(d) for d in docs], total)
+    return {"secrets": view.pop("results"), **view}
 
 
 @router.post("", status_code=201)
