@@ -28,13 +28,15 @@ from typing import Any
 
 import psutil
 
+from featurebus.scan import zip_directory
+from featurebus.sdk.client import Client
+
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "plugins" / "text_embed"
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-sys.path.insert(0, str(ROOT))
 from stack import LocalStack, free_port  # noqa: E402
 
 from services import LocalServices  # noqa: E402
-from tests.e2e._client import EXAMPLES, Api, zip_plugin  # noqa: E402
 
 
 def texts(n: int) -> list[str]:
@@ -123,44 +125,27 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, Any]:
             for p in (d / "pids").glob("*.pid")
         }
         with PeakRss(list(roots.values())) as rss:
-            api = Api(services.base_url, key)
-            ns = api.namespace("bench")
-            plugin = api.upload_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
-            api.wait_scan(ns, plugin)
-            api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin}/deploy?deployment_type=batch_only")
-            schema = {"properties": {"text": {"type": "text"}}}
-            warm_bucket = api.call(
-                "POST", f"/v1/namespaces/{ns}/buckets", json={"name": "warm", "bucket_schema": schema}
-            )["bucket_id"]
-            bucket = api.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": "bench", "bucket_schema": schema})[
-                "bucket_id"
-            ]
-            api.add_texts(ns, warm_bucket, corpus[:64])
-            extractors = [{"feature_extractor_name": "text_embed", "version": "1.0.0"}]
+            fb = Client(services.base_url, key)
+            ns = fb.create_namespace("bench")["namespace_id"]
+            plugin = fb.upload_plugin(ns, zip_directory(EXAMPLE), "text_embed", "1.0.0")
+            fb.wait_for_scan(ns, plugin)
+            fb.deploy_for_batch(ns, plugin)
+            text = {"text": {"type": "text"}}
+            warm_bucket = fb.create_bucket(ns, "warm", text)["bucket_id"]
+            bucket = fb.create_bucket(ns, "bench", text)["bucket_id"]
+            fb.add_texts(ns, warm_bucket, corpus[:64])
             cols = [
-                api.call(
-                    "POST",
-                    f"/v1/namespaces/{ns}/collections",
-                    json={
-                        "name": name,
-                        "feature_extractors": extractors,
-                        "source": {"type": "bucket", "bucket_ids": [b]},
-                    },
-                )["collection_id"]
+                fb.create_collection(ns, name, "text_embed", "1.0.0", [b])
                 for name, b in (("warm", warm_bucket), ("bench", bucket))
             ]
-            warm = api.call(
-                "POST", f"/v1/namespaces/{ns}/buckets/{warm_bucket}/batches/trigger", json={"collection_ids": [cols[0]]}
-            )
-            api.wait_batch(ns, warm_bucket, warm["batch_id"])  # actors started, models loaded
+            warm = fb.trigger_batch(ns, warm_bucket, [cols[0]])
+            fb.wait_for_batch(ns, warm_bucket, warm["batch_id"])  # actors started, models loaded
             cpu_before = cpu_seconds(roots)
             began = time.perf_counter()
-            api.add_texts(ns, bucket, corpus)
+            fb.add_texts(ns, bucket, corpus)
             ingested = time.perf_counter()
-            batch = api.call(
-                "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [cols[1]]}
-            )
-            done = api.wait_batch(ns, bucket, batch["batch_id"], timeout=1800, every=0.2)
+            batch = fb.trigger_batch(ns, bucket, [cols[1]])
+            done = fb.wait_for_batch(ns, bucket, batch["batch_id"], timeout=1800, every=0.2)
             finished = time.perf_counter()
             cpu_after = cpu_seconds(roots)
         assert done["status"] == "COMPLETED" and done["rows_written"] == len(corpus), done

@@ -26,3 +26,11 @@ def test_publish_uploads_waits_for_the_scan_and_deploys(platform, api: Api) -> N
 
     again = CliRunner().invoke(app, args)  # same archive: idempotent
     assert again.exit_code == 0, again.output
+
+
+def test_publish_into_an_unknown_namespace_says_why_and_uploads_nothing(platform) -> None:  # type: ignore[no-untyped-def]
+    args = ["plugin", "publish", str(EXAMPLES / "text_embed"), "--namespace", "ns_nowhere",
+            "--url", platform.base_url, "--key", platform.admin_key]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "404 namespace 'ns_nowhere' not found" in result.output and "hint: create it" in result.output

@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import typer
 
 from featurebus.common.events import Violation
 from featurebus.common.frames import FRAME_COLUMNS
 from featurebus.scan import lint_source, scan_archive, zip_directory
+from featurebus.sdk.client import ApiError, Client
 from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
 from featurebus.sdk.models import offline_env, seed_offline_models
 
@@ -168,40 +168,25 @@ def publish(
         typer.echo("rejected by the local scan; nothing was uploaded")
         raise typer.Exit(1)
     name, version = local.manifest.feature_extractor_name, local.manifest.version
-    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-
-    def call(method: str, route: str, **kw: Any) -> Any:
-        response = http.request(method, f"/v1/namespaces/{namespace}{route}", **kw)
-        if response.status_code >= 400:
-            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-            typer.echo(
-                f"{method} {route}: {response.status_code} {body.get('detail', response.text)}"
-                + (f"\n    hint: {body['hint']}" if body.get("hint") else "")
-            )
-            raise typer.Exit(1)
-        return response.json()
-
     typer.echo(f"uploading {name} {version} ({len(data)} bytes)")
-    up = call("POST", "/plugins/uploads", json={"name": name, "version": version, "file_size_bytes": len(data)})
-    put = httpx.put(up["presigned_url"], content=data, timeout=300)
-    if put.status_code >= 300:
-        typer.echo(f"upload to the object store failed: {put.status_code} {put.text[:200]}")
-        raise typer.Exit(1)
-    call("POST", f"/plugins/uploads/{up['upload_id']}/confirm")
-    plugin_id = up["plugin_id"]
-    typer.echo(f"confirmed {plugin_id}; waiting for the scan", nl=False)
-    deadline = time.monotonic() + timeout
-    while (status := call("GET", f"/plugins/{plugin_id}/status"))["scan"]["status"] == "scanning":
-        if time.monotonic() > deadline:
-            typer.echo(f"\nthe scan did not finish within {timeout:.0f}s; check the scanner service")
-            raise typer.Exit(1)
-        typer.echo(".", nl=False)
-        time.sleep(1)
-    typer.echo(f" {status['scan']['status']}")
-    if status["scan"]["status"] != "passed":
-        _print([Violation.model_validate(v) for v in status["scan"]["violations"]])
-        raise typer.Exit(1)
-    deployed = call("POST", f"/plugins/{plugin_id}/deploy", params={"deployment_type": "batch_only"})
+    try:
+        with Client(url, key) as fb:
+            plugin_id = fb.upload_plugin(namespace, data, name, version)
+            typer.echo(f"confirmed {plugin_id}; waiting for the scan", nl=False)
+            status = fb.wait_for_scan(namespace, plugin_id, timeout, on_wait=lambda: typer.echo(".", nl=False))
+            typer.echo(f" {status['scan']['status']}")
+            if status["scan"]["status"] != "passed":
+                _print([Violation.model_validate(v) for v in status["scan"]["violations"]])
+                raise typer.Exit(1)
+            deployed = fb.deploy_for_batch(namespace, plugin_id)
+    except ApiError as err:
+        typer.echo(
+            f"\n{err.method} {err.path}: {err.status} {err.detail}" + (f"\n    hint: {err.hint}" if err.hint else "")
+        )
+        raise typer.Exit(1) from None
+    except TimeoutError as err:
+        typer.echo(f"\n{err}; check the scanner service")
+        raise typer.Exit(1) from None
     typer.echo(f"{plugin_id} deployed for batch processing (status {deployed['status']})")
 
 
