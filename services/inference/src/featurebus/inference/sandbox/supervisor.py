@@ -8,6 +8,7 @@ or overruns its CPU budget fails the frame it was running and is started again f
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -292,6 +293,12 @@ class _Child:
     def __init__(self, process: subprocess.Popen[bytes], channel: Channel, pid: int, plugin_id: str) -> None:
         self.process, self.channel, self.pid, self.plugin_id = process, channel, pid, plugin_id
         self.killed_for: str | None = None
+        # The calls in flight (a frame and a query may overlap): their budget, and the child's CPU
+        # seconds when the watchdog first saw them (a call's first 0.25 s go uncounted; budgets
+        # are minutes, and reading /proc on every call would cost a short query 0.1 ms).
+        self._budgets: dict[int, tuple[float, float | None]] = {}
+        self._budgets_lock = threading.Lock()
+        self._calls = itertools.count()
 
     @classmethod
     def start(cls, policy: SandboxPolicy, handler: Any, plugin_id: str) -> _Child:
@@ -313,6 +320,7 @@ class _Child:
         channel = Channel(process.stdout, process.stdin, handler)
         child = cls(process, channel, pid, plugin_id)
         threading.Thread(target=child._relay_stderr, name=f"sandbox-log-{plugin_id}", daemon=True).start()
+        threading.Thread(target=child._watch_cpu, name=f"sandbox-cpu-{plugin_id}", daemon=True).start()
         return child
 
     def hello(self, config: dict[str, Any], timeout: float) -> Message:
@@ -327,16 +335,16 @@ class _Child:
 
     def call_with_cpu_budget(self, op: str, header: dict[str, Any], body: bytes, cpu_seconds: float) -> Message:
         """``op`` in the child; the child is killed if it spends more than ``cpu_seconds`` on it."""
-        done = threading.Event()
-        start = _cpu_seconds(self.pid)
-        watchdog = threading.Thread(target=self._watch_cpu, args=(done, start, cpu_seconds), daemon=True)
-        watchdog.start()
+        call = next(self._calls)
+        with self._budgets_lock:
+            self._budgets[call] = (cpu_seconds, None)
         try:
             return self.channel.call(op, header, body)
         except ChannelClosed as exc:
             raise self._gone(f"while running {'a frame' if op == 'process' else 'a query'}") from exc
         finally:
-            done.set()
+            with self._budgets_lock:
+                del self._budgets[call]
 
     def kill(self) -> None:
         for pid in (self.pid, self.process.pid):
@@ -350,10 +358,23 @@ class _Child:
         except subprocess.TimeoutExpired:
             pass
 
-    def _watch_cpu(self, done: threading.Event, start: float, budget: float) -> None:
-        while not done.wait(0.25):
-            if _cpu_seconds(self.pid) - start > budget:
-                self.killed_for = f"the plugin used more than {budget:g} s of CPU time on one call"
+    def _watch_cpu(self) -> None:
+        """One watchdog for the child's life (a thread per call cost more than a short query)."""
+        while self.alive():
+            time.sleep(0.25)
+            with self._budgets_lock:
+                if not self._budgets:
+                    continue
+            used = _cpu_seconds(self.pid)
+            with self._budgets_lock:
+                for call, (budget, start) in self._budgets.items():
+                    if start is None:
+                        self._budgets[call] = (budget, used)
+                over = [
+                    budget for budget, start in self._budgets.values() if start is not None and used - start > budget
+                ]
+            if over:
+                self.killed_for = f"the plugin used more than {over[0]:g} s of CPU time on one call"
                 self.kill()
                 return
 
