@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
+from featurebus.registry.body_guard import BodyGuard
 from featurebus.registry.bucket_schema import SchemaError, check_schema, parse_blobs
 from featurebus.registry.json_body import MAX_DEPTH, BodyProblem, parse_json_body
 from featurebus.registry.retriever_stages import MAX_LIMIT, StageProblem, check_stages, plan_execution
@@ -104,3 +108,31 @@ def test_execute_limit_defaults_caps_and_follows_the_stages() -> None:
     assert plan_execution(limited, None, 10).limit == 2
     filtered = [*stages, {"stage_id": "filter", "parameters": {"field": "lang", "value": "en"}}]
     assert plan_execution(filtered, None, 10).filters == {"lang": "en"}
+
+
+class _Upload(BaseModel):
+    name: str
+    version: str
+
+
+def _guarded_app() -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(BodyGuard, max_bytes=1024)
+
+    @app.post("/uploads")
+    async def upload(body: _Upload) -> dict[str, str]:
+        return {"name": body.name}
+
+    return app
+
+
+def test_a_json_body_is_read_as_json_whatever_its_content_type() -> None:
+    client = TestClient(_guarded_app())
+    body = '{"name": "my_extractor", "version": "1.0.0"}'
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", "application/json"):  # curl -d: the first
+        answer = client.post("/uploads", content=body, headers={"content-type": content_type})
+        assert (answer.status_code, answer.json()) == (200, {"name": "my_extractor"}), content_type
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    refused = client.post("/uploads", content="name=x&version=1", headers=form)
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("body: not valid JSON")
+    assert client.post("/uploads", content="x" * 2000).status_code == 413

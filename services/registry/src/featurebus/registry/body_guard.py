@@ -3,8 +3,9 @@
 The registry takes only JSON bodies: archives and blobs go straight to the object store through
 presigned URLs, never through this process, so one limit (``max_request_bytes``) fits every
 route. A body over the limit gets a 413 (at once when Content-Length says so); a body that is
-not sound JSON (see ``json_body``) gets a 422 naming the place. Routes that read the body by hand
-take the parsed value from :func:`json_of`.
+not sound JSON (see ``json_body``) gets a 422 naming the place; a sound one is passed on as
+``application/json`` whatever its label. Routes that read the body by hand take the parsed value
+from :func:`json_of`.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class BodyGuard:
             except BodyProblem as exc:
                 await JSONResponse({"detail": str(exc), "hint": exc.hint}, status_code=422)(scope, receive, send)
                 return
+            # Every body is JSON, whatever it is labelled: `curl -d '{...}'` (as Mixpeek's own
+            # examples are written) sends application/x-www-form-urlencoded.
+            scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+            scope["headers"].append((b"content-type", b"application/json"))
         replayed = False
 
         async def replay() -> Message:

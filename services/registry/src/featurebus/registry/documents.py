@@ -131,6 +131,8 @@ class PluginDoc(Document):
     violations: list[Violation] = Field(default_factory=list)
     manifest: PluginManifest | None = None
     deployment_type: str | None = None
+    # A deploy asked for while the scan ran ("batch_only"), carried out when the scan passes.
+    deploy_pending: str | None = None
     batch_enabled: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from beanie.operators import Set
+
 from featurebus.common import ids
 from featurebus.common.events import BatchIndexed, BatchPlanned, BatchRequested, PluginScanned, RetrievalAnswered
 from featurebus.common.kafka import Bus
@@ -23,15 +25,23 @@ async def apply_scan(event: PluginScanned) -> None:
     if plugin is None or plugin.archive_sha256 != event.archive_sha256:
         log.info("stale scan verdict for %s ignored", event.plugin_id)
         return
-    plugin.scan_status = "passed" if event.passed else "failed"
-    plugin.violations, plugin.manifest = event.violations, event.manifest
-    if event.passed:
-        plugin.status, plugin.error = "NOT_DEPLOYED", None
-    else:
-        errors = [str(v) for v in event.violations if v.severity == "ERROR"]
-        plugin.status, plugin.error = "FAILED", "; ".join(errors[:5]) or "scan failed"
-    plugin.updated_at = now()
-    await plugin.save()
+    errors = [str(v) for v in event.violations if v.severity == "ERROR"]
+    # Only the scan's fields: a deploy queued meanwhile (deploy_pending) is not overwritten.
+    await plugin.set(
+        {
+            PluginDoc.scan_status: "passed" if event.passed else "failed",
+            PluginDoc.violations: event.violations,
+            PluginDoc.manifest: event.manifest,
+            PluginDoc.status: "NOT_DEPLOYED" if event.passed else "FAILED",
+            PluginDoc.error: None if event.passed else "; ".join(errors[:5]) or "scan failed",
+            PluginDoc.updated_at: now(),
+        }
+    )
+    # A batch deploy asked for during the scan: carried out now, or dropped with the scan's failure.
+    deployed = {PluginDoc.batch_enabled: True, PluginDoc.deployment_type: "batch_only"} if event.passed else {}
+    await PluginDoc.find_one(PluginDoc.id == plugin.id, PluginDoc.deploy_pending == "batch_only").update(
+        Set({**deployed, PluginDoc.deploy_pending: None})
+    )
 
 
 async def apply_batch_request(bus: Bus, event: BatchRequested) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from beanie import UpdateResponse
+from beanie.operators import Set
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from pymongo.results import UpdateResult
 
 from featurebus.common import ids
 from featurebus.common.events import PluginUploaded
@@ -198,25 +202,45 @@ async def plugin_status(ns: str, plugin_id: str, who: Principal = Depends(princi
     }
 
 
-@router.post("/{plugin_id}/deploy")
+@router.post("/{plugin_id}/deploy", response_model=None)
 async def deploy(
     ns: str, plugin_id: str, deployment_type: str | None = None, who: Principal = Depends(principal)
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     plugin = await get_plugin(who, ns, plugin_id)
+    if deployment_type not in (None, "batch_only"):
+        raise ApiError(422, f"deployment_type {deployment_type!r} is not known", "use ?deployment_type=batch_only")
     if plugin.scan_status == "scanning":
-        raise ApiError(
-            409,
-            f"{plugin_id} is still being scanned",
-            f"poll GET .../plugins/{plugin_id}/status until scan.status is passed",
+        if deployment_type is None:
+            raise ApiError(
+                409,
+                f"{plugin_id} is still being scanned",
+                f"poll GET .../plugins/{plugin_id}/status until scan.status is passed, or deploy with "
+                "?deployment_type=batch_only, which is carried out when the scan passes",
+            )
+        # Only while the scan still runs (the verdict may land between the read and this write).
+        queued = await PluginDoc.find_one(PluginDoc.id == plugin.id, PluginDoc.scan_status == "scanning").update(
+            Set({PluginDoc.deploy_pending: "batch_only", PluginDoc.status: "PENDING", PluginDoc.updated_at: now()}),
+            response_type=UpdateResponse.UPDATE_RESULT,
         )
+        if isinstance(queued, UpdateResult) and queued.matched_count:
+            return JSONResponse(
+                {
+                    "plugin_id": plugin_id,
+                    "status": "PENDING",
+                    "deployment_type": "batch_only",
+                    "batch_enabled": False,
+                    "message": "the scan is still running: the plugin is deployed for batch processing when it "
+                    "passes, or goes FAILED with the scan's violations",
+                },
+                status_code=202,
+            )
+        plugin = await get_plugin(who, ns, plugin_id)
     if plugin.scan_status != "passed":
         raise ApiError(
             409,
             f"{plugin_id} failed its scan and cannot be deployed",
             "fix the violations and upload a new archive: " + "; ".join(str(v) for v in plugin.violations[:3]),
         )
-    if deployment_type not in (None, "batch_only"):
-        raise ApiError(422, f"deployment_type {deployment_type!r} is not known", "use ?deployment_type=batch_only")
     if deployment_type is None:
         if not (plugin.manifest and plugin.manifest.has_realtime):
             raise ApiError(
