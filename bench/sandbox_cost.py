@@ -23,10 +23,10 @@ from typing import Any
 import pandas as pd
 
 from featurebus.common.frames import FRAME_COLUMNS, to_parquet
+from featurebus.inference.plugin_worker import PluginWorker
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
-from featurebus.inference.worker import PluginWorker
 from featurebus.scan import zip_directory
-from featurebus.sdk.models import offline_env, seed_offline_models
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "text_embed"
 

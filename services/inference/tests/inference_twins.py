@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from featurebus.common.frames import FRAME_COLUMNS, to_parquet
+from featurebus.inference.plugin_worker import PluginWorker
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
-from featurebus.inference.worker import PluginWorker
 
 TOY_MANIFEST = """
 feature_extractor_name = "toy"

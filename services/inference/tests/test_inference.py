@@ -27,9 +27,9 @@ from featurebus.common.objectstore import sha256_hex
 from featurebus.common.objectstore_memory import MemoryObjectStore
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.main import InferenceService, build
+from featurebus.inference.plugin_worker import WorkerOutput
 from featurebus.inference.pools import ActorLost, WarmPools
-from featurebus.inference.work import ArchiveCache, Inference
-from featurebus.inference.worker import WorkerOutput
+from featurebus.inference.processing import ArchiveCache, Inference
 
 PREFIX = "inf."
 BROKEN = TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from featurebus.common.events import ComputeProfile, FeatureSpec, PluginRef, ReasonCode, RowFailure
+from featurebus.inference.plugin_worker import WorkerOutput
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
-from featurebus.inference.worker import WorkerOutput
 from featurebus.sdk.host import PluginError
 
 

@@ -19,7 +19,7 @@ from featurebus.common.events import ComputeProfile, FeatureSpec, PluginRef, Rea
 from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import sha256_hex
 from featurebus.inference.pools import ResourcesUnavailable
-from featurebus.sdk.models import offline_env, seed_offline_models
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import pytest
 
 from featurebus.common.frames import FRAME_COLUMNS
 from featurebus.sdk.host import PluginHost
-from featurebus.sdk.models import offline_env, seed_offline_models
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 PLUGIN = Path(__file__).resolve().parents[1]
 

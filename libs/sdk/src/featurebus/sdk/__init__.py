@@ -13,8 +13,9 @@ from featurebus.sdk.assets import (
     resolve_url_to_local_path,
 )
 from featurebus.sdk.batch import BaseBatchInferenceService
+from featurebus.sdk.builtin_services import get_batch_service
 from featurebus.sdk.container import PluginContainer, Secrets
-from featurebus.sdk.models import LazyModelMixin, lazy_model, load_hf_model, load_namespace_model
+from featurebus.sdk.model_loading import LazyModelMixin, lazy_model, load_hf_model, load_namespace_model
 from featurebus.sdk.pipeline import (
     PipelineDefinition,
     ResourceType,
@@ -22,7 +23,6 @@ from featurebus.sdk.pipeline import (
     StepDefinition,
     build_pipeline_steps,
 )
-from featurebus.sdk.registry import get_batch_service
 from featurebus.sdk.request import ExtractorRequest
 from featurebus.sdk.rows import RowError
 from featurebus.sdk.serve import BaseInferenceService

@@ -11,7 +11,7 @@ import sys
 import types
 from typing import Any
 
-from featurebus.sdk import assets, batch, models, pipeline, registry, rows, serve
+from featurebus.sdk import assets, batch, builtin_services, model_loading, pipeline, rows, serve
 
 __all__ = ["ALIASES", "install_aliases"]
 
@@ -35,7 +35,7 @@ ALIASES: dict[str, dict[str, Any]] = {
     "engine.plugins": {},
     "engine.plugins.extractors": {},
     "engine.plugins.extractors.pipeline": {name: getattr(pipeline, name) for name in pipeline.__all__},
-    "engine.models": {name: getattr(models, name) for name in models.__all__},
+    "engine.models": {name: getattr(model_loading, name) for name in model_loading.__all__},
     "shared": {},
     "shared.plugins": _PLUGINS,
     "shared.plugins.sdk": _PLUGINS,
@@ -43,9 +43,9 @@ ALIASES: dict[str, dict[str, Any]] = {
     "shared.plugins.inference.serve": {"BaseInferenceService": serve.BaseInferenceService},
     "shared.plugins.inference.batch": {"BaseBatchInferenceService": batch.BaseBatchInferenceService},
     "shared.inference": {},
-    "shared.inference.registry": {"get_batch_service": registry.get_batch_service},
+    "shared.inference.registry": {"get_batch_service": builtin_services.get_batch_service},
     "shared.models": {},
-    "shared.models.loader": {name: getattr(models, name) for name in models.__all__},
+    "shared.models.loader": {name: getattr(model_loading, name) for name in model_loading.__all__},
     "shared.utilities": {},
     "shared.utilities.files": {"resolve_url_to_local_path": assets.resolve_url_to_local_path},
 }

@@ -26,7 +26,7 @@ from featurebus.common.frames import FRAME_COLUMNS
 from featurebus.scan import lint_source, scan_archive, zip_directory
 from featurebus.sdk.client import ApiError, Client
 from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
-from featurebus.sdk.models import offline_env, seed_offline_models
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 __all__ = ["app"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from featurebus.common.events import BatchReady, RetrievalRequested
 from featurebus.common.kafka import Bus
 from featurebus.common.telemetry import span_for
-from featurebus.inference.work import Inference
+from featurebus.inference.processing import Inference
 
 __all__ = ["BATCH_GROUP", "QUERY_GROUP", "register"]
 

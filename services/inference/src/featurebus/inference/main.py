@@ -17,8 +17,8 @@ from featurebus.common.startup import until_ready
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.handlers import register
 from featurebus.inference.pools import Pools
-from featurebus.inference.work import ArchiveCache, Inference
-from featurebus.sdk.models import offline_env, seed_offline_models
+from featurebus.inference.processing import ArchiveCache, Inference
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 __all__ = ["InferenceService", "build", "main"]
 

@@ -1,6 +1,6 @@
 """Warm actor pools: one per plugin version (plugin id + archive checksum + parameters).
 
-Each actor is a :class:`~featurebus.inference.worker.PluginWorker` that loaded the plugin once.
+Each actor is a :class:`~featurebus.inference.plugin_worker.PluginWorker` that loaded the plugin once.
 This module keeps the books — which actor takes a call, when a pool grows, when an actor is
 replaced, when an idle pool goes — and knows nothing of Ray: an :class:`ActorBackend`
 (:mod:`featurebus.inference.ray_actors` in the service, a fake in unit tests) starts, calls and
@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from featurebus.common.events import PluginRef, ReasonCode
 from featurebus.common.kafka import TransientError
-from featurebus.inference.worker import WorkerOutput
+from featurebus.inference.plugin_worker import WorkerOutput
 from featurebus.sdk.host import PluginError
 
 __all__ = ["ActorBackend", "ActorLost", "Pools", "ResourcesUnavailable", "WarmPools"]

@@ -15,9 +15,9 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 
 from featurebus.common.events import PluginRef
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
+from featurebus.inference.plugin_worker import PluginWorker, WorkerOutput
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
-from featurebus.inference.worker import PluginWorker, WorkerOutput
 from featurebus.sdk.host import PluginError
 
 __all__ = ["PluginActor", "RayActors", "RayPools", "SandboxSettings"]

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 __all__ = ["Channel", "ChannelClosed", "Message", "RemoteError"]
 
@@ -48,8 +48,8 @@ Handler = Callable[[Message], Message]
 class Channel:
     """Calls over ``reader``/``writer``; ``handler`` answers the other side's calls (in threads)."""
 
-    reader: BinaryIO
-    writer: BinaryIO
+    reader: IO[bytes]
+    writer: IO[bytes]
     handler: Handler | None = None
     handler_threads: int = 8
     _next_id: int = 0

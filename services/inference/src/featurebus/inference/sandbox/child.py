@@ -12,7 +12,6 @@ import os
 import resource
 import shutil
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,7 @@ class _Server:
         self._lock = threading.Lock()
 
     def load(self, hello: Message) -> None:
-        from featurebus.inference.worker import PluginWorker
+        from featurebus.inference.plugin_worker import PluginWorker
         from featurebus.sdk.assets import use_s3_fetcher
 
         use_s3_fetcher(self._fetch)
@@ -110,7 +109,7 @@ class _Server:
     def _process(self, frame: bytes) -> Message:
         from featurebus.common.events import ReasonCode
         from featurebus.common.frames import from_parquet
-        from featurebus.inference.worker import all_rows_failed
+        from featurebus.inference.plugin_worker import all_rows_failed
 
         mark = self.guard.count()
         output = self.worker.process(frame)
@@ -183,4 +182,4 @@ def _walk_top(directory: Path, keep: set[Path], keep_parents: set[Path]) -> list
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

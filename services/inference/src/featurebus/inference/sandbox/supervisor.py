@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet
+from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed, prepare_plugin
 from featurebus.inference.sandbox.channel import Channel, ChannelClosed, Message, RemoteError
 from featurebus.inference.sandbox.policy import SCRATCH, SandboxPolicy, SandboxUnavailable
-from featurebus.inference.worker import WorkerOutput, all_rows_failed, prepare_plugin
 from featurebus.sdk.assets import fetch_asset_bytes
 from featurebus.sdk.host import PluginError
 
@@ -58,7 +58,7 @@ class SandboxConfig:
 
 
 class SandboxedWorker:
-    """Same calls as :class:`~featurebus.inference.worker.PluginWorker`; the plugin runs sandboxed."""
+    """Same calls as :class:`~featurebus.inference.plugin_worker.PluginWorker`; the plugin runs sandboxed."""
 
     def __init__(
         self,

@@ -13,8 +13,8 @@ from inference_twins import TOY_PIPELINE, frame, toy_archive
 
 from featurebus.common.events import ReasonCode
 from featurebus.common.frames import from_parquet
-from featurebus.inference import worker as worker_module
-from featurebus.inference.worker import PluginWorker
+from featurebus.inference import plugin_worker as worker_module
+from featurebus.inference.plugin_worker import PluginWorker
 from featurebus.sdk.host import PluginError
 
 RAISING = TOY_PIPELINE.replace(

@@ -18,8 +18,8 @@ from featurebus.common.events import (
 )
 from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
+from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed
 from featurebus.inference.pools import ActorLost, Pools
-from featurebus.inference.worker import WorkerOutput, all_rows_failed
 from featurebus.sdk.host import PluginError
 
 __all__ = ["ArchiveCache", "Inference"]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from featurebus.sdk.assets import open_asset, parallel_io
 from featurebus.sdk.batch import BaseBatchInferenceService
-from featurebus.sdk.models import ModelNotAvailable
+from featurebus.sdk.model_loading import ModelNotAvailable
 from featurebus.sdk.rows import RowError
 
 __all__ = ["EfficientNetLite0Batch", "MiniLMBatch", "WhisperTinyEnBatch", "get_batch_service"]
