@@ -44,11 +44,14 @@ docs: setup
 	$(BIN)/python docs/asyncapi.py
 
 LINT_PATHS := libs services deploy tests bench examples docs conftest.py
+STRICT := common sdk scan registry
 
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
-	$(BIN)/mypy $(foreach p,$(PACKAGES),-p featurebus.$(notdir $(p)))
+	@# strict on the libraries and the registry; the other services as they are
+	$(BIN)/mypy --strict $(foreach p,$(STRICT),-p featurebus.$(p))
+	$(BIN)/mypy $(foreach p,$(filter-out $(STRICT),$(foreach p,$(PACKAGES),$(notdir $(p)))),-p featurebus.$(p))
 
 clean: stop
 	rm -rf $(DATA_DIR)

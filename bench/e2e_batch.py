@@ -16,6 +16,7 @@ between runs (these machines are noisy): 1.10 means 10% platform overhead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -63,10 +64,8 @@ class PeakRss:
                 except psutil.Error:
                     continue
                 for p in procs:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
             self.peak = max(self.peak, total)
             self._stop.wait(0.5)
 

@@ -20,6 +20,7 @@ Importable for test fixtures::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -91,16 +92,15 @@ def start_process(name: str, argv: list[str], data_dir: Path, env: dict[str, str
     """Start ``argv`` in the background, logging to DIR/logs/NAME.log, its pid in DIR/pids/NAME.pid."""
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     (data_dir / "pids").mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / "logs" / f"{name}.log", "ab")
-    proc = subprocess.Popen(
-        argv,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-    log.close()
+    with open(data_dir / "logs" / f"{name}.log", "ab") as log:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
     (data_dir / "pids" / f"{name}.pid").write_text(json.dumps({"pid": proc.pid, "argv": argv}))
     return proc.pid
 
@@ -157,10 +157,8 @@ def stop_process(name: str, data_dir: Path, timeout: float = 20.0, hard: bool = 
             return True
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             if not _cmdline(pid) or _is_zombie(pid):
                 return True
             time.sleep(0.1)

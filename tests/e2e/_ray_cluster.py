@@ -9,6 +9,7 @@ exactly the processes these nodes started, by PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -177,10 +178,8 @@ def _stop_group(root: psutil.Process, timeout: float) -> None:
             return
         deadline = time.monotonic() + wait
         while _running(root) and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(root.pid, os.WNOHANG)  # reap it if it is our child
-            except ChildProcessError:
-                pass
             time.sleep(0.1)
 
 

@@ -30,11 +30,10 @@ class LoadedImage:
 def load_image(url: str):
     """The decoded picture at ``url``, or a RowError naming the URL when it cannot be read."""
     try:
-        with open_asset(url, suffix=os.path.splitext(urlparse(url).path)[1]) as path:
-            with Image.open(path) as img:
-                width, height = img.size
-                img.draft("RGB", DECODE_SIZE)
-                return LoadedImage(img.convert("RGB"), width, height)
+        with open_asset(url, suffix=os.path.splitext(urlparse(url).path)[1]) as path, Image.open(path) as img:
+            width, height = img.size
+            img.draft("RGB", DECODE_SIZE)
+            return LoadedImage(img.convert("RGB"), width, height)
     except Exception as exc:
         return RowError.unreadable_asset(url, exc)
 

@@ -14,6 +14,7 @@ producers and consumers (``docs/asyncapi.yaml``, written by ``make docs``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -87,7 +88,7 @@ class Bus:
         _known(topic)
         self._subscribed.append(topic)
         options.setdefault("auto_offset_reset", "earliest")
-        return self.broker.subscriber(
+        return self.broker.subscriber(  # type: ignore[no-any-return]
             self.topic(topic),
             group_id=self.prefix + group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -160,10 +161,8 @@ class Bus:
                 if name not in existing
             ]
             if new:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
         finally:
             await admin.close()
 

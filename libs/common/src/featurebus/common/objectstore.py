@@ -134,4 +134,4 @@ class ObjectStore:
 
     async def close(self) -> None:
         """Release the HTTP session (call once, at shutdown)."""
-        await self._client.close_session()
+        await self._client.close_session()  # type: ignore[no-untyped-call]

@@ -272,7 +272,7 @@ class PluginProgram:
                 out.add(q)
                 out.add(q[2:])
         func = node.func
-        builtin = type(func) is ast.Name and func.id not in m.env and func.id  # type: ignore[attr-defined]
+        builtin = type(func) is ast.Name and func.id not in m.env and func.id
         if builtin == "getattr" and len(node.args) >= 2:
             name = node.args[1]
             if isinstance(name, ast.Constant) and isinstance(name.value, str):

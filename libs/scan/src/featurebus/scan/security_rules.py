@@ -331,7 +331,7 @@ PLUGIN_SETTINGS = (
 
 _ALLOWED_PARENTS = frozenset(".".join(m.split(".")[:i]) for m in ALLOWED_MODULES for i in range(1, m.count(".") + 1))
 _RULE_PREFIXES = frozenset(
-    {root for root in _DENY}
+    set(_DENY)
     | {root for root in _ONLY if root != "metadata"}
     | {"importlib.metadata", "os.environ", "os.environb", "concurrent.futures"}
     | {

@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,17 +144,17 @@ def concurrent_api_calls(
     return _run_coroutine(run_all())
 
 
-def _run_coroutine(coro: Awaitable[Any]) -> Any:
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
     # A loop already runs in this thread: run ours in a fresh thread with its own loop.
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
+            box["value"] = asyncio.run(coro)
         except BaseException as exc:
             box["error"] = exc
 
@@ -163,4 +163,4 @@ def _run_coroutine(coro: Awaitable[Any]) -> Any:
     thread.join()
     if "error" in box:
         raise box["error"]
-    return box["value"]
+    return box["value"]  # type: ignore[no-any-return]

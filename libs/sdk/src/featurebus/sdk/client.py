@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -22,6 +22,7 @@ __all__ = ["TERMINAL_BATCH_STATES", "ApiError", "Client"]
 
 TERMINAL_BATCH_STATES = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"})
 MAX_OBJECTS_PER_REQUEST = 1000
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -140,7 +141,7 @@ class Client:
     ) -> dict[str, Any]:
         """The batch once it is COMPLETED, COMPLETED_WITH_ERRORS or FAILED."""
         return wait(
-            lambda: self.request("GET", f"/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}"),
+            lambda: dict(self.request("GET", f"/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}")),
             lambda b: b["status"] in TERMINAL_BATCH_STATES,
             timeout,
             f"batch {batch_id}",
@@ -149,13 +150,13 @@ class Client:
 
 
 def wait(
-    fetch: Callable[[], Any],
-    done: Callable[[Any], bool],
+    fetch: Callable[[], T],
+    done: Callable[[T], bool],
     timeout: float,
     what: str,
     every: float = 0.5,
     on_wait: Callable[[], None] | None = None,
-) -> Any:
+) -> T:
     """Poll ``fetch`` until ``done``; TimeoutError naming ``what`` and the last answer."""
     deadline = time.monotonic() + timeout
     while not done(value := fetch()):

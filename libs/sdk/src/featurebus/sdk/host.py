@@ -310,7 +310,7 @@ def _collect_row_errors(out: pd.DataFrame, errors: dict[int, RowError]) -> None:
             continue
         for i, value in out[column].items():
             if isinstance(value, RowError):
-                errors.setdefault(int(i), value)  # type: ignore[arg-type]
+                errors.setdefault(int(i), value)
 
 
 def _vector(value: Any, name: str) -> tuple[list[float] | None, tuple[ReasonCode, str] | None]:

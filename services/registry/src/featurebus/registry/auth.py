@@ -56,7 +56,7 @@ async def principal(request: Request) -> Principal:
     if refused is not None:
         raise ApiError(401, str(refused), refused.hint)
     if due_for_touch(record.last_used_at, at):
-        await ApiKey.find_one(ApiKey.id == record.id).update(Set({ApiKey.last_used_at: at}))
+        await ApiKey.find_one(ApiKey.id == record.id).update(Set({ApiKey.last_used_at: at}))  # type: ignore[no-untyped-call]
     return Principal(record.org_id, record.id, record.admin, record.namespaces)
 
 

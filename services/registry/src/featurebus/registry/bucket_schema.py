@@ -8,18 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from featurebus.common.events import Blob
-from featurebus.common.media_types import blob_type_of, fits
+from featurebus.common.media_types import BINARY_BLOB_TYPES, blob_type_of, fits
 from featurebus.registry.upload_checks import StoredBlob
 
 __all__ = ["BLOB_TYPES", "BlobRequest", "SchemaError", "build_blobs", "check_schema", "parse_blobs", "to_blobs"]
 
-BLOB_TYPES = {
-    "text": "text/plain",
-    "image": "image/*",
-    "video": "video/*",
-    "audio": "audio/*",
-    "pdf": "application/pdf",
-}
+BLOB_TYPES = {"text": "text/plain", **BINARY_BLOB_TYPES}  # a property's type → the MIME types it takes
 
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from featurebus.common import ids
 from featurebus.common.ids import normalize_version
 
 __all__ = ["FeatureUri", "parse_feature_uri"]
@@ -20,7 +21,7 @@ class FeatureUri:
 
     @property
     def plugin_id(self) -> str:
-        return f"{self.name}_{self.version.replace('.', '_')}"
+        return ids.plugin_id(self.name, self.version)
 
 
 def parse_feature_uri(uri: str) -> FeatureUri:

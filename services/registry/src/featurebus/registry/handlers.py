@@ -40,7 +40,7 @@ async def apply_scan(event: PluginScanned) -> None:
     # A batch deploy asked for during the scan: carried out now, or dropped with the scan's failure.
     deployed = {PluginDoc.batch_enabled: True, PluginDoc.deployment_type: "batch_only"} if event.passed else {}
     await PluginDoc.find_one(PluginDoc.id == plugin.id, PluginDoc.deploy_pending == "batch_only").update(
-        Set({**deployed, PluginDoc.deploy_pending: None})
+        Set({**deployed, PluginDoc.deploy_pending: None})  # type: ignore[no-untyped-call]
     )
 
 

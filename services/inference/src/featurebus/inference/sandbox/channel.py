@@ -8,6 +8,7 @@ for assets); ``id`` pairs a reply with its call, so calls may overlap.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
@@ -99,10 +100,8 @@ class Channel:
     def close(self, why: str = "closed") -> None:
         self._fail_all(ChannelClosed(why))
         for stream in (self.writer, self.reader):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -166,10 +165,8 @@ class Channel:
         except Exception as exc:
             header, body = {"error": {"kind": "internal", "detail": f"{type(exc).__name__}: {exc}"}}, b""
         header["reply_to"] = call_id
-        try:
+        with contextlib.suppress(ChannelClosed):
             self._send(header, body)
-        except ChannelClosed:
-            pass
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._state_lock:

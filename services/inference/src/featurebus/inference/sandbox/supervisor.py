@@ -7,6 +7,7 @@ or overruns its CPU budget fails the frame it was running and is started again f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -348,15 +349,11 @@ class _Child:
 
     def kill(self) -> None:
         for pid in (self.pid, self.process.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
         self.channel.close("the sandbox was stopped")
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def _watch_cpu(self) -> None:
         """One watchdog for the child's life (a thread per call cost more than a short query)."""

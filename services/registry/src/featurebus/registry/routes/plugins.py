@@ -219,7 +219,7 @@ async def deploy(
             )
         # Only while the scan still runs (the verdict may land between the read and this write).
         queued = await PluginDoc.find_one(PluginDoc.id == plugin.id, PluginDoc.scan_status == "scanning").update(
-            Set({PluginDoc.deploy_pending: "batch_only", PluginDoc.status: "PENDING", PluginDoc.updated_at: now()}),
+            Set({PluginDoc.deploy_pending: "batch_only", PluginDoc.status: "PENDING", PluginDoc.updated_at: now()}),  # type: ignore[no-untyped-call]
             response_type=UpdateResponse.UPDATE_RESULT,
         )
         if isinstance(queued, UpdateResult) and queued.matched_count:
