@@ -10,7 +10,7 @@ from beanie import init_beanie
 from pymongo import AsyncMongoClient
 
 from featurebus.common.events import BatchIndexed, BatchPlanned, ReasonCode, RowFailure
-from featurebus.registry.batches import record_indexed, record_planned
+from featurebus.registry.batch_progress import record_indexed, record_planned
 from featurebus.registry.documents import ALL_DOCUMENTS, BatchDoc
 
 pytestmark = pytest.mark.integration

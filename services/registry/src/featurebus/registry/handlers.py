@@ -11,8 +11,8 @@ from featurebus.common.events import BatchIndexed, BatchPlanned, BatchRequested,
 from featurebus.common.kafka import Bus
 from featurebus.common.telemetry import span_for
 from featurebus.registry.answers import Answers
-from featurebus.registry.batches import record_indexed, record_planned
-from featurebus.registry.batching import start_batch
+from featurebus.registry.batch_progress import record_indexed, record_planned
+from featurebus.registry.batch_start import start_batch
 from featurebus.registry.documents import BucketDoc, NamespaceDoc, PluginDoc, now
 
 __all__ = ["register"]

@@ -30,13 +30,16 @@ from featurebus.registry.errors import install_error_handlers
 from featurebus.registry.handlers import register
 from featurebus.registry.routes import (
     api_keys,
+    batches,
+    blob_uploads,
     buckets,
     collections,
     namespaces,
+    objects,
     plugins,
     retrievers,
     secrets,
-    uploads,
+    tasks,
 )
 
 __all__ = ["build_app", "main"]
@@ -88,7 +91,19 @@ def build_app(
     app = FastAPI(title="featurebus", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
-    for module in (namespaces, api_keys, secrets, plugins, buckets, uploads, collections, retrievers):
+    for module in (
+        namespaces,
+        api_keys,
+        secrets,
+        plugins,
+        buckets,
+        objects,
+        blob_uploads,
+        batches,
+        tasks,
+        collections,
+        retrievers,
+    ):
         app.include_router(module.router)
 
     @app.get("/healthz")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from featurebus.common import ids
 from featurebus.common.events import RetrievalRequested, SearchSpec
 from featurebus.registry.auth import Principal, principal, resolve_namespace
-from featurebus.registry.batching import plugin_ref
+from featurebus.registry.batch_start import plugin_ref
 from featurebus.registry.body_guard import json_of
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import CollectionDoc, NamespaceDoc, PluginDoc, RetrieverDoc

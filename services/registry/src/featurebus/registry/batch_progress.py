@@ -12,7 +12,7 @@ from featurebus.registry.documents import BatchDoc, FrameResult, now
 
 __all__ = ["record_indexed", "record_planned", "refresh"]
 
-log = logging.getLogger("featurebus.registry.batches")
+log = logging.getLogger("featurebus.registry.batch_progress")
 TERMINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"}
 
 
