@@ -8,6 +8,7 @@ outlives every one of them.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -50,6 +51,7 @@ ATTACKS = {
     "write_scratch": lambda arg: open(os.path.join(tempfile.gettempdir(), "ok.txt"), "w").write("fine") and "",
     "scratch_is_wiped": lambda arg: json.dumps(os.listdir(tempfile.gettempdir())),
     "connect": lambda arg: _connect(arg),
+    "connect_errno": lambda arg: _connect_errno(arg),
     "metadata": lambda arg: socket.create_connection(("169.254.169.254", 80), timeout=2),
     "subprocess": lambda arg: subprocess.run(["/bin/true"]),
     "fork": lambda arg: os.fork(),
@@ -70,6 +72,16 @@ def _raw_fork_exec():
     _posixsubprocess.fork_exec(
         [b"/bin/true"], [b"/bin/true"], True, (w,), None, None, -1, -1, -1, -1, -1, -1, r, w, False, False,
         -1, None, None, None, -1, None, False)
+
+def _connect_errno(address):
+    host, port = address.rsplit(":", 1)
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect((host, int(port)))
+    except OSError as exc:
+        return str(exc.errno)
+    return "connected"
 
 def _spin():
     while True:
@@ -229,3 +241,26 @@ def test_a_frame_over_its_cpu_budget_is_stopped_and_the_plugin_restarted(worker:
     assert reason is ReasonCode.SANDBOX_VIOLATION and "CPU time" in message
     assert run(worker, "benign")[0] is None
     assert worker.stats()["sandbox_restarts"] == restarts + 1
+
+
+@pytest.fixture(scope="module")
+def egress_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxedWorker]:
+    """An API plugin's sandbox with the host's network, allowed TCP port 443 only."""
+    config = SandboxConfig(memory_bytes=2 * 1024**3, frame_cpu_seconds=3, egress=True, egress_ports=(443,))
+    work = tmp_path_factory.mktemp("egress")
+    w = SandboxedWorker("toy_1_0_0", toy_archive(PIPELINE, TOY_MANIFEST), None, str(work), None, config)
+    assert w.load_error is None, w.load_error
+    yield w
+    w.close()
+
+
+def test_an_egress_plugin_reaches_only_the_allowed_ports_enforced_by_the_kernel(
+    egress_worker: SandboxedWorker, platform_port: tuple[int, list[bytes]]
+) -> None:
+    # A public address passes the audit hook; the kernel (Landlock) still refuses any port but 443.
+    assert run(egress_worker, "connect_errno 1.1.1.1:27017") == (None, str(errno.EACCES), "")
+    reason, found, _ = run(egress_worker, "connect_errno 1.1.1.1:443")
+    assert reason is None and found != str(errno.EACCES)  # unreachable or timed out, but not refused
+    reason, _, message = run(egress_worker, f"connect {platform_port[0]}")  # loopback: the hook refuses it
+    assert reason is ReasonCode.SANDBOX_VIOLATION and "refused" in message
+    assert platform_port[1] == []

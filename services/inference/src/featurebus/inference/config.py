@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from featurebus.common.settings import CommonSettings
 
@@ -46,6 +46,17 @@ class InferenceSettings(CommonSettings):
     # Outbound network for plugins whose compute_profile.resource_type is "api" (other plugins
     # never get one). Off by default: a sandbox then has loopback only.
     sandbox_egress: bool = False
+    # The TCP ports such plugins may connect to (the kernel enforces it, with Landlock); a
+    # comma-separated list in FEATUREBUS_SANDBOX_EGRESS_PORTS, e.g. "443,80".
+    sandbox_egress_ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], NoDecode] = Field(
+        default_factory=lambda: [443, 80]
+    )
+
+    @field_validator("sandbox_egress_ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
     # Address space a sandboxed plugin may map beyond compute_profile.actor_memory_gb: libraries
     # reserve far more virtual memory than they use (thread stacks, malloc arenas, mapped .so files).
     sandbox_address_overhead_gb: float = Field(default=4.0, ge=0)

@@ -114,6 +114,7 @@ def build(
         sandbox = SandboxSettings(
             enforce=settings.sandbox == "enforce",
             egress=settings.sandbox_egress,
+            egress_ports=tuple(settings.sandbox_egress_ports),
             address_overhead_gb=settings.sandbox_address_overhead_gb,
             frame_cpu_seconds=settings.sandbox_frame_cpu_seconds,
             scratch_gb=settings.sandbox_scratch_gb,

@@ -156,6 +156,7 @@ class SandboxSettings:
 
     enforce: bool = True
     egress: bool = False
+    egress_ports: tuple[int, ...] = (443, 80)
     address_overhead_gb: float = 4.0
     frame_cpu_seconds: float = 300.0
     scratch_gb: float = 1.0
@@ -171,6 +172,7 @@ class SandboxSettings:
             frame_cpu_seconds=self.frame_cpu_seconds,
             scratch_bytes=int(self.scratch_gb * 1024**3),
             egress=self.egress and profile.resource_type == "api",
+            egress_ports=self.egress_ports,
             forbidden=self.forbidden,
         )
 

@@ -33,6 +33,7 @@ def main() -> None:
     hello = channel.read_one()
     config: dict[str, Any] = hello.header["config"]
     _limit(config)
+    network_error = _restrict_network(config["tcp_connect_ports"])  # before any thread starts
     seccomp_rules.install()
     guard = Guard(
         readable=[os.path.realpath(p) for p in config["readable"]] + ["/lib", "/lib64", "/bin"],
@@ -46,8 +47,22 @@ def main() -> None:
     server = _Server(channel, guard, config)
     channel.handler = server.answer
     channel.start()
-    server.load(hello)
+    server.load(hello, network_error)
     threading.Event().wait()  # serve until the supervisor closes the channel (we die with it)
+
+
+def _restrict_network(connect_ports: list[int]) -> str | None:
+    """Landlock: TCP connections only to ``connect_ports``, no listening. Without Landlock's network
+    rules the loopback-only namespace still isolates a plugin without egress; one with egress
+    does not load (the reason is returned)."""
+    from featurebus.inference.sandbox import landlock
+
+    try:
+        landlock.restrict_tcp(connect_ports)
+    except landlock.LandlockUnavailable as exc:
+        if connect_ports:
+            return f"outbound network for API plugins is enforced by the kernel, and cannot be here: {exc}"
+    return None
 
 
 def _limit(config: dict[str, Any]) -> None:
@@ -69,9 +84,23 @@ class _Server:
         self._busy = 0
         self._lock = threading.Lock()
 
-    def load(self, hello: Message) -> None:
+    def load(self, hello: Message, network_error: str | None = None) -> None:
         from featurebus.inference.plugin_worker import PluginWorker
         from featurebus.sdk.assets import use_s3_fetcher
+
+        if network_error is not None:
+            self.channel.send(
+                {
+                    "reply_to": hello.header.get("id"),
+                    "load_seconds": 0.0,
+                    "load_error": {
+                        "reason": "plugin_load_failed",
+                        "message": network_error,
+                        "hint": "run inference on Linux 6.7+, or turn FEATUREBUS_SANDBOX_EGRESS off",
+                    },
+                }
+            )
+            return
 
         use_s3_fetcher(self._fetch)
         self.worker = PluginWorker(

@@ -55,6 +55,7 @@ class SandboxConfig:
     frame_cpu_seconds: float = 300.0
     scratch_bytes: int = 1024**3
     egress: bool = False
+    egress_ports: tuple[int, ...] = (443, 80)  # the TCP ports an egress plugin may connect to
     forbidden: tuple[str, ...] = ()
 
 
@@ -220,6 +221,7 @@ class SandboxedWorker:
             "forbidden": [str(Path(p).resolve()) for p in self.config.forbidden],
             "scratch": SCRATCH,
             "egress": policy.egress,
+            "tcp_connect_ports": list(self.config.egress_ports) if policy.egress else [],
             "memory_bytes": policy.memory_bytes,
             "max_open_files": policy.max_open_files,
             "max_file_bytes": policy.max_file_bytes,
