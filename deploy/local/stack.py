@@ -33,14 +33,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import typer
 
+from featurebus.common.settings import CommonSettings
+
 __all__ = ["LocalStack", "Server", "free_port", "start_process", "stop_process"]
 
-ACCESS_KEY = "featurebus"
-SECRET_KEY = "featurebus-local-secret"
-BUCKET = "featurebus"
+# The local servers listen where the services look by default (one place: CommonSettings).
+_DEFAULT = {name: spec.default for name, spec in CommonSettings.model_fields.items()}
+ACCESS_KEY, SECRET_KEY, BUCKET = _DEFAULT["s3_access_key"], _DEFAULT["s3_secret_key"], _DEFAULT["s3_bucket"]
+KAFKA_PORT = int(_DEFAULT["kafka_bootstrap"].rsplit(":", 1)[1])
+MONGO_PORT = int(urlsplit(_DEFAULT["mongo_uri"]).port or 27017)
+S3_PORT = int(_DEFAULT["s3_endpoint"].rsplit(":", 1)[1])
 
 
 def free_port() -> int:
@@ -207,9 +213,9 @@ class LocalStack:
     """Kafka, MongoDB and S3 on 127.0.0.1, all state under ``data_dir``."""
 
     data_dir: Path
-    kafka_port: int = 19092
-    mongo_port: int = 27117
-    s3_port: int = 8333
+    kafka_port: int = KAFKA_PORT
+    mongo_port: int = MONGO_PORT
+    s3_port: int = S3_PORT
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()

@@ -9,6 +9,7 @@ vectors) live in the object store and travel here as ``s3://`` URIs with a SHA-2
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -278,6 +279,13 @@ class RowFailure(_Model):
     reason: ReasonCode
     message: str
     hint: str | None = None
+
+    @classmethod
+    def every(
+        cls, rows: Iterable[tuple[str, str]], reason: ReasonCode, message: str, hint: str | None = None
+    ) -> list[RowFailure]:
+        """One failure per (document_id, object_id), all for one reason: the counts still reconcile."""
+        return [cls(document_id=d, object_id=o, reason=reason, message=message, hint=hint) for d, o in rows]
 
 
 class VectorsProduced(Event):

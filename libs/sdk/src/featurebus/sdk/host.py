@@ -262,7 +262,8 @@ class PluginHost:
         return out.reset_index(drop=True)
 
     def _all_failed(self, frame: pd.DataFrame, reason: ReasonCode, message: str, hint: str | None = None) -> HostResult:
-        failures = [_failure(frame, i, reason, message, hint) for i in range(len(frame))]
+        rows = zip(frame["document_id"].astype(str), frame["object_id"].astype(str), strict=True)
+        failures = RowFailure.every(rows, reason, message, hint)
         empty = pd.DataFrame(
             columns=["document_id", "object_id", "blob_id", *(f.feature_name for f in self.features), "payload"]
         )

@@ -18,6 +18,7 @@ from featurebus.common.events import BatchPlanned, BatchReady, BatchTriggered, O
 from featurebus.common.frames import to_parquet
 from featurebus.common.kafka import TransientError
 from featurebus.common.objectstore import sha256_hex
+from featurebus.common.waiting import Waits
 from featurebus.dispatcher.frame_planner import PlanError, PlannedFrame, plan_frames
 from featurebus.dispatcher.object_rules import InvalidObjectsError, split_valid
 from featurebus.dispatcher.repository import ObjectRepository
@@ -54,8 +55,8 @@ class Dispatcher:
     ingest_grace_s: float = 5.0
     write_concurrency: int = 8
     clock: Callable[[], float] = time.monotonic
-    # event_id → when this process first found the trigger's objects missing (see ingest_grace_s).
-    _first_missing: dict[str, float] = field(default_factory=dict)
+    # Triggers that found their objects missing (see ingest_grace_s).
+    _missing: Waits = field(default_factory=Waits)
 
     async def ingest(self, event: ObjectsIngested) -> int:
         """Store the valid objects; then raise InvalidObjectsError naming the invalid ones.
@@ -116,17 +117,16 @@ class Dispatcher:
         # still on their way through objects.ingested.
         short = wanted is None and event.expected_objects is not None and len(found) < event.expected_objects
         if found and not missing and not short:
-            self._first_missing.pop(event.event_id, None)
+            self._missing.done(event.event_id)
             return None
-        first = self._first_missing.setdefault(event.event_id, self.clock())
-        waited = self.clock() - first
+        waited = self._missing.waited(event.event_id, self.clock())
         if waited < self.ingest_grace_s:
             lacking = len(missing) or (event.expected_objects or 0) - len(found) or "all"
             raise ObjectsNotYetStored(
                 f"batch {event.batch_id}: bucket {event.bucket_id} lacks {lacking} object(s) "
                 f"after {waited:.1f}s; waiting up to {self.ingest_grace_s:.0f}s for the ingest consumer"
             )
-        self._first_missing.pop(event.event_id, None)
+        self._missing.done(event.event_id)
         if found and short:
             log.warning(
                 "batch=%s bucket=%s: expected %d object(s), %d stored after %.0fs; going on with those",

@@ -13,6 +13,7 @@ from featurebus.common import ids
 from featurebus.common.events import BatchIndexed, ReasonCode, RowFailure, VectorsProduced
 from featurebus.common.frames import VECTOR_ID_COLUMNS, from_parquet
 from featurebus.common.kafka import TransientError
+from featurebus.common.waiting import Waits
 from featurebus.indexer.qdrant_index import IndexPoint, QdrantIndex, collection_name
 from featurebus.indexer.vector_schema import check_vectors, row_failure
 
@@ -69,8 +70,8 @@ class VectorSetIndexer:
     store: VectorReader
     missing_collection_grace_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
-    # event_id → when this process first found the event's collection missing.
-    _first_missing: dict[str, float] = field(default_factory=dict)
+    # Frames that found their collection missing (see missing_collection_grace_s).
+    _missing: Waits = field(default_factory=Waits)
 
     async def index_vectors(self, event: VectorsProduced) -> BatchIndexed:
         """Check each row against the collection's real schema, upsert the valid ones, count all.
@@ -88,7 +89,7 @@ class VectorSetIndexer:
         schema = await self.index.schema(event.collection_id)
         if schema is None:
             return self._indexed(event, 0, self._collection_missing(event, rows))
-        self._first_missing.pop(event.event_id, None)
+        self._missing.done(event.event_id)
 
         points: list[IndexPoint] = []
         failures: list[RowFailure] = []
@@ -158,22 +159,14 @@ class VectorSetIndexer:
                 len(points),
                 exc,
             )
-            failures.extend(
-                RowFailure(
-                    document_id=str(p.payload["document_id"]),
-                    object_id=str(p.payload["object_id"]),
-                    reason=ReasonCode.WRITE_FAILED,
-                    message=f"Qdrant refused the write: {exc}",
-                )
-                for p in points
-            )
+            rows = [(str(p.payload["document_id"]), str(p.payload["object_id"])) for p in points]
+            failures.extend(RowFailure.every(rows, ReasonCode.WRITE_FAILED, f"Qdrant refused the write: {exc}"))
             return 0
         return len(points)
 
     def _collection_missing(self, event: VectorsProduced, rows: list[VectorRow]) -> list[RowFailure]:
         """Retry while the lifecycle event may still be on its way; afterwards fail the rows loudly."""
-        first = self._first_missing.setdefault(event.event_id, self.clock())
-        waited = self.clock() - first
+        waited = self._missing.waited(event.event_id, self.clock())
         qname = collection_name(event.collection_id)
         if waited < self.missing_collection_grace_s:
             log.warning(
@@ -185,22 +178,18 @@ class VectorSetIndexer:
                 event.frame_id,
             )
             raise CollectionNotReady(f"collection {event.collection_id}: Qdrant collection {qname} does not exist yet")
-        self._first_missing.pop(event.event_id, None)
+        self._missing.done(event.event_id)
         message = (
             f"collection {event.collection_id} has no Qdrant collection {qname} after "
             f"{self.missing_collection_grace_s:.0f}s: it was deleted, or its 'created' lifecycle event never arrived"
         )
         log.error("%s; failing %d row(s) of frame %s", message, len(rows), event.frame_id)
-        return [
-            RowFailure(
-                document_id=r.document_id,
-                object_id=r.object_id,
-                reason=ReasonCode.WRITE_FAILED,
-                message=message,
-                hint="recreate the collection, then retry the batch's failed documents",
-            )
-            for r in rows
-        ]
+        return RowFailure.every(
+            [(r.document_id, r.object_id) for r in rows],
+            ReasonCode.WRITE_FAILED,
+            message,
+            "recreate the collection, then retry the batch's failed documents",
+        )
 
     @staticmethod
     def _indexed(event: VectorsProduced, written: int, failures: list[RowFailure]) -> BatchIndexed:

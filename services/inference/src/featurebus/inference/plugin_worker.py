@@ -196,7 +196,5 @@ def _seed_models(models_dir: Path) -> None:
 
 def all_rows_failed(frame: pd.DataFrame, reason: ReasonCode, message: str, hint: str | None = None) -> list[RowFailure]:
     """One failure per row of ``frame``, all for the same reason (so that counts still reconcile)."""
-    return [
-        RowFailure(document_id=str(d), object_id=str(o), reason=reason, message=message, hint=hint)
-        for d, o in zip(frame["document_id"], frame["object_id"], strict=True)
-    ]
+    rows = zip(frame["document_id"].astype(str), frame["object_id"].astype(str), strict=True)
+    return RowFailure.every(rows, reason, message, hint)
