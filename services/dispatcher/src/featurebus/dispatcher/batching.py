@@ -31,6 +31,7 @@ log = logging.getLogger("featurebus.dispatcher")
 class FrameStore(Protocol):
     """The part of :class:`featurebus.common.objectstore.ObjectStore` the dispatcher uses."""
 
+    async def ensure_bucket(self) -> None: ...
     async def put_bytes(self, key: str, data: bytes, content_type: str = ...) -> str: ...
 
 

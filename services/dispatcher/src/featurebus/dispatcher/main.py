@@ -41,12 +41,8 @@ class DispatcherService:
 
     async def start(self) -> None:
         await until_ready("kafka", self.bus.ensure_topics)
-        ensure_bucket = getattr(self.store, "ensure_bucket", None)
-        if ensure_bucket is not None:
-            await until_ready("the object store", ensure_bucket)
-        repository = self.dispatcher.repository
-        if isinstance(repository, MongoObjectRepository):
-            await until_ready("mongodb", repository.init)
+        await until_ready("the object store", self.store.ensure_bucket)
+        await until_ready("the object repository (MongoDB)", self.dispatcher.repository.init)
         await self.bus.broker.start()
         log.info("dispatcher started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
 

@@ -28,6 +28,10 @@ def mongo_time(moment: datetime) -> datetime:
 
 
 class ObjectRepository(Protocol):
+    async def init(self) -> None:
+        """Prepare the storage (indexes); called once at start, until it succeeds."""
+        ...
+
     async def upsert(
         self,
         *,
@@ -50,6 +54,9 @@ class InMemoryObjectRepository:
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], tuple[datetime, IngestedObject]] = {}
+
+    async def init(self) -> None:
+        return None
 
     async def upsert(
         self,

@@ -41,10 +41,8 @@ class InferenceService:
         await until_ready("kafka", self.bus.ensure_topics)
         await until_ready("the object store", self.store.ensure_bucket)
         await self.bus.broker.start()
-        reap = getattr(self.pools, "reap_idle", None)
-        if reap is not None:
-            period = min(30.0, max(1.0, self.settings.actor_idle_seconds / 2))
-            self._reaper = asyncio.create_task(_reap_every(reap, period))
+        period = min(30.0, max(1.0, self.settings.actor_idle_seconds / 2))
+        self._reaper = asyncio.create_task(_reap_every(self.pools.reap_idle, period))
 
     async def stop(self) -> None:
         if self._reaper is not None:
