@@ -223,3 +223,10 @@ def test_strict_mode_adds_unpinned_hub_downloads() -> None:
     assert scan_archive(
         archive(quickstart(**{"processors/core.py": core, "realtime.py": realtime})), strict=True
     ).passed
+
+
+def test_the_scanner_allows_exactly_the_import_roots_the_sdk_provides() -> None:
+    from featurebus.scan.security_rules import GUIDE_ROOTS
+    from featurebus.sdk.aliases import ALIASES
+
+    assert {name.split(".")[0] for name in ALIASES} == set(GUIDE_ROOTS)

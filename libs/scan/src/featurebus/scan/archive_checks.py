@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from featurebus.common.events import Violation
+from featurebus.scan.security_rules import SDK_ROOTS
 
 __all__ = ["Archive", "Limits", "read_archive"]
 
@@ -131,7 +132,7 @@ UNREADABLE_SUFFIXES = {
     ".rar": "a nested archive", ".jar": "a nested archive",
 }  # fmt: skip
 BUILD_FILES = {"setup.py", "setup.cfg", "pyproject.toml", "sitecustomize.py", "usercustomize.py", "__main__.py"}
-SDK_NAMES = {"featurebus", "engine", "shared", "featurebus_plugins"}
+SDK_NAMES = {*SDK_ROOTS, "featurebus_plugins"}
 
 
 def unreadable_code(name: str) -> str | None:

@@ -33,6 +33,10 @@ __all__ = [
 # The guide's allowed libraries, the SDK (native and guide import paths), and standard-library
 # modules that neither run processes, open files, load code nor reach interpreter internals.
 # ``sys``, ``ast`` and ``importlib.metadata`` are allowed for a few attributes only (_ONLY below).
+# The top-level packages of the guide's import paths (engine.plugins..., shared.plugins...), which
+# featurebus.sdk.aliases provides; a test keeps the two the same.
+GUIDE_ROOTS = ("engine", "shared")
+
 ALLOWED_MODULES = frozenset(
     {
         # the guide's table
@@ -42,7 +46,7 @@ ALLOWED_MODULES = frozenset(
         # used by the guide's own examples
         "torchvision", "io", "hashlib", "asyncio",
         # the SDK and the guide's import paths for it
-        "featurebus.sdk", "engine", "shared",
+        "featurebus.sdk", *GUIDE_ROOTS,
         # side-effect-free standard library
         "math", "cmath", "statistics", "random", "decimal", "fractions", "numbers", "operator", "functools",
         "itertools", "collections", "enum", "abc", "copy", "string", "textwrap", "unicodedata", "base64",
@@ -53,11 +57,11 @@ ALLOWED_MODULES = frozenset(
         "sys", "ast", "importlib.metadata",
     }
 )  # fmt: skip
-SDK_ROOTS = ("featurebus", "engine", "shared")
+SDK_ROOTS = ("featurebus", *GUIDE_ROOTS)
 # `from X import *` hides which names a module uses; only modules with nothing to refuse may do it.
 STAR_IMPORT_OK = frozenset(
     {"typing", "typing_extensions", "math", "cmath", "dataclasses", "enum", "collections", "itertools",
-     "functools", "statistics", "engine", "shared", "featurebus.sdk"}
+     "functools", "statistics", *GUIDE_ROOTS, "featurebus.sdk"}
 )  # fmt: skip
 
 FORBIDDEN_BUILTINS = {
