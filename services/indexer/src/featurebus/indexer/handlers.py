@@ -5,8 +5,8 @@ from __future__ import annotations
 from featurebus.common.events import CollectionLifecycle, RetrievalEmbedded, VectorsProduced
 from featurebus.common.kafka import Bus
 from featurebus.common.telemetry import span_for
+from featurebus.indexer.collection_lifecycle import apply_lifecycle
 from featurebus.indexer.indexing import VectorSetIndexer
-from featurebus.indexer.lifecycle import apply_lifecycle
 from featurebus.indexer.qdrant_index import QdrantIndex
 from featurebus.indexer.searching import answer_retrieval
 

@@ -12,21 +12,35 @@ from featurebus.common.kafka import Bus
 from featurebus.registry.documents import BatchDoc, BucketDoc, CollectionDoc, NamespaceDoc, PluginDoc
 from featurebus.registry.errors import ApiError
 
-__all__ = ["plugin_ref", "start_batch"]
+__all__ = ["batch_unready", "plugin_ref", "start_batch"]
+
+
+def batch_unready(plugin: PluginDoc) -> tuple[str, str] | None:
+    """Why ``plugin`` cannot run batches now (what, and the fix), or None: the one rule that
+    creating a collection and starting a batch share."""
+    if plugin.scan_status != "passed" or plugin.manifest is None:
+        return (
+            f"plugin {plugin.plugin_id} has not passed its scan ({plugin.scan_status})",
+            f"check GET .../plugins/{plugin.plugin_id}/status",
+        )
+    if not plugin.batch_enabled:
+        return (
+            f"plugin {plugin.plugin_id} is not deployed for batch processing",
+            f"POST .../plugins/{plugin.plugin_id}/deploy?deployment_type=batch_only",
+        )
+    return None
 
 
 async def plugin_ref(namespace_id: str, extractor: dict[str, Any]) -> PluginRef:
     plugin = await PluginDoc.get(f"{namespace_id}/{extractor['plugin_id']}")
-    if plugin is None or plugin.manifest is None:
+    if plugin is None:
         raise ApiError(
             409, f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection"
         )
-    if not plugin.batch_enabled:
-        raise ApiError(
-            409,
-            f"plugin {plugin.plugin_id} is not deployed for batch processing",
-            f"POST .../plugins/{plugin.plugin_id}/deploy?deployment_type=batch_only",
-        )
+    unready = batch_unready(plugin)
+    if unready is not None or plugin.manifest is None:
+        message, hint = unready or ("the plugin has no manifest", "upload it again")
+        raise ApiError(409, message, hint)
     return PluginRef(
         plugin_id=plugin.plugin_id,
         name=plugin.name,

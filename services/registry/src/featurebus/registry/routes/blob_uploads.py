@@ -100,7 +100,7 @@ async def upload_status(
 
 
 @router.post("/{upload_id}/confirm")
-async def confirm_upload(
+async def confirm_blob_upload(
     ns: str, bucket_id: str, upload_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
     """Verify the upload now (optional: adding an object that references it verifies it too)."""

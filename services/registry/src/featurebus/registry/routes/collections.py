@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from featurebus.common import ids
 from featurebus.common.events import CollectionLifecycle, VectorIndex
 from featurebus.registry.auth import Principal, principal, resolve_namespace
+from featurebus.registry.batch_start import batch_unready
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.documents import BucketDoc, CollectionDoc, NamespaceDoc, PluginDoc, RetrieverDoc
 from featurebus.registry.errors import ApiError
@@ -98,18 +99,10 @@ async def create_collection(
                 f"feature_extractors[{i}]: plugin {plugin_id} is not uploaded to this namespace",
                 "upload it with POST .../plugins/uploads",
             )
-        if plugin.scan_status != "passed" or plugin.manifest is None:
-            raise ApiError(
-                409,
-                f"feature_extractors[{i}]: plugin {plugin_id} has not passed its scan ({plugin.scan_status})",
-                f"check GET .../plugins/{plugin_id}/status",
-            )
-        if not plugin.batch_enabled:
-            raise ApiError(
-                409,
-                f"feature_extractors[{i}]: plugin {plugin_id} is not deployed for batch processing",
-                f"POST .../plugins/{plugin_id}/deploy?deployment_type=batch_only",
-            )
+        unready = batch_unready(plugin)
+        if unready is not None or plugin.manifest is None:
+            message, hint = unready or ("the plugin has no manifest", "upload it again")
+            raise ApiError(409, f"feature_extractors[{i}]: {message}", hint)
         if not plugin.manifest.features:
             raise ApiError(
                 422,
