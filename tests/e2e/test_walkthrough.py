@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from featurebus.common.events import BatchRequested, Blob, IngestedObject, ObjectsIngested
 
@@ -174,3 +174,40 @@ def test_a_batch_requested_on_kafka_runs_like_the_rest_trigger(platform, api: Ap
     Api.wait(lambda: api.http.get(path).status_code == 200, lambda found: found, timeout=60)
     done = api.wait_batch(ns, bucket, batch_id)
     assert done["status"] == "COMPLETED" and done["rows_written"] == done["rows_in"] > 0, done
+
+
+def test_a_batch_request_on_kafka_that_cannot_run_goes_to_the_dlq_saying_why(platform, api: Api, walkthrough) -> None:  # type: ignore[no-untyped-def]
+    namespace = api.call("GET", f"/v1/namespaces/{walkthrough['ns']}")
+    event = BatchRequested(
+        org_id=namespace["org_id"],
+        namespace_id=namespace["namespace_id"],
+        bucket_id=walkthrough["bucket"],
+        collection_ids=["col_nowhere"],
+        batch_id=f"btch_bad_{uuid.uuid4().hex[:8]}",
+    )
+
+    async def produce_and_read_dlq() -> dict[str, str]:
+        producer = AIOKafkaProducer(bootstrap_servers=platform.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(platform.topic("batch.requested"), event.model_dump_json().encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            platform.topic("batch.requested.dlq"),
+            bootstrap_servers=platform.kafka_bootstrap,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(60):
+                async for record in consumer:
+                    if event.batch_id.encode() in record.value:
+                        return {k: v.decode() for k, v in record.headers}
+        finally:
+            await consumer.stop()
+        raise AssertionError("unreachable")
+
+    headers = asyncio.run(produce_and_read_dlq())
+    # The domain's refusal, not an HTTP status: the same rule as the REST trigger's 404.
+    assert headers["featurebus-error"].startswith("NotFound: collection 'col_nowhere' not found"), headers

@@ -10,7 +10,7 @@ from featurebus.common import ids
 from featurebus.common.events import BatchTriggered, CollectionTarget, PluginRef
 from featurebus.common.kafka import Bus
 from featurebus.registry.documents import BatchDoc, BucketDoc, CollectionDoc, NamespaceDoc, PluginDoc
-from featurebus.registry.errors import ApiError
+from featurebus.registry.errors import Conflict, Invalid, NotFound
 
 __all__ = ["batch_unready", "plugin_ref", "start_batch"]
 
@@ -34,13 +34,11 @@ def batch_unready(plugin: PluginDoc) -> tuple[str, str] | None:
 async def plugin_ref(namespace_id: str, extractor: dict[str, Any]) -> PluginRef:
     plugin = await PluginDoc.get(f"{namespace_id}/{extractor['plugin_id']}")
     if plugin is None:
-        raise ApiError(
-            409, f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection"
-        )
+        raise Conflict(f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection")
     unready = batch_unready(plugin)
     if unready is not None or plugin.manifest is None:
         message, hint = unready or ("the plugin has no manifest", "upload it again")
-        raise ApiError(409, message, hint)
+        raise Conflict(message, hint)
     return PluginRef(
         plugin_id=plugin.plugin_id,
         name=plugin.name,
@@ -70,10 +68,9 @@ async def start_batch(
     for cid in collection_ids:
         collection = await CollectionDoc.get(cid)
         if collection is None or collection.namespace_id != namespace.id:
-            raise ApiError(404, f"collection {cid!r} not found in this namespace")
+            raise NotFound(f"collection {cid!r} not found in this namespace")
         if bucket.id not in collection.bucket_ids:
-            raise ApiError(
-                422,
+            raise Invalid(
                 f"collection {cid} does not use bucket {bucket.id} as its source",
                 f"its source buckets are {collection.bucket_ids}",
             )

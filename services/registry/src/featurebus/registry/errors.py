@@ -9,13 +9,41 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["ApiError", "install_error_handlers"]
+__all__ = ["ApiError", "Conflict", "DomainError", "Invalid", "NotFound", "install_error_handlers"]
 
 
 class ApiError(Exception):
+    """An HTTP answer decided by a route: its status, what went wrong and the fix."""
+
     def __init__(self, status: int, detail: str, hint: str | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.hint = status, detail, hint
+
+
+class DomainError(Exception):
+    """A refusal of the registry's logic, the same from REST and from Kafka: what, and the fix.
+
+    A route answers it with its kind's status (here, the one place); a Kafka handler lets it go
+    to the topic's DLQ, where its text (hint included) is the error header.
+    """
+
+    status = 400
+
+    def __init__(self, detail: str, hint: str | None = None) -> None:
+        super().__init__(detail + (f" (hint: {hint})" if hint else ""))
+        self.detail, self.hint = detail, hint
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class Invalid(DomainError):
+    status = 422
 
 
 def _body(detail: Any, hint: str | None) -> dict[str, Any]:
@@ -25,6 +53,10 @@ def _body(detail: Any, hint: str | None) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(_body(exc.detail, exc.hint), status_code=exc.status)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse(_body(exc.detail, exc.hint), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)

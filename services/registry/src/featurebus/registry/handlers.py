@@ -14,6 +14,7 @@ from featurebus.registry.answers import Answers
 from featurebus.registry.batch_progress import record_indexed, record_planned
 from featurebus.registry.batch_start import start_batch
 from featurebus.registry.documents import BucketDoc, NamespaceDoc, PluginDoc, now
+from featurebus.registry.errors import NotFound
 
 __all__ = ["register"]
 
@@ -48,9 +49,9 @@ async def apply_batch_request(bus: Bus, event: BatchRequested) -> None:
     namespace = await NamespaceDoc.get(event.namespace_id)
     bucket = await BucketDoc.get(event.bucket_id)
     if namespace is None or namespace.org_id != event.org_id:
-        raise ValueError(f"batch.requested: namespace {event.namespace_id!r} of org {event.org_id!r} does not exist")
+        raise NotFound(f"batch.requested: namespace {event.namespace_id!r} of org {event.org_id!r} does not exist")
     if bucket is None or bucket.namespace_id != namespace.id:
-        raise ValueError(f"batch.requested: bucket {event.bucket_id!r} is not in namespace {namespace.id!r}")
+        raise NotFound(f"batch.requested: bucket {event.bucket_id!r} is not in namespace {namespace.id!r}")
     # Without a batch id, one derived from the event: a replayed request starts no second batch.
     batch_id = event.batch_id or ids.deterministic_id("btch", event.event_id)
     await start_batch(bus, namespace, bucket, event.collection_ids, event.object_ids, batch_id)
