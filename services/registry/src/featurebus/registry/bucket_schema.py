@@ -20,9 +20,12 @@ _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
 class SchemaError(ValueError):
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    """A body that does not fit the schema. The message starts with the field it names
+    (``blobs[0].property ...``), unless ``of_object``: then it is about the object as a whole."""
+
+    def __init__(self, message: str, hint: str | None = None, of_object: bool = False) -> None:
         super().__init__(message)
-        self.hint = hint
+        self.hint, self.of_object = hint, of_object
 
 
 def check_schema(schema: Any) -> dict[str, dict[str, Any]]:
@@ -118,7 +121,7 @@ def parse_blobs(blobs: Any, properties: dict[str, dict[str, Any]], max_text_byte
         out.append(BlobRequest(i, prop, "text", data=data))
     missing = [p for p, spec in properties.items() if spec.get("required") and p not in {b.property for b in out}]
     if missing:
-        raise SchemaError(f"required properties missing from blobs: {missing}")
+        raise SchemaError(f"required properties missing from blobs: {missing}", of_object=True)
     return out
 
 

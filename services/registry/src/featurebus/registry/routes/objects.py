@@ -72,7 +72,7 @@ async def checked_object(c: Ctx, bucket: BucketDoc, body: Any, where: str = "") 
         )
     except SchemaError as exc:
         # "objects[2].blobs[0].property ..." for a field; "objects[2]: required properties ..." otherwise
-        message = f"{where}{exc}" if str(exc).startswith("blobs") else f"{where.rstrip('.')}: {exc}".lstrip(": ")
+        message = f"{where.rstrip('.')}: {exc}".lstrip(": ") if exc.of_object else f"{where}{exc}"
         raise ApiError(422, message, exc.hint) from None
     obj = IngestedObject(object_id=object_id, blobs=blobs, metadata=metadata)
     size = len(obj.model_dump_json())
