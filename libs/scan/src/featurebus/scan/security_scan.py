@@ -79,8 +79,6 @@ __all__ = [
     "ScanOptions",
     "parse_source",
     "scan_program",
-    "scan_source",
-    "scan_tree",
 ]
 
 Severity = Literal["ERROR", "WARNING", "INFO"]
@@ -137,22 +135,6 @@ def scan_program(program: PluginProgram, options: ScanOptions | None = None) -> 
     opts = options or ScanOptions()
     program.start_budget()  # one budget for checking every module: a thousand files cannot multiply it
     return {name: _Checker(name, facts, program, opts).run() for name, facts in program.by_file.items()}
-
-
-def scan_tree(
-    filename: str, tree: ast.Module, options: ScanOptions | None = None, program: PluginProgram | None = None
-) -> list[Violation]:
-    """Scan one module; ``program`` holds the plugin's other modules (else the module stands alone)."""
-    opts = options or ScanOptions()
-    if program is None or filename not in program.by_file:
-        program = PluginProgram({filename: tree}, opts.own_modules)
-    program.start_budget()
-    return _Checker(filename, program.by_file[filename], program, opts).run()
-
-
-def scan_source(filename: str, data: bytes, options: ScanOptions | None = None) -> list[Violation]:
-    parsed = parse_source(filename, data)
-    return [parsed] if isinstance(parsed, Violation) else scan_tree(filename, parsed, options)
 
 
 def _describe(node: ast.AST) -> str:
