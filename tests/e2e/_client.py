@@ -8,10 +8,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import httpx
+from featurebus.sdk.client import Client
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
-TERMINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"}
 
 
 def zip_plugin(plugin_dir: Path, overrides: dict[str, str] | None = None) -> bytes:
@@ -41,8 +40,11 @@ def small_frames_plugin() -> bytes:
 
 
 class Api:
+    """The SDK's REST client plus what the tests need: any call with its expected status."""
+
     def __init__(self, base_url: str, key: str) -> None:
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        self.client = Client(base_url, key)
+        self.http = self.client.http
 
     def call(self, method: str, path: str, expect: int | tuple[int, ...] = (200, 201), **kw: Any) -> Any:
         response = self.http.request(method, path, **kw)
@@ -51,36 +53,18 @@ class Api:
         return response.json() if response.content else None
 
     def namespace(self, name: str) -> str:
-        return self.call("POST", "/v1/namespaces", json={"namespace_name": name})["namespace_id"]
+        return str(self.client.create_namespace(name)["namespace_id"])
 
     def upload_plugin(self, ns: str, name: str, version: str, archive: bytes) -> str:
-        up = self.call(
-            "POST",
-            f"/v1/namespaces/{ns}/plugins/uploads",
-            json={"name": name, "version": version, "file_size_bytes": len(archive)},
-        )
-        put = httpx.put(up["presigned_url"], content=archive, timeout=60)
-        assert put.status_code == 200, put.text
-        confirmed = self.call("POST", f"/v1/namespaces/{ns}/plugins/uploads/{up['upload_id']}/confirm")
-        assert confirmed["plugin_id"] == up["plugin_id"]
-        return up["plugin_id"]
+        return self.client.upload_plugin(ns, archive, name, version)
 
     def wait_scan(self, ns: str, plugin_id: str, timeout: float = 90) -> dict[str, Any]:
-        return self.wait(
-            lambda: self.call("GET", f"/v1/namespaces/{ns}/plugins/{plugin_id}/status"),
-            lambda s: s["scan"]["status"] != "scanning",
-            timeout,
-        )
+        return self.client.wait_for_scan(ns, plugin_id, timeout, every=0.5)
 
     def wait_batch(
         self, ns: str, bucket_id: str, batch_id: str, timeout: float = 300, every: float = 0.5
     ) -> dict[str, Any]:
-        return self.wait(
-            lambda: self.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}"),
-            lambda b: b["status"] in TERMINAL,
-            timeout,
-            every,
-        )
+        return self.client.wait_for_batch(ns, bucket_id, batch_id, timeout, every)
 
     @staticmethod
     def wait(fetch: Any, done: Any, timeout: float, every: float = 0.5) -> Any:

@@ -83,7 +83,12 @@ class Client:
         return dict(self.request("GET", f"/v1/namespaces/{ns}/plugins/{plugin_id}/status"))
 
     def wait_for_scan(
-        self, ns: str, plugin_id: str, timeout: float = 300, on_wait: Callable[[], None] | None = None
+        self,
+        ns: str,
+        plugin_id: str,
+        timeout: float = 300,
+        on_wait: Callable[[], None] | None = None,
+        every: float = 1.0,
     ) -> dict[str, Any]:
         """The plugin's status once the scan has a verdict (``scan.status`` passed or failed)."""
         return wait(
@@ -91,7 +96,7 @@ class Client:
             lambda s: s["scan"]["status"] != "scanning",
             timeout,
             f"the scan of {plugin_id}",
-            every=1.0,
+            every=every,
             on_wait=on_wait,
         )
 
