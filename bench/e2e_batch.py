@@ -126,7 +126,7 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, Any]:
         with PeakRss(list(roots.values())) as rss:
             fb = Client(services.base_url, key)
             ns = fb.create_namespace("bench")["namespace_id"]
-            plugin = fb.upload_plugin(ns, zip_directory(EXAMPLE), "text_embed", "1.0.0")
+            plugin = fb.upload_plugin(ns, zip_directory(EXAMPLE), "text_embed", "1.0.0")["plugin_id"]
             fb.wait_for_scan(ns, plugin)
             fb.deploy_for_batch(ns, plugin)
             text = {"text": {"type": "text"}}

@@ -56,7 +56,7 @@ class Api:
         return str(self.client.create_namespace(name)["namespace_id"])
 
     def upload_plugin(self, ns: str, name: str, version: str, archive: bytes) -> str:
-        return self.client.upload_plugin(ns, archive, name, version)
+        return str(self.client.upload_plugin(ns, archive, name, version)["plugin_id"])
 
     def wait_scan(self, ns: str, plugin_id: str, timeout: float = 90) -> dict[str, Any]:
         return self.client.wait_for_scan(ns, plugin_id, timeout, every=0.5)

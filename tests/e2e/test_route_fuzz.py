@@ -366,13 +366,7 @@ def real_ids(api: Api) -> dict[str, str]:
     tag = uuid.uuid4().hex[:6]
     ns = api.namespace(f"fuzz-{tag}")
     archive = zip_plugin(EXAMPLES / "text_embed")
-    up = api.call(
-        "POST",
-        f"/v1/namespaces/{ns}/plugins/uploads",
-        json={"name": "text_embed", "version": "1.0.0", "file_size_bytes": len(archive)},
-    )
-    assert httpx.put(up["presigned_url"], content=archive, timeout=60).status_code == 200
-    api.call("POST", f"/v1/namespaces/{ns}/plugins/uploads/{up['upload_id']}/confirm")
+    up = api.client.upload_plugin(ns, archive, "text_embed", "1.0.0")
     bucket = api.call("POST", f"/v1/namespaces/{ns}/buckets", json={"name": "fz", "bucket_schema": SCHEMA})
     blob = api.call(
         "POST",

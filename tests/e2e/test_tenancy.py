@@ -112,18 +112,6 @@ class Tenants:
         return {v: (v,) for v in plain}
 
 
-def _upload_plugin(api: Api, ns: str, archive: bytes) -> tuple[str, str]:
-    """Upload and confirm text_embed 1.0.0 (as Api.upload_plugin does); (plugin_id, upload_id)."""
-    up = api.call(
-        "POST",
-        f"/v1/namespaces/{ns}/plugins/uploads",
-        json={"name": "text_embed", "version": "1.0.0", "file_size_bytes": len(archive)},
-    )
-    assert httpx.put(up["presigned_url"], content=archive, timeout=60).status_code == 200
-    api.call("POST", f"/v1/namespaces/{ns}/plugins/uploads/{up['upload_id']}/confirm")
-    return up["plugin_id"], up["upload_id"]
-
-
 def _limited_key(api: Api, name: str, ns: str) -> tuple[str, str]:
     made = api.call("POST", "/v1/organizations/api-keys", json={"name": name, "namespaces": [ns]})
     assert made["namespaces"] == [ns] and not made["admin"]
@@ -137,7 +125,8 @@ def tenants(platform, api: Api) -> Tenants:  # type: ignore[no-untyped-def]
     a_id, b_id = api.namespace(a_name), api.namespace(b_name)
 
     archive = small_frames_plugin()
-    plugin_id, plugin_upload = _upload_plugin(api, b_id, archive)
+    up = api.client.upload_plugin(b_id, archive, "text_embed", "1.0.0")
+    plugin_id, plugin_upload = up["plugin_id"], up["upload_id"]
     b_text = f"tenant B private text {tag}"
     bucket_name = f"b-articles-{tag}"
     b_bucket = api.text_bucket(b_id, bucket_name, [b_text, f"second private text {tag}"])

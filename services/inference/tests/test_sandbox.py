@@ -264,3 +264,15 @@ def test_an_egress_plugin_reaches_only_the_allowed_ports_enforced_by_the_kernel(
     reason, _, message = run(egress_worker, f"connect {platform_port[0]}")  # loopback: the hook refuses it
     assert reason is ReasonCode.SANDBOX_VIOLATION and "refused" in message
     assert platform_port[1] == []
+
+
+def test_without_landlock_only_plugins_without_egress_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurebus.inference.sandbox import child, landlock
+
+    def unavailable(ports: list[int]) -> None:
+        raise landlock.LandlockUnavailable("this kernel has ABI 3")
+
+    monkeypatch.setattr(landlock, "restrict_tcp", unavailable)
+    assert child._restrict_network([]) is None  # the loopback-only namespace still isolates it
+    refused = child._restrict_network([443])
+    assert refused.reason is ReasonCode.PLUGIN_LOAD_FAILED and "ABI 3" in refused.message and refused.hint

@@ -171,7 +171,7 @@ def publish(
     typer.echo(f"uploading {name} {version} ({len(data)} bytes)")
     try:
         with Client(url, key) as fb:
-            plugin_id = fb.upload_plugin(namespace, data, name, version)
+            plugin_id = fb.upload_plugin(namespace, data, name, version)["plugin_id"]
             typer.echo(f"confirmed {plugin_id}; waiting for the scan", nl=False)
             status = fb.wait_for_scan(namespace, plugin_id, timeout, on_wait=lambda: typer.echo(".", nl=False))
             typer.echo(f" {status['scan']['status']}")

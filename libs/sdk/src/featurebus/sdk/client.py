@@ -4,7 +4,7 @@
 
     with Client("http://127.0.0.1:8000", key) as fb:
         ns = fb.create_namespace("docs")["namespace_id"]
-        plugin_id = fb.publish_plugin(ns, archive, "text_embed", "1.0.0")
+        plugin_id = fb.upload_plugin(ns, archive, "text_embed", "1.0.0")["plugin_id"]
 
 Every error answer raises :class:`ApiError` with the registry's ``detail`` and ``hint``.
 """
@@ -64,8 +64,8 @@ class Client:
     def create_namespace(self, name: str) -> dict[str, Any]:
         return dict(self.request("POST", "/v1/namespaces", json={"namespace_name": name}))
 
-    def upload_plugin(self, ns: str, archive: bytes, name: str, version: str) -> str:
-        """Upload an archive and confirm it (the scan starts); its plugin_id."""
+    def upload_plugin(self, ns: str, archive: bytes, name: str, version: str) -> dict[str, Any]:
+        """Upload an archive and confirm it (the scan starts); the upload (``plugin_id``, ``upload_id``)."""
         up = self.request(
             "POST",
             f"/v1/namespaces/{ns}/plugins/uploads",
@@ -77,7 +77,7 @@ class Client:
                 "PUT", "<presigned_url>", put.status_code, f"the object store refused the upload: {put.text[:200]}"
             )
         self.request("POST", f"/v1/namespaces/{ns}/plugins/uploads/{up['upload_id']}/confirm")
-        return str(up["plugin_id"])
+        return dict(up)
 
     def plugin_status(self, ns: str, plugin_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/namespaces/{ns}/plugins/{plugin_id}/status"))

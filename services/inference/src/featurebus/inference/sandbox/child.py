@@ -33,7 +33,7 @@ def main() -> None:
     hello = channel.read_one()
     config: dict[str, Any] = hello.header["config"]
     _limit(config)
-    network_error = _restrict_network(config["tcp_connect_ports"])  # before any thread starts
+    refused = _restrict_network(config["tcp_connect_ports"])  # before any thread starts
     seccomp_rules.install()
     guard = Guard(
         readable=[os.path.realpath(p) for p in config["readable"]] + ["/lib", "/lib64", "/bin"],
@@ -47,21 +47,27 @@ def main() -> None:
     server = _Server(channel, guard, config)
     channel.handler = server.answer
     channel.start()
-    server.load(hello, network_error)
+    server.load(hello, refused)
     threading.Event().wait()  # serve until the supervisor closes the channel (we die with it)
 
 
-def _restrict_network(connect_ports: list[int]) -> str | None:
+def _restrict_network(connect_ports: list[int]) -> Any:
     """Landlock: TCP connections only to ``connect_ports``, no listening. Without Landlock's network
     rules the loopback-only namespace still isolates a plugin without egress; one with egress
-    does not load (the reason is returned)."""
+    does not load (the PluginError saying why is returned)."""
+    from featurebus.common.events import ReasonCode
     from featurebus.inference.sandbox import landlock
+    from featurebus.sdk.host import PluginError
 
     try:
         landlock.restrict_tcp(connect_ports)
     except landlock.LandlockUnavailable as exc:
         if connect_ports:
-            return f"outbound network for API plugins is enforced by the kernel, and cannot be here: {exc}"
+            return PluginError(
+                ReasonCode.PLUGIN_LOAD_FAILED,
+                f"outbound network for API plugins is enforced by the kernel, and cannot be here: {exc}",
+                "run inference on Linux 6.7+, or turn FEATUREBUS_SANDBOX_EGRESS off",
+            )
     return None
 
 
@@ -84,34 +90,23 @@ class _Server:
         self._busy = 0
         self._lock = threading.Lock()
 
-    def load(self, hello: Message, network_error: str | None = None) -> None:
+    def load(self, hello: Message, refused: Any = None) -> None:
+        """Load the plugin once, unless its sandbox could not be made (``refused``, a PluginError)."""
         from featurebus.inference.plugin_worker import PluginWorker
         from featurebus.sdk.assets import use_s3_fetcher
 
-        if network_error is not None:
-            self.channel.send(
-                {
-                    "reply_to": hello.header.get("id"),
-                    "load_seconds": 0.0,
-                    "load_error": {
-                        "reason": "plugin_load_failed",
-                        "message": network_error,
-                        "hint": "run inference on Linux 6.7+, or turn FEATUREBUS_SANDBOX_EGRESS off",
-                    },
-                }
+        error, seconds = refused, 0.0
+        if error is None:
+            use_s3_fetcher(self._fetch)
+            self.worker = PluginWorker(
+                self.config["plugin_id"],
+                Path(self.config["plugin_dir"]),
+                self.config["parameters"],
+                self.config["memory_bytes"],
             )
-            return
-
-        use_s3_fetcher(self._fetch)
-        self.worker = PluginWorker(
-            self.config["plugin_id"],
-            Path(self.config["plugin_dir"]),
-            self.config["parameters"],
-            self.config["memory_bytes"],
-        )
-        self._wipe_scratch()
-        error = self.worker.load_error
-        header: dict[str, Any] = {"reply_to": hello.header.get("id"), "load_seconds": self.worker.load_seconds}
+            self._wipe_scratch()
+            error, seconds = self.worker.load_error, self.worker.load_seconds
+        header: dict[str, Any] = {"reply_to": hello.header.get("id"), "load_seconds": seconds}
         if error is not None:
             header["load_error"] = {"reason": str(error.reason), "message": error.message, "hint": error.hint}
         self.channel.send(header)
