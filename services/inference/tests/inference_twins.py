@@ -46,11 +46,17 @@ def frame(texts: list[str]) -> bytes:
 
 
 def toy_archive(pipeline: str = TOY_PIPELINE, manifest: str = TOY_MANIFEST) -> bytes:
-    """A guide-style plugin zip (``zip -r toy.zip toy/``)."""
+    """A guide-style plugin zip (``zip -r toy.zip toy/``), the same bytes on every call.
+
+    Entries carry a fixed date: with the clock's, two calls either side of a two-second tick
+    would build archives of different sha256, i.e. two plugin versions.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("toy/manifest.py", manifest)
-        zf.writestr("toy/pipeline.py", pipeline)
+        for name, text in (("toy/manifest.py", manifest), ("toy/pipeline.py", pipeline)):
+            entry = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o644 << 16
+            zf.writestr(entry, text)
     return buffer.getvalue()
 
 
