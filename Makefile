@@ -44,7 +44,7 @@ docs: setup
 	$(BIN)/python docs/asyncapi.py
 
 LINT_PATHS := libs services deploy tests bench examples docs conftest.py
-STRICT := common sdk scan registry
+STRICT := common sdk scan runtime registry
 
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)

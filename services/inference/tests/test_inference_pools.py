@@ -10,7 +10,7 @@ import pytest
 from featurebus.common.events import ComputeProfile, FeatureSpec, PluginRef, ReasonCode, RowFailure
 from featurebus.inference.plugin_worker import WorkerOutput
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
-from featurebus.sdk.host import PluginError
+from featurebus.runtime import PluginError
 
 
 class FakeActor:

@@ -15,7 +15,7 @@ from featurebus.common.events import ReasonCode
 from featurebus.common.frames import from_parquet
 from featurebus.inference import plugin_worker as worker_module
 from featurebus.inference.plugin_worker import PluginWorker
-from featurebus.sdk.host import PluginError
+from featurebus.runtime import PluginError
 
 RAISING = TOY_PIPELINE.replace(
     'batch["vec"] = [[float(len(t)), 1.0] for t in batch["data"]]',

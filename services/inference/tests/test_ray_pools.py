@@ -89,7 +89,7 @@ async def test_a_load_failure_crosses_the_process_boundary_as_plugin_load_failed
     ray_local: None, tmp_path: Path
 ) -> None:
     from featurebus.inference.ray_actors import RayPools
-    from featurebus.sdk.host import PluginError
+    from featurebus.runtime import PluginError
 
     archive = toy_archive(TOY_PIPELINE.replace("import PipelineDefinition", "import Nope"))
     plugin = ref(archive, plugin_id="bad_1_0_0")

@@ -16,7 +16,7 @@ import pytest
 
 from featurebus.common.events import ReasonCode
 from featurebus.common.frames import FRAME_COLUMNS
-from featurebus.sdk.host import HostResult, PluginError, PluginHost
+from featurebus.runtime import HostResult, PluginError, PluginHost
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 PLUGIN = Path(__file__).resolve().parents[1]

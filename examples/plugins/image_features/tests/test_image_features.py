@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from featurebus.common.events import ReasonCode
 from featurebus.common.frames import FRAME_COLUMNS
-from featurebus.sdk.host import HostResult, PluginHost
+from featurebus.runtime import HostResult, PluginHost
 
 PLUGIN = Path(__file__).resolve().parents[1]
 FEATURE = "image_features_v1_embedding"

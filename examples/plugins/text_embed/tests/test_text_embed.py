@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from featurebus.common.frames import FRAME_COLUMNS
-from featurebus.sdk.host import PluginHost
+from featurebus.runtime import PluginHost
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 PLUGIN = Path(__file__).resolve().parents[1]

@@ -23,9 +23,9 @@ import typer
 
 from featurebus.common.events import Violation
 from featurebus.common.frames import FRAME_COLUMNS
+from featurebus.runtime import PluginError, PluginHost, unpack_archive
 from featurebus.scan import lint_source, scan_archive, zip_directory
 from featurebus.sdk.client import ApiError, Client
-from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 __all__ = ["app"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet, to_parquet
-from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
+from featurebus.runtime import PluginError, PluginHost, unpack_archive
 from featurebus.sdk.model_loading import seed_offline_models
 
 __all__ = ["PluginWorker", "WorkerOutput", "all_rows_failed", "prepare_plugin"]

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from featurebus.common.events import PluginRef, ReasonCode
 from featurebus.common.kafka import TransientError
 from featurebus.inference.plugin_worker import WorkerOutput
-from featurebus.sdk.host import PluginError
+from featurebus.runtime import PluginError
 
 __all__ = ["ActorBackend", "ActorLost", "Pools", "ResourcesUnavailable", "WarmPools"]
 

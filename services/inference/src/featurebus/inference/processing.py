@@ -20,7 +20,7 @@ from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
 from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed
 from featurebus.inference.pools import ActorLost, Pools
-from featurebus.sdk.host import PluginError
+from featurebus.runtime import PluginError
 
 __all__ = ["ArchiveCache", "Inference"]
 

@@ -18,7 +18,7 @@ from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options,
 from featurebus.inference.plugin_worker import PluginWorker, WorkerOutput
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
-from featurebus.sdk.host import PluginError
+from featurebus.runtime import PluginError
 
 __all__ = ["PluginActor", "RayActors", "RayPools", "SandboxSettings"]
 

@@ -57,7 +57,7 @@ def _restrict_network(connect_ports: list[int]) -> Any:
     does not load (the PluginError saying why is returned)."""
     from featurebus.common.events import ReasonCode
     from featurebus.inference.sandbox import landlock
-    from featurebus.sdk.host import PluginError
+    from featurebus.runtime import PluginError
 
     try:
         landlock.restrict_tcp(connect_ports)
@@ -153,7 +153,7 @@ class _Server:
         return Message(header, output.vectors_parquet or b"")
 
     def _embed(self, text: str) -> Message:
-        from featurebus.sdk.host import PluginError
+        from featurebus.runtime import PluginError
 
         mark = self.guard.count()
         try:

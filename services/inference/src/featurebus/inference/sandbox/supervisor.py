@@ -30,8 +30,8 @@ from featurebus.common.frames import from_parquet
 from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed, prepare_plugin
 from featurebus.inference.sandbox.channel import Channel, ChannelClosed, Message, RemoteError
 from featurebus.inference.sandbox.policy import SCRATCH, SandboxPolicy, SandboxUnavailable
+from featurebus.runtime import PluginError
 from featurebus.sdk.assets import fetch_asset_bytes
-from featurebus.sdk.host import PluginError
 
 __all__ = ["SandboxConfig", "SandboxedWorker"]
 

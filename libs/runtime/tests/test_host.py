@@ -12,7 +12,7 @@ import pytest
 
 from featurebus.common.events import ReasonCode
 from featurebus.common.frames import FRAME_COLUMNS
-from featurebus.sdk.host import PluginError, PluginHost, unpack_archive
+from featurebus.runtime import PluginError, PluginHost, unpack_archive
 
 MANIFEST = """
 feature_extractor_name = "toy"
