@@ -8,6 +8,9 @@ DATA_DIR ?= .featurebus
 PACKAGES := $(shell for f in libs/*/pyproject.toml services/*/pyproject.toml; do \
 	grep -q '^\[project\]' $$f && dirname $$f; done)
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+# Packages installed with extras (package:extra): the SDK with its CLI, common with its DLQ tool.
+EXTRAS := libs/sdk:cli libs/common:dlq
+EDITABLE := $(foreach p,$(PACKAGES),-e '$(p)$(patsubst $(p):%,[%],$(filter $(p):%,$(EXTRAS)))')
 STAMP := $(VENV)/.installed
 DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy
 
@@ -20,7 +23,7 @@ $(STAMP): $(PYPROJECTS) deploy/local/requirements.txt Makefile
 	$(BIN)/pip install -q --upgrade pip
 	@# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q $(addprefix -e ,$(PACKAGES)) -r deploy/local/requirements.txt $(DEV_TOOLS)
+	$(BIN)/pip install -q $(EDITABLE) -r deploy/local/requirements.txt $(DEV_TOOLS)
 	@touch $@
 
 run: setup

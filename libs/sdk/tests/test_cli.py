@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import featurebus.sdk
+from featurebus.sdk import console_script
 from featurebus.sdk.cli import app
 
 runner = CliRunner()
@@ -82,3 +85,24 @@ def test_test_command_reports_row_failures_with_hints(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "plugin_exception" in result.output and "batch['data']" in result.output
     assert "0/2 rows embedded" in result.output
+
+
+@pytest.mark.parametrize("missing", ["typer", "httpx", "featurebus.scan", "featurebus.runtime"])
+def test_without_the_cli_extra_the_command_names_the_install(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    for loaded in ("cli", "client"):  # imported again, without ``missing``; put back afterwards
+        monkeypatch.delitem(sys.modules, f"featurebus.sdk.{loaded}")
+        monkeypatch.setattr(featurebus.sdk, loaded, getattr(featurebus.sdk, loaded))
+    monkeypatch.setitem(sys.modules, missing, None)  # an import of it now fails as if not installed
+    with pytest.raises(SystemExit) as exited:
+        console_script.main()
+    assert str(exited.value) == (
+        f"featurebus: the command line needs the SDK's cli extra ({missing} is not installed): "
+        "pip install 'featurebus-sdk[cli]'"
+    )
+
+
+def test_any_other_missing_module_is_not_blamed_on_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "featurebus.sdk.cli")
+    monkeypatch.setitem(sys.modules, "featurebus.sdk.client", None)
+    with pytest.raises(ModuleNotFoundError):
+        console_script.main()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import importlib
+import threading
 import time
+import urllib.error
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +132,35 @@ def test_concurrent_api_calls_takes_about_7s_for_64_one_second_calls_at_10() -> 
     elapsed = time.monotonic() - began
     assert results == list(range(64))
     assert 6.9 <= elapsed < 12
+
+
+@pytest.mark.integration
+def test_http_assets_follow_redirects_and_a_missing_one_raises() -> None:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/cat.jpg")
+                self.end_headers()
+            elif self.path == "/cat.jpg":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"\xff\xd8 not really a jpeg")
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with sdk.open_asset(f"{base}/moved", suffix=".jpg") as path:
+            assert path.endswith(".jpg") and Path(path).read_bytes() == b"\xff\xd8 not really a jpeg"
+        assert not Path(path).exists()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            sdk.download_asset(f"{base}/missing")
+    finally:
+        server.shutdown()
+        server.server_close()

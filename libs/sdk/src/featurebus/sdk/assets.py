@@ -14,14 +14,13 @@ import logging
 import os
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
-
-import httpx
 
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.settings import CommonSettings
@@ -66,9 +65,11 @@ def fetch_asset_bytes(url: str) -> bytes:
 
         return _run_coroutine(get())
     if scheme in ("http", "https"):
-        response = httpx.get(url, timeout=60, follow_redirects=True)
-        response.raise_for_status()
-        return response.content
+        # The standard library's client, so the plugin API needs no HTTP package; it follows
+        # redirects and raises HTTPError on a 4xx or 5xx answer.
+        with urllib.request.urlopen(url, timeout=60) as response:
+            body: bytes = response.read()
+        return body
     raise ValueError(f"cannot download {url!r}: expected an s3://, http(s):// or file:// URL, or a local path")
 
 

@@ -6,7 +6,9 @@
     featurebus plugin test PATH --sample FILE           run build_steps and the steps on sample rows
     featurebus plugin publish PATH                      upload, confirm, wait for the scan, deploy
 
-PATH is a plugin directory or a zip. The scan is the same checker the scanner service runs.
+PATH is a plugin directory or a zip. The scan is the same checker the scanner service runs; the
+test runs the plugin in the platform's own host (:mod:`featurebus.runtime`). Its packages come
+with ``pip install 'featurebus-sdk[cli]'`` (see :mod:`featurebus.sdk.console_script`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
         ns = fb.create_namespace("docs")["namespace_id"]
         plugin_id = fb.upload_plugin(ns, archive, "text_embed", "1.0.0")["plugin_id"]
 
-Every error answer raises :class:`ApiError` with the registry's ``detail`` and ``hint``.
+Every error answer raises :class:`ApiError` with the registry's ``detail`` and ``hint``. It needs
+httpx, which comes with the CLI: ``pip install 'featurebus-sdk[cli]'``.
 """
 
 from __future__ import annotations
