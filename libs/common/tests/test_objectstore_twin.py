@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
@@ -50,3 +52,29 @@ async def test_rejects_uris_that_are_not_s3(store: Any) -> None:
 async def test_a_missing_object_is_object_missing_not_an_outage(store: Any) -> None:
     with pytest.raises(ObjectMissing):
         await store.get_bytes(f"s3://{store.bucket}/twin/{uuid.uuid4().hex}")
+
+
+async def put_presigned(store: Any, url: str, data: bytes) -> None:
+    """A client's PUT to a presigned URL (the twin's URLs are written through its stand-in)."""
+    if isinstance(store, MemoryObjectStore):
+        store.put_presigned(url, data)
+        return
+    async with httpx.AsyncClient() as client:
+        (await client.put(url, content=data)).raise_for_status()
+
+
+async def test_a_put_to_a_presigned_url_stores_the_bytes_at_its_key(store: Any) -> None:
+    key = f"twin/{uuid.uuid4().hex}.zip"
+    await put_presigned(store, await store.presigned_put(key, timedelta(minutes=5)), b"archive bytes")
+    assert await store.get_bytes(store.uri(key)) == b"archive bytes"
+
+
+async def test_digest_reads_size_sha256_and_head_and_copy_duplicates(store: Any) -> None:
+    key, data = f"twin/{uuid.uuid4().hex}.bin", b"\x89PNG" + b"x" * 3000
+    await store.put_bytes(key, data)
+    assert await store.digest(key, head_bytes=4) == (len(data), sha256_hex(data), b"\x89PNG")
+    assert await store.digest(f"twin/{uuid.uuid4().hex}") is None
+    copied = await store.copy(key, key + ".copy")
+    assert copied == store.uri(key + ".copy") and await store.get_bytes(copied) == data
+    with pytest.raises(ObjectMissing):
+        await store.copy(f"twin/{uuid.uuid4().hex}", f"twin/{uuid.uuid4().hex}")

@@ -122,8 +122,16 @@ class ObjectStore:
         return size, hasher.hexdigest(), head
 
     async def copy(self, src_key: str, dst_key: str) -> str:
-        """Copy ``src_key`` to ``dst_key`` inside the bucket, server-side; the copy's URI."""
-        await self._client.copy_object(self.bucket, dst_key, CopySource(self.bucket, src_key))
+        """Copy ``src_key`` to ``dst_key`` inside the bucket, server-side; the copy's URI.
+
+        :class:`ObjectMissing` when there is no ``src_key``.
+        """
+        try:
+            await self._client.copy_object(self.bucket, dst_key, CopySource(self.bucket, src_key))
+        except S3Error as exc:
+            if exc.code in _MISSING_CODES:
+                raise ObjectMissing(self.uri(src_key)) from None
+            raise
         return self.uri(dst_key)
 
     async def presigned_put(self, key: str, expires: timedelta) -> str:

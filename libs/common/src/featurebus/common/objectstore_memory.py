@@ -6,6 +6,9 @@ real S3 server, so unit tests that use it test what production does.
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
+
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, parse_s3_uri, sha256_hex
 
 __all__ = ["MemoryObjectStore"]
@@ -41,6 +44,28 @@ class MemoryObjectStore:
     async def size(self, key: str) -> int | None:
         data = self.objects.get(self.uri(key))
         return None if data is None else len(data)
+
+    async def digest(self, key: str, head_bytes: int = 0) -> tuple[int, str, bytes] | None:
+        data = self.objects.get(self.uri(key))
+        return None if data is None else (len(data), hashlib.sha256(data).hexdigest(), data[:head_bytes])
+
+    async def copy(self, src_key: str, dst_key: str) -> str:
+        try:
+            self.objects[self.uri(dst_key)] = self.objects[self.uri(src_key)]
+        except KeyError:
+            raise ObjectMissing(self.uri(src_key)) from None
+        return self.uri(dst_key)
+
+    async def presigned_put(self, key: str, expires: timedelta) -> str:
+        """A ``memory://`` URL; :meth:`put_presigned` stands in for the client's PUT to it."""
+        return f"memory://{self.bucket}/{key}?expires={int(expires.total_seconds())}"
+
+    def put_presigned(self, url: str, data: bytes) -> None:
+        """What a client's ``PUT url`` does to the S3 server: store ``data`` at the URL's key."""
+        prefix = f"memory://{self.bucket}/"
+        if not url.startswith(prefix):
+            raise ValueError(f"{url!r} is not a presigned URL of this store")
+        self.objects[self.uri(url[len(prefix) :].split("?", 1)[0])] = data
 
     async def delete(self, key: str) -> None:
         self.objects.pop(self.uri(key), None)
