@@ -1,33 +1,30 @@
-"""Binary blob uploads through the registry's REST API, against real MongoDB, Kafka and S3 servers.
+"""Binary blob uploads on the twins: presigned URL → PUT → verified, immutable bytes.
 
-Presigned URL → PUT → an object that references the upload_id; every bad input is a 422 naming the
-field and the fix, and a rejected object changes nothing (its uploads stay usable).
+Verifying checks the bytes that were PUT (size, sha256, what their first bytes are) on a copy that a
+later PUT cannot change; a refusal names the field and the fix, and leaves the upload pending so
+that the right bytes can still be PUT. The S3 calls involved (presigned PUT, copy, digest) are
+proven alike on the twin and on S3 by ``libs/common/tests/test_objectstore_twin.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
-import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
 from registry_blob_samples import PDF, png
+from registry_twins import ADMIN, Twins, limited_to, twins
 
-from featurebus.common.events import ObjectsIngested
-from featurebus.common.objectstore import ObjectStore
-from featurebus.registry.config import RegistrySettings
-from featurebus.registry.main import build_app
-
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+from featurebus.registry.errors import Invalid, NotFound
+from featurebus.registry.records import BlobUpload, now
+from featurebus.registry.routes.blob_uploads import BlobUploadView, CreateBlobUpload
+from featurebus.registry.usecases import blob_uploads, buckets
 
 MAX = 4096
-SCHEMA = {
+SCHEMA: dict[str, Any] = {
     "properties": {
         "photo": {"type": "image"},
         "voice": {"type": "audio"},
@@ -35,272 +32,244 @@ SCHEMA = {
         "caption": {"type": "text"},
     }
 }
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40
 
 
-@dataclass
-class Registry:
-    http: httpx.AsyncClient
-    settings: RegistrySettings
-    store: ObjectStore
-
-    async def call(self, method: str, path: str, expect: int, **kw: Any) -> Any:
-        response = await self.http.request(method, path, **kw)
-        assert response.status_code == expect, f"{method} {path} → {response.status_code}: {response.text}"
-        return response.json()
-
-    async def bucket(self, ns: str, schema: dict[str, Any] = SCHEMA) -> str:
-        body = {"name": f"b-{uuid.uuid4().hex[:6]}", "bucket_schema": schema}
-        return str((await self.call("POST", f"/v1/namespaces/{ns}/buckets", 201, json=body))["bucket_id"])
-
-    async def upload(self, ns: str, bucket: str, expect: int = 201, **body: Any) -> Any:
-        return await self.call("POST", f"/v1/namespaces/{ns}/buckets/{bucket}/uploads", expect, json=body)
-
-    async def put(self, upload: dict[str, Any], data: bytes) -> None:
-        async with httpx.AsyncClient() as raw:
-            response = await raw.put(upload["presigned_url"], content=data)
-        assert response.status_code == 200, response.text
-
-    async def uploaded(self, ns: str, bucket: str, data: bytes, filename: str, content_type: str) -> str:
-        up = await self.upload(ns, bucket, filename=filename, content_type=content_type, size_bytes=len(data))
-        await self.put(up, data)
-        return str(up["upload_id"])
-
-    async def add(self, ns: str, bucket: str, blobs: list[dict[str, Any]], expect: int = 201) -> Any:
-        return await self.call("POST", f"/v1/namespaces/{ns}/buckets/{bucket}/objects", expect, json={"blobs": blobs})
-
-    async def object_count(self, ns: str, bucket: str) -> int:
-        return int((await self.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket}", 200))["object_count"])
+async def media(**settings: Any) -> tuple[Twins, str]:
+    """Twins with namespace docs and a bucket of SCHEMA; the bucket's id."""
+    t = twins(max_blob_bytes=MAX, **settings)
+    await t.namespace("docs")
+    return t, (await buckets.create_bucket(t.c, ADMIN, "docs", "media", SCHEMA)).id
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def registry(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Registry]:
-    run = uuid.uuid4().hex[:8]
-    env = {k.removeprefix("FEATUREBUS_").lower(): v for k, v in local_stack.env().items()}
-    key = f"fb_test_{run}"
-    settings = RegistrySettings(
-        **{
-            **env,
-            "topic_prefix": f"upl{run}.",
-            "mongo_db": f"registry_uploads_{run}",
-            "admin_api_key": key,
-            "data_dir": Path(tmp_path_factory.mktemp("registry")),
-            "max_blob_bytes": MAX,
-        }
-    )
-    app = build_app(settings)
-    store = ObjectStore(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://registry", headers={"Authorization": f"Bearer {key}"}
-        ) as http:
-            yield Registry(http, settings, store)
-    await store.close()
+async def upload(
+    t: Twins, bucket: str, data: bytes | None, filename: str = "a.png", content_type: str = "image/png", **kw: Any
+) -> BlobUpload:
+    """An upload declared as ``len(data)`` bytes (unless size_bytes is given), with ``data`` PUT unless None."""
+    kw.setdefault("size_bytes", len(data or b""))
+    made, url = await blob_uploads.create_blob_upload(t.c, ADMIN, "docs", bucket, filename, content_type, **kw)
+    if data is not None:
+        t.store.put_presigned(url, data)
+    return made
 
 
-async def namespace(registry: Registry) -> str:
-    body = {"namespace_name": f"uploads-{uuid.uuid4().hex[:6]}"}
-    return str((await registry.call("POST", "/v1/namespaces", 201, json=body))["namespace_id"])
+async def confirm(t: Twins, bucket: str, upload_id: str) -> BlobUpload:
+    return await blob_uploads.confirm_blob_upload(t.c, ADMIN, "docs", bucket, upload_id)
 
 
-async def ingested(registry: Registry, bucket: str, count: int) -> list[ObjectsIngested]:
-    """The ObjectsIngested events the registry published for ``bucket`` (at least ``count``)."""
-    consumer = AIOKafkaConsumer(
-        registry.settings.topic_prefix + "objects.ingested",
-        bootstrap_servers=registry.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    found: list[ObjectsIngested] = []
-    try:
-        for _ in range(20):
-            batches = await consumer.getmany(timeout_ms=500)
-            for messages in batches.values():
-                events = (ObjectsIngested.model_validate_json(m.value) for m in messages if m.value)
-                found.extend(e for e in events if e.bucket_id == bucket)
-            if len(found) >= count:
-                break
-    finally:
-        await consumer.stop()
-    return found
-
-
-async def test_upload_put_and_reference_the_bytes_from_objects(registry: Registry) -> None:
-    ns = await namespace(registry)
-    bucket = await registry.bucket(ns)
+async def test_put_then_confirm_verifies_the_bytes_into_an_immutable_copy() -> None:
+    t, bucket = await media()
     image = png(rgb=(200, 20, 20))
     digest = hashlib.sha256(image).hexdigest()
-    up = await registry.upload(
-        ns, bucket, filename="red square.png", content_type="image/png", size_bytes=len(image), sha256=digest
+    made, url = await blob_uploads.create_blob_upload(
+        t.c, ADMIN, "docs", bucket, "red square.png", "image/png", len(image), digest.upper()
     )
-    assert up["upload_id"].startswith("upl_") and up["method"] == "PUT" and up["status"] == "pending"
-    assert up["presigned_url"].startswith("http://127.0.0.1:") and up["expires_at"] and up["max_bytes"] == MAX
-    assert (up["filename"], up["content_type"], up["size_bytes"], up["sha256"]) == (
-        "red square.png",
+    assert made.id.startswith("upl_") and (made.status, made.sha256, made.key) == (
+        "pending",
+        digest,
+        f"uploads/blobs/{made.id}",
+    )
+    assert made.expires_at - now() > timedelta(minutes=59) and url.startswith("memory://")
+    assert (await blob_uploads.get_blob_upload(t.c, ADMIN, "docs", bucket, made.id))[1] == 0
+    t.store.put_presigned(url, image)
+    assert (await blob_uploads.get_blob_upload(t.c, ADMIN, "docs", bucket, made.id))[1] == len(image)
+
+    verified = await confirm(t, bucket, made.id)
+    final = f"blobs/org_1/ns_docs/{bucket}/{made.id}/red_square.png"
+    assert (verified.status, verified.uri, verified.mime_type, verified.verified_sha256) == (
+        "verified",
+        t.store.uri(final),
         "image/png",
-        len(image),
         digest,
     )
-    status_path = f"/v1/namespaces/{ns}/buckets/{bucket}/uploads/{up['upload_id']}"
-    assert (await registry.call("GET", status_path, 200))["received_bytes"] == 0
-    await registry.put(up, image)
-    assert (await registry.call("GET", status_path, 200))["received_bytes"] == len(image)
+    assert verified.verified_at is not None
+    assert await t.store.get_bytes(t.store.uri(final), digest) == image
+    assert await t.store.size(made.key) is None  # the staging copy is gone
+    stored, received = await blob_uploads.get_blob_upload(t.c, ADMIN, "docs", bucket, made.id)
+    assert (stored.status, stored.uri, received) == ("verified", verified.uri, None)
 
-    first = await registry.add(
-        ns,
-        bucket,
-        [
-            {"property": "photo", "type": "image", "upload_id": up["upload_id"]},
-            {"property": "caption", "type": "text", "data": "a red square"},
-        ],
+    # A PUT to the still-valid URL afterwards changes nothing that was accepted.
+    t.store.put_presigned(url, png(rgb=(0, 0, 255)))
+    again = await confirm(t, bucket, made.id)
+    assert (again.uri, again.verified_sha256) == (verified.uri, digest)
+    assert await t.store.get_bytes(t.store.uri(final), digest) == image
+
+
+async def test_the_mime_type_is_what_the_bytes_are() -> None:
+    t, bucket = await media()
+    voice = await confirm(t, bucket, (await upload(t, bucket, WAV, "hello.wav", "audio/x-wav")).id)
+    assert (voice.content_type, voice.mime_type) == ("audio/x-wav", "audio/wav")
+    jpg = await upload(t, bucket, png(), "a.jpg", "image/jpg")
+    assert (await confirm(t, bucket, jpg.id)).mime_type == "image/png"
+    paper = await confirm(t, bucket, (await upload(t, bucket, PDF, "paper.pdf", "application/pdf")).id)
+    assert (paper.mime_type, paper.size_bytes) == ("application/pdf", len(PDF))
+
+
+def test_the_views_show_received_bytes_only_while_pending_and_the_request_takes_aliases() -> None:
+    body = CreateBlobUpload.model_validate({"filename": "a.png", "mime_type": "image/png", "file_size_bytes": 3})
+    assert (body.content_type, body.size_bytes, body.sha256) == ("image/png", 3, None)
+    for missing in ("filename", "content_type", "size_bytes"):
+        ask = {"filename": "a.png", "content_type": "image/png", "size_bytes": 3}
+        with pytest.raises(ValidationError, match=missing):
+            CreateBlobUpload.model_validate({k: v for k, v in ask.items() if k != missing})
+    pending = BlobUpload(
+        id="upl_1",
+        org_id="org_1",
+        namespace_id="ns_docs",
+        bucket_id="bkt_1",
+        filename="a.png",
+        content_type="image/png",
+        size_bytes=3,
+        key="uploads/blobs/upl_1",
+        expires_at=now(),
     )
-    photo = first["blobs"][0]
-    namespace_doc = await registry.call("GET", f"/v1/namespaces/{ns}", 200)
-    key = f"blobs/{namespace_doc['org_id']}/{ns}/{bucket}/{up['upload_id']}/red_square.png"
-    assert photo == {
-        "blob_id": photo["blob_id"],
-        "property": "photo",
-        "type": "image",
-        "uri": registry.store.uri(key),
-        "mime_type": "image/png",
-        "size_bytes": len(image),
-        "sha256": digest,
-    }
-    assert await registry.store.get_bytes(photo["uri"], digest) == image
-    assert await registry.store.size(f"uploads/blobs/{up['upload_id']}") is None  # the staging copy is gone
-
-    # A PUT to the still-valid URL after verification changes nothing that was accepted.
-    await registry.put(up, png(rgb=(0, 0, 255)))
-    second = await registry.add(ns, bucket, [{"property": "photo", "upload_id": up["upload_id"]}])
-    assert second["blobs"][0]["uri"] == photo["uri"] and second["blobs"][0]["sha256"] == digest
-    assert await registry.store.get_bytes(photo["uri"], digest) == image
-    verified = await registry.call("GET", status_path, 200)
-    assert (verified["status"], verified["uri"], verified["verified_sha256"]) == ("verified", photo["uri"], digest)
-    assert await registry.object_count(ns, bucket) == 2
-
-    events = await ingested(registry, bucket, 2)
-    blobs = {e.objects[0].object_id: e.objects[0].blobs for e in events}
-    assert set(blobs) == {first["object_id"], second["object_id"]}
-    event_photo = next(b for b in blobs[first["object_id"]] if b.property == "photo")
-    assert (event_photo.type, event_photo.uri, event_photo.mime_type, event_photo.size_bytes, event_photo.data) == (
-        "image",
-        photo["uri"],
-        "image/png",
-        len(image),
-        None,
-    )
+    shown = BlobUploadView.of(pending, 2).model_dump()
+    assert shown["received_bytes"] == 2 and shown["upload_id"] == "upl_1" and "key" not in shown
+    verified = pending.model_copy(update={"status": "verified", "uri": "s3://fb/x", "mime_type": "image/png"})
+    assert "received_bytes" not in BlobUploadView.of(verified).model_dump()
 
 
-async def test_pdf_and_audio_uploads_and_the_confirm_call(registry: Registry) -> None:
-    ns = await namespace(registry)
-    bucket = await registry.bucket(ns)
-    paper = await registry.uploaded(ns, bucket, PDF, "paper.pdf", "application/pdf")
-    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40
-    voice = await registry.uploaded(ns, bucket, wav, "hello.wav", "audio/x-wav")
-    confirmed = await registry.call("POST", f"/v1/namespaces/{ns}/buckets/{bucket}/uploads/{voice}/confirm", 200)
-    assert (confirmed["status"], confirmed["mime_type"]) == ("verified", "audio/wav")  # what the bytes are
-    out = await registry.add(
-        ns, bucket, [{"property": "paper", "upload_id": paper}, {"property": "voice", "upload_id": voice}]
-    )
-    assert [(b["type"], b["mime_type"], b["size_bytes"]) for b in out["blobs"]] == [
-        ("pdf", "application/pdf", len(PDF)),
-        ("audio", "audio/wav", len(wav)),
-    ]
+@pytest.mark.parametrize(
+    ("request_", "detail", "hint"),
+    [
+        ({"content_type": "text/plain"}, "content_type 'text/plain' is not an uploadable blob type", "inline"),
+        ({"content_type": "application/zip"}, "accepted: image/*, audio/*, video/*, application/pdf", None),
+        ({"content_type": "video/mp4"}, "this bucket has no video property", '"type": "video"'),
+        ({"size_bytes": 0}, "size_bytes must be the file's size in bytes", None),
+        ({"size_bytes": MAX + 1}, f"size_bytes {MAX + 1} exceeds the limit of {MAX}", "FEATUREBUS_MAX_BLOB_BYTES"),
+        ({"sha256": "abc"}, "sha256 must be 64 hex digits", "sha256sum"),
+    ],
+)
+async def test_a_bad_upload_request_is_refused_naming_the_field(
+    request_: dict[str, Any], detail: str, hint: str | None
+) -> None:
+    t, bucket = await media()
+    ask = {"filename": "a.png", "content_type": "image/png", "size_bytes": 10, **request_}
+    with pytest.raises(Invalid) as refused:
+        await blob_uploads.create_blob_upload(t.c, ADMIN, "docs", bucket, **ask)
+    assert detail in refused.value.detail and refused.value.hint
+    if hint is not None:
+        assert hint in refused.value.hint
+    assert await t.tables.blob_uploads.find() == []
 
 
-async def problem(response: httpx.Response, needle: str, hint: str | None = None) -> None:
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert needle in body["detail"], body
-    assert body.get("hint"), body
-    if hint:
-        assert hint in body["hint"], body
+@pytest.mark.parametrize(
+    ("data", "declared", "detail"),
+    [
+        (png()[:40], {"size_bytes": len(png())}, f"has 40 bytes but size_bytes said {len(png())}"),
+        (png() + b"\x00" * MAX, {"size_bytes": MAX}, f"the limit is {MAX} bytes per blob"),
+        (b"", {"size_bytes": 10}, "the uploaded file is empty"),
+        (png(), {"sha256": "0" * 64}, f"sha256 is {hashlib.sha256(png()).hexdigest()}, not the {'0' * 64}"),
+        (PDF, {}, "the uploaded bytes are application/pdf (by their first bytes), not image/png"),
+    ],
+)
+async def test_bytes_that_do_not_match_the_request_are_refused_and_the_upload_stays_pending(
+    data: bytes, declared: dict[str, Any], detail: str
+) -> None:
+    t, bucket = await media()
+    made = await upload(t, bucket, data, **declared)
+    with pytest.raises(Invalid) as refused:
+        await confirm(t, bucket, made.id)
+    assert refused.value.detail.startswith(f"upload {made.id}: ") and detail in refused.value.detail
+    assert refused.value.hint
+    stored = await t.tables.blob_uploads.get(made.id)
+    assert stored is not None and (stored.status, stored.uri, stored.verified_sha256) == ("pending", None, None)
+    assert [k for k in t.store.objects if k.startswith(t.store.uri("blobs/"))] == []  # no verified copy is kept
 
 
-async def test_every_bad_upload_request_is_a_422_naming_the_field(registry: Registry) -> None:
-    ns = await namespace(registry)
-    bucket = await registry.bucket(ns, {"properties": {"photo": {"type": "image"}}})
-    path = f"/v1/namespaces/{ns}/buckets/{bucket}/uploads"
-    ok = {"filename": "a.png", "content_type": "image/png", "size_bytes": 10}
-    cases = [
-        ({**ok, "content_type": "text/plain"}, "content_type 'text/plain' is not an uploadable blob type", "inline"),
-        ({**ok, "content_type": "application/zip"}, "accepted: image/*, audio/*, video/*, application/pdf", None),
-        ({**ok, "content_type": "audio/mpeg"}, "this bucket has no audio property", '"type": "audio"'),
-        ({**ok, "size_bytes": 0}, "size_bytes must be", None),
-        ({**ok, "size_bytes": MAX + 1}, f"size_bytes {MAX + 1} exceeds the limit of {MAX}", "MAX_BLOB_BYTES"),
-        ({**ok, "sha256": "abc"}, "sha256 must be 64 hex digits", None),
-        ({"content_type": "image/png", "size_bytes": 10}, "filename", None),
-        ({"filename": "a.png", "size_bytes": 10}, "content_type", None),
-        ({"filename": "a.png", "content_type": "image/png"}, "size_bytes", None),
-    ]
-    for body, needle, hint in cases:
-        await problem(await registry.http.post(path, json=body), needle, hint)
-    other = await registry.http.post(f"/v1/namespaces/{ns}/buckets/bkt_nope/uploads", json=ok)
-    assert other.status_code == 404, other.text
-    assert (await registry.http.post(path, json={**ok, "file_size_bytes": 10, "size_bytes": None})).status_code == 422
-
-
-async def test_bad_references_are_422s_and_lose_nothing_already_accepted(registry: Registry) -> None:
-    ns = await namespace(registry)
-    bucket = await registry.bucket(ns)
-    elsewhere = await registry.bucket(ns)
+async def test_a_wrong_declared_sha256_is_refused_until_the_right_bytes_are_put() -> None:
+    t, bucket = await media()
     image = png()
-    good = await registry.uploaded(ns, bucket, image, "ok.png", "image/png")
-    await registry.add(ns, bucket, [{"property": "photo", "upload_id": good}])
-    accepted = await registry.object_count(ns, bucket)
-
-    async def rejected(blobs: list[dict[str, Any]], needle: str, hint: str | None = None) -> None:
-        await problem(
-            await registry.http.post(f"/v1/namespaces/{ns}/buckets/{bucket}/objects", json={"blobs": blobs}),
-            needle,
-            hint,
-        )
-
-    never_put = (await registry.upload(ns, bucket, filename="x.png", content_type="image/png", size_bytes=10))[
-        "upload_id"
-    ]
-    await rejected([{"property": "photo", "upload_id": never_put}], f"blobs[0].upload_id {never_put}: no file", "PUT")
-    await rejected([{"property": "photo", "upload_id": "upl_unknown"}], "'upl_unknown' is not an upload of bucket")
-    foreign = await registry.uploaded(ns, elsewhere, image, "f.png", "image/png")
-    await rejected([{"property": "photo", "upload_id": foreign}], f"{foreign!r} is not an upload of bucket {bucket}")
-
-    short = await registry.upload(ns, bucket, filename="s.png", content_type="image/png", size_bytes=len(image))
-    await registry.put(short, image[:40])
-    await rejected(
-        [{"property": "photo", "upload_id": short["upload_id"]}], f"has 40 bytes but size_bytes said {len(image)}"
+    made, url = await blob_uploads.create_blob_upload(
+        t.c, ADMIN, "docs", bucket, "a.png", "image/png", len(image), hashlib.sha256(image).hexdigest()
     )
-    too_big = await registry.upload(ns, bucket, filename="b.png", content_type="image/png", size_bytes=MAX)
-    await registry.put(too_big, image + b"\x00" * MAX)
-    await rejected([{"property": "photo", "upload_id": too_big["upload_id"]}], f"the limit is {MAX} bytes")
-    hashed = await registry.upload(
-        ns, bucket, filename="h.png", content_type="image/png", size_bytes=len(image), sha256="0" * 64
-    )
-    await registry.put(hashed, image)
-    await rejected([{"property": "photo", "upload_id": hashed["upload_id"]}], "sha256 is")
-    fake = await registry.uploaded(ns, bucket, PDF, "fake.png", "image/png")
-    await rejected([{"property": "photo", "upload_id": fake}], "are application/pdf (by their first bytes)")
-    not_pdf = await registry.uploaded(ns, bucket, b"plain words, no header", "n.pdf", "application/pdf")
-    await rejected([{"property": "paper", "upload_id": not_pdf}], "not a PDF")
-    await rejected([{"property": "voice", "type": "audio", "upload_id": good}], "which property 'voice' cannot hold")
-    await rejected([{"property": "photo", "type": "image", "data": "iVBORw0KGgo="}], "by upload_id", "/uploads")
-    await rejected([{"property": "photo", "uri": "s3://featurebus/plugins/x.zip"}], "(got a uri)")
-    # One bad blob rejects the whole object, and the good upload in it stays usable.
-    await rejected(
-        [{"property": "photo", "upload_id": good}, {"property": "voice", "upload_id": fake}],
-        "blobs[1].upload_id",
-    )
-    confirm = await registry.http.post(f"/v1/namespaces/{ns}/buckets/{bucket}/uploads/{fake}/confirm")
-    await problem(confirm, f"upload {fake}: the uploaded bytes are application/pdf")
-    assert await registry.object_count(ns, bucket) == accepted
+    t.store.put_presigned(url, png(rgb=(1, 2, 3)))  # the same size, other bytes
+    with pytest.raises(Invalid, match=r"sha256 is [0-9a-f]{64}, not the [0-9a-f]{64} that was declared") as refused:
+        await confirm(t, bucket, made.id)
+    assert refused.value.hint == "PUT the whole file to presigned_url again (before expires_at), or create a new upload"
+    t.store.put_presigned(url, image)
+    assert (await confirm(t, bucket, made.id)).verified_sha256 == hashlib.sha256(image).hexdigest()
 
-    # Nothing was lost: fixing the bytes makes the same request succeed.
-    await registry.put(hashed, image)  # still the wrong bytes for the declared sha256...
-    await rejected([{"property": "photo", "upload_id": hashed["upload_id"]}], "sha256 is")
-    await registry.put(short, image)  # ...but the short upload gets its whole file now
-    fixed = await registry.add(
-        ns, bucket, [{"property": "photo", "upload_id": short["upload_id"]}, {"property": "photo", "upload_id": good}]
-    )
-    assert [b["size_bytes"] for b in fixed["blobs"]] == [len(image), len(image)]
-    assert await registry.object_count(ns, bucket) == accepted + 1
+
+async def test_not_a_pdf_and_nothing_put_are_refused_with_the_fix() -> None:
+    t, bucket = await media()
+    not_pdf = await upload(t, bucket, b"plain words, no header", "n.pdf", "application/pdf")
+    with pytest.raises(Invalid, match="not a PDF: it has no %PDF- header"):
+        await confirm(t, bucket, not_pdf.id)
+    never_put = await upload(t, bucket, None, size_bytes=10)
+    with pytest.raises(Invalid, match=f"upload {never_put.id}: no file was uploaded yet") as missing:
+        await confirm(t, bucket, never_put.id)
+    assert missing.value.hint == "PUT the file's bytes to presigned_url first, then add the object"
+
+
+async def test_an_expired_upload_with_nothing_put_says_so_but_bytes_put_in_time_still_verify() -> None:
+    t, bucket = await media(presigned_url_ttl_s=60)
+    late = await upload(t, bucket, None, size_bytes=10)
+    in_time = await upload(t, bucket, png())
+    past = now() - timedelta(seconds=1)
+    for made in (late, in_time):
+        assert await t.tables.blob_uploads.update(made.id, {"expires_at": past})
+    with pytest.raises(Invalid, match="nothing was uploaded before presigned_url expired at") as expired:
+        await confirm(t, bucket, late.id)
+    assert expired.value.hint == "create a new upload (POST .../uploads) and PUT the file to its presigned_url"
+    assert (await confirm(t, bucket, in_time.id)).status == "verified"
+
+
+async def test_concurrent_confirms_record_one_verification_and_all_return_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    t, bucket = await media()
+    made = await upload(t, bucket, png())
+    digest = t.store.digest
+
+    async def slow_digest(key: str, head_bytes: int = 0) -> tuple[int, str, bytes] | None:
+        await asyncio.sleep(0)  # let the other confirm copy and check too before either records
+        return await digest(key, head_bytes)
+
+    update = t.tables.blob_uploads.update
+    recorded: list[bool] = []
+
+    async def recording_update(id: str, changes: Any, **where: Any) -> bool:
+        recorded.append(await update(id, changes, **where))
+        return recorded[-1]
+
+    monkeypatch.setattr(t.store, "digest", slow_digest)
+    monkeypatch.setattr(t.tables.blob_uploads, "update", recording_update)
+    first, second, third = await asyncio.gather(*(confirm(t, bucket, made.id) for _ in range(3)))
+    assert recorded == [True, False, False]  # each checked the bytes; the compare-and-set let one record
+    stored = await t.tables.blob_uploads.get(made.id)
+    assert stored is not None and stored.status == "verified"
+    for seen in (first, second, third):
+        assert (seen.status, seen.uri, seen.verified_sha256) == ("verified", stored.uri, stored.verified_sha256)
+    assert await t.store.size(made.key) is None
+    assert stored.uri is not None and await t.store.get_bytes(stored.uri, stored.verified_sha256) == png()
+
+    # A verification that started from the pending record after another finished returns its facts.
+    assert (await blob_uploads.verify_upload(t.c, made)).verified_at == stored.verified_at
+
+
+async def test_a_key_limited_to_another_namespace_gets_not_found_on_every_upload_route() -> None:
+    t, bucket = await media()
+    other = await t.namespace("other")
+    made = await upload(t, bucket, png())
+    stranger = limited_to(other.id)
+    with pytest.raises(NotFound, match="namespace 'docs' not found"):
+        await blob_uploads.create_blob_upload(t.c, stranger, "docs", bucket, "a.png", "image/png", 10)
+    with pytest.raises(NotFound, match="namespace 'docs' not found"):
+        await blob_uploads.get_blob_upload(t.c, stranger, "docs", bucket, made.id)
+    with pytest.raises(NotFound, match="namespace 'docs' not found"):
+        await blob_uploads.confirm_blob_upload(t.c, stranger, "docs", bucket, made.id)
+    with pytest.raises(NotFound, match=f"bucket {bucket!r} not found in namespace 'other'"):
+        await blob_uploads.confirm_blob_upload(t.c, stranger, "other", bucket, made.id)
+    assert (await t.tables.blob_uploads.get(made.id)) is not None and await t.store.size(made.key) == len(png())
+
+
+async def test_an_upload_is_found_only_in_its_own_bucket() -> None:
+    t, bucket = await media()
+    elsewhere = (await buckets.create_bucket(t.c, ADMIN, "docs", "elsewhere", SCHEMA)).id
+    made = await upload(t, bucket, png())
+    with pytest.raises(NotFound, match=f"upload {made.id!r} not found in bucket {elsewhere!r}") as missing:
+        await blob_uploads.get_blob_upload(t.c, ADMIN, "docs", elsewhere, made.id)
+    assert missing.value.hint == "start with POST .../uploads"
+    with pytest.raises(NotFound, match="not found in bucket"):
+        await confirm(t, elsewhere, made.id)
+    with pytest.raises(NotFound, match="upl_nope"):
+        await confirm(t, bucket, "upl_nope")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from featurebus.common.events import ReasonCode, RowFailure, SearchHit
-from featurebus.registry.batch_status import status_of, tally
+from featurebus.registry.batch_outcome import status_of, tally
 from featurebus.registry.bucket_schema import SchemaError, check_schema, to_blobs
 from featurebus.registry.feature_uri import parse_feature_uri
 from featurebus.registry.fusion import fuse

@@ -9,15 +9,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["ApiError", "Conflict", "DomainError", "Invalid", "NotFound", "install_error_handlers"]
-
-
-class ApiError(Exception):
-    """An HTTP answer decided by a route: its status, what went wrong and the fix."""
-
-    def __init__(self, status: int, detail: str, hint: str | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.hint = status, detail, hint
+__all__ = [
+    "Conflict",
+    "DomainError",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "NotSupported",
+    "TooLarge",
+    "Unauthorized",
+    "install_error_handlers",
+]
 
 
 class DomainError(Exception):
@@ -34,6 +36,14 @@ class DomainError(Exception):
         self.detail, self.hint = detail, hint
 
 
+class Unauthorized(DomainError):
+    status = 401
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
 class NotFound(DomainError):
     status = 404
 
@@ -42,8 +52,18 @@ class Conflict(DomainError):
     status = 409
 
 
+class TooLarge(DomainError):
+    status = 413
+
+
 class Invalid(DomainError):
     status = 422
+
+
+class NotSupported(DomainError):
+    """Asked of this installation, which cannot do it (yet): the hint says what works instead."""
+
+    status = 501
 
 
 def _body(detail: Any, hint: str | None) -> dict[str, Any]:
@@ -51,10 +71,6 @@ def _body(detail: Any, hint: str | None) -> dict[str, Any]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.detail, exc.hint), status_code=exc.status)
-
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse(_body(exc.detail, exc.hint), status_code=exc.status)

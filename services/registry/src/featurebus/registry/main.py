@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from beanie import init_beanie
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -25,9 +24,9 @@ from featurebus.registry.auth import bootstrap_admin_key
 from featurebus.registry.body_guard import BodyGuard
 from featurebus.registry.config import RegistrySettings
 from featurebus.registry.context import Ctx
-from featurebus.registry.documents import ALL_DOCUMENTS
 from featurebus.registry.errors import install_error_handlers
 from featurebus.registry.handlers import register
+from featurebus.registry.mongo_tables import mongo_tables
 from featurebus.registry.routes import (
     api_keys,
     batches,
@@ -41,6 +40,7 @@ from featurebus.registry.routes import (
     secrets,
     tasks,
 )
+from featurebus.registry.tables import Tables
 
 __all__ = ["build_app", "main"]
 
@@ -61,34 +61,41 @@ def secrets_cipher(settings: RegistrySettings) -> Fernet:
 
 
 def build_app(
-    settings: RegistrySettings | None = None, *, bus: Bus | None = None, store: ObjectStore | None = None
+    settings: RegistrySettings | None = None,
+    *,
+    tables: Tables | None = None,
+    bus: Bus | None = None,
+    store: ObjectStore | None = None,
 ) -> FastAPI:
+    """The registry's app; MongoDB, Kafka and S3 from ``settings`` unless given (tests pass twins)."""
     settings = settings or RegistrySettings()
     bus = bus or Bus(settings, client_id="registry")
     store = store or ObjectStore(settings)
-    answers = Answers()
-    register(bus, answers)
-    mongo: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongo_uri)
+    mongo: AsyncMongoClient[Any] | None = None
+    if tables is None:
+        mongo = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
+        tables = mongo_tables(mongo[settings.mongo_db])
+    c = Ctx(settings, tables, bus, store, Answers(), secrets_cipher(settings))
+    register(bus, c)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await until_ready(
-            "mongodb", lambda: init_beanie(database=mongo[settings.mongo_db], document_models=ALL_DOCUMENTS)
-        )
-        await bootstrap_admin_key(settings.admin_api_key, Path(settings.data_dir))
+        await until_ready("mongodb", c.tables.init)
+        await bootstrap_admin_key(c.tables, settings.admin_api_key, Path(settings.data_dir))
         await until_ready("kafka", bus.ensure_topics)
         await until_ready("the object store", store.ensure_bucket)
         await bus.broker.start()
-        app.state.ctx = Ctx(settings, bus, store, answers, secrets_cipher(settings))
         log.info("registry ready on http://%s:%d", settings.http_host, settings.http_port)
         try:
             yield
         finally:
             await bus.broker.stop()
             await store.close()
-            await mongo.close()
+            if mongo is not None:
+                await mongo.close()
 
     app = FastAPI(title="featurebus", version="0.1.0", lifespan=lifespan)
+    app.state.ctx = c
     install_error_handlers(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
     for module in (
@@ -110,7 +117,8 @@ def build_app(
     async def healthz() -> JSONResponse:
         problems = {}
         try:
-            await mongo.admin.command("ping")
+            if mongo is not None:
+                await mongo.admin.command("ping")
         except Exception as exc:
             problems["mongodb"] = repr(exc)
         if not await bus.broker.ping(timeout=3):

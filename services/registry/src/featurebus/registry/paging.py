@@ -1,28 +1,28 @@
-"""``?offset=&limit=`` of the listing routes: checked by FastAPI (a 422 names the parameter)."""
+"""``?offset=&limit=`` of the listing routes (checked by FastAPI: a 422 names the parameter), and
+the page they answer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 from fastapi import Query
+from pydantic import BaseModel
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "Page", "fetch", "page"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "Listing", "Page", "page"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # MongoDB's skip() takes a 64-bit integer; nobody pages this far, so a larger offset is a mistake.
 MAX_OFFSET = 10**9
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Page:
     offset: int
     limit: int
-
-    def view(self, results: list[Any], total: int) -> dict[str, Any]:
-        return {"results": results, "total": total, "offset": self.offset, "limit": self.limit}
 
 
 def page(
@@ -32,7 +32,14 @@ def page(
     return Page(offset, limit)
 
 
-async def fetch(find: Callable[[], Any], p: Page, sort: str = "+created_at") -> tuple[list[Any], int]:
-    """One page of a beanie query (``find`` builds it afresh for the count) and the total."""
-    total = await find().count()
-    return await find().sort(sort, "+_id").skip(p.offset).limit(p.limit).to_list(), total
+class Listing(BaseModel, Generic[T]):
+    """One page of a listing: its results (ordered by creation), how many there are in all, where it is."""
+
+    results: list[T]
+    total: int
+    offset: int
+    limit: int
+
+    @classmethod
+    def of(cls, results: list[T], total: int, p: Page) -> Listing[T]:
+        return cls(results=results, total=total, offset=p.offset, limit=p.limit)

@@ -1,41 +1,20 @@
-"""Buckets: create, list, read."""
+"""``/v1/namespaces/{ns}/buckets``: create, list, get."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from featurebus.common import ids
-from featurebus.registry.auth import Principal, principal, resolve_namespace
-from featurebus.registry.bucket_schema import SchemaError, check_schema
-from featurebus.registry.documents import BucketDoc, NamespaceDoc
-from featurebus.registry.errors import ApiError
-from featurebus.registry.json_body import MAX_STORED_JSON, json_size
-from featurebus.registry.paging import Page, fetch, page
+from featurebus.registry.auth import Principal, principal
+from featurebus.registry.context import Ctx, ctx
+from featurebus.registry.paging import Listing, Page, page
+from featurebus.registry.records import Bucket
+from featurebus.registry.usecases import buckets
 
-router = APIRouter()
-
-
-def bucket_view(b: BucketDoc) -> dict[str, Any]:
-    return {
-        "bucket_id": b.id,
-        "bucket_name": b.bucket_name,
-        "name": b.bucket_name,
-        "bucket_schema": b.bucket_schema,
-        "namespace_id": b.namespace_id,
-        "object_count": b.object_count,
-        "created_at": b.created_at,
-    }
-
-
-async def get_bucket(who: Principal, ns: str, bucket_id: str) -> tuple[NamespaceDoc, BucketDoc]:
-    namespace = await resolve_namespace(who, ns)
-    bucket = await BucketDoc.get(bucket_id)
-    if bucket is None or bucket.namespace_id != namespace.id:
-        raise ApiError(404, f"bucket {bucket_id!r} not found in namespace {ns!r}")
-    return namespace, bucket
+router = APIRouter(prefix="/v1/namespaces/{ns}/buckets")
 
 
 class CreateBucket(BaseModel):
@@ -51,33 +30,43 @@ class CreateBucket(BaseModel):
         return data
 
 
-@router.post("/v1/namespaces/{ns}/buckets", status_code=201)
-async def create_bucket(ns: str, body: CreateBucket, who: Principal = Depends(principal)) -> dict[str, Any]:
-    namespace = await resolve_namespace(who, ns)
-    try:
-        check_schema(body.bucket_schema)
-    except SchemaError as exc:
-        raise ApiError(422, str(exc), exc.hint) from None
-    if json_size(body.bucket_schema) > MAX_STORED_JSON:
-        raise ApiError(422, f"bucket_schema is over {MAX_STORED_JSON} bytes as JSON", "keep to properties and types")
-    bucket = BucketDoc(
-        id=ids.new_id("bkt"),
-        org_id=who.org_id,
-        namespace_id=namespace.id,
-        bucket_name=body.bucket_name,
-        bucket_schema=body.bucket_schema,
-    )
-    await bucket.insert()
-    return bucket_view(bucket)
+class BucketView(BaseModel):
+    bucket_id: str
+    bucket_name: str
+    name: str
+    bucket_schema: dict[str, Any]
+    namespace_id: str
+    object_count: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, b: Bucket) -> BucketView:
+        return cls(
+            bucket_id=b.id,
+            bucket_name=b.bucket_name,
+            name=b.bucket_name,
+            bucket_schema=b.bucket_schema,
+            namespace_id=b.namespace_id,
+            object_count=b.object_count,
+            created_at=b.created_at,
+        )
 
 
-@router.get("/v1/namespaces/{ns}/buckets")
-async def list_buckets(ns: str, who: Principal = Depends(principal), p: Page = Depends(page)) -> dict[str, Any]:
-    namespace = await resolve_namespace(who, ns)
-    docs, total = await fetch(lambda: BucketDoc.find(BucketDoc.namespace_id == namespace.id), p)
-    return p.view([bucket_view(b) for b in docs], total)
+@router.post("", status_code=201)
+async def create_bucket(
+    ns: str, body: CreateBucket, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> BucketView:
+    return BucketView.of(await buckets.create_bucket(c, who, ns, body.bucket_name, body.bucket_schema))
 
 
-@router.get("/v1/namespaces/{ns}/buckets/{bucket_id}")
-async def get_bucket_route(ns: str, bucket_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
-    return bucket_view((await get_bucket(who, ns, bucket_id))[1])
+@router.get("")
+async def list_buckets(
+    ns: str, who: Principal = Depends(principal), p: Page = Depends(page), c: Ctx = Depends(ctx)
+) -> Listing[BucketView]:
+    found, total = await buckets.list_buckets(c, who, ns, p.offset, p.limit)
+    return Listing.of([BucketView.of(b) for b in found], total, p)
+
+
+@router.get("/{bucket_id}")
+async def get_bucket(ns: str, bucket_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> BucketView:
+    return BucketView.of(await buckets.get_bucket(c, who, ns, bucket_id))

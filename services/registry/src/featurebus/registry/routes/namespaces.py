@@ -1,31 +1,20 @@
-"""Namespaces: created by keys of the whole organization, seen only by keys allowed to use them."""
+"""``/v1/namespaces``: create, list, get."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from beanie.operators import In
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pymongo.errors import DuplicateKeyError
 
-from featurebus.common.ids import new_id
-from featurebus.registry.auth import Principal, principal, require_unlimited, resolve_namespace
-from featurebus.registry.documents import NamespaceDoc
-from featurebus.registry.errors import ApiError
-from featurebus.registry.paging import Page, fetch, page
+from featurebus.registry.auth import Principal, principal
+from featurebus.registry.context import Ctx, ctx
+from featurebus.registry.paging import Listing, Page, page
+from featurebus.registry.records import Namespace
+from featurebus.registry.usecases import namespaces
 
-router = APIRouter()
-
-
-def namespace_view(ns: NamespaceDoc) -> dict[str, Any]:
-    return {
-        "namespace_id": ns.id,
-        "namespace_name": ns.namespace_name,
-        "description": ns.description,
-        "org_id": ns.org_id,
-        "created_at": ns.created_at,
-    }
+router = APIRouter(prefix="/v1/namespaces")
 
 
 class CreateNamespace(BaseModel):
@@ -41,29 +30,39 @@ class CreateNamespace(BaseModel):
         return data
 
 
-@router.post("/v1/namespaces", status_code=201)
-async def create_namespace(body: CreateNamespace, who: Principal = Depends(principal)) -> dict[str, Any]:
-    require_unlimited(who, "creating a namespace")
-    doc = NamespaceDoc(
-        id=new_id("ns"), org_id=who.org_id, namespace_name=body.namespace_name, description=body.description
-    )
-    try:
-        await doc.insert()
-    except DuplicateKeyError:
-        raise ApiError(409, f"namespace {body.namespace_name!r} exists", "pick another namespace_name") from None
-    return namespace_view(doc)
+class NamespaceView(BaseModel):
+    namespace_id: str
+    namespace_name: str
+    description: str
+    org_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, ns: Namespace) -> NamespaceView:
+        return cls(
+            namespace_id=ns.id,
+            namespace_name=ns.namespace_name,
+            description=ns.description,
+            org_id=ns.org_id,
+            created_at=ns.created_at,
+        )
 
 
-@router.get("/v1/namespaces")
-async def list_namespaces(who: Principal = Depends(principal), p: Page = Depends(page)) -> dict[str, Any]:
-    def find() -> Any:
-        query = NamespaceDoc.find(NamespaceDoc.org_id == who.org_id)
-        return query if who.namespaces is None else query.find(In(NamespaceDoc.id, who.namespaces))
-
-    docs, total = await fetch(find, p)
-    return p.view([namespace_view(d) for d in docs if who.may_use(d.id)], total)
+@router.post("", status_code=201)
+async def create_namespace(
+    body: CreateNamespace, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> NamespaceView:
+    return NamespaceView.of(await namespaces.create_namespace(c, who, body.namespace_name, body.description))
 
 
-@router.get("/v1/namespaces/{ns}")
-async def get_namespace(ns: str, who: Principal = Depends(principal)) -> dict[str, Any]:
-    return namespace_view(await resolve_namespace(who, ns))
+@router.get("")
+async def list_namespaces(
+    who: Principal = Depends(principal), p: Page = Depends(page), c: Ctx = Depends(ctx)
+) -> Listing[NamespaceView]:
+    found, total = await namespaces.list_namespaces(c, who, p.offset, p.limit)
+    return Listing.of([NamespaceView.of(n) for n in found], total, p)
+
+
+@router.get("/{ns}")
+async def get_namespace(ns: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> NamespaceView:
+    return NamespaceView.of(await namespaces.get_namespace(c, who, ns))

@@ -1,29 +1,42 @@
-"""Tasks: a batch's status by its task id (the guide's /v1/tasks)."""
+"""``/v1/tasks/{task_id}``: a batch's status by its task id (the guide's tasks)."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel
 
-from featurebus.registry.auth import Principal, may_see_namespace, principal
-from featurebus.registry.documents import BatchDoc
-from featurebus.registry.errors import ApiError
+from featurebus.registry.auth import Principal, principal
+from featurebus.registry.context import Ctx, ctx
+from featurebus.registry.records import Batch
+from featurebus.registry.usecases import tasks
 
 router = APIRouter()
 
 
+class TaskView(BaseModel):
+    task_id: str
+    task_type: Literal["batch"] = "batch"
+    status: str
+    batch_id: str
+    bucket_id: str
+    created_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, b: Batch) -> TaskView:
+        return cls(
+            task_id=b.task_id,
+            status=b.status,
+            batch_id=b.id,
+            bucket_id=b.bucket_id,
+            created_at=b.created_at,
+            completed_at=b.completed_at,
+        )
+
+
 @router.get("/v1/tasks/{task_id}")
-async def task(task_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
-    batch = await BatchDoc.find_one(BatchDoc.task_id == task_id, BatchDoc.org_id == who.org_id)
-    if batch is None or not await may_see_namespace(who, batch.namespace_id):
-        raise ApiError(404, f"task {task_id!r} not found")
-    return {
-        "task_id": task_id,
-        "task_type": "batch",
-        "status": batch.status,
-        "batch_id": batch.id,
-        "bucket_id": batch.bucket_id,
-        "created_at": batch.created_at,
-        "completed_at": batch.completed_at,
-    }
+async def task(task_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> TaskView:
+    return TaskView.of(await tasks.get_task(c, who, task_id))

@@ -1,4 +1,5 @@
-"""A batch's status from its counts: the one rule that makes "COMPLETED with 0 documents" impossible."""
+"""A batch's outcome from its frames (pure: no I/O): the counts, summed once per frame, and the
+status they give, the one rule that makes "COMPLETED with 0 documents" impossible."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from dataclasses import dataclass, field
 
 from featurebus.common.events import RowFailure
 
-__all__ = ["BatchCounts", "status_of", "tally"]
+__all__ = ["TERMINAL", "BatchCounts", "status_of", "tally"]
+
+TERMINAL = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"})
 
 
 @dataclass

@@ -1,30 +1,32 @@
-"""The registry's MongoDB documents (beanie). Ids are strings chosen by the registry."""
+"""What the registry stores: one record type per table. Ids are strings chosen by the registry.
+
+Records are plain pydantic models, used alike by the in-memory tables (unit tests) and the MongoDB
+ones (:mod:`featurebus.registry.mongo_tables` makes a beanie document of each). A record names its
+table, the field sets that must be unique, and the fields it is looked up by.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from beanie import Document
-from pydantic import Field
-from pymongo import ASCENDING, IndexModel
+from pydantic import BaseModel, Field
 
 from featurebus.common.events import PluginManifest, RowFailure, VectorIndex, Violation
 
 __all__ = [
-    "ALL_DOCUMENTS",
     "ApiKey",
-    "BatchDoc",
+    "Batch",
     "BlobUpload",
-    "BucketDoc",
-    "CollectionDoc",
+    "Bucket",
+    "Collection",
     "FrameResult",
-    "NamespaceDoc",
+    "Namespace",
     "Organization",
-    "PluginDoc",
+    "Plugin",
     "PluginUpload",
-    "RetrieverDoc",
-    "SecretDoc",
+    "Retriever",
+    "Secret",
     "now",
 ]
 
@@ -33,17 +35,24 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Organization(Document):
-    id: str  # type: ignore[assignment]
+class Record(BaseModel):
+    """A stored row: its id, its table, and what the table must enforce and look up fast."""
+
+    id: str
+    TABLE: ClassVar[str]
+    UNIQUE: ClassVar[tuple[tuple[str, ...], ...]] = ()  # field sets no two records share
+    LOOKUPS: ClassVar[tuple[str, ...]] = ()  # fields queried often (indexed)
+
+
+class Organization(Record):
     name: str
     created_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "organizations"
+    TABLE: ClassVar[str] = "organizations"
 
 
-class ApiKey(Document):
-    id: str  # type: ignore[assignment]  # key id, e.g. key_...
+class ApiKey(Record):
+    id: str  # key id, e.g. key_...
     org_id: str
     name: str
     key_hash: str
@@ -55,27 +64,27 @@ class ApiKey(Document):
     last_used_at: datetime | None = None  # refreshed at most once a minute (key_rules.LAST_USED_EVERY)
     revoked_at: datetime | None = None
 
-    class Settings:
-        name = "api_keys"
-        indexes: ClassVar[list[IndexModel]] = [IndexModel([("key_hash", ASCENDING)], unique=True)]
+    TABLE: ClassVar[str] = "api_keys"
+    UNIQUE: ClassVar[tuple[tuple[str, ...], ...]] = (("key_hash",),)
 
 
-class NamespaceDoc(Document):
-    id: str  # type: ignore[assignment]
+class Namespace(Record):
     org_id: str
     namespace_name: str
     description: str = ""
     created_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "namespaces"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("org_id", ASCENDING), ("namespace_name", ASCENDING)], unique=True)
-        ]
+    TABLE: ClassVar[str] = "namespaces"
+    UNIQUE: ClassVar[tuple[tuple[str, ...], ...]] = (
+        (
+            "org_id",
+            "namespace_name",
+        ),
+    )
 
 
-class PluginUpload(Document):
-    id: str  # type: ignore[assignment]  # upload_id
+class PluginUpload(Record):
+    id: str  # upload_id
     org_id: str
     namespace_id: str
     plugin_id: str
@@ -86,14 +95,13 @@ class PluginUpload(Document):
     expires_at: datetime
     created_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "plugin_uploads"
+    TABLE: ClassVar[str] = "plugin_uploads"
 
 
-class BlobUpload(Document):
+class BlobUpload(Record):
     """A presigned upload of one binary blob into a bucket; ``verified`` once its bytes were checked."""
 
-    id: str  # type: ignore[assignment]  # upload_id
+    id: str  # upload_id
     org_id: str
     namespace_id: str
     bucket_id: str
@@ -111,12 +119,11 @@ class BlobUpload(Document):
     verified_at: datetime | None = None
     created_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "blob_uploads"
+    TABLE: ClassVar[str] = "blob_uploads"
 
 
-class PluginDoc(Document):
-    id: str  # type: ignore[assignment]  # f"{namespace_id}/{plugin_id}"
+class Plugin(Record):
+    id: str  # f"{namespace_id}/{plugin_id}"
     org_id: str
     namespace_id: str
     plugin_id: str
@@ -140,12 +147,10 @@ class PluginDoc(Document):
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "plugins"
+    TABLE: ClassVar[str] = "plugins"
 
 
-class BucketDoc(Document):
-    id: str  # type: ignore[assignment]
+class Bucket(Record):
     org_id: str
     namespace_id: str
     bucket_name: str
@@ -153,12 +158,10 @@ class BucketDoc(Document):
     object_count: int = 0
     created_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "buckets"
+    TABLE: ClassVar[str] = "buckets"
 
 
-class CollectionDoc(Document):
-    id: str  # type: ignore[assignment]
+class Collection(Record):
     org_id: str
     namespace_id: str
     collection_name: str
@@ -167,12 +170,11 @@ class CollectionDoc(Document):
     vector_indexes: list[VectorIndex]
     created_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "collections"
+    TABLE: ClassVar[str] = "collections"
 
 
-class BatchDoc(Document):
-    id: str  # type: ignore[assignment]  # batch_id
+class Batch(Record):
+    id: str  # batch_id
     org_id: str
     namespace_id: str
     bucket_id: str
@@ -192,15 +194,14 @@ class BatchDoc(Document):
     created_at: datetime = Field(default_factory=now)
     completed_at: datetime | None = None
 
-    class Settings:
-        name = "batches"
-        indexes: ClassVar[list[IndexModel]] = [IndexModel([("task_id", ASCENDING)])]
+    TABLE: ClassVar[str] = "batches"
+    LOOKUPS: ClassVar[tuple[str, ...]] = ("task_id",)
 
 
-class FrameResult(Document):
+class FrameResult(Record):
     """One frame's reconciled outcome (from batch.indexed); unique per batch and frame."""
 
-    id: str  # type: ignore[assignment]  # f"{batch_id}/{frame_id}"
+    id: str  # f"{batch_id}/{frame_id}"
     batch_id: str
     frame_id: str
     collection_id: str
@@ -209,13 +210,11 @@ class FrameResult(Document):
     rows_written: int
     failures: list[RowFailure] = Field(default_factory=list)
 
-    class Settings:
-        name = "frame_results"
-        indexes: ClassVar[list[IndexModel]] = [IndexModel([("batch_id", ASCENDING)])]
+    TABLE: ClassVar[str] = "frame_results"
+    LOOKUPS: ClassVar[tuple[str, ...]] = ("batch_id",)
 
 
-class RetrieverDoc(Document):
-    id: str  # type: ignore[assignment]
+class Retriever(Record):
     org_id: str
     namespace_id: str
     retriever_name: str
@@ -223,33 +222,15 @@ class RetrieverDoc(Document):
     stages: list[dict[str, Any]]
     created_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "retrievers"
+    TABLE: ClassVar[str] = "retrievers"
 
 
-class SecretDoc(Document):
-    id: str  # type: ignore[assignment]  # f"{org_id}/{name}"
+class Secret(Record):
+    id: str  # f"{org_id}/{name}"
     org_id: str
     name: str
     ciphertext: str
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
 
-    class Settings:
-        name = "secrets"
-
-
-ALL_DOCUMENTS: list[type[Document]] = [
-    Organization,
-    ApiKey,
-    NamespaceDoc,
-    PluginUpload,
-    PluginDoc,
-    BucketDoc,
-    BlobUpload,
-    CollectionDoc,
-    BatchDoc,
-    FrameResult,
-    RetrieverDoc,
-    SecretDoc,
-]
+    TABLE: ClassVar[str] = "secrets"

@@ -1,0 +1,225 @@
+"""Retrievers: stored searches over a namespace's collections, executed by inference and the indexer.
+
+Creating one checks its stages' shape and that each ``feature_uri`` names a feature of a plugin of
+the namespace. Executing one fills in the caller's input, publishes ``RetrievalRequested`` and waits
+(up to ``retrieval_timeout_s``) for the ``RetrievalAnswered`` of the same request id, which
+``handlers.on_retrieval_answered`` hands to ``c.answers``; the hits of several searches are fused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from featurebus.common import ids
+from featurebus.common.events import RetrievalAnswered, RetrievalRequested, SearchHit, SearchSpec
+from featurebus.registry.auth import Principal, resolve_namespace
+from featurebus.registry.context import Ctx
+from featurebus.registry.errors import DomainError, Invalid, NotFound
+from featurebus.registry.feature_uri import parse_feature_uri
+from featurebus.registry.fusion import fuse
+from featurebus.registry.json_body import MAX_STORED_JSON, json_size
+from featurebus.registry.plugin_readiness import plugin_ref
+from featurebus.registry.records import Namespace, Plugin, Retriever
+from featurebus.registry.retriever_stages import StageProblem, check_stages, plan_execution
+from featurebus.registry.templates import MissingInput, fill
+from featurebus.registry.usecases.collections import resolve_collection
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_EVENT_BYTES",
+    "Execution",
+    "NoAnswer",
+    "SearchFailed",
+    "checked_stages",
+    "create_retriever",
+    "delete_retriever",
+    "execute_retriever",
+    "get_retriever",
+]
+
+DEFAULT_LIMIT = 10
+MAX_EVENT_BYTES = 512 * 1024  # a RetrievalRequested stays well under Kafka's 1 MiB
+
+Search = tuple[str, dict[str, Any]]  # a search of the stages, with the field name it is known by
+
+
+class NoAnswer(DomainError):
+    """No answer came in time: inference or the indexer is down or busy."""
+
+    status = 504
+
+
+class SearchFailed(DomainError):
+    """The search failed downstream (embedding or index), as its answer says."""
+
+    status = 502
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What an execution found: the fused hits, best first, at most the plan's limit."""
+
+    retriever_id: str
+    hits: list[SearchHit]
+    execution_time_ms: float
+
+
+def checked_stages(stages: Any) -> list[Search]:
+    """The searches of well-shaped stages (placeholders allowed); Invalid naming the stage and field."""
+    try:
+        return check_stages(stages)
+    except StageProblem as exc:
+        raise Invalid(str(exc), exc.hint) from None
+
+
+async def create_retriever(
+    c: Ctx, who: Principal, ns: str, name: str, collection_identifiers: list[str] | None, stages: list[dict[str, Any]]
+) -> Retriever:
+    """Store a retriever; ``collection_identifiers`` None searches every collection that has the feature."""
+    namespace = await resolve_namespace(c.tables, who, ns)
+    collection_ids = None
+    if collection_identifiers is not None:
+        collection_ids = [(await resolve_collection(c.tables, namespace, i)).id for i in collection_identifiers]
+    for where, search in checked_stages(stages):
+        await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
+    if json_size(stages) > MAX_STORED_JSON:
+        raise Invalid(f"stages are {json_size(stages)} bytes as JSON; at most {MAX_STORED_JSON}")
+    retriever = Retriever(
+        id=ids.new_id("ret"),
+        org_id=who.org_id,
+        namespace_id=namespace.id,
+        retriever_name=name,
+        collection_ids=collection_ids,
+        stages=stages,
+    )
+    await c.tables.retrievers.insert(retriever)
+    return retriever
+
+
+async def get_retriever(c: Ctx, who: Principal, ns: str, retriever: str) -> Retriever:
+    """The retriever named by id or name in the namespace; NotFound otherwise."""
+    return (await _namespace_and_retriever(c, who, ns, retriever))[1]
+
+
+async def delete_retriever(c: Ctx, who: Principal, ns: str, retriever: str) -> Retriever:
+    found = await get_retriever(c, who, ns, retriever)
+    await c.tables.retrievers.delete(found.id)
+    return found
+
+
+async def execute_retriever(
+    c: Ctx, who: Principal, ns: str, retriever: str, inputs: dict[str, Any], limit: int | None
+) -> Execution:
+    """Fill in ``inputs``, publish the searches, wait for their answer and fuse the hits."""
+    began = time.perf_counter()
+    namespace, found = await _namespace_and_retriever(c, who, ns, retriever)
+    try:
+        plan = plan_execution(fill(found.stages, inputs), limit, DEFAULT_LIMIT)
+    except MissingInput as exc:
+        key = exc.args[0]
+        raise Invalid(f"input.{key} is required by this retriever", f'{{"input": {{"{key}": ...}}}}') from None
+    except StageProblem as exc:
+        raise Invalid(f"{exc} (after filling in input)", exc.hint) from None
+    event = RetrievalRequested(
+        request_id=uuid.uuid4().hex,
+        org_id=who.org_id,
+        namespace_id=namespace.id,
+        searches=[await _search_spec(c, namespace, found, where, search) for where, search in plan.searches],
+        limit=plan.limit,
+        filters=plan.filters,
+    )
+    if len(event.model_dump_json()) > MAX_EVENT_BYTES:
+        raise Invalid(f"input: the queries add up to more than {MAX_EVENT_BYTES} bytes", "send shorter queries")
+    answer = await _answer_of(c, event)
+    if answer.error:
+        raise SearchFailed(answer.error)
+    hits = fuse(answer.hits, plan.limit)
+    return Execution(found.id, hits, round((time.perf_counter() - began) * 1000, 1))
+
+
+async def _answer_of(c: Ctx, event: RetrievalRequested) -> RetrievalAnswered:
+    # Expect before publishing: the answer may arrive before publish() returns.
+    waiting = c.answers.expect(event.request_id)
+    try:
+        await c.bus.publish(event, key=event.request_id)
+        return await asyncio.wait_for(waiting, c.settings.retrieval_timeout_s)
+    except TimeoutError:
+        raise NoAnswer(
+            f"no answer within {c.settings.retrieval_timeout_s:.0f}s",
+            "the inference or indexer service may be down or busy; check their logs and retry",
+        ) from None
+    finally:
+        c.answers.forget(event.request_id)
+
+
+async def _namespace_and_retriever(c: Ctx, who: Principal, ns: str, ident: str) -> tuple[Namespace, Retriever]:
+    namespace = await resolve_namespace(c.tables, who, ns)
+    found = await c.tables.retrievers.find_one(id=ident, namespace_id=namespace.id)
+    if found is None:
+        found = await c.tables.retrievers.find_one(namespace_id=namespace.id, retriever_name=ident)
+    if found is None:
+        raise NotFound(f"retriever {ident!r} not found")
+    return namespace, found
+
+
+async def _feature(c: Ctx, namespace: Namespace, uri: str, where: str) -> tuple[Plugin, str]:
+    """The plugin of the namespace and the feature that ``uri`` names; Invalid naming ``where``."""
+    try:
+        parsed = parse_feature_uri(uri)
+    except ValueError as exc:
+        raise Invalid(f"{where}: {exc}") from None
+    plugin = await c.tables.plugins.get(f"{namespace.id}/{parsed.plugin_id}")
+    if plugin is None or plugin.manifest is None:
+        raise Invalid(f"{where}: plugin {parsed.plugin_id} is not in this namespace (or not scanned yet)")
+    names = [f.feature_name for f in plugin.manifest.features]
+    if parsed.feature not in names:
+        raise Invalid(f"{where}: plugin {parsed.plugin_id} has no feature {parsed.feature!r}; it has {names}")
+    return plugin, parsed.feature
+
+
+def _query_text(c: Ctx, where: str, query: Any) -> str:
+    if isinstance(query, dict):
+        query = query.get("text") or query.get("value")
+    if not isinstance(query, str) or not query:
+        raise Invalid(f"{where}.query: each search needs a text query", '"query": "{{INPUT.query}}"')
+    size, most = len(query.encode()), c.settings.max_inline_text_bytes
+    if size > most:
+        raise Invalid(f"{where}.query is {size} bytes; a query is limited to {most}", "send a shorter query")
+    return query
+
+
+async def _search_spec(
+    c: Ctx, namespace: Namespace, retriever: Retriever, where: str, search: dict[str, Any]
+) -> SearchSpec:
+    plugin, feature = await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
+    query = _query_text(c, where, search.get("query"))
+    if retriever.collection_ids is not None:
+        collection_ids = retriever.collection_ids
+    else:
+        every = await c.tables.collections.find(namespace_id=namespace.id)
+        collection_ids = [
+            col.id
+            for col in every
+            if any(v.name == feature and v.plugin_id == plugin.plugin_id for v in col.vector_indexes)
+        ]
+    if not collection_ids:
+        raise Invalid(
+            f"{where}.feature_uri: no collection of this namespace has the feature {feature!r}",
+            "create a collection with the plugin first",
+        )
+    parameters: dict[str, Any] = {}
+    for cid in collection_ids:  # the plugin's parameters as the first collection using it set them
+        col = await c.tables.collections.get(cid)
+        match = next(
+            (fe for fe in (col.feature_extractors if col else []) if fe.get("plugin_id") == plugin.plugin_id), None
+        )
+        if match:
+            parameters = match.get("parameters") or {}
+            break
+    return SearchSpec(
+        feature_name=feature, query_text=query, plugin=plugin_ref(plugin, parameters), collection_ids=collection_ids
+    )

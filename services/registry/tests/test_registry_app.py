@@ -1,0 +1,102 @@
+"""The registry's app with no server at all: in-memory tables and object store, FastStream's test broker.
+
+What this proves beyond the use-case tests: the composition root wires routes and Kafka handlers to
+the same use cases and tables, errors keep their HTTP shape, and ``build_app`` needs no MongoDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from faststream.kafka import TestKafkaBroker
+
+from featurebus.common.events import PluginScanned, PluginUploaded
+from featurebus.common.kafka import Bus
+from featurebus.common.objectstore_memory import MemoryObjectStore
+from featurebus.registry.auth import bootstrap_admin_key
+from featurebus.registry.config import RegistrySettings
+from featurebus.registry.main import build_app
+from featurebus.registry.tables import Tables
+
+PREFIX = "t-reg."
+
+
+@dataclass
+class App:
+    http: httpx.AsyncClient
+    bus: Bus
+    tables: Tables
+    store: MemoryObjectStore
+    uploaded: list[PluginUploaded]
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[App]:
+    settings = RegistrySettings(topic_prefix=PREFIX, data_dir=str(tmp_path))
+    tables, store = Tables.in_memory(), MemoryObjectStore()
+    bus = Bus(settings, client_id="registry")
+    fastapi_app = build_app(settings, tables=tables, bus=bus, store=store)  # type: ignore[arg-type]
+    bus.publishes("plugin.scanned")  # the tests stand in for the scanner
+    await bootstrap_admin_key(tables, "fb_test_admin_key_0123456789abcdef", tmp_path)
+    uploaded: list[PluginUploaded] = []
+
+    @bus.broker.subscriber(PREFIX + "plugin.uploaded")
+    async def on_uploaded(event: PluginUploaded) -> None:
+        uploaded.append(event)
+
+    async with TestKafkaBroker(bus.broker):
+        transport = httpx.ASGITransport(app=fastapi_app)
+        headers = {"Authorization": "Bearer fb_test_admin_key_0123456789abcdef"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://registry", headers=headers) as http:
+            yield App(http, bus, tables, store, uploaded)
+
+
+async def test_routes_answer_from_the_tables_with_errors_in_one_shape(app: App) -> None:
+    created = await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})
+    assert created.status_code == 201, created.text
+    assert (await app.http.get("/v1/namespaces/docs")).json()["namespace_id"] == created.json()["namespace_id"]
+    listed = (await app.http.get("/v1/namespaces", params={"limit": 1})).json()
+    assert (listed["total"], listed["limit"], [n["namespace_name"] for n in listed["results"]]) == (1, 1, ["docs"])
+    clash = await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})
+    assert clash.status_code == 409 and clash.json() == {
+        "detail": "namespace 'docs' exists",
+        "hint": "pick another namespace_name",
+    }
+    bad = await app.http.post("/v1/namespaces", json={"namespace_name": "no spaces"})
+    assert bad.status_code == 422 and "namespace_name" in bad.json()["detail"]
+    malformed = await app.http.post(
+        "/v1/namespaces", content=b'{"namespace_name": ', headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 422
+    assert (await app.http.get("/v1/namespaces/nope")).status_code == 404
+    anonymous = await app.http.get("/v1/namespaces", headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and "admin-api-key" in anonymous.json()["hint"]
+
+
+async def test_an_upload_confirmed_over_rest_is_scanned_through_the_kafka_handler(app: App) -> None:
+    await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})
+    upload = await app.http.post("/v1/namespaces/docs/plugins/uploads", json={"name": "toy", "version": "1.0.0"})
+    assert upload.status_code == 201, upload.text
+    app.store.put_presigned(upload.json()["presigned_url"], b"PK\x05\x06" + b"\x00" * 18)
+    confirmed = await app.http.post(f"/v1/namespaces/docs/plugins/uploads/{upload.json()['upload_id']}/confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    (event,) = app.uploaded
+    assert (event.plugin_id, event.name, event.version) == ("toy_1_0_0", "toy", "1.0.0")
+
+    await app.bus.publish(
+        PluginScanned(
+            org_id=event.org_id,
+            namespace_id=event.namespace_id,
+            plugin_id=event.plugin_id,
+            archive_sha256=event.archive_sha256,
+            passed=True,
+            violations=[],
+            manifest=None,
+        )
+    )
+    status = (await app.http.get("/v1/namespaces/docs/plugins/toy_1_0_0/status")).json()
+    assert status["status"] == "NOT_DEPLOYED" and status["scan"]["passed"] is True

@@ -1,0 +1,360 @@
+"""Retrievers on the twins: what creation refuses (naming the field), what execute publishes and
+answers, the timeout, and that another namespace's retriever is not found."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from registry_twins import ADMIN, RecordingBus, Twins, limited_to, twins
+
+from featurebus.common.events import (
+    Event,
+    FeatureSpec,
+    PluginManifest,
+    RetrievalAnswered,
+    RetrievalRequested,
+    SearchHit,
+    VectorIndex,
+)
+from featurebus.registry.answers import Answers
+from featurebus.registry.auth import principal
+from featurebus.registry.errors import Conflict, Invalid, NotFound, install_error_handlers
+from featurebus.registry.records import Collection, Namespace, Plugin
+from featurebus.registry.routes.retrievers import CreateRetriever, ExecuteRetriever, Results, router
+from featurebus.registry.usecases import retrievers
+from featurebus.registry.usecases.retrievers import NoAnswer, SearchFailed
+
+URI = "mixpeek://text_embed@1.0.0/text_embed_v1_embedding"
+PLUGIN = "text_embed_1_0_0"
+FEATURE = "text_embed_v1_embedding"
+
+
+def search(uri: str = URI, query: Any = "{{INPUT.query}}", **more: Any) -> dict[str, Any]:
+    return {"feature_uri": uri, "query": query, **more}
+
+
+def stages(*searches: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"stage_type": "filter", "config": {"stage_id": "feature_search", "parameters": {"searches": list(searches)}}},
+        {"stage_id": "filter", "parameters": {"filters": {"lang": "en"}}},
+    ]
+    if limit is not None:
+        out.append({"stage_id": "limit", "parameters": {"limit": limit}})
+    return out
+
+
+async def plugin(t: Twins, ns: Namespace, *, deployed: bool = True, params: dict[str, Any] | None = None) -> Plugin:
+    record = Plugin(
+        id=f"{ns.id}/{PLUGIN}",
+        org_id=ns.org_id,
+        namespace_id=ns.id,
+        plugin_id=PLUGIN,
+        name="text_embed",
+        version="1.0.0",
+        archive_uri="s3://plugins/text_embed.zip",
+        archive_sha256="0" * 64,
+        size_bytes=100,
+        scan_status="passed",
+        manifest=PluginManifest(
+            feature_extractor_name="text_embed",
+            version="1.0.0",
+            features=[FeatureSpec(feature_name=FEATURE, embedding_dim=3)],
+        ),
+        batch_enabled=deployed,
+        params=params or {},
+    )
+    await t.tables.plugins.insert(record)
+    return record
+
+
+async def collection(t: Twins, ns: Namespace, name: str = "articles", **parameters: Any) -> Collection:
+    record = Collection(
+        id=f"col_{ns.namespace_name}_{name}",
+        org_id=ns.org_id,
+        namespace_id=ns.id,
+        collection_name=name,
+        feature_extractors=[{"feature_extractor_name": "text_embed", "plugin_id": PLUGIN, "parameters": parameters}],
+        bucket_ids=["bkt_1"],
+        vector_indexes=[VectorIndex(name=FEATURE, dimensions=3, distance="cosine", feature_uri=URI, plugin_id=PLUGIN)],
+    )
+    await t.tables.collections.insert(record)
+    return record
+
+
+@dataclass
+class AnsweringBus(RecordingBus):
+    """Inference and the indexer in one: answers each RetrievalRequested as soon as it is published."""
+
+    answers: Answers = field(default_factory=Answers)
+    hits: list[list[SearchHit]] = field(default_factory=list)
+    error: str | None = None
+
+    async def publish(self, event: Event, key: str | None = None) -> None:
+        await super().publish(event, key)
+        if isinstance(event, RetrievalRequested):
+            self.answers.deliver(RetrievalAnswered(request_id=event.request_id, hits=self.hits, error=self.error))
+
+
+def answering(t: Twins, hits: list[list[SearchHit]], error: str | None = None) -> AnsweringBus:
+    bus = AnsweringBus(answers=t.c.answers, hits=hits, error=error)
+    t.c.bus = bus
+    return bus
+
+
+def hit(doc: str, score: float, col: str = "col_docs_articles", **payload: Any) -> SearchHit:
+    return SearchHit(document_id=doc, collection_id=col, score=score, payload=payload)
+
+
+# ------------------------------------------------------------------------------------- creating
+
+
+async def test_a_retriever_is_stored_with_its_collections_resolved_by_name_and_found_by_id_or_name() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    col = await collection(t, ns)
+    made = await retrievers.create_retriever(t.c, ADMIN, "docs", "articles-search", ["articles"], stages(search()))
+    assert made.namespace_id == ns.id and made.collection_ids == [col.id] and made.retriever_name == "articles-search"
+    assert (await retrievers.get_retriever(t.c, ADMIN, ns.id, made.id)).id == made.id
+    assert (await retrievers.get_retriever(t.c, ADMIN, "docs", "articles-search")).id == made.id
+    assert (await retrievers.delete_retriever(t.c, ADMIN, "docs", "articles-search")).id == made.id
+    with pytest.raises(NotFound, match="retriever 'articles-search' not found"):
+        await retrievers.get_retriever(t.c, ADMIN, "docs", "articles-search")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            [{"stage_id": "rerank_by_magic"}, *stages(search())],
+            r"stages\[0\]: stage 'rerank_by_magic' is not supported",
+        ),
+        (stages(search(uri="http://text_embed/v1")), r"stages\[0\]\.config\.parameters\.searches\[0\]\.feature_uri: "),
+        (
+            stages(search(uri="mixpeek://other@1.0.0/x")),
+            r"searches\[0\]\.feature_uri: plugin other_1_0_0 is not in this namespace",
+        ),
+        (
+            stages(search(), search(uri="mixpeek://text_embed@1.0.0/nope")),
+            r"searches\[1\]\.feature_uri: plugin text_embed_1_0_0 has no feature 'nope'",
+        ),
+        (stages(search(top_k=0)), r"searches\[0\]\.top_k must be at least 1"),
+        ([], "stages must be a non-empty list"),
+    ],
+)
+async def test_creation_refuses_bad_stages_naming_the_stage_and_field(bad: Any, message: str) -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    with pytest.raises(Invalid, match=message):
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, bad)
+    assert await t.tables.retrievers.find(namespace_id=ns.id) == []
+
+
+async def test_creation_refuses_unknown_collections_and_oversized_stages() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    with pytest.raises(NotFound, match="collection 'nope' not found in namespace 'docs'"):
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", ["nope"], stages(search()))
+    huge = stages(search(note="x" * (300 * 1024)))
+    with pytest.raises(Invalid, match=r"stages are \d+ bytes as JSON; at most 262144"):
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, huge)
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "hint"),
+    [
+        ([1, 2], "the body must be an object", None),
+        (
+            {"name": "r", "collection_ids": ["col_x"], "stages": []},
+            "retrievers take collection_identifiers, not collection_ids",
+            "Add collection_identifiers to your retriever",
+        ),
+        ({"name": "", "stages": stages(search())}, "name is required: a string of 1 to 100 characters", '{"name"'),
+        ({"name": "x" * 101, "stages": stages(search())}, "name is required", None),
+        (
+            {"name": "r", "collection_identifiers": "articles", "stages": stages(search())},
+            "collection_identifiers must be a list of collection ids or names (strings)",
+            None,
+        ),
+        ({"name": "r", "stages": {"a": 1}}, "stages must be a non-empty list", "start with a feature_search stage"),
+        ({"name": "r", "stages": [{"stage_id": "limit"}]}, "a retriever needs a feature_search stage", "add a stage"),
+    ],
+)
+def test_the_create_body_is_refused_with_the_field_named(body: Any, message: str, hint: str | None) -> None:
+    with pytest.raises(Invalid) as refused:
+        CreateRetriever.model_validate(body)
+    assert refused.value.detail.startswith(message)
+    assert hint is None or (refused.value.hint or "").startswith(hint)
+
+
+def test_the_create_body_takes_retriever_name_or_name_and_ignores_unknown_fields() -> None:
+    body = CreateRetriever.model_validate({"retriever_name": "a", "name": "b", "stages": stages(search()), "x": 1})
+    assert (body.name, body.collection_identifiers) == ("a", None)
+    assert CreateRetriever.model_validate({"retriever_name": "", "name": "b", "stages": stages(search())}).name == "b"
+
+
+def test_the_execute_body_takes_input_or_inputs_and_checks_the_limit() -> None:
+    assert ExecuteRetriever.model_validate({"inputs": {"query": "q"}, "limit": 5.0}).limit == 5
+    assert ExecuteRetriever.model_validate({"input": {"query": "q"}}).input == {"query": "q"}
+    for bad in ({"input": "q"}, {"query": "q"}, None):
+        with pytest.raises(Invalid, match="input must be an object"):
+            ExecuteRetriever.model_validate(bad)
+    with pytest.raises(Invalid, match=r"limit must be at least 1 \(got 0\) \(after filling in input\)"):
+        ExecuteRetriever.model_validate({"input": {}, "limit": 0})
+
+
+async def test_over_http_a_refused_body_keeps_its_message_and_hint_and_a_good_one_is_created() -> None:
+    t = twins()
+    await plugin(t, await t.namespace("docs"))
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    app.state.ctx = t.c
+    app.dependency_overrides[principal] = lambda: ADMIN
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as http:
+        refused = await http.post("/v1/namespaces/docs/retrievers", json={"name": "r", "collection_ids": ["c"]})
+        made = await http.post("/v1/namespaces/docs/retrievers", json={"name": "r", "stages": stages(search())})
+        got = await http.get(f"/v1/namespaces/docs/retrievers/{made.json()['retriever_id']}")
+        deleted = await http.delete("/v1/namespaces/docs/retrievers/r")
+    assert refused.status_code == 422 and refused.json() == {
+        "detail": "retrievers take collection_identifiers, not collection_ids",
+        "hint": "Add collection_identifiers to your retriever",
+    }
+    unstamped = {k: v for k, v in made.json().items() if k != "created_at"}  # stored to the millisecond
+    assert made.status_code == 201 and got.json() | {"created_at": None} == unstamped | {"created_at": None}
+    assert set(made.json()) == {
+        "retriever_id",
+        "retriever_name",
+        "name",
+        "collection_identifiers",
+        "stages",
+        "created_at",
+    }
+    assert (made.json()["name"], made.json()["collection_identifiers"]) == ("r", None)
+    assert deleted.json() == {"deleted": True, "retriever_id": made.json()["retriever_id"]}
+
+
+# ------------------------------------------------------------------------------------ executing
+
+
+async def test_execute_publishes_the_searches_and_returns_the_answers_hits() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns, params={"model": "small", "batch": 8})
+    col = await collection(t, ns, model="large")
+    made = await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search(top_k=5)))
+    bus = answering(t, [[hit("d1", 0.9, title="cats"), hit("d2", 0.5)]])
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "feline pets"}, None)
+
+    [(event, key)] = bus.published
+    assert isinstance(event, RetrievalRequested) and key == event.request_id
+    assert (event.org_id, event.namespace_id, event.limit, event.filters) == (ADMIN.org_id, ns.id, 5, {"lang": "en"})
+    [spec] = event.searches
+    assert (spec.feature_name, spec.query_text, spec.collection_ids) == (FEATURE, "feline pets", [col.id])
+    assert spec.plugin.plugin_id == PLUGIN and spec.plugin.parameters == {"model": "large", "batch": 8}
+    assert done.retriever_id == made.id and [h.document_id for h in done.hits] == ["d1", "d2"]
+    shown = Results.of(done).model_dump()
+    assert shown["results"][0] == {"title": "cats", "document_id": "d1", "collection_id": col.id, "score": 0.9}
+    assert set(shown) == {"results", "retriever_id", "execution_time_ms"}
+
+
+async def test_several_searches_are_fused_and_the_smallest_limit_wins() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    both = stages(search(), search(query={"text": "{{INPUT.other}}"}), limit=2)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", ["articles"], both)
+    bus = answering(t, [[hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)], [hit("b", 0.99), hit("c", 0.5)]])
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q", "other": "o"}, 50)
+    [event] = bus.events(RetrievalRequested)
+    assert event.limit == 2 and [s.query_text for s in event.searches] == ["q", "o"]
+    assert [h.document_id for h in done.hits] == ["b", "c"]  # in both lists: fused above "a"
+
+
+async def test_execute_refuses_missing_input_unready_plugins_and_searches_with_no_collection() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns, deployed=False)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
+    bus = answering(t, [[]])
+    with pytest.raises(Invalid, match=r"input\.query is required by this retriever") as missing:
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {}, None)
+    assert missing.value.hint == '{"input": {"query": ...}}'
+    with pytest.raises(Invalid, match=r"searches\[0\]\.query: each search needs a text query"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": ""}, None)
+    with pytest.raises(Invalid, match=r"searches\[0\]\.feature_uri: no collection of this namespace has the feature"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    await collection(t, ns)
+    with pytest.raises(Conflict, match="plugin text_embed_1_0_0 is not deployed for batch processing"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    assert bus.published == []
+
+
+async def test_an_answer_that_never_comes_is_a_timeout_and_an_error_answer_is_passed_on() -> None:
+    t = twins(retrieval_timeout_s=0.01)
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
+    with pytest.raises(NoAnswer, match="no answer within 0s") as late:
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    assert late.value.status == 504 and "inference or indexer" in (late.value.hint or "")
+    [event] = t.bus.events(RetrievalRequested)
+    t.c.answers.deliver(RetrievalAnswered(request_id=event.request_id))  # too late: nobody waits any more
+    answering(t, [], error="embedding failed: model not loaded")
+    with pytest.raises(SearchFailed, match="embedding failed: model not loaded") as failed:
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    assert failed.value.status == 502
+
+
+async def test_an_answer_delivered_while_publishing_is_not_missed() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
+    running = asyncio.create_task(retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None))
+    while not t.bus.published:
+        await asyncio.sleep(0)
+    [event] = t.bus.events(RetrievalRequested)
+    t.c.answers.deliver(RetrievalAnswered(request_id=event.request_id, hits=[[hit("d1", 1.0)]]))
+    assert [h.document_id for h in (await running).hits] == ["d1"]
+
+
+# ------------------------------------------------------------------------------------- tenancy
+
+
+async def test_another_namespaces_retriever_is_not_found() -> None:
+    t = twins()
+    docs, other = await t.namespace("docs"), await t.namespace("other")
+    for ns in (docs, other):
+        await plugin(t, ns)
+        await collection(t, ns)
+    theirs = await retrievers.create_retriever(t.c, ADMIN, "other", "theirs", ["articles"], stages(search()))
+    for ident in (theirs.id, "theirs"):
+        with pytest.raises(NotFound, match="not found"):
+            await retrievers.get_retriever(t.c, ADMIN, "docs", ident)
+        with pytest.raises(NotFound):
+            await retrievers.delete_retriever(t.c, ADMIN, "docs", ident)
+        with pytest.raises(NotFound):
+            await retrievers.execute_retriever(t.c, ADMIN, "docs", ident, {"query": "q"}, None)
+    mine = limited_to(docs.id)
+    for attempt in (
+        retrievers.get_retriever(t.c, mine, "other", theirs.id),
+        retrievers.execute_retriever(t.c, mine, "other", theirs.id, {"query": "q"}, None),
+        retrievers.create_retriever(t.c, mine, "other", "mine", None, stages(search())),
+    ):
+        with pytest.raises(NotFound, match="namespace 'other' not found"):
+            await attempt
+    with pytest.raises(NotFound, match="collection 'col_other_articles' not found in namespace 'docs'"):
+        await retrievers.create_retriever(t.c, mine, "docs", "mine", ["col_other_articles"], stages(search()))
+    assert await t.tables.retrievers.get(theirs.id) is not None
+    assert t.bus.published == []
