@@ -154,6 +154,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/failed-documents"): Route(),
     ("POST", "/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/retry"): Route(),
     ("GET", "/v1/tasks/{task_id}"): Route(),
+    ("POST", "/v1/tasks/list"): Route(
+        {"status": "COMPLETED", "task_type": "api_buckets_batches_process"}, (("status",), ("task_type",))
+    ),
     ("POST", "/v1/namespaces/{ns}/buckets/{bucket_id}/uploads"): Route(
         {"filename": "a.png", "content_type": "image/png", "size_bytes": 67, "sha256": "0" * 64},
         (("filename",), ("content_type",), ("size_bytes",), ("sha256",), ("mime_type",)),

@@ -304,6 +304,7 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
     add("POST", buckets + "/{bucket_id}/objects/batch", 422, {"objects": [image]}, **a_bucket)
     add("POST", buckets + "/{bucket_id}/batches/trigger", 404, {"collection_ids": [t.b_collection]}, **a_bucket)
     add("GET", "/v1/tasks/{task_id}", 404, task_id=t.b_task)
+    add("POST", "/v1/tasks/list", 200, {})  # A's tasks only: B's task and batch ids must not appear
     # collections
     collections = "/v1/namespaces/{ns}/collections"
     new_collection = {

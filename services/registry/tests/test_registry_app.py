@@ -6,9 +6,11 @@ the same use cases and tables, errors keep their HTTP shape, and ``build_app`` n
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,3 +102,61 @@ async def test_an_upload_confirmed_over_rest_is_scanned_through_the_kafka_handle
     )
     status = (await app.http.get("/v1/namespaces/docs/plugins/toy_1_0_0/status")).json()
     assert status["status"] == "NOT_DEPLOYED" and status["scan"]["passed"] is True
+
+
+MIXPEEK = Path(__file__).parents[3] / "tests" / "contract" / "mixpeek-plugins-api.openapi.json"
+JSON_TYPES = {"string": str, "boolean": bool, "integer": int, "number": (int, float), "array": list, "object": dict}
+
+
+def mixpeek_response_problems(path: str, method: str, answer: dict[str, Any]) -> list[str]:
+    """What ``answer`` lacks of Mixpeek's published response schema for the operation (required fields, types)."""
+    spec = json.loads(MIXPEEK.read_text())
+    responses = spec["paths"][path][method]["responses"]
+    ref = (responses.get("200") or responses["201"])["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    problems = [f"{name}: missing" for name in schema.get("required", []) if name not in answer]
+    for name, prop in schema["properties"].items():
+        if name not in answer:
+            continue
+        kinds = [k["type"] for k in prop.get("anyOf", [prop]) if "type" in k]
+        allowed = tuple(JSON_TYPES[k] for k in kinds if k != "null")
+        if answer[name] is None and "null" in kinds:
+            continue
+        if allowed and (
+            not isinstance(answer[name], allowed) or (bool not in allowed and isinstance(answer[name], bool))
+        ):
+            problems.append(f"{name}: {answer[name]!r} is not {kinds}")
+    return problems
+
+
+async def test_plugin_answers_carry_every_field_of_mixpeeks_published_schema(app: App) -> None:
+    await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})
+    base = "/v1/namespaces/{namespace_id}/plugins"
+    upload = (
+        await app.http.post("/v1/namespaces/docs/plugins/uploads", json={"name": "toy", "version": "1.0.0"})
+    ).json()
+    assert mixpeek_response_problems(base + "/uploads", "post", upload) == []
+    app.store.put_presigned(upload["presigned_url"], b"PK\x05\x06" + b"\x00" * 18)
+    confirmed = (await app.http.post(f"/v1/namespaces/docs/plugins/uploads/{upload['upload_id']}/confirm")).json()
+    assert mixpeek_response_problems(base + "/uploads/{upload_id}/confirm", "post", confirmed) == []
+    assert (confirmed["success"], confirmed["validation_status"], confirmed["deployment_status"]) == (
+        True,
+        "pending",
+        "QUEUED",
+    )
+    status = (await app.http.get("/v1/namespaces/docs/plugins/toy_1_0_0/status")).json()
+    assert mixpeek_response_problems(base + "/{plugin_id}/status", "get", status) == []
+    assert (status["namespace_id"], status["name"], status["version"]) == (upload["namespace_id"], "toy", "1.0.0")
+    assert status["deployed"] is False and status["queued_at"] is not None and "scanned" in status["message"]
+
+
+async def test_tasks_list_answers_mixpeeks_shape_and_refuses_filters_it_cannot_apply(app: App) -> None:
+    listed = await app.http.post("/v1/tasks/list", params={"limit": 10}, json={"status": "COMPLETED"})
+    assert listed.status_code == 200, listed.text
+    assert mixpeek_response_problems("/v1/tasks/list", "post", listed.json()) == []
+    assert listed.json()["pagination"] == {"total": 0, "page": 1, "page_size": 10, "total_pages": 0, "offset": 0}
+    assert (await app.http.post("/v1/tasks/list")).status_code == 200  # no body: every task
+    unknown = await app.http.post("/v1/tasks/list", json={"search": "x"})
+    assert unknown.status_code == 422 and "search" in unknown.json()["detail"]
+    bad = await app.http.post("/v1/tasks/list", json={"status": "DONE"})
+    assert bad.status_code == 422 and "status" in bad.json()["detail"]

@@ -391,12 +391,14 @@ def test_the_answers_keep_the_guides_field_names() -> None:
     ]
     assert TaskView.of(batch).model_dump(mode="json") | {"created_at": None} == {
         "task_id": "task_1",
-        "task_type": "batch",
+        "task_type": "api_buckets_batches_process",  # Mixpeek's TaskType of a batch run
         "status": "PENDING",
         "batch_id": "btch_1",
         "bucket_id": "bkt",
+        "namespace_id": batch.namespace_id,
         "created_at": None,
         "completed_at": None,
+        "error": None,
     }
     failure = RowFailure(document_id="d", object_id="o", reason=ReasonCode.NULL_OUTPUT, message="m")
     assert FailedDocumentView.of(batches.FailedDocument("c", failure)).model_dump(mode="json") == {

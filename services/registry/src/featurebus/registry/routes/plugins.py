@@ -34,7 +34,9 @@ class CreateUpload(BaseModel):
 class UploadView(BaseModel):
     upload_id: str
     presigned_url: str
+    s3_key: str
     expires_at: datetime
+    namespace_id: str
     name: str
     version: str
     plugin_id: str
@@ -45,7 +47,9 @@ class UploadView(BaseModel):
         return cls(
             upload_id=u.id,
             presigned_url=presigned_url,
+            s3_key=u.key,
             expires_at=u.expires_at,
+            namespace_id=u.namespace_id,
             name=u.name,
             version=u.version,
             plugin_id=u.plugin_id,
@@ -59,10 +63,23 @@ class ScanView(BaseModel):
 
 
 class PluginStatusView(BaseModel):
+    """Mixpeek's PluginStatusResponse, plus the scan and the batch deployment."""
+
     plugin_id: str
+    namespace_id: str
+    name: str
+    version: str
     status: str
+    message: str
     deployment_type: str | None
     batch_enabled: bool
+    deployed: bool
+    realtime_enabled: bool
+    route_prefix: str | None
+    feature_uri: str | None
+    queued_at: datetime | None
+    deployed_at: datetime | None
+    estimated_completion_seconds: int | None = None
     scan: ScanView
     validation_errors: list[str]
     error: str | None
@@ -72,12 +89,44 @@ class PluginStatusView(BaseModel):
         return cls(**_status_fields(p))
 
 
+def feature_uri(p: Plugin) -> str | None:
+    """How retrievers name the plugin's (first) feature: the manifest's, or mixpeek://name@version/feature."""
+    if p.manifest is None:
+        return None
+    if p.manifest.feature_uri:
+        return p.manifest.feature_uri
+    features = p.manifest.features
+    return f"mixpeek://{p.name}@{p.version}/{features[0].feature_name}" if features else None
+
+
+def status_message(p: Plugin) -> str:
+    if p.status == "FAILED":
+        return p.error or "failed"
+    if p.deploy_pending:
+        return "the scan is running; the deploy asked for is carried out when it passes"
+    if p.scan_status == "scanning":
+        return "the archive is being scanned; poll this status until scan.status is passed"
+    if p.batch_enabled:
+        return "deployed for batch processing (no real-time endpoint)"
+    return "scanned and ready: deploy it with POST .../deploy?deployment_type=batch_only"
+
+
 def _status_fields(p: Plugin) -> dict[str, Any]:
     return {
         "plugin_id": p.plugin_id,
+        "namespace_id": p.namespace_id,
+        "name": p.name,
+        "version": p.version,
         "status": p.status,
+        "message": status_message(p),
         "deployment_type": p.deployment_type,
         "batch_enabled": p.batch_enabled,
+        "deployed": p.batch_enabled or p.status == "DEPLOYED",
+        "realtime_enabled": p.deployment_type == "realtime",
+        "route_prefix": None,
+        "feature_uri": feature_uri(p),
+        "queued_at": p.created_at if p.status in ("QUEUED", "PENDING") else None,
+        "deployed_at": None,
         "scan": ScanView(status=p.scan_status, passed=p.scan_status == "passed", violations=p.violations),
         "validation_errors": [str(v) for v in p.violations if v.severity == "ERROR"],
         "error": p.error,
@@ -85,11 +134,8 @@ def _status_fields(p: Plugin) -> dict[str, Any]:
 
 
 class PluginView(PluginStatusView):
-    name: str
     feature_extractor_name: str
-    version: str
     description: str
-    namespace_id: str
     enabled: bool
     manifest: PluginManifest | None
     features: list[FeatureSpec]
@@ -103,11 +149,8 @@ class PluginView(PluginStatusView):
     def of(cls, p: Plugin) -> PluginView:
         return cls(
             **_status_fields(p),
-            name=p.name,
             feature_extractor_name=p.name,
-            version=p.version,
             description=p.description,
-            namespace_id=p.namespace_id,
             enabled=p.enabled,
             manifest=p.manifest,
             features=p.manifest.features if p.manifest else [],
@@ -120,7 +163,24 @@ class PluginView(PluginStatusView):
 
 
 class ConfirmedView(PluginView):
+    """The plugin, with Mixpeek's ConfirmPluginUploadResponse fields."""
+
     upload_id: str
+    success: bool
+    validation_status: str  # pending (being scanned) | passed | failed
+    deployment_status: str
+    s3_archive_url: str
+
+    @classmethod
+    def confirmed(cls, p: Plugin, upload_id: str) -> ConfirmedView:
+        return cls(
+            **PluginView.of(p).model_dump(),
+            upload_id=upload_id,
+            success=p.scan_status != "failed",
+            validation_status={"scanning": "pending"}.get(p.scan_status, p.scan_status),
+            deployment_status=p.status,
+            s3_archive_url=p.archive_uri,
+        )
 
 
 class DeployView(BaseModel):
@@ -188,8 +248,7 @@ async def create_upload(
 async def confirm_upload(
     ns: str, upload_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> ConfirmedView:
-    plugin = await plugins.confirm_plugin_upload(c, who, ns, upload_id)
-    return ConfirmedView(**PluginView.of(plugin).model_dump(), upload_id=upload_id)
+    return ConfirmedView.confirmed(await plugins.confirm_plugin_upload(c, who, ns, upload_id), upload_id)
 
 
 @router.get("")

@@ -1,29 +1,36 @@
-"""``/v1/tasks/{task_id}``: a batch's status by its task id (the guide's tasks)."""
+"""``/v1/tasks``: a batch's status by its task id, and the caller's tasks (Mixpeek's task API)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from featurebus.registry.auth import Principal, principal
 from featurebus.registry.context import Ctx, ctx
+from featurebus.registry.paging import Page, page
 from featurebus.registry.records import Batch
 from featurebus.registry.usecases import tasks
 
-router = APIRouter()
+router = APIRouter(prefix="/v1/tasks")
+
+TaskStatus = Literal["PENDING", "IN_PROGRESS", "COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"]
 
 
 class TaskView(BaseModel):
+    """Mixpeek's TaskResponse, plus the batch it is."""
+
     task_id: str
-    task_type: Literal["batch"] = "batch"
+    task_type: str = tasks.BATCH_TASK
     status: str
     batch_id: str
     bucket_id: str
+    namespace_id: str
     created_at: datetime
     completed_at: datetime | None
+    error: str | None
 
     @classmethod
     def of(cls, b: Batch) -> TaskView:
@@ -32,11 +39,50 @@ class TaskView(BaseModel):
             status=b.status,
             batch_id=b.id,
             bucket_id=b.bucket_id,
+            namespace_id=b.namespace_id,
             created_at=b.created_at,
             completed_at=b.completed_at,
+            error=b.error,
         )
 
 
-@router.get("/v1/tasks/{task_id}")
+class ListTasks(BaseModel):
+    """Mixpeek's ListTasksRequest: ``status`` and ``task_type`` filter; the other filters are not supported."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: TaskStatus | None = None
+    task_type: str | None = Field(default=None, max_length=100)
+
+
+class Pagination(BaseModel):
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+    offset: int
+
+
+class TaskListing(BaseModel):
+    results: list[TaskView]
+    pagination: Pagination
+
+
+@router.get("/{task_id}")
 async def task(task_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> TaskView:
     return TaskView.of(await tasks.get_task(c, who, task_id))
+
+
+@router.post("/list")
+async def list_tasks(
+    body: ListTasks | None = None,
+    who: Principal = Depends(principal),
+    p: Page = Depends(page),
+    c: Ctx = Depends(ctx),
+) -> TaskListing:
+    """Oldest first, ``?offset=&limit=``; an empty body lists every task the key may see."""
+    filters: dict[str, Any] = body.model_dump() if body else {}
+    found, total = await tasks.list_tasks(c, who, p.offset, p.limit, **filters)
+    pages = Pagination(
+        total=total, page=p.offset // p.limit + 1, page_size=p.limit, total_pages=-(-total // p.limit), offset=p.offset
+    )
+    return TaskListing(results=[TaskView.of(b) for b in found], pagination=pages)

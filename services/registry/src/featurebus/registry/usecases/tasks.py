@@ -1,13 +1,19 @@
-"""Tasks: a batch seen by its task id (the guide's ``/v1/tasks``)."""
+"""Tasks: the batches of the caller's namespaces seen as the guide's ``/v1/tasks``."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from featurebus.registry.auth import Principal, may_see_namespace
 from featurebus.registry.context import Ctx
 from featurebus.registry.errors import NotFound
 from featurebus.registry.records import Batch
+from featurebus.registry.tables import AnyOf
 
-__all__ = ["get_task"]
+__all__ = ["BATCH_TASK", "get_task", "list_tasks"]
+
+# Mixpeek's TaskType of a batch run; the only kind of task featurebus has today.
+BATCH_TASK = "api_buckets_batches_process"
 
 
 async def get_task(c: Ctx, who: Principal, task_id: str) -> Batch:
@@ -16,3 +22,17 @@ async def get_task(c: Ctx, who: Principal, task_id: str) -> Batch:
     if batch is None or not await may_see_namespace(c.tables, who, batch.namespace_id):
         raise NotFound(f"task {task_id!r} not found")
     return batch
+
+
+async def list_tasks(
+    c: Ctx, who: Principal, offset: int, limit: int, *, status: str | None = None, task_type: str | None = None
+) -> tuple[list[Batch], int]:
+    """The caller's tasks, oldest first; a ``task_type`` other than a batch run matches none."""
+    if task_type is not None and task_type != BATCH_TASK:
+        return [], 0
+    where: dict[str, Any] = {"org_id": who.org_id}
+    if who.namespaces is not None:
+        where["namespace_id"] = AnyOf(who.namespaces)
+    if status is not None:
+        where["status"] = status
+    return await c.tables.batches.page(offset, limit, **where)
