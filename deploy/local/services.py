@@ -5,13 +5,20 @@
 
 Each service runs as ``python -m featurebus.<name>`` with the stack's ``FEATUREBUS_*`` variables;
 logs go to ``DIR/logs/<name>.log`` and pids to ``DIR/pids/svc-<name>.pid``. ``start`` returns once
-the registry's ``/healthz`` answers 200. Stopping sends SIGTERM first, so that each service
-finishes the message in hand and commits its Kafka offsets.
+the registry's ``/healthz`` answers 200 and the internal APIs of inference and the indexer listen.
+Stopping sends SIGTERM first, so that each service finishes the message in hand and commits its
+Kafka offsets.
+
+The internal APIs (inference's embed, the indexer's search; registry → them, on 127.0.0.1) share
+one service token per data dir: ``DIR/internal-token`` (mode 0600), generated on first start
+unless ``FEATUREBUS_INTERNAL_TOKEN`` is set, and handed to every service.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -20,24 +27,81 @@ import httpx
 import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import LocalStack, exit_status, running_pid, start_process, stop_process
+from stack import LocalStack, exit_status, free_port, running_pid, start_process, stop_process
 
-__all__ = ["SERVICES", "LocalServices"]
+from featurebus.common.settings import DEFAULT_INDEXER_PORT, DEFAULT_INFERENCE_PORT
+
+__all__ = ["SERVICES", "TOKEN_FILE", "LocalServices", "internal_token"]
 
 SERVICES = ("indexer", "dispatcher", "scanner", "inference", "registry")
+TOKEN_FILE = "internal-token"
+# The services that serve an internal API: (name, path that answers a GET with 405 once it listens).
+INTERNAL_APIS = (("inference", "/internal/v1/embed"), ("indexer", "/internal/v1/search"))
+
+
+def internal_token(data_dir: Path) -> str:
+    """The installation's service token: ``DIR/internal-token`` (mode 0600), generated once."""
+    path = Path(data_dir) / TOKEN_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another start made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 class LocalServices:
-    """The five services of one featurebus installation, as background processes."""
+    """The five services of one featurebus installation, as background processes.
 
-    def __init__(self, data_dir: Path, env: dict[str, str], http_port: int = 8000) -> None:
+    ``inference_port`` / ``indexer_port`` are where their internal APIs listen (free ports when
+    not given); the registry is told both URLs.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str],
+        http_port: int = 8000,
+        inference_port: int | None = None,
+        indexer_port: int | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.http_port = http_port
-        self.env = {**env, "FEATUREBUS_HTTP_PORT": str(http_port), "FEATUREBUS_DATA_DIR": str(self.data_dir)}
+        self.inference_port = inference_port or free_port()
+        self.indexer_port = indexer_port or free_port()
+        self.env = {
+            **env,
+            "FEATUREBUS_HTTP_PORT": str(http_port),
+            "FEATUREBUS_DATA_DIR": str(self.data_dir),
+            "FEATUREBUS_INFERENCE_PORT": str(self.inference_port),
+            "FEATUREBUS_INDEXER_PORT": str(self.indexer_port),
+            "FEATUREBUS_INFERENCE_URL": self.inference_url,
+            "FEATUREBUS_INDEXER_URL": self.indexer_url,
+        }
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.inference_port}"
+
+    @property
+    def indexer_url(self) -> str:
+        return f"http://127.0.0.1:{self.indexer_port}"
+
+    @functools.cached_property
+    def token(self) -> str:
+        """The service token every service gets (read or generated only when a service starts)."""
+        return self.env.get("FEATUREBUS_INTERNAL_TOKEN") or internal_token(self.data_dir)
+
+    def _env(self, **more: str) -> dict[str, str]:
+        return {**self.env, "FEATUREBUS_INTERNAL_TOKEN": self.token, **more}
 
     def start(self, names: tuple[str, ...] = SERVICES, timeout: float = 240.0) -> None:
         for name in names:
@@ -47,18 +111,21 @@ class LocalServices:
             self.wait_healthy(timeout)
 
     def _spawn(self, name: str) -> int:
-        return start_process(f"svc-{name}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, self.env)
+        return start_process(f"svc-{name}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, self._env())
 
     def start_replica(self, name: str) -> str:
         """Start one more process of service ``name`` (same consumer groups); returns its name, e.g. ``inference-2``.
 
-        A replica gets a data directory of its own (its own Ray, caches and embedded state).
+        A replica gets a data directory of its own (its own Ray, caches and embedded state) and a
+        port of its own for its internal API (the registry keeps calling the first process).
         """
         number = 2
         while running_pid(f"svc-{name}-{number}", self.data_dir) is not None:
             number += 1
         replica = f"{name}-{number}"
-        env = {**self.env, "FEATUREBUS_DATA_DIR": str(self.data_dir / "replicas" / replica)}
+        env = self._env(FEATUREBUS_DATA_DIR=str(self.data_dir / "replicas" / replica))
+        if name in dict(INTERNAL_APIS):
+            env[f"FEATUREBUS_{name.upper()}_PORT"] = str(free_port())
         start_process(f"svc-{replica}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, env)
         return replica
 
@@ -81,13 +148,24 @@ class LocalServices:
                     )
             try:
                 response = httpx.get(f"{self.base_url}/healthz", timeout=2)
-                if response.status_code == 200:
+                last = response.text if response.status_code != 200 else self._internal_apis_down()
+                if not last:
                     return
-                last = response.text
             except httpx.HTTPError as exc:
                 last = repr(exc)
             time.sleep(0.5)
-        raise RuntimeError(f"registry not healthy after {timeout:.0f}s: {last}")
+        raise RuntimeError(f"services not ready after {timeout:.0f}s: {last}")
+
+    def _internal_apis_down(self) -> str:
+        """Which internal APIs do not listen yet ("" when both do)."""
+        down = []
+        for name, path in INTERNAL_APIS:
+            url = f"{self.inference_url if name == 'inference' else self.indexer_url}{path}"
+            try:
+                httpx.get(url, headers={"Authorization": f"Bearer {self.token}"}, timeout=2)
+            except httpx.HTTPError as exc:
+                down.append(f"{name} internal API at {url}: {exc!r}")
+        return "; ".join(down)
 
     def stop(self, names: tuple[str, ...] = SERVICES) -> list[str]:
         """Stop the services ``names`` and their replicas; returns the processes that were running."""
@@ -123,7 +201,13 @@ DataDir = typer.Option(
 def start(data_dir: Path = DataDir) -> None:
     """Start every service and wait until the registry is healthy."""
     began = time.monotonic()
-    services = LocalServices(data_dir, {**LocalStack(data_dir).env(), **_passthrough()})
+    given = {**LocalStack(data_dir).env(), **_passthrough()}
+    services = LocalServices(
+        data_dir,
+        given,
+        inference_port=int(given.get("FEATUREBUS_INFERENCE_PORT", DEFAULT_INFERENCE_PORT)),
+        indexer_port=int(given.get("FEATUREBUS_INDEXER_PORT", DEFAULT_INDEXER_PORT)),
+    )
     services.start()
     typer.echo(f"services up in {time.monotonic() - began:.1f}s at {services.base_url}")
 
@@ -131,7 +215,9 @@ def start(data_dir: Path = DataDir) -> None:
 @cli.command()
 def stop(data_dir: Path = DataDir) -> None:
     """Stop every service started from this data dir (SIGTERM, by recorded PID)."""
-    stopped = LocalServices(data_dir, {}).stop()
+    stopped = LocalServices(
+        data_dir, {}, inference_port=DEFAULT_INFERENCE_PORT, indexer_port=DEFAULT_INDEXER_PORT
+    ).stop()
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 

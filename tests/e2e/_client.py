@@ -8,6 +8,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from featurebus.sdk.client import Client
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
@@ -37,6 +39,15 @@ def small_frames_plugin() -> bytes:
         '"max_concurrency": 1', '"max_concurrency": 2'
     )
     return zip_plugin(EXAMPLES / "text_embed", {"manifest.py": manifest})
+
+
+def text_embed_archive(version: str) -> bytes:
+    """The example plugin as version ``version`` (its manifest says so too, as the scan checks)."""
+    manifest = (EXAMPLES / "text_embed" / "manifest.py").read_text()
+    assert 'version = "1.0.0"' in manifest
+    return zip_plugin(
+        EXAMPLES / "text_embed", {"manifest.py": manifest.replace('version = "1.0.0"', f'version = "{version}"')}
+    )
 
 
 class Api:
@@ -75,6 +86,23 @@ class Api:
                 return value
             assert time.monotonic() < deadline, f"timed out after {timeout}s; last: {value}"
             time.sleep(every)
+
+    def upload_org_plugin(self, name: str, version: str, archive: bytes) -> dict[str, Any]:
+        """Upload an organization plugin (org-admin key) and confirm it; the upload (``plugin_id``, ``upload_id``)."""
+        up = self.call("POST", "/v1/plugins/uploads", json={"name": name, "version": version})
+        assert httpx.put(up["presigned_url"], content=archive, timeout=300).status_code < 300
+        self.call("POST", f"/v1/plugins/uploads/{up['upload_id']}/confirm")
+        return dict(up)
+
+    def wait_org_scan(self, plugin_id: str, timeout: float = 90) -> dict[str, Any]:
+        """The organization plugin's document once its scan has a verdict."""
+        return dict(
+            self.wait(
+                lambda: self.call("GET", f"/v1/plugins/{plugin_id}")["plugin"],
+                lambda p: p["validation_status"] != "pending",
+                timeout,
+            )
+        )
 
     def deploy_batch_plugin(self, ns: str, name: str, version: str, archive: bytes) -> str:
         """Upload a plugin, check that its scan passes, deploy it for batch work; its plugin_id."""

@@ -37,6 +37,7 @@ LISTING = {
     "/v1/organizations/api-keys",
     "/v1/organizations/secrets",
     "/v1/namespaces/{ns}/plugins",
+    "/v1/plugins",
     "/v1/namespaces/{ns}/buckets",
     "/v1/namespaces/{ns}/collections",
     "/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/failed-documents",
@@ -105,12 +106,24 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/namespaces/{ns}/plugins/{plugin_id}/status"): Route(),
     ("POST", "/v1/namespaces/{ns}/plugins/{plugin_id}/deploy"): Route(),
     ("POST", "/v1/namespaces/{ns}/plugins/{plugin_id}/undeploy"): Route(),
+    ("POST", "/v1/namespaces/{ns}/plugins/{plugin_id}/infer"): Route(
+        {"inputs": {"text": "hello"}, "parameters": {}}, (("inputs",), ("parameters",), ("input",))
+    ),
+    ("GET", "/v1/namespaces/{ns}/plugins/available"): Route(),
     ("POST", "/v1/namespaces/{ns}/plugins/org/{plugin_id}/enable"): Route(
-        {"params": {"k": 1}},
-        (("params",), ("params", "k")),
+        {"params": {"k": 1}, "deploy": True},
+        (("params",), ("params", "k"), ("deploy",)),
         edges=((("params",), {"$set": {"a.b": 1}, "": 2}), (("params", "k"), {"$where": "1"})),
     ),
     ("POST", "/v1/namespaces/{ns}/plugins/org/{plugin_id}/disable"): Route(),
+    ("POST", "/v1/plugins/uploads"): Route(
+        {"name": "fuzz_org_embed", "version": "1.0.0", "description": "", "file_size_bytes": 100},
+        (("name",), ("version",), ("description",), ("file_size_bytes",)),
+    ),
+    ("POST", "/v1/plugins/uploads/{upload_id}/confirm"): Route(),
+    ("GET", "/v1/plugins"): Route(),
+    ("GET", "/v1/plugins/{plugin_id}"): Route(),
+    ("DELETE", "/v1/plugins/{plugin_id}"): Route(destructive=True),
     ("POST", "/v1/namespaces/{ns}/buckets"): Route(
         {"name": "fz", "bucket_schema": {"properties": {"text": {"type": "text", "required": True}}}},
         (
@@ -154,6 +167,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/failed-documents"): Route(),
     ("POST", "/v1/namespaces/{ns}/buckets/{bucket_id}/batches/{batch_id}/retry"): Route(),
     ("GET", "/v1/tasks/{task_id}"): Route(),
+    ("DELETE", "/v1/tasks/{task_id}"): Route(destructive=True),
     ("POST", "/v1/tasks/list"): Route(
         {"status": "COMPLETED", "task_type": "api_buckets_batches_process"}, (("status",), ("task_type",))
     ),

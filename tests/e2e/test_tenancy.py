@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ._client import Api, small_frames_plugin
+from ._client import Api, small_frames_plugin, text_embed_archive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -85,6 +85,9 @@ class Tenants:
     key_a_id: str
     key_b: str
     key_b_id: str
+    org_plugin: str  # an organization plugin, enabled in B with B's params
+    org_plugin_upload: str
+    b_org_param: str
     a: Api = field(repr=False)
 
     def b_values(self) -> dict[str, tuple[str, ...]]:
@@ -108,6 +111,7 @@ class Tenants:
             self.secret_value,
             self.key_b,
             self.key_b_id,
+            self.b_org_param,
         ]
         return {v: (v,) for v in plain}
 
@@ -125,6 +129,7 @@ def tenants(platform, api: Api) -> Tenants:  # type: ignore[no-untyped-def]
     a_id, b_id = api.namespace(a_name), api.namespace(b_name)
 
     archive = small_frames_plugin()
+    org_up = api.upload_org_plugin("text_embed", "8.0.0", text_embed_archive("8.0.0"))  # no other test's version
     up = api.client.upload_plugin(b_id, archive, "text_embed", "1.0.0")
     plugin_id, plugin_upload = up["plugin_id"], up["upload_id"]
     b_text = f"tenant B private text {tag}"
@@ -132,6 +137,11 @@ def tenants(platform, api: Api) -> Tenants:  # type: ignore[no-untyped-def]
     b_bucket = api.text_bucket(b_id, bucket_name, [b_text, f"second private text {tag}"])
     assert api.wait_scan(b_id, plugin_id)["scan"]["status"] == "passed"
     api.call("POST", f"/v1/namespaces/{b_id}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
+    assert api.wait_org_scan(org_up["plugin_id"])["validation_status"] == "passed"
+    b_org_param = f"b-org-param-{tag}"
+    api.call(
+        "POST", f"/v1/namespaces/{b_id}/plugins/org/{org_up['plugin_id']}/enable", json={"params": {"p": b_org_param}}
+    )
     collection_name = f"b-col-{tag}"
     collection = api.call(
         "POST",
@@ -206,6 +216,9 @@ def tenants(platform, api: Api) -> Tenants:  # type: ignore[no-untyped-def]
         key_a_id=key_a_id,
         key_b=key_b,
         key_b_id=key_b_id,
+        org_plugin=org_up["plugin_id"],
+        org_plugin_upload=org_up["upload_id"],
+        b_org_param=b_org_param,
         a=Api(platform.base_url, key_a),
     )
 
@@ -262,11 +275,26 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
             ("GET", "/{plugin_id}/status", None),
             ("POST", "/{plugin_id}/deploy", None),
             ("POST", "/{plugin_id}/undeploy", None),
+            ("POST", "/{plugin_id}/infer", {"inputs": {"text": "from A"}}),
             ("POST", "/org/{plugin_id}/enable", {"params": {"set_by": "A"}}),
             ("POST", "/org/{plugin_id}/disable", None),
         ]:
             query = "?deployment_type=batch_only" if suffix == "/{plugin_id}/deploy" else ""
             add(method, plugins + suffix, 404, body, query, ns=ns, plugin_id=t.b_plugin)
+    # organization plugins: every key of the organization reads them, org-admin keys write them; the
+    # namespaces that enabled one, and their params, are theirs
+    for ns in b_forms:
+        add("GET", plugins + "/available", 404, ns=ns)
+        for suffix, body in [("enable", {"params": {"set_by": "A"}}), ("disable", None)]:
+            add("POST", plugins + "/org/{plugin_id}/" + suffix, 404, body, ns=ns, plugin_id=t.org_plugin)
+    add("GET", plugins + "/available", 200, ns=t.a_id)
+    add("GET", "/v1/plugins", 200)
+    add("GET", "/v1/plugins/{plugin_id}", 200, plugin_id=t.org_plugin)
+    # B's namespace plugin is no organization plugin, for the admin either
+    out.append(Attempt("GET", "/v1/plugins/{plugin_id}", f"/v1/plugins/{t.b_plugin}", 404))
+    add("POST", "/v1/plugins/uploads", 403, {"name": "made_by_a", "version": "1.0.0"})
+    add("POST", "/v1/plugins/uploads/{upload_id}/confirm", 403, upload_id=t.org_plugin_upload)
+    add("DELETE", "/v1/plugins/{plugin_id}", 403, plugin_id=t.org_plugin)
     # buckets and objects
     buckets = "/v1/namespaces/{ns}/buckets"
     schema = {"properties": {"text": {"type": "text"}}}
@@ -304,6 +332,7 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
     add("POST", buckets + "/{bucket_id}/objects/batch", 422, {"objects": [image]}, **a_bucket)
     add("POST", buckets + "/{bucket_id}/batches/trigger", 404, {"collection_ids": [t.b_collection]}, **a_bucket)
     add("GET", "/v1/tasks/{task_id}", 404, task_id=t.b_task)
+    add("DELETE", "/v1/tasks/{task_id}", 404, task_id=t.b_task)  # B's task is not cancelled (see admin_view_of_b)
     add("POST", "/v1/tasks/list", 200, {})  # A's tasks only: B's task and batch ids must not appear
     # collections
     collections = "/v1/namespaces/{ns}/collections"
@@ -360,6 +389,8 @@ def admin_view_of_b(api: Api, t: Tenants) -> dict[str, Any]:
         "b_buckets": api.call("GET", f"{b}/buckets")["results"],
         "b_plugins": api.call("GET", f"{b}/plugins")["results"],
         "b_plugin_status": api.call("GET", f"{b}/plugins/{t.b_plugin}/status"),
+        "b_available": api.call("GET", f"{b}/plugins/available"),
+        "org_plugin": api.call("GET", f"/v1/plugins/{t.org_plugin}"),
         "b_collections": api.call("GET", f"{b}/collections")["results"],
         "b_retriever": api.call("GET", f"{b}/retrievers/{t.b_retriever}"),
         "b_batch": api.call("GET", f"{b}/buckets/{t.b_bucket}/batches/{t.b_batch}"),

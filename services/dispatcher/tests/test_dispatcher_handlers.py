@@ -11,6 +11,7 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from featurebus.common.events import (
+    BatchCancelled,
     BatchPlanned,
     BatchReady,
     BatchTriggered,
@@ -41,7 +42,7 @@ class Harness:
     planned: list[BatchPlanned] = field(default_factory=list)
     dead: list[dict[str, str]] = field(default_factory=list)
 
-    async def publish(self, event: ObjectsIngested | BatchTriggered) -> None:
+    async def publish(self, event: ObjectsIngested | BatchTriggered | BatchCancelled) -> None:
         await self.service.bus.publish(event)
 
 
@@ -51,7 +52,8 @@ async def harness(memory_store: MemoryObjectStore) -> AsyncIterator[Harness]:
     service = build(
         DispatcherSettings(topic_prefix=PREFIX, ingest_grace_s=0), repository=repository, store=memory_store
     )
-    service.bus.publishes("objects.ingested", "batch.triggered")  # the tests stand in for the registry
+    # The tests stand in for the registry.
+    service.bus.publishes("objects.ingested", "batch.triggered", "batch.cancelled")
     h = Harness(service, memory_store, repository)
     broker = service.bus.broker
 
@@ -219,3 +221,49 @@ async def test_trigger_waits_until_the_expected_objects_are_stored(memory_store:
     now[0] = 11
     plan = await dispatcher.plan(late)
     assert plan.planned.rows_in == 2 and plan.planned.error is None
+
+
+def cancel(batch_id: str = "bat_1") -> BatchCancelled:
+    return BatchCancelled(org_id="org_1", namespace_id="ns_1", batch_id=batch_id, task_id="task_1")
+
+
+async def test_a_cancelled_batch_is_counted_but_no_frame_is_written_or_announced(harness: Harness) -> None:
+    await harness.publish(ingest(text("obj_1", "one"), text("obj_2", "two"), text("obj_3", "three")))
+    await harness.publish(cancel())
+    await harness.publish(cancel())  # replayed: nothing changes
+    assert "bat_1" in harness.service.cancelled and len(harness.service.cancelled) == 1
+    objects_before = dict(harness.store.objects)
+    await harness.publish(trigger(batch_size=2))
+    await harness.publish(trigger(batch_size=2))  # a replayed trigger
+    assert harness.ready == [] and harness.store.objects == objects_before
+    # The totals still go to the registry, which counts these rows as cancelled.
+    assert [(p.frames_total, p.rows_in, p.error) for p in harness.planned] == [(2, 3, None), (2, 3, None)]
+    await harness.publish(trigger(batch_size=2).model_copy(update={"batch_id": "bat_2"}))  # not cancelled
+    assert [e.batch_id for e, _ in harness.ready] == ["bat_2", "bat_2"]
+
+
+async def test_a_batch_cancelled_while_its_frames_are_announced_gets_no_more_of_them(harness: Harness) -> None:
+    await harness.publish(ingest(*(text(f"obj_{i}", str(i)) for i in range(6))))
+
+    @harness.service.bus.broker.subscriber(PREFIX + "batch.ready", group_id="canceller")
+    async def cancel_on_first_frame(event: BatchReady) -> None:
+        harness.service.cancelled.add(cancel(event.batch_id))
+
+    async with TestKafkaBroker(harness.service.bus.broker):
+        await harness.publish(trigger(batch_size=2))
+    assert [e.frame_index for e, _ in harness.ready] == [0]
+    assert (harness.planned[-1].frames_total, harness.planned[-1].rows_in) == (3, 6)
+
+
+async def test_a_restarted_dispatcher_reads_the_cancellations_before_it_consumes() -> None:
+    """start() catches up on batch.cancelled from the log before the broker starts (no Kafka here)."""
+    calls: list[str] = []
+
+    class Log:
+        async def read_log(self, topic: str) -> list[Any]:
+            calls.append(topic)
+            return [cancel("bat_old"), cancel("bat_old")]
+
+    service = build(DispatcherSettings(), repository=InMemoryObjectRepository(), store=MemoryObjectStore())
+    assert await service.cancelled.catch_up(Log()) == 1
+    assert calls == ["batch.cancelled"] and "bat_old" in service.cancelled

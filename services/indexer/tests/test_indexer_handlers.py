@@ -1,4 +1,5 @@
-"""The indexer's subscribers over FastStream's TestKafkaBroker, in-memory Qdrant and object store."""
+"""The indexer's subscribers over FastStream's TestKafkaBroker, in-memory Qdrant and object store,
+and its internal search API over httpx's ASGITransport (no socket)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -21,23 +23,21 @@ from featurebus.common.events import (
     BatchIndexed,
     CollectionLifecycle,
     FeatureSpec,
-    PluginRef,
     ReasonCode,
-    RetrievalAnswered,
-    RetrievalEmbedded,
     RowFailure,
-    SearchSpec,
     VectorIndex,
     VectorsProduced,
 )
 from featurebus.common.objectstore import sha256_hex
 from featurebus.common.objectstore_memory import MemoryObjectStore
+from featurebus.common.queries import SEARCH_PATH, SearchRequest, SearchResponse, VectorSearch
 from featurebus.indexer.config import IndexerSettings
 from featurebus.indexer.indexing import CollectionNotReady
 from featurebus.indexer.main import IndexerService, build
 from featurebus.indexer.vector_schema import VectorSpec
 
 PREFIX = "t-idx."
+TOKEN = "indexer-test-token"
 PLUGIN = "text_embed_1_0_0"
 
 
@@ -46,7 +46,6 @@ class Harness:
     service: IndexerService
     store: MemoryObjectStore
     indexed: list[BatchIndexed] = field(default_factory=list)
-    answers: list[RetrievalAnswered] = field(default_factory=list)
     dead: list[dict[str, str]] = field(default_factory=list)
 
     async def publish(self, event: Any) -> None:
@@ -58,25 +57,28 @@ class Harness:
     async def count(self, collection_id: str) -> int:
         return await self.service.index.count(collection_id)
 
+    async def search(self, request: SearchRequest, token: str | None = TOKEN) -> httpx.Response:
+        """POST the request to the internal search API, as the registry does."""
+        transport = httpx.ASGITransport(app=self.service.api)
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        async with httpx.AsyncClient(transport=transport, base_url="http://indexer", headers=headers) as http:
+            return await http.post(SEARCH_PATH, content=request.model_dump_json())
+
 
 @pytest.fixture
 async def harness(memory_store: MemoryObjectStore) -> AsyncIterator[Harness]:
     service = build(
-        IndexerSettings(topic_prefix=PREFIX, missing_collection_grace_s=0),
+        IndexerSettings(topic_prefix=PREFIX, missing_collection_grace_s=0, internal_token=TOKEN),
         qdrant=AsyncQdrantClient(":memory:"),
         store=memory_store,
     )
-    service.bus.publishes("collection.lifecycle", "vectors.produced", "retrieval.embedded")  # as their producers
+    service.bus.publishes("collection.lifecycle", "vectors.produced")  # as their producers
     h = Harness(service, memory_store)
     broker = service.bus.broker
 
     @broker.subscriber(PREFIX + "batch.indexed")
     async def on_indexed(event: BatchIndexed) -> None:
         h.indexed.append(event)
-
-    @broker.subscriber(PREFIX + "retrieval.answered")
-    async def on_answered(event: RetrievalAnswered) -> None:
-        h.answers.append(event)
 
     @broker.subscriber(PREFIX + "collection.lifecycle.dlq")
     async def on_dead_lifecycle(message: KafkaMessage) -> None:
@@ -309,31 +311,29 @@ async def test_a_tampered_vector_set_is_dead_lettered(harness: Harness) -> None:
     assert len(harness.dead) == 1 and "ChecksumMismatch" in harness.dead[0]["featurebus-error"]
 
 
-# ----------------------------------------------------------------------------- retrieval
+# ----------------------------------------------------------------------------- searching
 
 
 def retrieval(
-    vector: list[float] | None,
+    vector: list[float],
     collection_ids: list[str],
     feature: str = "text_emb",
     limit: int = 10,
     filters: dict[str, Any] | None = None,
-) -> RetrievalEmbedded:
-    plugin = PluginRef(
-        plugin_id=PLUGIN, name="text_embed", version="1.0.0", archive_uri="s3://fb/p.zip", archive_sha256="0" * 64
-    )
-    return RetrievalEmbedded(
+) -> SearchRequest:
+    return SearchRequest(
         request_id="req_1",
-        org_id="org_1",
         namespace_id="ns_1",
         limit=limit,
         filters=filters or {},
-        searches=[
-            SearchSpec(
-                feature_name=feature, query_text="q", plugin=plugin, collection_ids=collection_ids, vector=vector
-            )
-        ],
+        searches=[VectorSearch(feature_name=feature, collection_ids=collection_ids, vector=vector)],
     )
+
+
+async def hits_of(harness: Harness, request: SearchRequest) -> SearchResponse:
+    answer = await harness.search(request)
+    assert answer.status_code == 200, answer.text
+    return SearchResponse.model_validate_json(answer.content)
 
 
 async def seed(harness: Harness, collection_id: str, vectors: list[list[float]], distance: str = "cosine") -> None:
@@ -344,10 +344,7 @@ async def seed(harness: Harness, collection_id: str, vectors: list[list[float]],
 
 async def test_search_returns_the_nearest_point_first_with_its_payload(harness: Harness) -> None:
     await seed(harness, "col_1", [[0, 1, 0], [1, 0, 0], [0.7, 0.7, 0]])
-    await harness.publish(retrieval([1, 0.1, 0], ["col_1"], limit=2))
-    (answer,) = harness.answers
-    assert answer.error is None and answer.request_id == "req_1"
-    (hits,) = answer.hits
+    (hits,) = (await hits_of(harness, retrieval([1, 0.1, 0], ["col_1"], limit=2))).hits
     assert [h.payload["object_id"] for h in hits] == ["obj_1", "obj_2"]
     assert hits[0].document_id == ids.document_id("col_1", "obj_1", "blob_1")
     assert hits[0].payload["text"] == "text 1" and hits[0].collection_id == "col_1"
@@ -357,42 +354,69 @@ async def test_search_returns_the_nearest_point_first_with_its_payload(harness: 
 async def test_search_merges_collections_by_score_and_applies_filters(harness: Harness) -> None:
     await seed(harness, "col_a", [[1, 0, 0], [0, 0, 1]])
     await seed(harness, "col_b", [[0.9, 0.1, 0]])
-    await harness.publish(retrieval([1, 0, 0], ["col_b", "col_a"], limit=2))
-    assert [(h.collection_id, h.payload["object_id"]) for h in harness.answers[0].hits[0]] == [
-        ("col_a", "obj_0"),
-        ("col_b", "obj_0"),
-    ]
-    await harness.publish(retrieval([1, 0, 0], ["col_a", "col_b"], filters={"object_id": "obj_1"}))
-    assert [(h.collection_id, h.payload["object_id"]) for h in harness.answers[1].hits[0]] == [("col_a", "obj_1")]
+    (hits,) = (await hits_of(harness, retrieval([1, 0, 0], ["col_b", "col_a"], limit=2))).hits
+    assert [(h.collection_id, h.payload["object_id"]) for h in hits] == [("col_a", "obj_0"), ("col_b", "obj_0")]
+    (hits,) = (await hits_of(harness, retrieval([1, 0, 0], ["col_a", "col_b"], filters={"object_id": "obj_1"}))).hits
+    assert [(h.collection_id, h.payload["object_id"]) for h in hits] == [("col_a", "obj_1")]
+
+
+async def test_several_searches_answer_in_the_order_asked(harness: Harness) -> None:
+    await seed(harness, "col_1", [[1, 0, 0], [0, 1, 0]])
+    request = retrieval([1, 0, 0], ["col_1"], limit=1)
+    request.searches.append(VectorSearch(feature_name="text_emb", collection_ids=["col_1"], vector=[0, 1, 0]))
+    first, second = (await hits_of(harness, request)).hits
+    assert (first[0].payload["object_id"], second[0].payload["object_id"]) == ("obj_0", "obj_1")
 
 
 async def test_euclid_hits_keep_qdrant_distance_order(harness: Harness) -> None:
     await seed(harness, "col_e", [[5, 5, 5], [1, 0, 0], [2, 0, 0]], distance="euclid")
-    await harness.publish(retrieval([1, 0, 0], ["col_e"]))
-    hits = harness.answers[0].hits[0]
+    (hits,) = (await hits_of(harness, retrieval([1, 0, 0], ["col_e"]))).hits
     assert [h.payload["object_id"] for h in hits] == ["obj_1", "obj_2", "obj_0"]
     assert hits[0].score < hits[1].score  # a distance: smaller is nearer
 
 
 @pytest.mark.parametrize(
-    ("collections", "feature", "vector", "needle"),
+    ("collections", "feature", "vector", "filters", "limit", "needle"),
     [
-        (["col_missing"], "text_emb", [1.0, 0.0, 0.0], "collection col_missing does not exist"),
-        (["col_1"], "image_emb", [1.0, 0.0, 0.0], "has no vector named 'image_emb' (it has ['text_emb'])"),
-        (["col_1"], "text_emb", [1.0, 0.0], "query vector has dimension 2"),
-        (["col_1"], "text_emb", None, "has no query vector"),
+        (["col_missing"], "text_emb", [1.0, 0.0, 0.0], {}, 10, "collection col_missing does not exist"),
+        (["col_1"], "image_emb", [1.0, 0.0, 0.0], {}, 10, "has no vector named 'image_emb' (it has ['text_emb'])"),
+        (["col_1"], "text_emb", [1.0, 0.0], {}, 10, "query vector has dimension 2"),
+        (["col_1"], "text_emb", [1.0, 0.0, 0.0], {"rating": 4.5}, 10, "filter 'rating'"),
+        (["col_1"], "text_emb", [1.0, 0.0, 0.0], {}, 0, "limit must be positive, got 0"),
     ],
 )
-async def test_unanswerable_search_gets_a_clear_error(
-    harness: Harness, collections: list[str], feature: str, vector: list[float] | None, needle: str
+async def test_an_unanswerable_search_is_a_422_naming_what_is_wrong(
+    harness: Harness,
+    collections: list[str],
+    feature: str,
+    vector: list[float],
+    filters: dict[str, Any],
+    limit: int,
+    needle: str,
 ) -> None:
     await seed(harness, "col_1", [[1, 0, 0]])
-    await harness.publish(retrieval(vector, collections, feature=feature))
-    (answer,) = harness.answers
-    assert answer.hits == [] and answer.error is not None and needle in answer.error
+    answer = await harness.search(retrieval(vector, collections, feature=feature, filters=filters, limit=limit))
+    assert answer.status_code == 422 and needle in answer.json()["detail"]
 
 
-async def test_unusable_filter_value_names_the_key(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("token", "needle"),
+    [(None, "needs Authorization: Bearer"), ("wrong-token", "needs Authorization: Bearer"), (TOKEN[:-1], "needs")],
+)
+async def test_the_search_api_refuses_a_request_without_the_service_token(
+    harness: Harness, token: str | None, needle: str
+) -> None:
     await seed(harness, "col_1", [[1, 0, 0]])
-    await harness.publish(retrieval([1, 0, 0], ["col_1"], filters={"rating": 4.5}))
-    assert harness.answers[0].error is not None and "filter 'rating'" in harness.answers[0].error
+    answer = await harness.search(retrieval([1, 0, 0], ["col_1"]), token=token)
+    assert answer.status_code == 401 and needle in answer.json()["detail"]
+    assert answer.headers["www-authenticate"] == "Bearer"
+
+
+async def test_an_indexer_without_a_token_refuses_every_search(memory_store: MemoryObjectStore) -> None:
+    service = build(IndexerSettings(topic_prefix=PREFIX), qdrant=AsyncQdrantClient(":memory:"), store=memory_store)
+    transport = httpx.ASGITransport(app=service.api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://indexer") as http:
+        for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer None"}):
+            answer = await http.post(SEARCH_PATH, json=retrieval([1, 0, 0], ["c"]).model_dump(), headers=headers)
+            assert answer.status_code == 401 and "has no FEATUREBUS_INTERNAL_TOKEN" in answer.json()["detail"]
+    await service.index.close()

@@ -45,7 +45,7 @@ def frame(texts: list[str]) -> bytes:
     return to_parquet(pd.DataFrame(rows))
 
 
-def toy_archive(pipeline: str = TOY_PIPELINE, manifest: str = TOY_MANIFEST) -> bytes:
+def toy_archive(pipeline: str = TOY_PIPELINE, manifest: str = TOY_MANIFEST, realtime: str | None = None) -> bytes:
     """A guide-style plugin zip (``zip -r toy.zip toy/``), the same bytes on every call.
 
     Entries carry a fixed date: with the clock's, two calls either side of a two-second tick
@@ -53,7 +53,9 @@ def toy_archive(pipeline: str = TOY_PIPELINE, manifest: str = TOY_MANIFEST) -> b
     """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
-        for name, text in (("toy/manifest.py", manifest), ("toy/pipeline.py", pipeline)):
+        files = [("toy/manifest.py", manifest), ("toy/pipeline.py", pipeline)]
+        files += [("toy/realtime.py", realtime)] if realtime is not None else []
+        for name, text in files:
             entry = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
             entry.external_attr = 0o644 << 16
             zf.writestr(entry, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -16,22 +17,20 @@ from featurebus.common.events import (
     FeatureSpec,
     PluginRef,
     ReasonCode,
-    RetrievalAnswered,
-    RetrievalEmbedded,
-    RetrievalRequested,
-    SearchSpec,
     VectorsProduced,
 )
 from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import sha256_hex
 from featurebus.common.objectstore_memory import MemoryObjectStore
+from featurebus.common.queries import EMBED_PATH, EmbedRequest, EmbedResponse, QueryText
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.main import InferenceService, build
 from featurebus.inference.plugin_worker import WorkerOutput
 from featurebus.inference.pools import ActorLost, WarmPools
-from featurebus.inference.processing import ArchiveCache, Inference
+from featurebus.inference.processing import ArchiveCache, EmbedFailed, Inference
 
 PREFIX = "inf."
+TOKEN = "inference-test-token"
 BROKEN = TOY_PIPELINE.replace("import PipelineDefinition", "import Nope")
 
 
@@ -75,10 +74,10 @@ def actors(tmp_path: Path) -> InProcessActors:
 
 @pytest.fixture
 def service(tmp_path: Path, actors: InProcessActors) -> InferenceService:
-    settings = InferenceSettings(topic_prefix=PREFIX, data_dir=tmp_path)
+    settings = InferenceSettings(topic_prefix=PREFIX, data_dir=tmp_path, internal_token=TOKEN)
     pools = WarmPools(actors, idle_seconds=600)
     service = build(settings, store=MemoryObjectStore(), pools=pools)  # type: ignore[arg-type]
-    service.bus.publishes("batch.ready", "retrieval.requested")  # the tests stand in for their producers
+    service.bus.publishes("batch.ready")  # the tests stand in for its producer
     return service
 
 
@@ -198,36 +197,40 @@ async def test_a_frame_whose_actor_keeps_dying_is_retried_then_failed(tmp_path: 
     assert "died 3 times" in produced.failures[0].message
 
 
-async def retrieve(service: InferenceService, *requests: RetrievalRequested) -> tuple[list[Any], list[Any]]:
-    embedded: list[RetrievalEmbedded] = []
-    answered: list[RetrievalAnswered] = []
-
-    @service.bus.broker.subscriber(PREFIX + "retrieval.embedded")
-    async def on_embedded(event: RetrievalEmbedded) -> None:
-        embedded.append(event)
-
-    @service.bus.broker.subscriber(PREFIX + "retrieval.answered")
-    async def on_answered(event: RetrievalAnswered) -> None:
-        answered.append(event)
-
-    async with TestKafkaBroker(service.bus.broker):
-        for request in requests:
-            await service.bus.publish(request)
-    return embedded, answered
+# ------------------------------------------------------------------------------------ queries
 
 
-def request(request_id: str, *searches: SearchSpec) -> RetrievalRequested:
-    return RetrievalRequested(request_id=request_id, org_id="o", namespace_id="n", searches=list(searches), limit=5)
+async def embed(service: InferenceService, request: EmbedRequest, token: str | None = TOKEN) -> httpx.Response:
+    """POST the request to the internal embed API, as the registry does (no socket)."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    transport = httpx.ASGITransport(app=service.api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://inference", headers=headers) as http:
+        return await http.post(EMBED_PATH, content=request.model_dump_json())
+
+
+def request(request_id: str, *queries: QueryText) -> EmbedRequest:
+    return EmbedRequest(request_id=request_id, namespace_id="n", queries=list(queries))
 
 
 async def test_query_is_embedded_by_the_plugins_batch_steps(service: InferenceService) -> None:
     store: MemoryObjectStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive())
-    search = SearchSpec(feature_name="vec", query_text="four", plugin=plugin, collection_ids=["col"])
-    [embedded], answered = await retrieve(service, request("r1", search))
-    assert answered == []
-    assert (embedded.request_id, embedded.limit, embedded.searches[0].vector) == ("r1", 5, [4.0, 1.0])
-    assert embedded.searches[0].collection_ids == ["col"]
+    four, two = (QueryText(plugin=plugin, feature_name="vec", text=t) for t in ("four", "ab"))
+    answer = await embed(service, request("r1", four, two))
+    assert answer.status_code == 200, answer.text
+    assert EmbedResponse.model_validate_json(answer.content).vectors == [[4.0, 1.0], [2.0, 1.0]]  # in order
+
+
+async def test_queries_run_in_the_namespace_of_the_request(service: InferenceService, actors: InProcessActors) -> None:
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
+    plugin = await plugin_ref(store, toy_archive(), namespace_id="someone-else")
+    query = QueryText(plugin=plugin, feature_name="vec", text="q")
+    for namespace in ("ns_a", "ns_b", "ns_a"):
+        done = await service.inference.embed_queries(
+            EmbedRequest(request_id="r", namespace_id=namespace, queries=[query])
+        )
+        assert done.vectors == [[1.0, 1.0]]
+    assert len(actors.spawned) == 2  # one worker per namespace, whatever the ref says
 
 
 async def test_a_feature_name_the_plugin_lacks_falls_back_to_embedding(service: InferenceService) -> None:
@@ -237,19 +240,58 @@ async def test_a_feature_name_the_plugin_lacks_falls_back_to_embedding(service: 
         TOY_PIPELINE.replace('batch["vec"]', 'batch["embedding"]'), TOY_MANIFEST.replace('"vec"', '"embedding"')
     )
     plugin = await plugin_ref(store, archive, features=[FeatureSpec(feature_name="embedding", embedding_dim=2)])
-    search = SearchSpec(feature_name="toy_v1_vec", query_text="abc", plugin=plugin, collection_ids=["col"])
-    [embedded], _ = await retrieve(service, request("r1", search))
-    assert embedded.searches[0].vector == [3.0, 1.0]
+    done = await service.inference.embed_queries(request("r1", QueryText(plugin=plugin, feature_name="x", text="abc")))
+    assert done.vectors == [[3.0, 1.0]]
 
 
-async def test_an_embedding_error_is_answered_with_a_clear_message(service: InferenceService) -> None:
+async def test_a_query_that_cannot_be_embedded_is_a_422_with_the_plugins_message(service: InferenceService) -> None:
     store: MemoryObjectStore = service.store  # type: ignore[assignment]
     good = await plugin_ref(store, toy_archive())
     broken = await plugin_ref(store, toy_archive(BROKEN), plugin_id="bad_1_0_0")
-    unknown = SearchSpec(feature_name="nope", query_text="q", plugin=good, collection_ids=["col"])
-    failing = SearchSpec(feature_name="vec", query_text="q", plugin=broken, collection_ids=["col"])
-    embedded, answered = await retrieve(service, request("r2", unknown), request("r3", failing))
-    assert embedded == []
-    assert answered[0].request_id == "r2" and "no vector 'nope'" in (answered[0].error or "")
-    assert answered[1].request_id == "r3" and "bad_1_0_0 could not embed the query" in (answered[1].error or "")
-    assert "Nope" in (answered[1].error or "")
+    unknown = QueryText(plugin=good, feature_name="nope", text="q")
+    failing = QueryText(plugin=broken, feature_name="vec", text="q")
+    first = await embed(service, request("r2", unknown))
+    second = await embed(service, request("r3", QueryText(plugin=good, feature_name="vec", text="q"), failing))
+    assert first.status_code == second.status_code == 422
+    assert "toy_1_0_0 produced no vector 'nope' (it produced ['vec'])" in first.json()["detail"]
+    assert "bad_1_0_0 could not embed the query" in second.json()["detail"] and "Nope" in second.json()["detail"]
+
+
+class FlakyPools:
+    """The first ``deaths`` embed calls find their actor dead; then answer."""
+
+    def __init__(self, deaths: int) -> None:
+        self.deaths, self.calls = deaths, 0
+
+    async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]:
+        self.calls += 1
+        if self.calls <= self.deaths:
+            raise ActorLost("worker died")
+        return {"vec": [1.0]}
+
+
+@pytest.mark.parametrize(("deaths", "calls", "fails"), [(1, 2, False), (2, 2, True)])
+async def test_a_query_whose_actor_died_is_tried_once_more(
+    tmp_path: Path, deaths: int, calls: int, fails: bool
+) -> None:
+    store = MemoryObjectStore()
+    pools = FlakyPools(deaths)
+    inference = Inference(store, pools, ArchiveCache(store, tmp_path), 60, max_actor_deaths=3)  # type: ignore[arg-type]
+    query = QueryText(plugin=await plugin_ref(store, toy_archive()), feature_name="vec", text="q")
+    if fails:
+        with pytest.raises(EmbedFailed, match="toy_1_0_0's worker process died 2 times while embedding the query"):
+            await inference.embed_queries(request("r", query))
+    else:
+        assert (await inference.embed_queries(request("r", query))).vectors == [[1.0]]
+    assert pools.calls == calls
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
+async def test_the_embed_api_refuses_a_request_without_the_service_token(
+    service: InferenceService, actors: InProcessActors, token: str | None
+) -> None:
+    store: MemoryObjectStore = service.store  # type: ignore[assignment]
+    query = QueryText(plugin=await plugin_ref(store, toy_archive()), feature_name="vec", text="q")
+    answer = await embed(service, request("r", query), token=token)
+    assert answer.status_code == 401 and "needs Authorization: Bearer" in answer.json()["detail"]
+    assert actors.spawned == []  # no plugin ran

@@ -1,7 +1,8 @@
-"""In-memory twins for unit tests of the registry's use cases: tables, object store, bus, keys.
+"""In-memory twins for unit tests of the registry's use cases: tables, object store, bus, query services, keys.
 
-The tables twin is checked against MongoDB by ``test_registry_tables_contract.py`` and the object
-store twin against S3 by ``libs/common/tests/test_objectstore_twin.py``.
+The tables twin is checked against MongoDB by ``test_registry_tables_contract.py``, the object
+store twin against S3 by ``libs/common/tests/test_objectstore_twin.py``, and the query services
+twin against the HTTP adapter by ``test_registry_query_services.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from cryptography.fernet import Fernet
 
 from featurebus.common.events import Event
 from featurebus.common.objectstore_memory import MemoryObjectStore
-from featurebus.registry.answers import Answers
+from featurebus.common.queries import (
+    EmbedRequest,
+    EmbedResponse,
+    InferRequest,
+    InferResponse,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
 from featurebus.registry.config import RegistrySettings
 from featurebus.registry.context import Ctx
 from featurebus.registry.key_rules import Principal
@@ -43,11 +52,47 @@ class RecordingBus:
 
 
 @dataclass
+class QueryTwin:
+    """Inference and the indexer as a retriever execution sees them: every request, in order.
+
+    ``embed`` answers ``vector`` for each query, ``search`` answers ``hits``; a ``*_failure`` set
+    is raised instead (an ``Unreachable`` or ``Refused`` of ``featurebus.registry.query_services``).
+    """
+
+    vector: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
+    hits: list[list[SearchHit]] = field(default_factory=list)
+    embed_failure: Exception | None = None
+    search_failure: Exception | None = None
+    embedded: list[EmbedRequest] = field(default_factory=list)
+    searched: list[SearchRequest] = field(default_factory=list)
+    inferred: list[InferRequest] = field(default_factory=list)  # answered with {"echo": inputs}
+
+    async def embed(self, request: EmbedRequest) -> EmbedResponse:
+        self.embedded.append(request)
+        if self.embed_failure is not None:
+            raise self.embed_failure
+        return EmbedResponse(vectors=[list(self.vector) for _ in request.queries])
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        self.inferred.append(request)
+        if self.embed_failure is not None:
+            raise self.embed_failure
+        return InferResponse(output={"echo": request.inputs})
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        self.searched.append(request)
+        if self.search_failure is not None:
+            raise self.search_failure
+        return SearchResponse(hits=[list(h) for h in self.hits])
+
+
+@dataclass
 class Twins:
     c: Ctx
     tables: Tables
     store: MemoryObjectStore
     bus: RecordingBus
+    queries: QueryTwin
 
     async def namespace(self, name: str = "docs", org: str = ORG) -> Namespace:
         ns = Namespace(id=f"ns_{name}", org_id=org, namespace_name=name)
@@ -56,13 +101,13 @@ class Twins:
 
 
 def twins(**settings: Any) -> Twins:
-    tables, store, bus = Tables.in_memory(), MemoryObjectStore(), RecordingBus()
+    tables, store, bus, queries = Tables.in_memory(), MemoryObjectStore(), RecordingBus(), QueryTwin()
     c = Ctx(
         RegistrySettings(**settings),
         tables,
         bus,
         store,  # type: ignore[arg-type]  # ObjectStore's interface, checked against S3 by its own test
-        Answers(),
+        queries,
         Fernet(Fernet.generate_key()),
     )
-    return Twins(c, tables, store, bus)
+    return Twins(c, tables, store, bus, queries)

@@ -16,12 +16,13 @@ import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
 
-from featurebus.common.events import PluginScanned, PluginUploaded
+from featurebus.common.events import BatchCancelled, PluginScanned, PluginUploaded
 from featurebus.common.kafka import Bus
 from featurebus.common.objectstore_memory import MemoryObjectStore
-from featurebus.registry.auth import bootstrap_admin_key
+from featurebus.registry.auth import DEFAULT_ORG, bootstrap_admin_key
 from featurebus.registry.config import RegistrySettings
 from featurebus.registry.main import build_app
+from featurebus.registry.records import Batch
 from featurebus.registry.tables import Tables
 
 PREFIX = "t-reg."
@@ -34,6 +35,7 @@ class App:
     tables: Tables
     store: MemoryObjectStore
     uploaded: list[PluginUploaded]
+    cancelled: list[BatchCancelled]
 
 
 @pytest.fixture
@@ -50,11 +52,17 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
     async def on_uploaded(event: PluginUploaded) -> None:
         uploaded.append(event)
 
+    cancelled: list[BatchCancelled] = []
+
+    @bus.broker.subscriber(PREFIX + "batch.cancelled")
+    async def on_cancelled(event: BatchCancelled) -> None:
+        cancelled.append(event)
+
     async with TestKafkaBroker(bus.broker):
         transport = httpx.ASGITransport(app=fastapi_app)
         headers = {"Authorization": "Bearer fb_test_admin_key_0123456789abcdef"}
         async with httpx.AsyncClient(transport=transport, base_url="http://registry", headers=headers) as http:
-            yield App(http, bus, tables, store, uploaded)
+            yield App(http, bus, tables, store, uploaded, cancelled)
 
 
 async def test_routes_answer_from_the_tables_with_errors_in_one_shape(app: App) -> None:
@@ -160,3 +168,38 @@ async def test_tasks_list_answers_mixpeeks_shape_and_refuses_filters_it_cannot_a
     assert unknown.status_code == 422 and "search" in unknown.json()["detail"]
     bad = await app.http.post("/v1/tasks/list", json={"status": "DONE"})
     assert bad.status_code == 422 and "status" in bad.json()["detail"]
+
+
+async def test_killing_a_task_answers_mixpeeks_shape_and_announces_the_cancel(app: App) -> None:
+    namespace_id = (await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})).json()["namespace_id"]
+    for n, status in ((1, "IN_PROGRESS"), (2, "COMPLETED")):
+        await app.tables.batches.insert(
+            Batch(
+                id=f"btch_{n}",
+                org_id=DEFAULT_ORG,
+                namespace_id=namespace_id,
+                bucket_id="bkt",
+                collection_ids=["col"],
+                task_id=f"task_{n}",
+                status=status,
+            )
+        )
+    killed = await app.http.delete("/v1/tasks/task_1")
+    assert killed.status_code == 200, killed.text
+    assert mixpeek_response_problems("/v1/tasks/{task_id}", "delete", killed.json()) == []
+    assert (killed.json()["success"], killed.json()["status"], killed.json()["task_id"]) == (True, "CANCELED", "task_1")
+    spec = json.loads(MIXPEEK.read_text())
+    assert killed.json()["status"] in spec["components"]["schemas"]["TaskStatusEnum"]["enum"]
+    task = (await app.http.get("/v1/tasks/task_1")).json()
+    assert mixpeek_response_problems("/v1/tasks/{task_id}", "get", task) == []
+    assert (task["status"], task["rows_cancelled"]) == ("CANCELED", 0)
+    assert [(e.batch_id, e.task_id) for e in app.cancelled] == [("btch_1", "task_1")]
+
+    assert (await app.http.delete("/v1/tasks/task_1")).json()["status"] == "CANCELED"  # idempotent
+    finished = await app.http.delete("/v1/tasks/task_2")
+    assert finished.status_code == 409 and "retry" in finished.json()["hint"]
+    assert (await app.http.delete("/v1/tasks/task_nope")).status_code == 404
+    anonymous = await app.http.delete("/v1/tasks/task_1", headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    listed = (await app.http.post("/v1/tasks/list", json={"status": "CANCELED"})).json()
+    assert [t["task_id"] for t in listed["results"]] == ["task_1"]

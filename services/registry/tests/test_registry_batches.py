@@ -381,6 +381,7 @@ def test_the_answers_keep_the_guides_field_names() -> None:
         "rows_embedded",
         "rows_written",
         "rows_failed",
+        "rows_cancelled",
         "frames_total",
         "frames_done",
         "failure_summary",
@@ -388,6 +389,7 @@ def test_the_answers_keep_the_guides_field_names() -> None:
         "object_ids",
         "created_at",
         "completed_at",
+        "cancelled_at",
     ]
     assert TaskView.of(batch).model_dump(mode="json") | {"created_at": None} == {
         "task_id": "task_1",
@@ -399,6 +401,10 @@ def test_the_answers_keep_the_guides_field_names() -> None:
         "created_at": None,
         "completed_at": None,
         "error": None,
+        "rows_in": 0,
+        "rows_written": 0,
+        "rows_failed": 0,
+        "rows_cancelled": 0,
     }
     failure = RowFailure(document_id="d", object_id="o", reason=ReasonCode.NULL_OUTPUT, message="m")
     assert FailedDocumentView.of(batches.FailedDocument("c", failure)).model_dump(mode="json") == {

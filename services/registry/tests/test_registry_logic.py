@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from featurebus.common.events import ReasonCode, RowFailure, SearchHit
+from featurebus.common.events import ReasonCode, RowFailure
+from featurebus.common.queries import SearchHit
 from featurebus.registry.batch_outcome import status_of, tally
 from featurebus.registry.bucket_schema import SchemaError, check_schema, to_blobs
 from featurebus.registry.feature_uri import parse_feature_uri

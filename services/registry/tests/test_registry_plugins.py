@@ -1,16 +1,16 @@
-"""Plugins on the twins: upload → confirm → scan verdict, deploys that meet the scan, delete, enable."""
+"""Plugins on the twins: upload → confirm → scan verdict, deploys that meet the scan, delete
+(enable and disable: test_registry_org_plugins.py)."""
 
 from __future__ import annotations
 
 import pytest
 from registry_twins import ADMIN, Twins, limited_to, twins
 
-from featurebus.common.events import PluginManifest, PluginScanned, PluginUploaded, Violation
+from featurebus.common.events import DeployRequested, PluginManifest, PluginScanned, PluginUploaded, Violation
 from featurebus.common.objectstore import sha256_hex
-from featurebus.registry.errors import Conflict, DomainError, Invalid, NotFound, NotSupported, TooLarge
-from featurebus.registry.json_body import MAX_STORED_JSON
+from featurebus.registry.errors import Conflict, DomainError, Invalid, NotFound, TooLarge
 from featurebus.registry.records import Collection, Plugin
-from featurebus.registry.usecases import plugins
+from featurebus.registry.usecases import deployments, plugins
 
 ARCHIVE = b"PK\x03\x04 text_embed 1.0.0"
 PLUGIN_ID = "text_embed_1_0_0"
@@ -39,6 +39,13 @@ def verdict(plugin: Plugin, passed: bool, sha: str | None = None) -> PluginScann
         violations=[] if passed else [BAD],
         manifest=PluginManifest(feature_extractor_name="text_embed", version="1.0.0") if passed else None,
     )
+
+
+async def scan(t: Twins, event: PluginScanned) -> None:
+    """The verdict as the registry's handler applies it: stored, then a deploy asked for meanwhile carried out."""
+    scanned = await plugins.apply_scan(t.c, event)
+    if scanned is not None:
+        await deployments.carry_out_pending(t.c, scanned)
 
 
 async def stored(t: Twins, plugin: Plugin) -> Plugin:
@@ -88,7 +95,7 @@ async def test_confirming_the_same_archive_again_changes_nothing() -> None:
     t = twins()
     await t.namespace("docs")
     first = await confirmed(t)
-    await plugins.apply_scan(t.c, verdict(first, passed=True))
+    await scan(t, verdict(first, passed=True))
     again = await confirmed(t)
     assert again == await stored(t, first) and again.scan_status == "passed"
     assert len(t.bus.events(PluginUploaded)) == 1
@@ -98,14 +105,14 @@ async def test_a_passed_version_is_immutable_but_a_failed_one_takes_another_arch
     t = twins()
     await t.namespace("docs")
     first = await confirmed(t)
-    await plugins.apply_scan(t.c, verdict(first, passed=False))
+    await scan(t, verdict(first, passed=False))
     second = await confirmed(t, ARCHIVE + b" fixed")
     assert (second.archive_sha256, second.scan_status, second.status) == (
         sha256_hex(ARCHIVE + b" fixed"),
         "scanning",
         "QUEUED",
     )
-    await plugins.apply_scan(t.c, verdict(second, passed=True))
+    await scan(t, verdict(second, passed=True))
     with pytest.raises(Conflict, match=r"text_embed version 1\.0\.0 exists with another archive") as clash:
         await confirmed(t, ARCHIVE + b" other")
     assert clash.value.hint == "bump the version: published versions are immutable"
@@ -117,9 +124,9 @@ async def test_a_scan_verdict_is_stored_and_a_stale_one_ignored() -> None:
     t = twins()
     await t.namespace("docs")
     plugin = await confirmed(t)
-    await plugins.apply_scan(t.c, verdict(plugin, passed=True, sha="0" * 64))
+    await scan(t, verdict(plugin, passed=True, sha="0" * 64))
     assert (await stored(t, plugin)).scan_status == "scanning"
-    await plugins.apply_scan(t.c, verdict(plugin, passed=False))
+    await scan(t, verdict(plugin, passed=False))
     failed = await stored(t, plugin)
     assert (failed.scan_status, failed.status, failed.violations, failed.error) == (
         "failed",
@@ -128,11 +135,11 @@ async def test_a_scan_verdict_is_stored_and_a_stale_one_ignored() -> None:
         str(BAD),
     )
     replaced = await confirmed(t, ARCHIVE + b" fixed")
-    await plugins.apply_scan(t.c, verdict(replaced, passed=True))
+    await scan(t, verdict(replaced, passed=True))
     passed = await stored(t, plugin)
     assert (passed.scan_status, passed.status, passed.error, passed.violations) == ("passed", "NOT_DEPLOYED", None, [])
     assert passed.manifest is not None and passed.manifest.feature_extractor_name == "text_embed"
-    await plugins.apply_scan(t.c, verdict(plugin, passed=False))  # the first archive's verdict, replayed
+    await scan(t, verdict(plugin, passed=False))  # the first archive's verdict, replayed
     assert (await stored(t, plugin)).scan_status == "passed"
 
 
@@ -140,13 +147,10 @@ async def test_a_batch_deploy_during_the_scan_waits_and_is_carried_out_when_it_p
     t = twins()
     await t.namespace("docs")
     plugin = await confirmed(t)
-    with pytest.raises(Conflict, match=f"{PLUGIN_ID} is still being scanned") as early:
-        await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, None)
-    assert early.value.hint and "?deployment_type=batch_only" in early.value.hint
-    pending = await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
+    pending = await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
     assert (pending.deploy_pending, pending.status, pending.batch_enabled) == ("batch_only", "PENDING", False)
     assert (await stored(t, plugin)).deploy_pending == "batch_only"
-    await plugins.apply_scan(t.c, verdict(plugin, passed=True))
+    await scan(t, verdict(plugin, passed=True))
     done = await stored(t, plugin)
     assert (done.status, done.deployment_type, done.batch_enabled, done.deploy_pending) == (
         "NOT_DEPLOYED",
@@ -154,7 +158,7 @@ async def test_a_batch_deploy_during_the_scan_waits_and_is_carried_out_when_it_p
         True,
         None,
     )
-    again = await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
+    again = await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
     assert (again.batch_enabled, again.deploy_pending) == (True, None)
 
 
@@ -162,8 +166,8 @@ async def test_a_batch_deploy_during_a_failing_scan_is_dropped_and_a_failed_plug
     t = twins()
     await t.namespace("docs")
     plugin = await confirmed(t)
-    await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
-    await plugins.apply_scan(t.c, verdict(plugin, passed=False))
+    await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
+    await scan(t, verdict(plugin, passed=False))
     failed = await stored(t, plugin)
     assert (failed.status, failed.batch_enabled, failed.deployment_type, failed.deploy_pending) == (
         "FAILED",
@@ -172,7 +176,7 @@ async def test_a_batch_deploy_during_a_failing_scan_is_dropped_and_a_failed_plug
         None,
     )
     with pytest.raises(Conflict, match=f"{PLUGIN_ID} failed its scan and cannot be deployed") as refused:
-        await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
+        await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
     assert refused.value.hint and "imports subprocess" in refused.value.hint
 
 
@@ -189,43 +193,41 @@ async def test_a_deploy_that_meets_the_verdict_deploys_at_once() -> None:
         found = await real_get(id)
         if not verdict_landed:
             verdict_landed = True
-            await plugins.apply_scan(t.c, verdict(plugin, passed=True))
+            await scan(t, verdict(plugin, passed=True))
         return found
 
     t.tables.plugins.get = get_then_verdict  # type: ignore[method-assign]
-    deployed = await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
+    deployed = await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
     assert (deployed.deploy_pending, deployed.batch_enabled) == (None, True)
     assert (await stored(t, plugin)).status == "NOT_DEPLOYED"
 
 
-async def test_only_batch_deploys_exist_and_undeploy_stops_them() -> None:
+async def test_a_batch_deploy_and_an_undeploy_which_leaves_batches_usable() -> None:
     t = twins()
     await t.namespace("docs")
     plugin = await confirmed(t)
-    await plugins.apply_scan(t.c, verdict(plugin, passed=True))
+    await scan(t, verdict(plugin, passed=True))
     with pytest.raises(Invalid, match="deployment_type 'realtime' is not known"):
-        await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "realtime")
+        await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "realtime")
     with pytest.raises(DomainError, match=r"has no realtime\.py") as no_endpoint:
-        await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, None)
-    assert no_endpoint.value.status == 400
-    manifest = PluginManifest(feature_extractor_name="text_embed", version="1.0.0", has_realtime=True)
-    await t.tables.plugins.update(plugin.id, {"manifest": manifest})
-    with pytest.raises(NotSupported, match="real-time deployments are not available on this installation yet"):
-        await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, None)
-    await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
-    undeployed = await plugins.undeploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
-    assert (undeployed.status, undeployed.batch_enabled) == ("NOT_DEPLOYED", False)
+        await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, None)
+    assert no_endpoint.value.status == 400 and "batch_only" in (no_endpoint.value.hint or "")
+    await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
+    undeployed = await deployments.undeploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
+    assert (undeployed.status, undeployed.batch_enabled) == ("NOT_DEPLOYED", True)
     after = await stored(t, plugin)
-    assert (after.batch_enabled, after.deployment_type) == (False, None)
+    assert (after.batch_enabled, after.deployment_type) == (True, "batch_only")
+    [stop] = t.bus.events(DeployRequested)  # the warm actors are freed; they start again on demand
+    assert (stop.action, stop.deployment, stop.plugin_id) == ("undeploy", None, PLUGIN_ID)
 
 
 async def test_an_undeploy_during_the_scan_drops_the_waiting_deploy() -> None:
     t = twins()
     await t.namespace("docs")
     plugin = await confirmed(t)
-    await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
-    assert (await plugins.undeploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID)).status == "QUEUED"
-    await plugins.apply_scan(t.c, verdict(plugin, passed=True))
+    await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
+    assert (await deployments.undeploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID)).status == "QUEUED"
+    await scan(t, verdict(plugin, passed=True))
     assert (await stored(t, plugin)).batch_enabled is False
 
 
@@ -244,26 +246,13 @@ async def test_a_plugin_used_by_a_collection_is_not_deleted() -> None:
     )
     await t.tables.collections.insert(collection)
     with pytest.raises(Conflict, match=rf"{PLUGIN_ID} is used by collections \['col_1'\]") as used:
-        await plugins.delete_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
+        await deployments.delete_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
     assert used.value.hint == "delete those collections first"
     await t.tables.collections.delete(collection.id)
-    await plugins.delete_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
+    await deployments.delete_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
     assert await t.tables.plugins.get(plugin.id) is None
     with pytest.raises(NotFound, match=f"plugin '{PLUGIN_ID}' not found in namespace 'docs'"):
-        await plugins.delete_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
-
-
-async def test_enable_stores_params_within_the_size_limit_and_disable_keeps_them() -> None:
-    t = twins()
-    await t.namespace("docs")
-    plugin = await confirmed(t)
-    with pytest.raises(Invalid, match=f"params are over {MAX_STORED_JSON} bytes as JSON") as big:
-        await plugins.set_enabled(t.c, ADMIN, "docs", PLUGIN_ID, True, {"text": "x" * MAX_STORED_JSON})
-    assert big.value.hint == "pass large inputs as blobs"
-    assert (await plugins.set_enabled(t.c, ADMIN, "docs", PLUGIN_ID, True, {"k": 1})).params == {"k": 1}
-    disabled = await plugins.set_enabled(t.c, ADMIN, "docs", PLUGIN_ID, False)
-    assert (disabled.enabled, disabled.params) == (False, {"k": 1})
-    assert (await stored(t, plugin)).enabled is False
+        await deployments.delete_plugin(t.c, ADMIN, "docs", PLUGIN_ID)
 
 
 async def test_a_key_limited_to_another_namespace_finds_no_plugin() -> None:
@@ -278,10 +267,9 @@ async def test_a_key_limited_to_another_namespace_finds_no_plugin() -> None:
         plugins.confirm_plugin_upload(t.c, outsider, "docs", upload_id),
         plugins.list_plugins(t.c, outsider, "docs", 0, 10),
         plugins.get_plugin(t.c, outsider, "docs", PLUGIN_ID),
-        plugins.deploy_plugin(t.c, outsider, "docs", PLUGIN_ID, "batch_only"),
-        plugins.undeploy_plugin(t.c, outsider, "docs", PLUGIN_ID),
-        plugins.delete_plugin(t.c, outsider, "docs", PLUGIN_ID),
-        plugins.set_enabled(t.c, outsider, "docs", PLUGIN_ID, False),
+        deployments.deploy_plugin(t.c, outsider, "docs", PLUGIN_ID, "batch_only"),
+        deployments.undeploy_plugin(t.c, outsider, "docs", PLUGIN_ID),
+        deployments.delete_plugin(t.c, outsider, "docs", PLUGIN_ID),
     ]
     for attempt in attempts:
         with pytest.raises(NotFound, match="namespace 'docs' not found"):
@@ -306,11 +294,11 @@ async def test_a_deploy_queued_while_the_verdict_is_being_stored_is_carried_out(
         found = await real_get(id)
         if not deploying:
             deploying = True
-            assert (await plugins.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")).deploy_pending
+            assert (await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")).deploy_pending
         return found
 
     t.tables.plugins.get = get_then_deploy  # type: ignore[method-assign]
-    await plugins.apply_scan(t.c, verdict(plugin, passed=True))
+    await scan(t, verdict(plugin, passed=True))
     done = await stored(t, plugin)
     assert (done.scan_status, done.batch_enabled, done.deployment_type, done.deploy_pending) == (
         "passed",

@@ -1,33 +1,23 @@
-"""Retrievers on the twins: what creation refuses (naming the field), what execute publishes and
-answers, the timeout, and that another namespace's retriever is not found."""
+"""Retrievers on the twins: what creation refuses (naming the field), what execute asks inference
+and the indexer and answers, their failures, and that another namespace's retriever is not found."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from registry_twins import ADMIN, RecordingBus, Twins, limited_to, twins
+from registry_twins import ADMIN, Twins, limited_to, twins
 
-from featurebus.common.events import (
-    Event,
-    FeatureSpec,
-    PluginManifest,
-    RetrievalAnswered,
-    RetrievalRequested,
-    SearchHit,
-    VectorIndex,
-)
-from featurebus.registry.answers import Answers
+from featurebus.common.events import FeatureSpec, PluginManifest, VectorIndex
+from featurebus.common.queries import SearchHit
 from featurebus.registry.auth import principal
 from featurebus.registry.errors import Conflict, Invalid, NotFound, install_error_handlers
+from featurebus.registry.query_services import Refused, Unreachable
 from featurebus.registry.records import Collection, Namespace, Plugin
 from featurebus.registry.routes.retrievers import CreateRetriever, ExecuteRetriever, Results, router
 from featurebus.registry.usecases import retrievers
-from featurebus.registry.usecases.retrievers import NoAnswer, SearchFailed
 
 URI = "mixpeek://text_embed@1.0.0/text_embed_v1_embedding"
 PLUGIN = "text_embed_1_0_0"
@@ -84,26 +74,6 @@ async def collection(t: Twins, ns: Namespace, name: str = "articles", **paramete
     )
     await t.tables.collections.insert(record)
     return record
-
-
-@dataclass
-class AnsweringBus(RecordingBus):
-    """Inference and the indexer in one: answers each RetrievalRequested as soon as it is published."""
-
-    answers: Answers = field(default_factory=Answers)
-    hits: list[list[SearchHit]] = field(default_factory=list)
-    error: str | None = None
-
-    async def publish(self, event: Event, key: str | None = None) -> None:
-        await super().publish(event, key)
-        if isinstance(event, RetrievalRequested):
-            self.answers.deliver(RetrievalAnswered(request_id=event.request_id, hits=self.hits, error=self.error))
-
-
-def answering(t: Twins, hits: list[list[SearchHit]], error: str | None = None) -> AnsweringBus:
-    bus = AnsweringBus(answers=t.c.answers, hits=hits, error=error)
-    t.c.bus = bus
-    return bus
 
 
 def hit(doc: str, score: float, col: str = "col_docs_articles", **payload: Any) -> SearchHit:
@@ -244,21 +214,25 @@ async def test_over_http_a_refused_body_keeps_its_message_and_hint_and_a_good_on
 # ------------------------------------------------------------------------------------ executing
 
 
-async def test_execute_publishes_the_searches_and_returns_the_answers_hits() -> None:
+async def test_execute_embeds_the_queries_searches_with_the_vectors_and_returns_the_hits() -> None:
     t = twins()
     ns = await t.namespace("docs")
     await plugin(t, ns, params={"model": "small", "batch": 8})
     col = await collection(t, ns, model="large")
     made = await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search(top_k=5)))
-    bus = answering(t, [[hit("d1", 0.9, title="cats"), hit("d2", 0.5)]])
+    t.queries.vector, t.queries.hits = [0.5, 0.5, 0.0], [[hit("d1", 0.9, title="cats"), hit("d2", 0.5)]]
     done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "feline pets"}, None)
 
-    [(event, key)] = bus.published
-    assert isinstance(event, RetrievalRequested) and key == event.request_id
-    assert (event.org_id, event.namespace_id, event.limit, event.filters) == (ADMIN.org_id, ns.id, 5, {"lang": "en"})
-    [spec] = event.searches
-    assert (spec.feature_name, spec.query_text, spec.collection_ids) == (FEATURE, "feline pets", [col.id])
-    assert spec.plugin.plugin_id == PLUGIN and spec.plugin.parameters == {"model": "large", "batch": 8}
+    [embed], [searched] = t.queries.embedded, t.queries.searched
+    assert embed.namespace_id == ns.id and embed.request_id == searched.request_id
+    [query] = embed.queries
+    assert (query.feature_name, query.text) == (FEATURE, "feline pets")
+    assert query.plugin.plugin_id == PLUGIN and query.plugin.parameters == {"model": "large", "batch": 8}
+    assert (searched.namespace_id, searched.limit, searched.filters) == (ns.id, 5, {"lang": "en"})
+    [vector_search] = searched.searches
+    assert (vector_search.feature_name, vector_search.collection_ids) == (FEATURE, [col.id])
+    assert vector_search.vector == [0.5, 0.5, 0.0]
+    assert t.bus.published == []  # nothing goes over Kafka
     assert done.retriever_id == made.id and [h.document_id for h in done.hits] == ["d1", "d2"]
     shown = Results.of(done).model_dump()
     assert shown["results"][0] == {"title": "cats", "document_id": "d1", "collection_id": col.id, "score": 0.9}
@@ -272,10 +246,10 @@ async def test_several_searches_are_fused_and_the_smallest_limit_wins() -> None:
     await collection(t, ns)
     both = stages(search(), search(query={"text": "{{INPUT.other}}"}), limit=2)
     await retrievers.create_retriever(t.c, ADMIN, "docs", "r", ["articles"], both)
-    bus = answering(t, [[hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)], [hit("b", 0.99), hit("c", 0.5)]])
+    t.queries.hits = [[hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)], [hit("b", 0.99), hit("c", 0.5)]]
     done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q", "other": "o"}, 50)
-    [event] = bus.events(RetrievalRequested)
-    assert event.limit == 2 and [s.query_text for s in event.searches] == ["q", "o"]
+    [embed], [searched] = t.queries.embedded, t.queries.searched
+    assert [q.text for q in embed.queries] == ["q", "o"] and searched.limit == 2 and len(searched.searches) == 2
     assert [h.document_id for h in done.hits] == ["b", "c"]  # in both lists: fused above "a"
 
 
@@ -284,7 +258,6 @@ async def test_execute_refuses_missing_input_unready_plugins_and_searches_with_n
     ns = await t.namespace("docs")
     await plugin(t, ns, deployed=False)
     await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
-    bus = answering(t, [[]])
     with pytest.raises(Invalid, match=r"input\.query is required by this retriever") as missing:
         await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {}, None)
     assert missing.value.hint == '{"input": {"query": ...}}'
@@ -295,38 +268,75 @@ async def test_execute_refuses_missing_input_unready_plugins_and_searches_with_n
     await collection(t, ns)
     with pytest.raises(Conflict, match="plugin text_embed_1_0_0 is not deployed for batch processing"):
         await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
-    assert bus.published == []
+    assert t.queries.embedded == [] and t.queries.searched == []
 
 
-async def test_an_answer_that_never_comes_is_a_timeout_and_an_error_answer_is_passed_on() -> None:
-    t = twins(retrieval_timeout_s=0.01)
+async def test_queries_that_add_up_to_too_much_are_refused_before_any_call() -> None:
+    t = twins(max_inline_text_bytes=400 * 1024)
     ns = await t.namespace("docs")
     await plugin(t, ns)
     await collection(t, ns)
-    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
-    with pytest.raises(NoAnswer, match="no answer within 0s") as late:
-        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
-    assert late.value.status == 504 and "inference or indexer" in (late.value.hint or "")
-    [event] = t.bus.events(RetrievalRequested)
-    t.c.answers.deliver(RetrievalAnswered(request_id=event.request_id))  # too late: nobody waits any more
-    answering(t, [], error="embedding failed: model not loaded")
-    with pytest.raises(SearchFailed, match="embedding failed: model not loaded") as failed:
-        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
-    assert failed.value.status == 502
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search(), search()))
+    with pytest.raises(Invalid, match="input: the queries add up to more than 524288 bytes"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "x" * (300 * 1024)}, None)
+    assert t.queries.embedded == []
 
 
-async def test_an_answer_delivered_while_publishing_is_not_missed() -> None:
+@pytest.mark.parametrize(
+    ("embed_failure", "search_failure", "kind", "detail", "hint"),
+    [
+        (
+            Unreachable("inference", "http://127.0.0.1:8010/internal/v1/embed", "no answer within 30s"),
+            None,
+            retrievers.NoAnswer,
+            "no answer from the inference service at http://127.0.0.1:8010/internal/v1/embed: no answer within 30s",
+            "the inference service may be down or busy; check its log (svc-inference.log) and retry",
+        ),
+        (
+            None,
+            Unreachable("indexer", "http://127.0.0.1:8020/internal/v1/search", "not listening (connection refused)"),
+            retrievers.NoAnswer,
+            "no answer from the indexer service at http://127.0.0.1:8020/internal/v1/search: not listening",
+            "the indexer service may be down or busy",
+        ),
+        (
+            Refused("inference", 422, "text_embed_1_0_0 could not embed the query: boom", "fix the plugin"),
+            None,
+            retrievers.SearchFailed,
+            "text_embed_1_0_0 could not embed the query: boom",
+            "fix the plugin",
+        ),
+        (
+            None,
+            Refused("indexer", 422, "search 0 ('v'): collection col_x does not exist in the index"),
+            retrievers.SearchFailed,
+            "search 0 ('v'): collection col_x does not exist in the index",
+            None,
+        ),
+        (
+            None,
+            Refused("indexer", 401, "the indexer internal API needs Authorization", "give every service the same"),
+            retrievers.SearchFailed,
+            "the indexer service answered 401: the indexer internal API needs Authorization",
+            "give every service the same",
+        ),
+    ],
+)
+async def test_a_service_that_does_not_answer_is_a_504_and_one_that_refuses_a_502_with_its_reason(
+    embed_failure: Exception | None, search_failure: Exception | None, kind: type, detail: str, hint: str | None
+) -> None:
     t = twins()
     ns = await t.namespace("docs")
     await plugin(t, ns)
     await collection(t, ns)
     await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
-    running = asyncio.create_task(retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None))
-    while not t.bus.published:
-        await asyncio.sleep(0)
-    [event] = t.bus.events(RetrievalRequested)
-    t.c.answers.deliver(RetrievalAnswered(request_id=event.request_id, hits=[[hit("d1", 1.0)]]))
-    assert [h.document_id for h in (await running).hits] == ["d1"]
+    t.queries.embed_failure, t.queries.search_failure = embed_failure, search_failure
+    with pytest.raises(kind) as failed:
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    assert failed.value.status == (504 if kind is retrievers.NoAnswer else 502)
+    assert failed.value.detail.startswith(detail)
+    assert (failed.value.hint or "").startswith(hint) if hint else failed.value.hint is None
+    assert len(t.queries.searched) == (0 if embed_failure else 1)  # no search without its vectors
 
 
 # ------------------------------------------------------------------------------------- tenancy
@@ -357,4 +367,4 @@ async def test_another_namespaces_retriever_is_not_found() -> None:
     with pytest.raises(NotFound, match="collection 'col_other_articles' not found in namespace 'docs'"):
         await retrievers.create_retriever(t.c, mine, "docs", "mine", ["col_other_articles"], stages(search()))
     assert await t.tables.retrievers.get(theirs.id) is not None
-    assert t.bus.published == []
+    assert t.queries.embedded == []

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from featurebus.common.events import PluginManifest, Violation
 from featurebus.registry.mongo_tables import mongo_tables
-from featurebus.registry.records import ApiKey, Batch, Namespace, Plugin
+from featurebus.registry.records import ApiKey, Batch, Namespace, Plugin, PluginEnablement
 from featurebus.registry.tables import AnyOf, Duplicate, Tables
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -161,3 +161,27 @@ async def test_delete_removes_one_record_and_says_whether_there_was_one(tables: 
     assert not await tables.namespaces.delete("ns_1")
     assert [n.id for n in await tables.namespaces.find()] == ["ns_2"]
     await tables.namespaces.insert(namespace("ns_3", "a"))  # its unique name is free again
+
+
+async def test_plugin_enablements_round_trip_and_are_found_by_org_plugin_and_state(tables: Tables) -> None:
+    """An organization plugin (its scope is the org) and the namespaces that enabled it."""
+    await tables.plugins.insert(plugin("org_1/toy_1_0_0"))
+    org_plugin = await tables.plugins.get("org_1/toy_1_0_0")
+    assert org_plugin is not None and org_plugin.organization_wide and not plugin().organization_wide
+    for ns, enabled in [("ns_1", True), ("ns_2", False)]:
+        await tables.plugin_enablements.save(
+            PluginEnablement(
+                id=f"{ns}/toy_1_0_0",
+                org_id="org_1",
+                namespace_id=ns,
+                plugin_id="toy_1_0_0",
+                enabled=enabled,
+                params={"k": [1, {"x": None}]},
+                created_at=T0,
+            )
+        )
+    found = await tables.plugin_enablements.find(org_id="org_1", plugin_id="toy_1_0_0", enabled=True, deploy=True)
+    assert [(e.namespace_id, e.params, e.created_at) for e in found] == [
+        ("ns_1", {"k": [1, {"x": None}]}, T0.replace(microsecond=123000))
+    ]
+    assert [e.id for e in await tables.plugin_enablements.find(namespace_id="ns_2")] == ["ns_2/toy_1_0_0"]

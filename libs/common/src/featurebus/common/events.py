@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "BatchCancelled",
     "BatchIndexed",
     "BatchPlanned",
     "BatchReady",
@@ -26,6 +27,8 @@ __all__ = [
     "CollectionLifecycle",
     "CollectionTarget",
     "ComputeProfile",
+    "DeployRequested",
+    "DeploymentChanged",
     "Event",
     "FeatureSpec",
     "IngestedObject",
@@ -35,12 +38,7 @@ __all__ = [
     "PluginScanned",
     "PluginUploaded",
     "ReasonCode",
-    "RetrievalAnswered",
-    "RetrievalEmbedded",
-    "RetrievalRequested",
     "RowFailure",
-    "SearchHit",
-    "SearchSpec",
     "VectorIndex",
     "VectorsProduced",
     "Violation",
@@ -88,6 +86,11 @@ class ComputeProfile(_Model):
     max_concurrency: int = Field(default=2, gt=0, le=256)
     actor_memory_gb: float = Field(default=2.0, gt=0)
     gpu_memory_gb: float | None = None
+    # Real-time (Ray Serve) replicas: autoscaled between these, aiming at this many requests in
+    # flight per replica; each replica has ``actor_memory_gb`` and, for "gpu", one GPU's share.
+    min_replicas: int = Field(default=1, ge=1, le=64)
+    max_replicas: int | None = Field(default=None, ge=1, le=256)  # None: max(min_replicas, max_concurrency)
+    target_ongoing_requests: float = Field(default=2.0, gt=0, le=1000)
 
 
 class PluginManifest(_Model):
@@ -157,6 +160,50 @@ class PluginRef(_Model):
     # The namespace the plugin runs for: inference sets it from the event it serves, and never
     # lets two namespaces share a worker process.
     namespace_id: str = ""
+
+
+# ----------------------------------------------------------------------------- real-time deployments
+
+
+DeploymentStatus = Literal["PENDING", "IN_PROGRESS", "DEPLOYED", "FAILED", "NOT_DEPLOYED"]
+
+
+class DeployRequested(Event):
+    """Start (``deploy``) or stop (``undeploy``) one real-time deployment of a plugin version.
+
+    ``deployment`` is the deployment's name, chosen by the registry and unique per request; on
+    deploy, ``replaces`` names the deployment that serves the plugin now (blue-green): it keeps
+    serving until the new one has passed its health check, and is stopped after that. An undeploy
+    also frees the plugin's warm batch actors in the namespace (they start again on demand).
+    """
+
+    org_id: str
+    namespace_id: str
+    action: Literal["deploy", "undeploy"]
+    plugin_id: str
+    # deploy: the deployment to start; undeploy: the one to stop (None: only the batch actors).
+    deployment: str | None = None
+    plugin: PluginRef | None = None  # deploy: what to run
+    replaces: str | None = None
+
+
+class DeploymentChanged(Event):
+    """Progress of a real-time deployment, as inference sees it (status and replicas ready/desired).
+
+    DEPLOYED means the deployment passed its health check and now serves the plugin (``replaced``
+    names the one it took over from, which is being stopped). FAILED carries the reason; a
+    deployment that was to replace another leaves that one serving.
+    """
+
+    org_id: str
+    namespace_id: str
+    plugin_id: str
+    deployment: str
+    status: DeploymentStatus
+    replicas_ready: int = 0
+    replicas_desired: int = 0
+    error: str | None = None
+    replaced: str | None = None
 
 
 # ----------------------------------------------------------------------------- ingest and batches
@@ -320,6 +367,20 @@ class BatchIndexed(Event):
     failures: list[RowFailure] = Field(default_factory=list)
 
 
+class BatchCancelled(Event):
+    """registry → dispatcher, inference, indexer: stop a batch (``DELETE /v1/tasks/{task_id}``).
+
+    Every instance of each service reads it (no consumer group) and remembers the id: no further
+    frame is planned, run or written for the batch. Frames already running may finish. Replaying
+    it changes nothing; the registry counts the rows that never ran as ``rows_cancelled``.
+    """
+
+    org_id: str
+    namespace_id: str
+    batch_id: str
+    task_id: str = ""
+
+
 # ----------------------------------------------------------------------------- collections
 
 
@@ -341,47 +402,3 @@ class CollectionLifecycle(Event):
     namespace_id: str
     collection_id: str
     vector_indexes: list[VectorIndex] = Field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- retrieval
-
-
-class SearchSpec(_Model):
-    """One ``feature_search`` of a retriever, resolved by the registry."""
-
-    feature_name: str
-    query_text: str
-    plugin: PluginRef
-    collection_ids: list[str]
-    vector: list[float] | None = None  # filled by inference
-
-
-class RetrievalRequested(Event):
-    """registry → inference: embed the queries of a retriever execution."""
-
-    request_id: str
-    org_id: str
-    namespace_id: str
-    searches: list[SearchSpec]
-    limit: int = 10
-    # Equality filters on payload fields, e.g. {"blob_property": "text"}.
-    filters: dict[str, Any] = Field(default_factory=dict)
-
-
-class RetrievalEmbedded(RetrievalRequested):
-    """inference → indexer: the same request with each search's ``vector`` filled in."""
-
-
-class SearchHit(_Model):
-    document_id: str
-    collection_id: str
-    score: float
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-
-class RetrievalAnswered(Event):
-    """indexer (or inference, on an embedding error) → registry: hits per search, best first."""
-
-    request_id: str
-    hits: list[list[SearchHit]] = Field(default_factory=list)
-    error: str | None = None

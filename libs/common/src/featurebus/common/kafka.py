@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as LogPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -96,19 +98,59 @@ class Bus:
             **options,
         )
 
-    def broadcast_subscriber(self, topic: str) -> Callable[..., Any]:
+    def broadcast_subscriber(self, topic: str, *, from_beginning: bool = False) -> Callable[..., Any]:
         """A subscriber that reads every partition of ``topic`` from now on, in every process.
 
         No consumer group and nothing to commit: for answers that only the process waiting for
-        them can use (the registry's retrieval answers).
+        them can use. ``from_beginning`` reads the retained log first, on every start: for facts
+        every process must know, such as cancelled batches (``batch.cancelled``).
         """
         _known(topic)
         self._subscribed.append(topic)
         return self.broker.subscriber(
             partitions=[TopicPartition(self.topic(topic), p) for p in range(self.settings.topic_partitions)],
-            auto_offset_reset="latest",
+            auto_offset_reset="earliest" if from_beginning else "latest",
             title=f"{self.client_id} consumes {topic} (every process, every partition)",
         )
+
+    async def read_log(self, topic: str, idle_timeout_s: float = 30.0) -> list[Event]:
+        """Every retained event of ``topic``, from the beginning up to its end as of this call.
+
+        For a service's start, before it consumes anything else (e.g. the cancelled batches it
+        must honour). A message that does not parse is skipped with a warning: the broadcast
+        subscriber of the same topic dead-letters it. TimeoutError when no partition advances
+        for ``idle_timeout_s``.
+        """
+        model = _known(topic)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"featurebus-{self.client_id}-log",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            parts = [LogPartition(self.topic(topic), p) for p in range(self.settings.topic_partitions)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            events: list[Event] = []
+            pending = [tp for tp in parts if await consumer.position(tp) < ends[tp]]
+            while pending:
+                fetched = await consumer.getmany(*pending, timeout_ms=int(idle_timeout_s * 1000))
+                if not fetched:
+                    raise TimeoutError(f"reading {self.topic(topic)}: no progress for {idle_timeout_s:.0f}s")
+                for tp, records in fetched.items():
+                    for record in records:
+                        if record.offset >= ends[tp] or record.value is None:
+                            continue
+                        try:
+                            events.append(model.model_validate_json(record.value))
+                        except ValueError as exc:
+                            log.warning("skipping %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
+                pending = [tp for tp in pending if await consumer.position(tp) < ends[tp]]
+            return events
+        finally:
+            await consumer.stop()
 
     def publishes(self, *topics: str) -> None:
         """Declare the topics this service publishes; :meth:`publish` refuses any other."""

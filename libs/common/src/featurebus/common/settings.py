@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATA_DIR", "CommonSettings"]
+__all__ = ["DEFAULT_DATA_DIR", "DEFAULT_INDEXER_PORT", "DEFAULT_INFERENCE_PORT", "CommonSettings"]
 
 DEFAULT_DATA_DIR = Path(".featurebus")
+# The internal query APIs (featurebus.common.queries) listen on 127.0.0.1 at these by default: clear
+# of the registry's 8000, the local stack's ports and Ray's worker port range (10002-19999).
+DEFAULT_INFERENCE_PORT = 8010
+DEFAULT_INDEXER_PORT = 8020
 
 
 class CommonSettings(BaseSettings):
@@ -46,3 +51,8 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     # OTLP is not bundled; traces go to the log when this is true.
     trace_to_log: bool = False
+
+    # The shared secret of the internal APIs (inference's embed, the indexer's search): callers send
+    # it as a bearer token, and a service without one refuses every internal request.
+    # deploy/local generates one per data dir (DIR/internal-token, mode 0600).
+    internal_token: SecretStr | None = None

@@ -15,6 +15,8 @@ DLQ_SUFFIX = ".dlq"
 TOPICS: dict[str, type[ev.Event]] = {
     "plugin.uploaded": ev.PluginUploaded,
     "plugin.scanned": ev.PluginScanned,
+    "plugin.deploy": ev.DeployRequested,
+    "plugin.deployment": ev.DeploymentChanged,
     "objects.ingested": ev.ObjectsIngested,
     "batch.requested": ev.BatchRequested,
     "batch.triggered": ev.BatchTriggered,
@@ -22,10 +24,8 @@ TOPICS: dict[str, type[ev.Event]] = {
     "batch.ready": ev.BatchReady,
     "vectors.produced": ev.VectorsProduced,
     "batch.indexed": ev.BatchIndexed,
+    "batch.cancelled": ev.BatchCancelled,
     "collection.lifecycle": ev.CollectionLifecycle,
-    "retrieval.requested": ev.RetrievalRequested,
-    "retrieval.embedded": ev.RetrievalEmbedded,
-    "retrieval.answered": ev.RetrievalAnswered,
 }
 
 _BY_MODEL: dict[type[ev.Event], str] = {model: topic for topic, model in TOPICS.items()}

@@ -106,6 +106,20 @@ class Dispatcher:
         )
         return BatchPlan(ready, self._planned(event, len(ready), rows_in, None))
 
+    async def count(self, event: BatchTriggered) -> BatchPlanned:
+        """The totals of a batch cancelled before it was planned: its rows counted, no frame written.
+
+        The registry counts these rows as cancelled. Objects still on their way through
+        ``objects.ingested`` are not waited for: nothing will run anyway.
+        """
+        objects = await self.repository.list_objects(event.bucket_id, event.object_ids)
+        try:
+            frames = plan_frames(event.batch_id, objects, event.collections)
+        except PlanError:
+            frames = []
+        log.info("batch=%s was cancelled before it was planned: %d frame(s) not written", event.batch_id, len(frames))
+        return self._planned(event, len(frames), sum(len(f.rows) for f in frames), None)
+
     def _missing_objects_error(self, event: BatchTriggered, found: set[str]) -> str | None:
         """None when planning can go on; an error for BatchPlanned when it cannot.
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
+from featurebus.common.cancellations import CancelledBatches
 from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
 from featurebus.common.objectstore import ObjectStore
@@ -38,11 +39,14 @@ class DispatcherService:
     dispatcher: Dispatcher
     store: FrameStore
     _mongo: AsyncMongoClient[Any] | None = None
+    cancelled: CancelledBatches = field(default_factory=CancelledBatches)
 
     async def start(self) -> None:
         await until_ready("kafka", self.bus.ensure_topics)
         await until_ready("the object store", self.store.ensure_bucket)
         await until_ready("the object repository (MongoDB)", self.dispatcher.repository.init)
+        # Before any trigger is consumed: a batch cancelled while this process was down stays cancelled.
+        await until_ready("the cancelled batches (batch.cancelled)", lambda: self.cancelled.catch_up(self.bus))
         await self.bus.broker.start()
         log.info("dispatcher started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
 
@@ -75,8 +79,11 @@ def build(
         ingest_grace_s=settings.ingest_grace_s,
         write_concurrency=settings.frame_write_concurrency,
     )
-    register(bus, dispatcher)
-    return DispatcherService(settings=settings, bus=bus, dispatcher=dispatcher, store=store, _mongo=mongo)
+    cancelled = CancelledBatches()
+    register(bus, dispatcher, cancelled)
+    return DispatcherService(
+        settings=settings, bus=bus, dispatcher=dispatcher, store=store, _mongo=mongo, cancelled=cancelled
+    )
 
 
 def main() -> None:

@@ -3,5 +3,6 @@
 ``collection.lifecycle`` → Qdrant collection ``fb_{collection_id}`` created (named dense vectors)
 or deleted; ``vectors.produced`` → each row's vectors checked against the collection's real
 config, valid rows upserted as points, ``BatchIndexed`` published with reconciled counts;
-``retrieval.embedded`` → named-vector search per collection, ``RetrievalAnswered`` published.
+and the internal search API (``POST /internal/v1/search``, the registry's retriever executions)
+→ named-vector search per collection, hits merged by score.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featurebus.common.settings import CommonSettings
+from featurebus.common.settings import DEFAULT_INDEXER_PORT, CommonSettings
 
 __all__ = ["IndexerSettings"]
 
@@ -19,6 +19,10 @@ class IndexerSettings(CommonSettings):
     # fail: the collection's lifecycle event is consumed on another topic and may lag behind.
     missing_collection_grace_s: float = 60.0
     upsert_batch_size: int = 256
+    # The internal search API (search_api.py) the registry's retriever executions call; loopback
+    # by default, and every request needs FEATUREBUS_INTERNAL_TOKEN.
+    indexer_host: str = "127.0.0.1"
+    indexer_port: int = DEFAULT_INDEXER_PORT
 
     def resolved_qdrant_path(self) -> Path:
         return self.qdrant_path if self.qdrant_path is not None else self.data_dir / "qdrant"

@@ -1,25 +1,31 @@
-"""The indexer's Kafka subscribers: parse the typed event, call the use case, publish."""
+"""The indexer's Kafka subscribers: parse the typed event, call the use case, publish.
+
+Searches do not come by Kafka: the registry calls the internal search API (``search_api.py``).
+"""
 
 from __future__ import annotations
 
-from featurebus.common.events import CollectionLifecycle, RetrievalEmbedded, VectorsProduced
+import logging
+
+from featurebus.common.cancellations import TOPIC as CANCELLED_TOPIC
+from featurebus.common.events import BatchCancelled, CollectionLifecycle, VectorsProduced
 from featurebus.common.kafka import Bus
 from featurebus.common.telemetry import span_for
 from featurebus.indexer.collection_lifecycle import apply_lifecycle
 from featurebus.indexer.indexing import VectorSetIndexer
 from featurebus.indexer.qdrant_index import QdrantIndex
-from featurebus.indexer.searching import answer_retrieval
 
-__all__ = ["LIFECYCLE_GROUP", "RETRIEVAL_GROUP", "VECTORS_GROUP", "register"]
+__all__ = ["LIFECYCLE_GROUP", "VECTORS_GROUP", "register"]
 
 VECTORS_GROUP = "indexer-vectors"
 LIFECYCLE_GROUP = "indexer-lifecycle"
-RETRIEVAL_GROUP = "indexer-retrieval"
+
+log = logging.getLogger("featurebus.indexer")
 
 
 def register(bus: Bus, index: QdrantIndex, indexer: VectorSetIndexer) -> None:
     """Subscribe the indexer's handlers on ``bus``."""
-    bus.publishes("batch.indexed", "retrieval.answered")
+    bus.publishes("batch.indexed")
 
     @bus.subscriber("collection.lifecycle", group=LIFECYCLE_GROUP)
     async def on_collection_lifecycle(event: CollectionLifecycle) -> None:
@@ -29,14 +35,18 @@ def register(bus: Bus, index: QdrantIndex, indexer: VectorSetIndexer) -> None:
 
     @bus.subscriber("vectors.produced", group=VECTORS_GROUP)
     async def on_vectors_produced(event: VectorsProduced) -> None:
-        """Write a frame's valid vectors (durably), then report the frame's reconciled counts."""
+        """Write a frame's valid vectors (durably), then report the frame's reconciled counts.
+
+        Nothing is written or reported for a cancelled batch: the registry counts its rows as cancelled.
+        """
         with span_for("indexer.vectors_produced", event):
+            if event.batch_id in indexer.cancelled:
+                log.info("batch=%s cancelled: frame %s not written", event.batch_id, event.frame_id)
+                return
             indexed = await indexer.index_vectors(event)
             await bus.publish(indexed, key=event.batch_id)
 
-    @bus.subscriber("retrieval.embedded", group=RETRIEVAL_GROUP)
-    async def on_retrieval_embedded(event: RetrievalEmbedded) -> None:
-        """Search every collection of each search by its named vector; answer with hits or an error."""
-        with span_for("indexer.retrieval_embedded", event):
-            answered = await answer_retrieval(event, index)
-            await bus.publish(answered, key=event.request_id)
+    @bus.broadcast_subscriber(CANCELLED_TOPIC, from_beginning=True)
+    async def on_batch_cancelled(event: BatchCancelled) -> None:
+        """Remember a cancelled batch (every indexer process, the whole retained log on start)."""
+        indexer.cancelled.add(event)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from featurebus.common import ids
+from featurebus.common.cancellations import CancelledBatches
 from featurebus.common.events import BatchIndexed, ReasonCode, RowFailure, VectorsProduced
 from featurebus.common.frames import VECTOR_ID_COLUMNS, from_parquet
 from featurebus.common.kafka import TransientError
@@ -72,6 +73,8 @@ class VectorSetIndexer:
     clock: Callable[[], float] = time.monotonic
     # Frames that found their collection missing (see missing_collection_grace_s).
     _missing: Waits = field(default_factory=Waits)
+    # Batches whose vectors are no longer written (filled from batch.cancelled by the handlers).
+    cancelled: CancelledBatches = field(default_factory=CancelledBatches)
 
     async def index_vectors(self, event: VectorsProduced) -> BatchIndexed:
         """Check each row against the collection's real schema, upsert the valid ones, count all.

@@ -14,8 +14,8 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from featurebus.common.events import SearchHit
 from featurebus.common.kafka import TransientError
+from featurebus.common.queries import SearchHit
 from featurebus.indexer.vector_schema import VectorSpec
 
 __all__ = ["IndexPoint", "QdrantIndex", "QdrantUnavailable", "collection_name", "payload_filter"]

@@ -1,16 +1,14 @@
-"""Answer a retrieval: search each collection by the named vector, merge the hits by score."""
+"""Answer a search: search each collection by the named vector, merge the hits by score.
+
+Called by the internal search API (:mod:`featurebus.indexer.search_api`); no HTTP or Kafka here.
+"""
 
 from __future__ import annotations
 
-import logging
-
-from featurebus.common import ids
-from featurebus.common.events import RetrievalAnswered, RetrievalEmbedded, SearchHit, SearchSpec
+from featurebus.common.queries import SearchHit, SearchRequest, SearchResponse, VectorSearch
 from featurebus.indexer.qdrant_index import QdrantIndex, collection_name, payload_filter
 
-__all__ = ["SearchError", "answer_retrieval"]
-
-log = logging.getLogger("featurebus.indexer")
+__all__ = ["SearchError", "search"]
 
 # Qdrant scores these as distances (smaller is nearer); every other metric as similarity.
 _DISTANCE_SCORED = frozenset({"euclid", "manhattan"})
@@ -20,25 +18,23 @@ class SearchError(ValueError):
     """A search cannot run as asked; the message says which search, which collection and why."""
 
 
-async def answer_retrieval(event: RetrievalEmbedded, index: QdrantIndex) -> RetrievalAnswered:
-    """Hits per search (best first, at most ``limit``), or an error naming what is wrong."""
-    event_id = ids.deterministic_id("evt", event.event_id, "answered")
+async def search(request: SearchRequest, index: QdrantIndex) -> SearchResponse:
+    """Hits per search (best first, at most ``limit``); SearchError naming what is wrong."""
+    if request.limit <= 0:
+        raise SearchError(f"limit must be positive, got {request.limit}")
     try:
-        if event.limit <= 0:
-            raise SearchError(f"limit must be positive, got {event.limit}")
-        payload_filter(event.filters)  # validate once, before any search
-        hits = [await _search(number, search, event, index) for number, search in enumerate(event.searches)]
-    except (SearchError, ValueError) as exc:
-        log.warning("retrieval request_id=%s failed: %s", event.request_id, exc)
-        return RetrievalAnswered(event_id=event_id, request_id=event.request_id, error=str(exc))
-    return RetrievalAnswered(event_id=event_id, request_id=event.request_id, hits=hits)
+        payload_filter(request.filters)  # validate once, before any search
+        hits = [await _search(n, s, request, index) for n, s in enumerate(request.searches)]
+    except SearchError:
+        raise
+    except ValueError as exc:  # a filter value, or a query Qdrant refuses
+        raise SearchError(str(exc)) from None
+    return SearchResponse(hits=hits)
 
 
-async def _search(number: int, search: SearchSpec, event: RetrievalEmbedded, index: QdrantIndex) -> list[SearchHit]:
+async def _search(number: int, search: VectorSearch, request: SearchRequest, index: QdrantIndex) -> list[SearchHit]:
     name = search.feature_name
     label = f"search {number} ({name!r})"
-    if search.vector is None:
-        raise SearchError(f"{label} has no query vector: inference did not embed {search.query_text!r}")
     merged: list[SearchHit] = []
     by_distance = False
     for cid in search.collection_ids:
@@ -60,7 +56,7 @@ async def _search(number: int, search: SearchSpec, event: RetrievalEmbedded, ind
                 f"collection {cid} has {spec.size}; the query must be embedded by the same extractor"
             )
         by_distance = spec.distance in _DISTANCE_SCORED
-        merged.extend(await index.search(cid, name, search.vector, event.limit, event.filters))
+        merged.extend(await index.search(cid, name, search.vector, request.limit, request.filters))
     # Keep Qdrant's scores; order the merged list the way Qdrant orders each collection's hits.
     merged.sort(key=lambda hit: hit.score, reverse=not by_distance)
-    return merged[: event.limit]
+    return merged[: request.limit]

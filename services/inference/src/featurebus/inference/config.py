@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from featurebus.common.settings import CommonSettings
+from featurebus.common.settings import DEFAULT_INFERENCE_PORT, CommonSettings
 
 __all__ = ["InferenceSettings"]
 
@@ -20,6 +20,11 @@ class InferenceSettings(CommonSettings):
     ray_address: str | None = Field(
         default=None, validation_alias=AliasChoices("FEATUREBUS_RAY_ADDRESS", "RAY_ADDRESS")
     )
+    # The internal embed API (query_api.py) the registry's retriever executions call; loopback by
+    # default, and every request needs FEATUREBUS_INTERNAL_TOKEN. Another process of this service
+    # needs another port.
+    inference_host: str = "127.0.0.1"
+    inference_port: int = DEFAULT_INFERENCE_PORT
     # CPUs of the Ray started inside this process (None: all of the machine's).
     ray_num_cpus: int | None = None
     # CPUs each plugin actor asks for. On 2-core machines a whole CPU per actor starves Ray.
@@ -36,6 +41,15 @@ class InferenceSettings(CommonSettings):
     # partitions of batch.ready, so more than FEATUREBUS_TOPIC_PARTITIONS adds nothing); a plugin's
     # pool grows to compute_profile.max_concurrency actors when its frames arrive together.
     frame_workers: int = Field(default=4, ge=1, le=64)
+    # Real-time deployments (Ray Serve): replicas not all ready within start_timeout fail the
+    # deployment; the health check (a probe query) must answer within probe_timeout; a replaced
+    # deployment keeps answering for drain_s after the new one took over, while callers switch.
+    realtime_start_timeout_s: float = Field(default=600.0, gt=0)
+    realtime_probe_timeout_s: float = Field(default=120.0, gt=0)
+    realtime_drain_s: float = Field(default=10.0, ge=0)
+    # CPUs one real-time replica asks Ray for: a replica mostly waits for requests, and on a small
+    # machine a whole share per replica leaves no room for the batch actors.
+    realtime_replica_num_cpus: float = Field(default=0.25, gt=0)
     # A frame that takes longer fails with reason "timeout" and its actor is replaced.
     frame_timeout_s: float = 600.0
     # A frame whose actor died this many times fails instead of being retried again.

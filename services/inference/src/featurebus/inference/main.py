@@ -1,4 +1,4 @@
-"""Composition root of the inference service: settings, Ray, pools, object store, Kafka."""
+"""Composition root of the inference service: settings, Ray, pools, object store, Kafka, the embed API."""
 
 from __future__ import annotations
 
@@ -7,18 +7,29 @@ import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
 
 from featurebus.common import telemetry
+from featurebus.common.cancellations import CancelledBatches
+from featurebus.common.internal_api import InternalServer
 from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.inference.config import InferenceSettings
+from featurebus.inference.deploying import Deployer
 from featurebus.inference.handlers import register
 from featurebus.inference.pools import Pools
 from featurebus.inference.processing import ArchiveCache, Inference
+from featurebus.inference.query_api import build_query_api
+from featurebus.inference.rollout import Realtime
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
+
+if TYPE_CHECKING:
+    from featurebus.inference.ray_actors import SandboxSettings
 
 __all__ = ["InferenceService", "build", "main"]
 
@@ -34,12 +45,21 @@ class InferenceService:
     store: ObjectStore
     pools: Pools
     inference: Inference
+    api: FastAPI  # the internal embed API (tests call it through httpx's ASGITransport)
+    server: InternalServer  # serves ``api`` from start() to stop()
+    cancelled: CancelledBatches = field(default_factory=CancelledBatches)
 
     _reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # Queries first: they need only the object store and Ray, not Kafka.
+        if self.settings.internal_token is None:
+            log.error("FEATUREBUS_INTERNAL_TOKEN is not set: the embed API refuses every request")
+        await self.server.start()
         await until_ready("kafka", self.bus.ensure_topics)
         await until_ready("the object store", self.store.ensure_bucket)
+        # Before any frame is consumed: a batch cancelled while this process was down stays cancelled.
+        await until_ready("the cancelled batches (batch.cancelled)", lambda: self.cancelled.catch_up(self.bus))
         await self.bus.broker.start()
         period = min(30.0, max(1.0, self.settings.actor_idle_seconds / 2))
         self._reaper = asyncio.create_task(_reap_every(self.pools.reap_idle, period))
@@ -47,6 +67,7 @@ class InferenceService:
     async def stop(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
+        await self.server.stop()
         await self.bus.broker.stop()  # waits (up to FastStream's graceful timeout) for the handler in hand
         await self.store.close()
 
@@ -71,6 +92,7 @@ def start_ray(settings: InferenceSettings) -> None:
         worker_env = {**env, **store, "FEATUREBUS_LOG_LEVEL": settings.log_level}
         ray.init(address=address, runtime_env={"env_vars": worker_env}, log_to_driver=True)
         log.info("joined the Ray cluster at %s: %s", address, dict(ray.cluster_resources()))
+        _start_serve()
         return
     # Ray's socket paths must stay under 108 characters: a short temp dir per data dir.
     temp = f"/tmp/fb-ray-{hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]}"
@@ -90,6 +112,14 @@ def start_ray(settings: InferenceSettings) -> None:
                 raise
             log.warning("starting Ray failed (attempt %d of %d), retrying: %s", attempt, RAY_START_ATTEMPTS, exc)
     log.info("Ray started in this process: %s", dict(ray.cluster_resources()))
+    _start_serve()
+
+
+def _start_serve() -> None:
+    from featurebus.inference.serve_backend import start_serve
+
+    start_serve()
+    log.info("Ray Serve started for real-time deployments (no HTTP proxy: they are called through handles)")
 
 
 def build(
@@ -98,26 +128,20 @@ def build(
     bus: Bus | None = None,
     store: ObjectStore | None = None,
     pools: Pools | None = None,
+    realtime: Realtime | None = None,
 ) -> InferenceService:
-    """Wire the service; tests pass twins (an in-memory store, Ray-free pools) for the real adapters.
+    """Wire the service; tests pass twins (an in-memory store, Ray-free pools, a fake Serve) for the real adapters.
 
-    Opens no connection: :meth:`InferenceService.start` does. The default pools need ``start_ray``.
+    Opens no connection: :meth:`InferenceService.start` does. The default pools and real-time
+    deployments need ``start_ray``.
     """
     settings = settings or InferenceSettings()
     bus = bus or Bus(settings, client_id="inference")
     store = store or ObjectStore(settings)
+    held: dict[int | str, dict[str, float]] = {}  # Ray resources of the batch actors and the replicas
     if pools is None:
-        from featurebus.inference.ray_actors import RayPools, SandboxSettings  # Ray only where it is used
+        from featurebus.inference.ray_actors import RayPools  # Ray only where it is used
 
-        sandbox = SandboxSettings(
-            enforce=settings.sandbox == "enforce",
-            egress=settings.sandbox_egress,
-            egress_ports=tuple(settings.sandbox_egress_ports),
-            address_overhead_gb=settings.sandbox_address_overhead_gb,
-            frame_cpu_seconds=settings.sandbox_frame_cpu_seconds,
-            scratch_gb=settings.sandbox_scratch_gb,
-            forbidden=(str(settings.data_dir.resolve()),),
-        )
         pools = RayPools(
             settings.plugins_dir / "work",
             settings.actor_num_cpus,
@@ -125,17 +149,49 @@ def build(
             settings.load_failure_retry_s,
             models_dir=settings.models_dir,
             gpu_memory_gb=settings.gpu_memory_gb,
-            sandbox=sandbox,
+            sandbox=_sandbox(settings),
+            held=held,
         )
+    if realtime is None:
+        from featurebus.inference.serve_backend import RayServeBackend  # Ray Serve only where it is used
+
+        backend = RayServeBackend(
+            settings.plugins_dir / "work",
+            settings.realtime_replica_num_cpus,
+            models_dir=settings.models_dir,
+            gpu_memory_gb=settings.gpu_memory_gb,
+            sandbox=_sandbox(settings),
+            held=held,
+        )
+        realtime = Realtime(
+            backend,
+            start_timeout_s=settings.realtime_start_timeout_s,
+            probe_timeout_s=settings.realtime_probe_timeout_s,
+            drain_s=settings.realtime_drain_s,
+        )
+    archives = ArchiveCache(store, settings.plugins_dir / "archives")
     inference = Inference(
-        store,
-        pools,
-        ArchiveCache(store, settings.plugins_dir / "archives"),
-        settings.frame_timeout_s,
-        settings.max_actor_deaths_per_frame,
+        store, pools, archives, settings.frame_timeout_s, settings.max_actor_deaths_per_frame, realtime=realtime
     )
-    register(bus, inference, settings.frame_workers)
-    return InferenceService(settings, bus, store, pools, inference)
+    cancelled = CancelledBatches()
+    register(bus, inference, cancelled, Deployer(realtime, pools, archives), settings.frame_workers)
+    api = build_query_api(inference, settings.internal_token)
+    server = InternalServer(api, settings.inference_host, settings.inference_port, "inference")
+    return InferenceService(settings, bus, store, pools, inference, api=api, server=server, cancelled=cancelled)
+
+
+def _sandbox(settings: InferenceSettings) -> SandboxSettings:
+    from featurebus.inference.ray_actors import SandboxSettings
+
+    return SandboxSettings(
+        enforce=settings.sandbox == "enforce",
+        egress=settings.sandbox_egress,
+        egress_ports=tuple(settings.sandbox_egress_ports),
+        address_overhead_gb=settings.sandbox_address_overhead_gb,
+        frame_cpu_seconds=settings.sandbox_frame_cpu_seconds,
+        scratch_gb=settings.sandbox_scratch_gb,
+        forbidden=(str(settings.data_dir.resolve()),),
+    )
 
 
 async def _reap_every(reap: Callable[[], Awaitable[None]], period: float) -> None:
@@ -162,6 +218,8 @@ def check_sandbox(settings: InferenceSettings) -> None:
 
 
 async def _serve(settings: InferenceSettings) -> None:
+    # Local Ray workers inherit this process's environment; they never call the internal APIs.
+    os.environ.pop("FEATUREBUS_INTERNAL_TOKEN", None)
     check_sandbox(settings)
     start_ray(settings)
     (settings.plugins_dir / "work").mkdir(parents=True, exist_ok=True)

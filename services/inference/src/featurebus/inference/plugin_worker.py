@@ -21,9 +21,10 @@ import pandas as pd
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet, to_parquet
 from featurebus.runtime import PluginError, PluginHost, unpack_archive
+from featurebus.runtime.realtime import RealtimeHost
 from featurebus.sdk.model_loading import seed_offline_models
 
-__all__ = ["PluginWorker", "WorkerOutput", "all_rows_failed", "prepare_plugin"]
+__all__ = ["PluginWorker", "RealtimeWorker", "WorkerOutput", "all_rows_failed", "prepare_plugin"]
 
 log = logging.getLogger("featurebus.inference.plugin_worker")
 
@@ -147,6 +148,61 @@ class PluginWorker:
                 return call()
             finally:
                 self._warm = True
+
+
+class RealtimeWorker:
+    """A plugin's ``realtime.py`` loaded once: ``infer`` answers requests, ``embed`` query texts.
+
+    The deployment's ``parameters`` are the defaults of every request's. Like
+    :class:`PluginWorker`, a load error is kept and raised by every call.
+    """
+
+    def __init__(
+        self,
+        plugin_id: str,
+        plugin_dir: Path | PluginError,
+        parameters: dict[str, Any] | None,
+        memory_limit_bytes: int | None = None,
+    ) -> None:
+        self.plugin_id = plugin_id
+        self.parameters = dict(parameters or {})
+        self.load_error: PluginError | None = None
+        self.host: RealtimeHost | None = None
+        self.requests = 0
+        started = time.perf_counter()
+        if isinstance(plugin_dir, PluginError):
+            self.load_error = plugin_dir
+        else:
+            try:
+                self.host = RealtimeHost.load(plugin_dir, plugin_id=plugin_id, memory_limit_bytes=memory_limit_bytes)
+            except PluginError as err:
+                self.load_error = err
+            except Exception as exc:  # a bug of the host: still this plugin's load failure
+                self.load_error = PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"{type(exc).__name__}: {exc}")
+        self.load_seconds = time.perf_counter() - started
+
+    def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+        self.requests += 1
+        return self._host().infer(inputs, {**self.parameters, **parameters})
+
+    def embed(self, text: str) -> dict[str, list[float]]:
+        self.requests += 1
+        return self._host().embed_query(text, self.parameters)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "plugin_id": self.plugin_id,
+            "model_loads": 1 if self.host else 0,
+            "requests": self.requests,
+            "load_seconds": self.load_seconds,
+            "load_error": self.load_error.message if self.load_error else None,
+            "pid": os.getpid(),
+        }
+
+    def _host(self) -> RealtimeHost:
+        if self.host is None:
+            raise self.load_error or PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"{self.plugin_id} is not loaded")
+        return self.host
 
 
 def prepare_plugin(plugin_id: str, archive: bytes, work_dir: str, models_dir: str | None = None) -> Path | PluginError:

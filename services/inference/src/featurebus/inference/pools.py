@@ -59,6 +59,7 @@ class Pools(Protocol):
     async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput: ...
     async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]: ...
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]: ...
+    async def drop(self, namespace_id: str, plugin_id: str) -> int: ...
     async def reap_idle(self) -> None:
         """Stop the actors of pools unused for longer than their idle time."""
         ...
@@ -144,6 +145,21 @@ class WarmPools:
             for actor in pool.actors:
                 self.backend.kill(actor.handle)
             log.info("pool %s@%s shut down after %.0fs idle", key[0], key[1][:12], self.idle_seconds)
+
+    async def drop(self, namespace_id: str, plugin_id: str) -> int:
+        """Shut down every pool of ``plugin_id`` in the namespace (undeployed); how many actors went.
+
+        Frames running on them fail over to fresh actors, as when an actor dies."""
+        async with self._lock:
+            keys = [key for key in self._pools if key[:2] == (namespace_id, plugin_id)]
+            gone = [self._pools.pop(key) for key in keys]
+            self._freed.notify_all()
+        actors = [actor for pool in gone for actor in pool.actors]
+        for actor in actors:
+            self.backend.kill(actor.handle)
+        if actors:
+            log.info("pools of %s in %s shut down (undeployed): %d actors", plugin_id, namespace_id, len(actors))
+        return len(actors)
 
     async def close(self) -> None:
         """Kill every actor of every pool."""

@@ -1,7 +1,8 @@
-"""What inference does with a frame or a query (no Kafka here; Ray is behind :class:`Pools`)."""
+"""What inference does with a frame or a query (no Kafka or HTTP here; Ray is behind :class:`Pools`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from pathlib import Path
@@ -11,20 +12,30 @@ from featurebus.common.events import (
     BatchReady,
     PluginRef,
     ReasonCode,
-    RetrievalAnswered,
-    RetrievalEmbedded,
-    RetrievalRequested,
     VectorsProduced,
 )
 from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
+from featurebus.common.queries import EmbedRequest, EmbedResponse, InferRequest, InferResponse, QueryText
 from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed
 from featurebus.inference.pools import ActorLost, Pools
+from featurebus.inference.rollout import DeploymentMissing, Realtime
 from featurebus.runtime import PluginError
 
-__all__ = ["ArchiveCache", "Inference"]
+__all__ = ["ArchiveCache", "EmbedFailed", "Inference"]
 
 log = logging.getLogger("featurebus.inference")
+
+# A query whose actor died is tried once more on a fresh one (a frame is retried by Kafka instead).
+QUERY_ATTEMPTS = 2
+
+
+class EmbedFailed(Exception):
+    """A query could not be embedded: the message names the plugin and why (the caller shows it)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
 
 
 class ArchiveCache:
@@ -67,10 +78,17 @@ class Inference:
     """Frames to vector sets and query texts to vectors, on the plugins' warm pools."""
 
     def __init__(
-        self, store: ObjectStore, pools: Pools, archives: ArchiveCache, frame_timeout_s: float, max_actor_deaths: int
+        self,
+        store: ObjectStore,
+        pools: Pools,
+        archives: ArchiveCache,
+        frame_timeout_s: float,
+        max_actor_deaths: int,
+        realtime: Realtime | None = None,
     ) -> None:
         self.store = store
         self.pools = pools
+        self.realtime = realtime  # queries of plugins deployed for real time go through their deployment
         self.archives = archives
         self.frame_timeout_s = frame_timeout_s
         self.max_actor_deaths = max_actor_deaths
@@ -139,33 +157,81 @@ class Inference:
             failures=output.failures,
         )
 
-    async def embed_queries(self, event: RetrievalRequested) -> RetrievalEmbedded | RetrievalAnswered:
-        """Each search's query text through its plugin's own steps, in the same warm pool."""
-        searches = []
-        for search in event.searches:
+    async def embed_queries(self, request: EmbedRequest) -> EmbedResponse:
+        """One vector per query text, in order: each through its plugin's own steps, on the warm
+        pool of the request's namespace (the frames' pool; a query takes an actor's second thread).
+
+        The query path's one way to a vector (the internal embed API calls it); EmbedFailed names
+        the first query, in order, that could not be embedded.
+        """
+        done = await asyncio.gather(*(self._embed(request, q) for q in request.queries), return_exceptions=True)
+        vectors: list[list[float]] = []
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, EmbedFailed):
+                    log.error("request=%s: %s", request.request_id, outcome.message)
+                raise outcome
+            vectors.append(outcome)
+        return EmbedResponse(vectors=vectors)
+
+    async def _embed(self, request: EmbedRequest, query: QueryText) -> list[float]:
+        plugin = query.plugin.model_copy(update={"namespace_id": request.namespace_id})
+        pid = plugin.plugin_id
+        for attempt in range(1, QUERY_ATTEMPTS + 1):
             try:
-                plugin = search.plugin.model_copy(update={"namespace_id": event.namespace_id})
-                archive = await self.archives.get(plugin)
-                vectors = await self.pools.embed(plugin, archive, search.query_text, self.frame_timeout_s)
+                realtime = await self._realtime_vectors(query)
+                if realtime is not None:
+                    vectors = realtime
+                else:
+                    archive = await self.archives.get(plugin)
+                    vectors = await self.pools.embed(plugin, archive, query.text, self.frame_timeout_s)
+                break
+            except ActorLost:  # the pool replaced the dead actor: the next attempt gets a fresh one
+                if attempt == QUERY_ATTEMPTS:
+                    raise EmbedFailed(
+                        f"{pid}'s worker process died {attempt} times while embedding the query",
+                        "retry; if it keeps failing, run the plugin's steps on the query with `featurebus plugin test`",
+                    ) from None
+                log.warning("request=%s: %s's worker died embedding the query, retrying", request.request_id, pid)
             except PluginError as err:
-                return _answer_error(
-                    event, f"{search.plugin.plugin_id} could not embed the query: {getattr(err, 'message', err)}"
-                )
+                raise EmbedFailed(f"{pid} could not embed the query: {err.message}", err.hint) from None
             except TimeoutError:
-                return _answer_error(event, f"{search.plugin.plugin_id} took longer than {self.frame_timeout_s:.0f}s")
-            vector = vectors.get(search.feature_name, vectors.get("embedding"))
-            if vector is None:
-                return _answer_error(
-                    event,
-                    f"{search.plugin.plugin_id} produced no vector {search.feature_name!r} (it produced {sorted(vectors)})",
-                )
-            searches.append(search.model_copy(update={"vector": vector}))
-        return RetrievalEmbedded(**event.model_dump(exclude={"event_id", "occurred_at", "searches"}), searches=searches)
+                raise EmbedFailed(f"{pid} took longer than {self.frame_timeout_s:.0f}s to embed the query") from None
+        vector = vectors.get(query.feature_name, vectors.get("embedding"))
+        if vector is None:
+            raise EmbedFailed(f"{pid} produced no vector {query.feature_name!r} (it produced {sorted(vectors)})")
+        return vector
 
+    async def _realtime_vectors(self, query: QueryText) -> dict[str, list[float]] | None:
+        """The query's vectors from its plugin's real-time deployment (realtime.py); None without one."""
+        if query.deployment is None or self.realtime is None:
+            return None
+        try:
+            return await self.realtime.embed(query.deployment, query.text, self.frame_timeout_s)
+        except DeploymentMissing:  # replaced or stopped since the registry read it: the batch steps answer
+            log.info(
+                "deployment %s is gone: the query goes to %s's batch actors", query.deployment, query.plugin.plugin_id
+            )
+            return None
 
-def _answer_error(event: RetrievalRequested, message: str) -> RetrievalAnswered:
-    log.error("request=%s: %s", event.request_id, message)
-    return RetrievalAnswered(request_id=event.request_id, error=message)
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """realtime.py's answer through the deployment; EmbedFailed with the plugin's message, or when it is gone."""
+        if self.realtime is None:
+            raise EmbedFailed("real-time deployments are not available in this inference process")
+        try:
+            output = await self.realtime.infer(
+                request.deployment, request.inputs, request.parameters, self.frame_timeout_s
+            )
+        except DeploymentMissing:
+            raise EmbedFailed(
+                f"the real-time deployment {request.deployment} is not running",
+                "it was replaced or stopped (or inference restarted): deploy the plugin again",
+            ) from None
+        except PluginError as err:
+            raise EmbedFailed(f"the plugin failed: {err.message}", err.hint) from None
+        except TimeoutError:
+            raise EmbedFailed(f"the plugin took longer than {self.frame_timeout_s:.0f}s to answer") from None
+        return InferResponse(output=output)
 
 
 def _all_failed(frame_parquet: bytes, reason: ReasonCode, message: str, hint: str | None = None) -> WorkerOutput:

@@ -20,7 +20,10 @@ from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPool
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
 
-__all__ = ["PluginActor", "RayActors", "RayPools", "SandboxSettings"]
+__all__ = ["Held", "PluginActor", "RayActors", "RayPools", "SandboxSettings", "asks", "live_nodes"]
+
+# Ray resources this process holds, by holder (an actor's id, a real-time deployment's name).
+Held = dict[int | str, dict[str, float]]
 
 log = logging.getLogger("featurebus.inference.ray_actors")
 
@@ -71,6 +74,7 @@ class RayActors:
         models_dir: Path | None = None,
         gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
         sandbox: SandboxSettings | None = None,
+        held: Held | None = None,
     ) -> None:
         self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self.work_dir = work_dir
@@ -78,14 +82,15 @@ class RayActors:
         self.models_dir = models_dir
         self.gpu_memory_gb = gpu_memory_gb
         self._worker_class = ray.remote(PluginActor)
-        # What the actors this process started and has not killed asked for: Ray's own view of
-        # free resources lags behind actors just started, and trusting it starts actors that then
-        # wait unscheduled while frames queue on them.
-        self._held: dict[int, dict[str, float]] = {}
+        # What the actors this process started and has not killed asked for (and, shared with the
+        # real-time deployments, what their replicas hold): Ray's own view of free resources lags
+        # behind actors just started, and trusting it starts actors that then wait unscheduled
+        # while frames queue on them.
+        self._held: Held = held if held is not None else {}
 
     def check(self, plugin: PluginRef) -> None:
         problem = placement_problem(
-            plugin.plugin_id, plugin.compute_profile, self.actor_num_cpus, _live_nodes(), self.gpu_memory_gb
+            plugin.plugin_id, plugin.compute_profile, self.actor_num_cpus, live_nodes(), self.gpu_memory_gb
         )
         if problem:
             raise ResourcesUnavailable(problem)
@@ -97,14 +102,14 @@ class RayActors:
         waits until Ray can place it (a frame on it fails with ``timeout`` at worst).
         """
         total = ray.cluster_resources()
-        wanted = _asks(self._options(plugin))
+        wanted = asks(self._options(plugin))
         return all(
             total.get(key, 0.0) - sum(held.get(key, 0.0) for held in self._held.values()) >= amount
             for key, amount in wanted.items()
         )
 
     def _options(self, plugin: PluginRef) -> dict[str, Any]:
-        node_cpus = max((node.get("CPU", 0.0) for node in _live_nodes()), default=1.0)
+        node_cpus = max((node.get("CPU", 0.0) for node in live_nodes()), default=1.0)
         return actor_options(plugin.compute_profile, self.actor_num_cpus, node_cpus, self.gpu_memory_gb)
 
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
@@ -113,7 +118,7 @@ class RayActors:
         actor = self._worker_class.options(**options).remote(
             plugin.plugin_id, archive, plugin.parameters, str(self.work_dir), models, self.sandbox.for_plugin(plugin)
         )
-        self._held[id(actor)] = _asks(options)
+        self._held[id(actor)] = asks(options)
         return actor
 
     async def call(self, actor: Any, method: str, *args: Any) -> Any:
@@ -145,8 +150,9 @@ class RayPools(WarmPools):
         models_dir: Path | None = None,
         gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
         sandbox: SandboxSettings | None = None,
+        held: Held | None = None,
     ) -> None:
-        actors = RayActors(work_dir, actor_num_cpus, models_dir, gpu_memory_gb, sandbox)
+        actors = RayActors(work_dir, actor_num_cpus, models_dir, gpu_memory_gb, sandbox, held)
         super().__init__(actors, idle_seconds, load_failure_retry_s)
 
 
@@ -177,11 +183,11 @@ class SandboxSettings:
         )
 
 
-def _asks(options: dict[str, Any]) -> dict[str, float]:
+def asks(options: dict[str, Any]) -> dict[str, float]:
     """The Ray resources that actor ``options`` reserve."""
     return {"CPU": options["num_cpus"], "memory": options["memory"], "GPU": options.get("num_gpus", 0)}
 
 
-def _live_nodes() -> list[dict[str, float]]:
+def live_nodes() -> list[dict[str, float]]:
     """The total resources of each live node of the cluster."""
     return [node["Resources"] for node in ray.nodes() if node.get("Alive")]

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 from featurebus.common.events import RowFailure
 
-__all__ = ["TERMINAL", "BatchCounts", "status_of", "tally"]
+__all__ = ["CANCELED", "TERMINAL", "BatchCounts", "rows_cancelled", "status_of", "tally"]
 
-TERMINAL = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"})
+# Mixpeek's TaskStatusEnum spells it with one L; a client written for Mixpeek stops polling on it.
+CANCELED = "CANCELED"
+TERMINAL = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", CANCELED})
 
 
 @dataclass
@@ -38,12 +40,17 @@ def tally(frames: Iterable[tuple[int, int, int, list[RowFailure]]]) -> BatchCoun
     return counts
 
 
-def status_of(*, planned: bool, frames_total: int, rows_in: int, counts: BatchCounts, error: str | None) -> str:
-    """PENDING → IN_PROGRESS → COMPLETED | COMPLETED_WITH_ERRORS | FAILED.
+def status_of(
+    *, planned: bool, frames_total: int, rows_in: int, counts: BatchCounts, error: str | None, cancelled: bool = False
+) -> str:
+    """PENDING → IN_PROGRESS → COMPLETED | COMPLETED_WITH_ERRORS | FAILED, or CANCELED at any time before.
 
     COMPLETED only when every row planned was written; FAILED when none was (or the batch could
-    not be planned at all); COMPLETED_WITH_ERRORS otherwise.
+    not be planned at all); COMPLETED_WITH_ERRORS otherwise. A cancelled batch stays CANCELED
+    whatever its frames still in flight report (see :func:`rows_cancelled`).
     """
+    if cancelled:
+        return CANCELED
     if error is not None:
         return "FAILED"
     if not planned:
@@ -55,3 +62,15 @@ def status_of(*, planned: bool, frames_total: int, rows_in: int, counts: BatchCo
     if counts.rows_written == rows_in and counts.rows_failed == 0:
         return "COMPLETED"
     return "COMPLETED_WITH_ERRORS"
+
+
+def rows_cancelled(*, cancelled: bool, rows_in: int, counts: BatchCounts) -> int:
+    """The rows of a cancelled batch that were neither written nor failed: they never ran.
+
+    So that a cancelled batch reconciles too: rows_in == written + failed + cancelled. A frame that
+    was running when the batch was cancelled and finishes later moves its rows from cancelled to
+    written or failed; before the batch is planned (rows_in unknown) nothing is counted.
+    """
+    if not cancelled:
+        return 0
+    return max(0, rows_in - counts.rows_written - counts.rows_failed)

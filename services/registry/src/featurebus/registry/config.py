@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featurebus.common.settings import CommonSettings
+from featurebus.common.settings import DEFAULT_INDEXER_PORT, DEFAULT_INFERENCE_PORT, CommonSettings
 
 __all__ = ["RegistrySettings"]
 
@@ -14,7 +14,11 @@ class RegistrySettings(CommonSettings):
     admin_api_key: str | None = None
     # Fernet key for organization secrets; generated into DATA_DIR/secrets.key when unset.
     secrets_key: str | None = None
-    # How long a retriever execution waits for its answer from inference and the indexer.
+    # The internal APIs a retriever execution calls (query_services.py): inference embeds the
+    # query texts, the indexer searches. Both need FEATUREBUS_INTERNAL_TOKEN.
+    inference_url: str = f"http://127.0.0.1:{DEFAULT_INFERENCE_PORT}"
+    indexer_url: str = f"http://127.0.0.1:{DEFAULT_INDEXER_PORT}"
+    # How long a retriever execution waits for each of them (a service that is starting is waited for).
     retrieval_timeout_s: float = 30.0
     presigned_url_ttl_s: int = 3600
     max_archive_bytes: int = 500 * 1024 * 1024

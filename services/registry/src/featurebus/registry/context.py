@@ -1,4 +1,4 @@
-"""What the registry's use cases share: settings, tables, the bus, the object store, answers, the cipher.
+"""What the registry's use cases share: settings, tables, the bus, the object store, the query services, the cipher.
 
 The composition root (:func:`featurebus.registry.main.build_app`) makes one :class:`Ctx` of the
 real adapters; unit tests make one of in-memory twins (``tests/registry_twins.py``).
@@ -14,8 +14,8 @@ from fastapi import Request
 
 from featurebus.common.events import Event
 from featurebus.common.objectstore import ObjectStore
-from featurebus.registry.answers import Answers
 from featurebus.registry.config import RegistrySettings
+from featurebus.registry.query_services import QueryServices
 from featurebus.registry.tables import Tables
 
 __all__ = ["Ctx", "Publisher", "ctx"]
@@ -33,7 +33,7 @@ class Ctx:
     tables: Tables
     bus: Publisher
     store: ObjectStore
-    answers: Answers
+    queries: QueryServices  # inference's embed and the indexer's search, called directly
     cipher: Fernet
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featurebus.common.events import SearchHit
+from featurebus.common.queries import SearchHit
 
 __all__ = ["fuse"]
 

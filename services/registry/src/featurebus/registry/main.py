@@ -1,4 +1,4 @@
-"""Composition root of the registry: settings, MongoDB, object store, Kafka, the FastAPI app."""
+"""Composition root of the registry: settings, MongoDB, object store, Kafka, the query services, the FastAPI app."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
-from featurebus.registry.answers import Answers
 from featurebus.registry.auth import bootstrap_admin_key
 from featurebus.registry.body_guard import BodyGuard
 from featurebus.registry.config import RegistrySettings
@@ -27,6 +26,7 @@ from featurebus.registry.context import Ctx
 from featurebus.registry.errors import install_error_handlers
 from featurebus.registry.handlers import register
 from featurebus.registry.mongo_tables import mongo_tables
+from featurebus.registry.query_services import HttpQueryServices, QueryServices
 from featurebus.registry.routes import (
     api_keys,
     batches,
@@ -35,6 +35,8 @@ from featurebus.registry.routes import (
     collections,
     namespaces,
     objects,
+    org_plugins,
+    plugin_infer,
     plugins,
     retrievers,
     secrets,
@@ -66,8 +68,9 @@ def build_app(
     tables: Tables | None = None,
     bus: Bus | None = None,
     store: ObjectStore | None = None,
+    queries: QueryServices | None = None,
 ) -> FastAPI:
-    """The registry's app; MongoDB, Kafka and S3 from ``settings`` unless given (tests pass twins)."""
+    """The registry's app; MongoDB, Kafka, S3 and the query services from ``settings`` unless given (tests pass twins)."""
     settings = settings or RegistrySettings()
     bus = bus or Bus(settings, client_id="registry")
     store = store or ObjectStore(settings)
@@ -75,7 +78,12 @@ def build_app(
     if tables is None:
         mongo = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
         tables = mongo_tables(mongo[settings.mongo_db])
-    c = Ctx(settings, tables, bus, store, Answers(), secrets_cipher(settings))
+    http_queries: HttpQueryServices | None = None
+    if queries is None:
+        queries = http_queries = HttpQueryServices(
+            settings.inference_url, settings.indexer_url, settings.internal_token, settings.retrieval_timeout_s
+        )
+    c = Ctx(settings, tables, bus, store, queries, secrets_cipher(settings))
     register(bus, c)
 
     @asynccontextmanager
@@ -86,11 +94,15 @@ def build_app(
         await until_ready("the object store", store.ensure_bucket)
         await bus.broker.start()
         log.info("registry ready on http://%s:%d", settings.http_host, settings.http_port)
+        if settings.internal_token is None:
+            log.error("FEATUREBUS_INTERNAL_TOKEN is not set: inference and the indexer will refuse every search")
         try:
             yield
         finally:
             await bus.broker.stop()
             await store.close()
+            if http_queries is not None:
+                await http_queries.aclose()
             if mongo is not None:
                 await mongo.close()
 
@@ -103,6 +115,8 @@ def build_app(
         api_keys,
         secrets,
         plugins,
+        plugin_infer,
+        org_plugins,
         buckets,
         objects,
         blob_uploads,

@@ -1,5 +1,6 @@
 """Whether a plugin may run now (pure: no I/O): the one rule that creating a collection, starting a
-batch and embedding a retriever's query share, and the :class:`PluginRef` a ready plugin runs as."""
+batch and embedding a retriever's query share, and the :class:`PluginRef` a ready plugin runs as.
+A disabled plugin (a namespace's own, or an organization plugin as its namespace enabled it) may not."""
 
 from __future__ import annotations
 
@@ -13,20 +14,28 @@ __all__ = ["plugin_ref", "ready_manifest"]
 
 
 def ready_manifest(plugin: Plugin, where: str = "") -> PluginManifest:
-    """The manifest of a plugin that passed its scan and is deployed for batches.
+    """The manifest of a plugin that is enabled, passed its scan and is deployed for batches.
 
     Conflict otherwise, naming what is missing (after ``where``, e.g. ``"feature_extractors[0]: "``)
-    and the call that fixes it.
+    and the call that fixes it. An organization plugin comes as its namespace enabled it
+    (:func:`~featurebus.registry.plugin_resolution.resolve_plugin`).
     """
+    pid, org = plugin.plugin_id, plugin.organization_wide
+    enable = f"POST .../plugins/org/{pid}/enable"
+    if not plugin.enabled:
+        state = "an organization plugin not enabled" if org else "disabled"
+        raise Conflict(f"{where}plugin {pid} is {state} in this namespace", f"enable it with {enable}")
     if plugin.scan_status != "passed" or plugin.manifest is None:
         raise Conflict(
-            f"{where}plugin {plugin.plugin_id} has not passed its scan ({plugin.scan_status})",
-            f"check GET .../plugins/{plugin.plugin_id}/status",
+            f"{where}plugin {pid} has not passed its scan ({plugin.scan_status})",
+            f"check GET /v1/plugins/{pid}" if org else f"check GET .../plugins/{pid}/status",
         )
     if not plugin.batch_enabled:
         raise Conflict(
-            f"{where}plugin {plugin.plugin_id} is not deployed for batch processing",
-            f"POST .../plugins/{plugin.plugin_id}/deploy?deployment_type=batch_only",
+            f"{where}plugin {pid} is not deployed for batch processing",
+            f'enable it with {enable} and {{"deploy": true}}'
+            if org
+            else f"POST .../plugins/{pid}/deploy?deployment_type=batch_only",
         )
     return plugin.manifest
 

@@ -24,6 +24,7 @@ __all__ = [
     "Namespace",
     "Organization",
     "Plugin",
+    "PluginEnablement",
     "PluginUpload",
     "Retriever",
     "Secret",
@@ -123,9 +124,12 @@ class BlobUpload(Record):
 
 
 class Plugin(Record):
+    """A plugin version of a namespace, or of the whole organization (then ``namespace_id`` is the
+    org_id: the scope it was uploaded to, which the scan's round trip carries back unchanged)."""
+
     id: str  # f"{namespace_id}/{plugin_id}"
     org_id: str
-    namespace_id: str
+    namespace_id: str  # the namespace's id, or the org_id for an organization plugin
     plugin_id: str
     name: str
     version: str
@@ -144,10 +148,40 @@ class Plugin(Record):
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
     error: str | None = None
+    # Real-time (Ray Serve): the deployment that serves this version, the one starting to replace
+    # it (blue-green), and what inference last reported of the rollout.
+    serving: str | None = None
+    rollout: str | None = None
+    replicas_ready: int = 0
+    replicas_desired: int = 0
+    rollout_error: str | None = None
+    deployed_at: datetime | None = None
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
 
     TABLE: ClassVar[str] = "plugins"
+
+    @property
+    def organization_wide(self) -> bool:
+        """Uploaded to the organization (``POST /v1/plugins/uploads``), for namespaces to enable."""
+        return self.namespace_id == self.org_id
+
+
+class PluginEnablement(Record):
+    """An organization plugin as one namespace enabled (or later disabled) it."""
+
+    id: str  # f"{namespace_id}/{plugin_id}"
+    org_id: str
+    namespace_id: str
+    plugin_id: str
+    enabled: bool = True
+    params: dict[str, Any] = Field(default_factory=dict)  # the plugin's default parameters here
+    deploy: bool = True  # deployed for batch processing in this namespace
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+    TABLE: ClassVar[str] = "plugin_enablements"
+    LOOKUPS: ClassVar[tuple[str, ...]] = ("org_id", "plugin_id")
 
 
 class Bucket(Record):
@@ -189,10 +223,13 @@ class Batch(Record):
     rows_embedded: int = 0
     rows_written: int = 0
     rows_failed: int = 0
+    # Rows that never ran because the batch was cancelled (DELETE /v1/tasks/{task_id}).
+    rows_cancelled: int = 0
     failure_summary: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     created_at: datetime = Field(default_factory=now)
     completed_at: datetime | None = None
+    cancelled_at: datetime | None = None
 
     TABLE: ClassVar[str] = "batches"
     LOOKUPS: ClassVar[tuple[str, ...]] = ("task_id",)

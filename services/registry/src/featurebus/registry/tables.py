@@ -33,6 +33,7 @@ from featurebus.registry.records import (
     Namespace,
     Organization,
     Plugin,
+    PluginEnablement,
     PluginUpload,
     Record,
     Retriever,
@@ -219,6 +220,7 @@ class Tables:
     namespaces: Table[Namespace]
     plugin_uploads: Table[PluginUpload]
     plugins: Table[Plugin]
+    plugin_enablements: Table[PluginEnablement]
     buckets: Table[Bucket]
     blob_uploads: Table[BlobUpload]
     collections: Table[Collection]
@@ -239,6 +241,7 @@ class Tables:
             namespaces=make(Namespace),
             plugin_uploads=make(PluginUpload),
             plugins=make(Plugin),
+            plugin_enablements=make(PluginEnablement),
             buckets=make(Bucket),
             blob_uploads=make(BlobUpload),
             collections=make(Collection),

@@ -92,13 +92,14 @@ class _Server:
 
     def load(self, hello: Message, refused: Any = None) -> None:
         """Load the plugin once, unless its sandbox could not be made (``refused``, a PluginError)."""
-        from featurebus.inference.plugin_worker import PluginWorker
+        from featurebus.inference.plugin_worker import PluginWorker, RealtimeWorker
         from featurebus.sdk.assets import use_s3_fetcher
 
         error, seconds = refused, 0.0
         if error is None:
             use_s3_fetcher(self._fetch)
-            self.worker = PluginWorker(
+            kind = RealtimeWorker if self.config.get("realtime") else PluginWorker
+            self.worker = kind(
                 self.config["plugin_id"],
                 Path(self.config["plugin_dir"]),
                 self.config["parameters"],
@@ -120,6 +121,8 @@ class _Server:
                 return self._process(message.body)
             if op == "embed":
                 return self._embed(str(message.header.get("text", "")))
+            if op == "infer":
+                return self._infer(message.header.get("inputs"), message.header.get("parameters"))
             if op == "stats":
                 return Message({"stats": self.worker.stats()})
             raise RemoteError("unsupported", f"unknown call {op!r}")
@@ -153,17 +156,28 @@ class _Server:
         return Message(header, output.vectors_parquet or b"")
 
     def _embed(self, text: str) -> Message:
+        return Message({"vectors": self._guarded(lambda: self.worker.embed(text))})
+
+    def _infer(self, inputs: Any, parameters: Any) -> Message:
+        if not isinstance(inputs, dict) or not isinstance(parameters, dict):
+            raise RemoteError(
+                "plugin_error", "inputs and parameters must be JSON objects", {"reason": "plugin_exception"}
+            )
+        return Message({"answer": self._guarded(lambda: self.worker.infer(inputs, parameters))})
+
+    def _guarded(self, call: Any) -> Any:
+        """``call()``'s result; a RemoteError for a plugin error or for anything the sandbox refused meanwhile."""
         from featurebus.runtime import PluginError
 
         mark = self.guard.count()
         try:
-            vectors = self.worker.embed(text)
+            result = call()
         except PluginError as err:
             raise RemoteError("plugin_error", err.message, {"reason": str(err.reason), "hint": err.hint}) from None
         refused = self.guard.since(mark)
         if refused:
             raise RemoteError("plugin_error", refused[0], {"reason": "sandbox_violation", "hint": VIOLATION_HINT})
-        return Message({"vectors": vectors})
+        return result
 
     def _fetch(self, uri: str) -> bytes:
         """An asset through the supervisor, which hands over only the blobs of this frame's rows."""

@@ -70,10 +70,13 @@ class SandboxedWorker:
         work_dir: str,
         models_dir: str | None,
         config: SandboxConfig,
+        realtime: bool = False,
     ) -> None:
+        """``realtime``: the child loads ``realtime.py`` (for :meth:`infer` and :meth:`embed`), not the steps."""
         self.plugin_id = plugin_id
         self.parameters = dict(parameters or {})
         self.config = config
+        self.realtime = realtime
         # The model cache (read-only inside): the one given, else the worker's Hugging Face home.
         cache = models_dir or os.environ.get("HF_HOME")
         self.models_dir = Path(cache) if cache else None
@@ -123,6 +126,20 @@ class SandboxedWorker:
 
     def embed(self, text: str) -> dict[str, list[float]]:
         """Every manifest feature's vector for one query text; raises PluginError on failure."""
+        reply = self._query("embed", {"text": text})
+        vectors = reply.header.get("vectors")
+        if not isinstance(vectors, dict):
+            raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered a query without vectors")
+        return {str(k): [float(x) for x in v] for k, v in vectors.items()}
+
+    def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+        """``realtime.py``'s answer to one request (a real-time worker only); PluginError on failure."""
+        answer = self._query("infer", {"inputs": inputs, "parameters": parameters}).header.get("answer")
+        if not isinstance(answer, dict):
+            raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered without a result")
+        return answer
+
+    def _query(self, op: str, header: dict[str, Any]) -> Message:
         self.queries += 1
         if self.load_error is not None:
             raise self.load_error
@@ -130,7 +147,7 @@ class SandboxedWorker:
         if child is None:
             raise self.load_error or PluginError(ReasonCode.PLUGIN_LOAD_FAILED, "the plugin did not load")
         try:
-            reply = child.call_with_cpu_budget("embed", {"text": text}, b"", self.config.frame_cpu_seconds)
+            return child.call_with_cpu_budget(op, header, b"", self.config.frame_cpu_seconds)
         except _ChildGone as gone:
             self._drop(child)
             raise PluginError(gone.reason, gone.message, gone.hint) from None
@@ -138,10 +155,6 @@ class SandboxedWorker:
             raise PluginError(
                 ReasonCode(err.extra.get("reason", "plugin_exception")), err.detail, err.extra.get("hint")
             ) from None
-        vectors = reply.header.get("vectors")
-        if not isinstance(vectors, dict):
-            raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered a query without vectors")
-        return {str(k): [float(x) for x in v] for k, v in vectors.items()}
 
     def stats(self) -> dict[str, Any]:
         """This worker's counts and its child's (model loads, frames, queries)."""
@@ -216,6 +229,7 @@ class SandboxedWorker:
             "plugin_id": self.plugin_id,
             "plugin_dir": str(self.plugin_dir),
             "parameters": self.parameters,
+            "realtime": self.realtime,
             "readable": policy.readable(),
             "native_roots": [*map(str, policy.python), "/usr/lib", "/usr/lib64", "/usr/local/lib"],
             "forbidden": [str(Path(p).resolve()) for p in self.config.forbidden],

@@ -32,6 +32,8 @@ class BatchView(BaseModel):
     rows_embedded: int
     rows_written: int
     rows_failed: int
+    # Rows never run because the batch was cancelled: rows_in == written + failed + cancelled.
+    rows_cancelled: int
     frames_total: int
     frames_done: int
     failure_summary: dict[str, int]
@@ -39,6 +41,7 @@ class BatchView(BaseModel):
     object_ids: list[str] | None
     created_at: datetime
     completed_at: datetime | None
+    cancelled_at: datetime | None
 
     @classmethod
     def of(cls, b: Batch) -> BatchView:

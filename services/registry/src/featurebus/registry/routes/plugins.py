@@ -1,5 +1,5 @@
 """``/v1/namespaces/{ns}/plugins``: presigned upload, confirm (→ scan), status, deploy, undeploy,
-delete, org enable/disable."""
+delete; the organization's plugins available here, and enable/disable (``usecases/org_plugins.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from featurebus.registry.auth import Principal, principal
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.paging import Listing, Page, page
 from featurebus.registry.records import Plugin, PluginUpload
-from featurebus.registry.usecases import plugins
+from featurebus.registry.usecases import deployments, org_plugins, plugins
+from featurebus.registry.usecases.org_plugins import Available, InNamespace
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/plugins")
 
@@ -80,6 +81,11 @@ class PluginStatusView(BaseModel):
     queued_at: datetime | None
     deployed_at: datetime | None
     estimated_completion_seconds: int | None = None
+    # The real-time deployment: replicas of the one serving (or starting), and why the last rollout failed.
+    replicas_ready: int
+    replicas_desired: int
+    rollout_in_progress: bool
+    rollout_error: str | None
     scan: ScanView
     validation_errors: list[str]
     error: str | None
@@ -106,9 +112,21 @@ def status_message(p: Plugin) -> str:
         return "the scan is running; the deploy asked for is carried out when it passes"
     if p.scan_status == "scanning":
         return "the archive is being scanned; poll this status until scan.status is passed"
+    if p.rollout:
+        then = "then it takes over from the deployment serving now" if p.serving else "then it serves"
+        return (
+            f"the real-time deployment is starting ({p.replicas_ready} of {p.replicas_desired or '?'} replicas); {then}"
+        )
+    if p.serving:
+        kept = f" (the last rollout failed: {p.rollout_error})" if p.rollout_error else ""
+        return f"deployed: real-time endpoint at {infer_path(p)} and batch processing{kept}"
     if p.batch_enabled:
         return "deployed for batch processing (no real-time endpoint)"
-    return "scanned and ready: deploy it with POST .../deploy?deployment_type=batch_only"
+    return "scanned and ready: deploy it with POST .../deploy (real time) or ?deployment_type=batch_only"
+
+
+def infer_path(p: Plugin) -> str:
+    return f"/v1/namespaces/{p.namespace_id}/plugins/{p.plugin_id}/infer"
 
 
 def _status_fields(p: Plugin) -> dict[str, Any]:
@@ -121,12 +139,16 @@ def _status_fields(p: Plugin) -> dict[str, Any]:
         "message": status_message(p),
         "deployment_type": p.deployment_type,
         "batch_enabled": p.batch_enabled,
-        "deployed": p.batch_enabled or p.status == "DEPLOYED",
-        "realtime_enabled": p.deployment_type == "realtime",
-        "route_prefix": None,
+        "deployed": p.batch_enabled or p.serving is not None,
+        "realtime_enabled": p.serving is not None,
+        "route_prefix": infer_path(p) if p.serving else None,
         "feature_uri": feature_uri(p),
         "queued_at": p.created_at if p.status in ("QUEUED", "PENDING") else None,
-        "deployed_at": None,
+        "deployed_at": p.deployed_at,
+        "replicas_ready": p.replicas_ready,
+        "replicas_desired": p.replicas_desired,
+        "rollout_in_progress": p.rollout is not None,
+        "rollout_error": p.rollout_error,
         "scan": ScanView(status=p.scan_status, passed=p.scan_status == "passed", violations=p.violations),
         "validation_errors": [str(v) for v in p.violations if v.severity == "ERROR"],
         "error": p.error,
@@ -193,20 +215,21 @@ class DeployView(BaseModel):
     @classmethod
     def of(cls, p: Plugin) -> DeployView:
         if p.deploy_pending:
+            what = "deployed for batch processing" if p.deploy_pending == "batch_only" else "deployed for real time"
             return cls(
                 plugin_id=p.plugin_id,
                 status="PENDING",
                 deployment_type=p.deploy_pending,
                 batch_enabled=False,
-                message="the scan is still running: the plugin is deployed for batch processing when it "
-                "passes, or goes FAILED with the scan's violations",
+                message=f"the scan is still running: the plugin is {what} when it passes, or goes FAILED "
+                "with the scan's violations",
             )
         return cls(
             plugin_id=p.plugin_id,
             status=p.status,
             deployment_type=p.deployment_type,
             batch_enabled=p.batch_enabled,
-            message="deployed for batch processing (no real-time endpoint)",
+            message=status_message(p) + ("; follow it with GET .../status" if p.rollout else ""),
         )
 
 
@@ -222,18 +245,127 @@ class Deleted(BaseModel):
 
 
 class EnableBody(BaseModel):
-    params: dict[str, Any] = Field(default_factory=dict)
+    """Mixpeek's EnableOrgPluginRequest; without ``params`` the stored ones stay."""
+
+    params: dict[str, Any] | None = None
+    deploy: bool = True  # an organization plugin: deploy it for batch processing in this namespace
+
+
+def validation_status(p: Plugin) -> str:
+    """Mixpeek's name of the scan's state: pending (being scanned), passed or failed."""
+    return {"scanning": "pending"}.get(p.scan_status, p.scan_status)
+
+
+def named_feature_uri(p: Plugin) -> str:
+    """The plugin's feature_uri, or ``mixpeek://name@version`` before its scan has read the manifest."""
+    return feature_uri(p) or f"mixpeek://{p.name}@{p.version}"
+
+
+def deployment_status(p: Plugin) -> str | None:
+    """Mixpeek's enable answer: deployed, pending (until the scan passes) or skipped (``deploy`` false)."""
+    if p.organization_wide:
+        if not p.batch_enabled:
+            return "skipped"
+        return "deployed" if p.scan_status == "passed" else "pending"
+    return "deployed" if p.batch_enabled else "pending" if p.deploy_pending else None
 
 
 class EnabledView(BaseModel):
+    """Mixpeek's EnableOrgPluginResponse, plus the plugin's state in the namespace."""
+
+    success: bool = True
     plugin_id: str
+    namespace_id: str
+    feature_uri: str
+    message: str
+    deployment_status: str | None
+    scope: str  # organization | namespace
     enabled: bool
     params: dict[str, Any]
 
+    @classmethod
+    def of(cls, found: InNamespace) -> EnabledView:
+        p, status = found.plugin, deployment_status(found.plugin)
+        then = {
+            "pending": "; it is deployed for batch processing once its scan passes",
+            "skipped": '; not deployed for batch processing: enable it with {"deploy": true} to use it',
+            None: f"; deploy it with POST .../plugins/{p.plugin_id}/deploy?deployment_type=batch_only",
+        }.get(status, "")
+        return cls(
+            plugin_id=p.plugin_id,
+            namespace_id=found.namespace.id,
+            feature_uri=named_feature_uri(p),
+            message=f"plugin {p.name}@{p.version} enabled for namespace {found.namespace.namespace_name}{then}",
+            deployment_status=status,
+            scope="organization" if p.organization_wide else "namespace",
+            enabled=p.enabled,
+            params=p.params,
+        )
+
 
 class DisabledView(BaseModel):
+    """Mixpeek's DisableOrgPluginResponse: collections and batches refuse the plugin until it is enabled."""
+
+    success: bool = True
     plugin_id: str
+    namespace_id: str
+    message: str
+    scope: str
     enabled: bool
+
+    @classmethod
+    def of(cls, found: InNamespace) -> DisabledView:
+        p = found.plugin
+        return cls(
+            plugin_id=p.plugin_id,
+            namespace_id=found.namespace.id,
+            message=f"plugin {p.name}@{p.version} disabled for namespace {found.namespace.namespace_name}",
+            scope="organization" if p.organization_wide else "namespace",
+            enabled=p.enabled,
+        )
+
+
+class AvailableItem(BaseModel):
+    """Mixpeek's AvailableOrgPluginItem, plus its params and deployment here."""
+
+    plugin_id: str
+    name: str
+    version: str
+    description: str
+    feature_uri: str
+    validation_status: str
+    enabled_in_namespace: bool
+    params: dict[str, Any]
+    deployment_status: str | None
+    shadowed_by_namespace_plugin: bool  # the namespace has its own plugin of this id and uses that one
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: Available) -> AvailableItem:
+        p = a.plugin
+        return cls(
+            plugin_id=p.plugin_id,
+            name=p.name,
+            version=p.version,
+            description=p.description,
+            feature_uri=named_feature_uri(p),
+            validation_status=validation_status(p),
+            enabled_in_namespace=p.enabled and not a.shadowed,
+            params=p.params,
+            deployment_status=deployment_status(p) if p.enabled else None,
+            shadowed_by_namespace_plugin=a.shadowed,
+            created_at=p.created_at,
+        )
+
+
+class AvailableView(BaseModel):
+    """Mixpeek's AvailableOrgPluginsResponse."""
+
+    success: bool = True
+    plugins: list[AvailableItem]
+    total: int
+    organization_id: str
+    namespace_id: str
 
 
 @router.post("/uploads", status_code=201)
@@ -259,6 +391,14 @@ async def list_plugins(
     return Listing.of([PluginView.of(plugin) for plugin in found], total, p)
 
 
+@router.get("/available")  # before /{plugin_id}, which would take "available" for a plugin id
+async def available(ns: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> AvailableView:
+    """The organization's plugins, each with whether it is enabled in this namespace and its params."""
+    namespace, found = await org_plugins.available_plugins(c, who, ns)
+    items = [AvailableItem.of(a) for a in found]
+    return AvailableView(plugins=items, total=len(items), organization_id=namespace.org_id, namespace_id=namespace.id)
+
+
 @router.get("/{plugin_id}")
 async def plugin_detail(
     ns: str, plugin_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
@@ -282,34 +422,35 @@ async def deploy(
     who: Principal = Depends(principal),
     c: Ctx = Depends(ctx),
 ) -> DeployView:
-    """200 when deployed; 202 when the deploy is carried out once the running scan passes."""
-    plugin = await plugins.deploy_plugin(c, who, ns, plugin_id, deployment_type)
-    if plugin.deploy_pending:
+    """200 when deployed; 202 when it is carried out later: after the running scan, or a real-time rollout."""
+    plugin = await deployments.deploy_plugin(c, who, ns, plugin_id, deployment_type)
+    if plugin.deploy_pending or plugin.rollout:
         response.status_code = 202
     return DeployView.of(plugin)
 
 
 @router.post("/{plugin_id}/undeploy")
 async def undeploy(ns: str, plugin_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> UndeployView:
-    plugin = await plugins.undeploy_plugin(c, who, ns, plugin_id)
+    plugin = await deployments.undeploy_plugin(c, who, ns, plugin_id)
     return UndeployView(plugin_id=plugin.plugin_id, status=plugin.status, batch_enabled=plugin.batch_enabled)
 
 
 @router.delete("/{plugin_id}")
 async def delete_plugin(ns: str, plugin_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> Deleted:
-    await plugins.delete_plugin(c, who, ns, plugin_id)
+    await deployments.delete_plugin(c, who, ns, plugin_id)
     return Deleted(plugin_id=plugin_id)
 
 
 @router.post("/org/{plugin_id}/enable")
 async def enable(
-    ns: str, plugin_id: str, body: EnableBody, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+    ns: str, plugin_id: str, body: EnableBody | None = None, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> EnabledView:
-    plugin = await plugins.set_enabled(c, who, ns, plugin_id, True, body.params)
-    return EnabledView(plugin_id=plugin.plugin_id, enabled=plugin.enabled, params=plugin.params)
+    """The organization plugin ``plugin_id`` (or the namespace's own plugin of that id) may be used here."""
+    body = body or EnableBody()
+    return EnabledView.of(await org_plugins.set_enabled(c, who, ns, plugin_id, True, body.params, body.deploy))
 
 
 @router.post("/org/{plugin_id}/disable")
 async def disable(ns: str, plugin_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> DisabledView:
-    plugin = await plugins.set_enabled(c, who, ns, plugin_id, False)
-    return DisabledView(plugin_id=plugin.plugin_id, enabled=plugin.enabled)
+    """Collections with the plugin and their batches are refused (409) until it is enabled again."""
+    return DisabledView.of(await org_plugins.set_enabled(c, who, ns, plugin_id, False))

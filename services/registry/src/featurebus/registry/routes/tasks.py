@@ -16,7 +16,7 @@ from featurebus.registry.usecases import tasks
 
 router = APIRouter(prefix="/v1/tasks")
 
-TaskStatus = Literal["PENDING", "IN_PROGRESS", "COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"]
+TaskStatus = Literal["PENDING", "IN_PROGRESS", "COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"]
 
 
 class TaskView(BaseModel):
@@ -31,6 +31,11 @@ class TaskView(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     error: str | None
+    # The batch's counts: rows_in == rows_written + rows_failed + rows_cancelled once it has ended.
+    rows_in: int = 0
+    rows_written: int = 0
+    rows_failed: int = 0
+    rows_cancelled: int = 0
 
     @classmethod
     def of(cls, b: Batch) -> TaskView:
@@ -43,7 +48,18 @@ class TaskView(BaseModel):
             created_at=b.created_at,
             completed_at=b.completed_at,
             error=b.error,
+            rows_in=b.rows_in,
+            rows_written=b.rows_written,
+            rows_failed=b.rows_failed,
+            rows_cancelled=b.rows_cancelled,
         )
+
+
+class KilledTask(TaskView):
+    """Mixpeek's GenericDeleteResponse (``success``, ``message``), plus the task as it is now."""
+
+    success: bool = True
+    message: str
 
 
 class ListTasks(BaseModel):
@@ -70,6 +86,13 @@ class TaskListing(BaseModel):
 @router.get("/{task_id}")
 async def task(task_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> TaskView:
     return TaskView.of(await tasks.get_task(c, who, task_id))
+
+
+@router.delete("/{task_id}")
+async def kill_task(task_id: str, who: Principal = Depends(principal), c: Ctx = Depends(ctx)) -> KilledTask:
+    """Cancel a running task (idempotent); a finished one is a 409, another tenant's a 404."""
+    view = TaskView.of(await tasks.cancel_task(c, who, task_id))
+    return KilledTask(**view.model_dump(), message=f"task {task_id} cancelled: no further rows will run")
 
 
 @router.post("/list")

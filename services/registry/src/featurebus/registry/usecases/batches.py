@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from featurebus.common import ids
 from featurebus.common.events import (
+    BatchCancelled,
     BatchIndexed,
     BatchPlanned,
     BatchRequested,
@@ -23,16 +24,18 @@ from featurebus.common.events import (
     RowFailure,
 )
 from featurebus.registry.auth import Principal
-from featurebus.registry.batch_outcome import TERMINAL, status_of, tally
+from featurebus.registry.batch_outcome import CANCELED, TERMINAL, rows_cancelled, status_of, tally
 from featurebus.registry.context import Ctx
 from featurebus.registry.errors import Conflict, Invalid, NotFound
 from featurebus.registry.plugin_readiness import plugin_ref
+from featurebus.registry.plugin_resolution import resolve_plugin
 from featurebus.registry.records import Batch, Bucket, FrameResult, Namespace, now
 from featurebus.registry.tables import Duplicate
 from featurebus.registry.usecases.buckets import namespace_bucket
 
 __all__ = [
     "FailedDocument",
+    "cancel_batch",
     "failed_documents",
     "get_batch",
     "record_indexed",
@@ -95,6 +98,44 @@ async def _batch(c: Ctx, who: Principal, ns: str, bucket_id: str, batch_id: str)
 
 async def _frames(c: Ctx, batch_id: str) -> list[FrameResult]:
     return await c.tables.frame_results.find(batch_id=batch_id)  # ordered by id: by frame
+
+
+async def cancel_batch(c: Ctx, batch: Batch) -> Batch:
+    """Stop a batch: CANCELED at once, then ``batch.cancelled`` so that no further frame is run.
+
+    The dispatcher plans no more frames, inference acknowledges the frames still queued without
+    running them, the indexer writes nothing more; a frame already running may finish and is
+    counted. Idempotent: a cancelled batch is answered as it is and the event published again, so
+    a retry repairs a publish that failed after the status was stored. A finished batch is a
+    Conflict.
+    """
+    for _ in range(_MAX_ATTEMPTS):
+        if batch.cancelled_at is None:
+            if batch.status in TERMINAL:
+                raise Conflict(
+                    f"task {batch.task_id} (batch {batch.id}) already ended {batch.status}: there is nothing to cancel",
+                    "only a PENDING or IN_PROGRESS task can be cancelled; to run the failed documents again, "
+                    f"POST /v1/namespaces/{batch.namespace_id}/buckets/{batch.bucket_id}/batches/{batch.id}/retry",
+                )
+            moment = now()
+            marked = {"cancelled_at": moment, "status": CANCELED, "completed_at": moment}
+            # Compare-and-set on the status as read: a refresh that finishes the batch meanwhile
+            # wins (and the retry answers 409), and a refresh computed before this fails its own.
+            if not await c.tables.batches.update(batch.id, marked, status=batch.status, cancelled_at=None):
+                batch = await c.tables.batches.get(batch.id) or batch
+                continue
+            log.info("batch=%s task=%s cancelled (was %s)", batch.id, batch.task_id, batch.status)
+        event = BatchCancelled(
+            event_id=ids.deterministic_id("evt", batch.id, "cancelled"),
+            org_id=batch.org_id,
+            namespace_id=batch.namespace_id,
+            batch_id=batch.id,
+            task_id=batch.task_id,
+        )
+        await c.bus.publish(event, key=batch.id)
+        await _refresh(c, batch.id)
+        return await c.tables.batches.get(batch.id) or batch
+    raise TimeoutError(f"batch {batch.id}: {_MAX_ATTEMPTS} concurrent updates in a row")
 
 
 # ----------------------------------------------------------------------------- Kafka
@@ -199,7 +240,7 @@ async def _target(c: Ctx, namespace: Namespace, bucket: Bucket, collection_id: s
 
 
 async def _extractor_ref(c: Ctx, namespace: Namespace, extractor: dict[str, Any]) -> PluginRef:
-    plugin = await c.tables.plugins.get(f"{namespace.id}/{extractor['plugin_id']}")
+    plugin = await resolve_plugin(c.tables, namespace, extractor["plugin_id"])
     if plugin is None:
         raise Conflict(f"plugin {extractor['plugin_id']} no longer exists", "upload it again or delete the collection")
     return plugin_ref(plugin, extractor.get("parameters"))
@@ -232,8 +273,14 @@ async def _refresh(c: Ctx, batch_id: str) -> None:
 
 def _outcome(batch: Batch, frames: list[FrameResult]) -> dict[str, Any]:
     counts = tally((f.rows_in, f.rows_embedded, f.rows_written, f.failures) for f in frames)
+    cancelled = batch.cancelled_at is not None
     status = status_of(
-        planned=batch.planned, frames_total=batch.frames_total, rows_in=batch.rows_in, counts=counts, error=batch.error
+        planned=batch.planned,
+        frames_total=batch.frames_total,
+        rows_in=batch.rows_in,
+        counts=counts,
+        error=batch.error,
+        cancelled=cancelled,
     )
     changes: dict[str, Any] = {
         "status": status,
@@ -241,6 +288,7 @@ def _outcome(batch: Batch, frames: list[FrameResult]) -> dict[str, Any]:
         "rows_embedded": counts.rows_embedded,
         "rows_written": counts.rows_written,
         "rows_failed": counts.rows_failed,
+        "rows_cancelled": rows_cancelled(cancelled=cancelled, rows_in=batch.rows_in, counts=counts),
         "failure_summary": counts.failure_summary,
     }
     if status in TERMINAL and batch.status not in TERMINAL:

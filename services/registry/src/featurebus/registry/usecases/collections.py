@@ -16,6 +16,7 @@ from featurebus.registry.context import Ctx
 from featurebus.registry.errors import Conflict, Invalid, NotFound
 from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 from featurebus.registry.plugin_readiness import ready_manifest
+from featurebus.registry.plugin_resolution import resolve_plugin
 from featurebus.registry.records import Collection, Namespace
 from featurebus.registry.tables import Tables
 
@@ -103,7 +104,7 @@ async def _extractor(
         plugin_id = ids.plugin_id(spec.name, spec.version)
     except ValueError as exc:
         raise Invalid(f"{where}.version: {exc}") from None
-    plugin = await c.tables.plugins.get(f"{namespace.id}/{plugin_id}")
+    plugin = await resolve_plugin(c.tables, namespace, plugin_id)
     if plugin is None:
         raise Invalid(
             f"{where}: plugin {plugin_id} is not uploaded to this namespace", "upload it with POST .../plugins/uploads"

@@ -1,8 +1,10 @@
-"""Plugins: presigned upload, confirm (→ scan), scan verdicts, deploy, undeploy, delete, enable/disable.
+"""Plugins: presigned upload, confirm (→ scan), scan verdicts, deploy, undeploy, delete.
 
-A plugin version is one record per namespace (id ``<namespace_id>/<plugin_id>``). Its archive is
-scanned asynchronously (``plugin.uploaded`` → scanner → ``plugin.scanned``); writes that may meet
-the verdict on the way are field-wise compare-and-sets, so neither overwrites the other.
+A plugin version is one record per namespace (id ``<namespace_id>/<plugin_id>``), or per
+organization (``<org_id>/<plugin_id>``, see ``usecases/org_plugins.py``), uploaded alike. Its
+archive is scanned asynchronously (``plugin.uploaded`` → scanner → ``plugin.scanned``); writes
+that may meet the verdict on the way are field-wise compare-and-sets, so neither overwrites the
+other.
 """
 
 from __future__ import annotations
@@ -16,26 +18,22 @@ from featurebus.common.events import PluginScanned, PluginUploaded
 from featurebus.common.objectstore import sha256_hex
 from featurebus.registry.auth import Principal, resolve_namespace
 from featurebus.registry.context import Ctx
-from featurebus.registry.errors import Conflict, DomainError, Invalid, NotFound, NotSupported, TooLarge
-from featurebus.registry.json_body import MAX_STORED_JSON, json_size
+from featurebus.registry.errors import Conflict, Invalid, NotFound, TooLarge
 from featurebus.registry.records import Plugin, PluginUpload, now
 from featurebus.registry.tables import Duplicate
 
 __all__ = [
     "apply_scan",
     "confirm_plugin_upload",
+    "confirm_upload",
     "create_plugin_upload",
-    "delete_plugin",
-    "deploy_plugin",
+    "create_upload",
     "get_plugin",
     "list_plugins",
-    "set_enabled",
-    "undeploy_plugin",
 ]
 
 log = logging.getLogger("featurebus.registry")
 
-BATCH_ONLY = "batch_only"
 _WEIGHTS_HINT = "don't bundle model weights; load them at init time"
 
 
@@ -73,6 +71,19 @@ async def create_plugin_upload(
 ) -> tuple[PluginUpload, str]:
     """The upload (its version normalised) and the presigned URL the archive is PUT to."""
     namespace = await resolve_namespace(c.tables, who, ns)
+    return await create_upload(c, who, namespace.id, name, version, description, file_size_bytes)
+
+
+async def create_upload(
+    c: Ctx,
+    who: Principal,
+    scope_id: str,
+    name: str,
+    version: str,
+    description: str = "",
+    file_size_bytes: int | None = None,
+) -> tuple[PluginUpload, str]:
+    """An upload into ``scope_id``: a namespace's id, or the org_id for an organization plugin."""
     try:
         version = ids.normalize_version(version)
     except ValueError as exc:
@@ -84,7 +95,7 @@ async def create_plugin_upload(
     upload = PluginUpload(
         id=upload_id,
         org_id=who.org_id,
-        namespace_id=namespace.id,
+        namespace_id=scope_id,
         plugin_id=ids.plugin_id(name, version),
         name=name,
         version=version,
@@ -120,16 +131,21 @@ async def confirm_plugin_upload(c: Ctx, who: Principal, ns: str, upload_id: str)
     version whose scan has not passed; a passed version is immutable.
     """
     namespace = await resolve_namespace(c.tables, who, ns)
+    return await confirm_upload(c, who, namespace.id, upload_id)
+
+
+async def confirm_upload(c: Ctx, who: Principal, scope_id: str, upload_id: str) -> Plugin:
+    """:func:`confirm_plugin_upload` of an upload into ``scope_id`` (a namespace's id, or the org_id)."""
     upload = await c.tables.plugin_uploads.get(upload_id)
-    if upload is None or upload.namespace_id != namespace.id:
+    if upload is None or upload.namespace_id != scope_id:
         raise NotFound(f"upload {upload_id!r} not found", "start with POST .../plugins/uploads")
     data = await _uploaded_archive(c, upload)
     digest = sha256_hex(data)
-    archive_key = f"plugins/{namespace.id}/{upload.plugin_id}/{digest}.zip"
+    archive_key = f"plugins/{scope_id}/{upload.plugin_id}/{digest}.zip"
     plugin = Plugin(
-        id=f"{namespace.id}/{upload.plugin_id}",
+        id=f"{scope_id}/{upload.plugin_id}",
         org_id=who.org_id,
-        namespace_id=namespace.id,
+        namespace_id=scope_id,
         plugin_id=upload.plugin_id,
         name=upload.name,
         version=upload.version,
@@ -158,7 +174,7 @@ async def confirm_plugin_upload(c: Ctx, who: Principal, ns: str, upload_id: str)
     await c.bus.publish(
         PluginUploaded(
             org_id=who.org_id,
-            namespace_id=namespace.id,
+            namespace_id=scope_id,
             plugin_id=plugin.plugin_id,
             upload_id=upload_id,
             name=plugin.name,
@@ -188,12 +204,15 @@ async def _store(c: Ctx, plugin: Plugin, existing: Plugin | None) -> bool:
     )
 
 
-async def apply_scan(c: Ctx, event: PluginScanned) -> None:
-    """Store the scanner's verdict, violations and manifest; carry out a batch deploy queued meanwhile."""
+async def apply_scan(c: Ctx, event: PluginScanned) -> Plugin | None:
+    """Store the scanner's verdict, violations and manifest; the plugin as stored (None if stale).
+
+    A deploy asked for during the scan is left for :func:`~featurebus.registry.usecases.deployments.carry_out_pending`,
+    or dropped with a failed scan."""
     plugin = await c.tables.plugins.get(f"{event.namespace_id}/{event.plugin_id}")
     if plugin is None or plugin.archive_sha256 != event.archive_sha256:
         log.info("stale scan verdict for %s ignored", event.plugin_id)
-        return
+        return None
     errors = [str(v) for v in event.violations if v.severity == "ERROR"]
     # Only the scan's fields: a deploy queued meanwhile (deploy_pending) is not overwritten.
     verdict: dict[str, Any] = {
@@ -204,106 +223,9 @@ async def apply_scan(c: Ctx, event: PluginScanned) -> None:
         "error": None if event.passed else "; ".join(errors[:5]) or "scan failed",
         "updated_at": now(),
     }
+    if not event.passed:
+        verdict["deploy_pending"] = None
     if not await c.tables.plugins.update(plugin.id, verdict, archive_sha256=event.archive_sha256):
         log.info("scan verdict for %s ignored: its archive was replaced meanwhile", event.plugin_id)
-        return
-    # A batch deploy asked for during the scan: carried out now, or dropped with the scan's failure.
-    deployed = {"batch_enabled": True, "deployment_type": BATCH_ONLY} if event.passed else {}
-    await c.tables.plugins.update(
-        plugin.id, {**deployed, "deploy_pending": None}, deploy_pending=BATCH_ONLY, archive_sha256=event.archive_sha256
-    )
-
-
-# ----------------------------------------------------------------------------- deployment
-
-
-async def deploy_plugin(c: Ctx, who: Principal, ns: str, plugin_id: str, deployment_type: str | None) -> Plugin:
-    """The plugin as deployed; with ``deploy_pending`` set when the deploy waits for the running scan."""
-    plugin = await get_plugin(c, who, ns, plugin_id)
-    if deployment_type not in (None, BATCH_ONLY):
-        raise Invalid(f"deployment_type {deployment_type!r} is not known", "use ?deployment_type=batch_only")
-    if plugin.scan_status == "scanning":
-        if deployment_type is None:
-            raise Conflict(
-                f"{plugin_id} is still being scanned",
-                f"poll GET .../plugins/{plugin_id}/status until scan.status is passed, or deploy with "
-                "?deployment_type=batch_only, which is carried out when the scan passes",
-            )
-        queued = {"deploy_pending": BATCH_ONLY, "status": "PENDING", "updated_at": now()}
-        # Only while the scan still runs (the verdict may land between the read and this write).
-        if await c.tables.plugins.update(plugin.id, queued, scan_status="scanning"):
-            return plugin.model_copy(update=queued)
-        plugin = await get_plugin(c, who, ns, plugin_id)
-    if plugin.scan_status != "passed":
-        raise Conflict(
-            f"{plugin_id} failed its scan and cannot be deployed",
-            "fix the violations and upload a new archive: " + "; ".join(str(v) for v in plugin.violations[:3]),
-        )
-    if deployment_type is None:
-        if not (plugin.manifest and plugin.manifest.has_realtime):
-            raise DomainError(
-                f"{plugin_id} has no realtime.py, so it has no real-time endpoint to deploy",
-                "add ?deployment_type=batch_only to the deploy URL",
-            )
-        raise NotSupported(
-            "real-time deployments are not available on this installation yet",
-            "deploy with ?deployment_type=batch_only; queries are embedded through the batch steps",
-        )
-    deployed = {
-        "status": "NOT_DEPLOYED",
-        "deployment_type": BATCH_ONLY,
-        "batch_enabled": True,
-        "deploy_pending": None,
-        "updated_at": now(),
-    }
-    # A passed version only changes by being deleted (and maybe uploaded again).
-    if not await c.tables.plugins.update(
-        plugin.id, deployed, archive_sha256=plugin.archive_sha256, scan_status="passed"
-    ):
-        raise _missing(ns, plugin_id)
-    return plugin.model_copy(update=deployed)
-
-
-async def undeploy_plugin(c: Ctx, who: Principal, ns: str, plugin_id: str) -> Plugin:
-    """Stop batch work with the plugin; a deploy still waiting for the scan is dropped too."""
-    while True:  # retried only when the scan's verdict landed between the read and the write
-        plugin = await get_plugin(c, who, ns, plugin_id)
-        status = {"passed": "NOT_DEPLOYED", "scanning": "QUEUED"}.get(plugin.scan_status, plugin.status)
-        changes = {
-            "batch_enabled": False,
-            "deployment_type": None,
-            "deploy_pending": None,
-            "status": status,
-            "updated_at": now(),
-        }
-        if await c.tables.plugins.update(
-            plugin.id, changes, scan_status=plugin.scan_status, archive_sha256=plugin.archive_sha256
-        ):
-            return plugin.model_copy(update=changes)
-
-
-async def delete_plugin(c: Ctx, who: Principal, ns: str, plugin_id: str) -> None:
-    plugin = await get_plugin(c, who, ns, plugin_id)
-    users = [
-        collection.id
-        for collection in await c.tables.collections.find(namespace_id=plugin.namespace_id)
-        if any(fe.get("plugin_id") == plugin_id for fe in collection.feature_extractors)
-    ]
-    if users:
-        raise Conflict(f"{plugin_id} is used by collections {users}", "delete those collections first")
-    await c.tables.plugins.delete(plugin.id)
-
-
-async def set_enabled(
-    c: Ctx, who: Principal, ns: str, plugin_id: str, enabled: bool, params: dict[str, Any] | None = None
-) -> Plugin:
-    """Enable (with the organization's ``params``, when given) or disable the plugin."""
-    plugin = await get_plugin(c, who, ns, plugin_id)
-    changes: dict[str, Any] = {"enabled": enabled, "updated_at": now()}
-    if params is not None:
-        if json_size(params) > MAX_STORED_JSON:
-            raise Invalid(f"params are over {MAX_STORED_JSON} bytes as JSON", "pass large inputs as blobs")
-        changes["params"] = params
-    if not await c.tables.plugins.update(plugin.id, changes):
-        raise _missing(ns, plugin_id)
-    return plugin.model_copy(update=changes)
+        return None
+    return await c.tables.plugins.get(plugin.id)

@@ -1,21 +1,21 @@
 """Retrievers: stored searches over a namespace's collections, executed by inference and the indexer.
 
 Creating one checks its stages' shape and that each ``feature_uri`` names a feature of a plugin of
-the namespace. Executing one fills in the caller's input, publishes ``RetrievalRequested`` and waits
-(up to ``retrieval_timeout_s``) for the ``RetrievalAnswered`` of the same request id, which
-``handlers.on_retrieval_answered`` hands to ``c.answers``; the hits of several searches are fused.
+the namespace. Executing one fills in the caller's input, asks inference to embed the query texts
+and the indexer to search with the vectors, directly (``c.queries``: the internal APIs, each
+waited for up to ``retrieval_timeout_s``), and fuses the hits of several searches.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from featurebus.common import ids
-from featurebus.common.events import RetrievalAnswered, RetrievalRequested, SearchHit, SearchSpec
+from featurebus.common.queries import EmbedRequest, QueryText, SearchHit, SearchRequest, VectorSearch
 from featurebus.registry.auth import Principal, resolve_namespace
 from featurebus.registry.context import Ctx
 from featurebus.registry.errors import DomainError, Invalid, NotFound
@@ -23,6 +23,8 @@ from featurebus.registry.feature_uri import parse_feature_uri
 from featurebus.registry.fusion import fuse
 from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 from featurebus.registry.plugin_readiness import plugin_ref
+from featurebus.registry.plugin_resolution import resolve_plugin
+from featurebus.registry.query_services import Refused, Unreachable
 from featurebus.registry.records import Namespace, Plugin, Retriever
 from featurebus.registry.retriever_stages import StageProblem, check_stages, plan_execution
 from featurebus.registry.templates import MissingInput, fill
@@ -30,10 +32,11 @@ from featurebus.registry.usecases.collections import resolve_collection
 
 __all__ = [
     "DEFAULT_LIMIT",
-    "MAX_EVENT_BYTES",
+    "MAX_QUERY_BYTES",
     "Execution",
     "NoAnswer",
     "SearchFailed",
+    "answer_of",
     "checked_stages",
     "create_retriever",
     "delete_retriever",
@@ -42,19 +45,19 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT = 10
-MAX_EVENT_BYTES = 512 * 1024  # a RetrievalRequested stays well under Kafka's 1 MiB
+MAX_QUERY_BYTES = 512 * 1024  # the embed request of one execution (each query is also limited on its own)
 
 Search = tuple[str, dict[str, Any]]  # a search of the stages, with the field name it is known by
 
 
 class NoAnswer(DomainError):
-    """No answer came in time: inference or the indexer is down or busy."""
+    """No answer came in time: inference or the indexer is down or busy (the detail names which)."""
 
     status = 504
 
 
 class SearchFailed(DomainError):
-    """The search failed downstream (embedding or index), as its answer says."""
+    """The search failed downstream (embedding or index), as the service's answer says."""
 
     status = 502
 
@@ -114,7 +117,7 @@ async def delete_retriever(c: Ctx, who: Principal, ns: str, retriever: str) -> R
 async def execute_retriever(
     c: Ctx, who: Principal, ns: str, retriever: str, inputs: dict[str, Any], limit: int | None
 ) -> Execution:
-    """Fill in ``inputs``, publish the searches, wait for their answer and fuse the hits."""
+    """Fill in ``inputs``, embed the queries, search with the vectors and fuse the hits."""
     began = time.perf_counter()
     namespace, found = await _namespace_and_retriever(c, who, ns, retriever)
     try:
@@ -124,36 +127,52 @@ async def execute_retriever(
         raise Invalid(f"input.{key} is required by this retriever", f'{{"input": {{"{key}": ...}}}}') from None
     except StageProblem as exc:
         raise Invalid(f"{exc} (after filling in input)", exc.hint) from None
-    event = RetrievalRequested(
-        request_id=uuid.uuid4().hex,
-        org_id=who.org_id,
+    searches = [await _search_spec(c, namespace, found, where, search) for where, search in plan.searches]
+    request_id = uuid.uuid4().hex
+    embed = EmbedRequest(request_id=request_id, namespace_id=namespace.id, queries=[s.query for s in searches])
+    if len(embed.model_dump_json()) > MAX_QUERY_BYTES:
+        raise Invalid(f"input: the queries add up to more than {MAX_QUERY_BYTES} bytes", "send shorter queries")
+    vectors = (await answer_of("inference", c.queries.embed(embed))).vectors
+    if len(vectors) != len(searches):
+        raise SearchFailed(f"inference answered {len(vectors)} vectors for {len(searches)} queries")
+    search = SearchRequest(
+        request_id=request_id,
         namespace_id=namespace.id,
-        searches=[await _search_spec(c, namespace, found, where, search) for where, search in plan.searches],
+        searches=[
+            VectorSearch(feature_name=s.query.feature_name, collection_ids=s.collection_ids, vector=v)
+            for s, v in zip(searches, vectors, strict=True)
+        ],
         limit=plan.limit,
         filters=plan.filters,
     )
-    if len(event.model_dump_json()) > MAX_EVENT_BYTES:
-        raise Invalid(f"input: the queries add up to more than {MAX_EVENT_BYTES} bytes", "send shorter queries")
-    answer = await _answer_of(c, event)
-    if answer.error:
-        raise SearchFailed(answer.error)
+    answer = await answer_of("indexer", c.queries.search(search))
     hits = fuse(answer.hits, plan.limit)
     return Execution(found.id, hits, round((time.perf_counter() - began) * 1000, 1))
 
 
-async def _answer_of(c: Ctx, event: RetrievalRequested) -> RetrievalAnswered:
-    # Expect before publishing: the answer may arrive before publish() returns.
-    waiting = c.answers.expect(event.request_id)
+@dataclass(frozen=True)
+class _ResolvedSearch:
+    """One search of a plan: the query for inference, the collections for the indexer."""
+
+    query: QueryText
+    collection_ids: list[str]
+
+
+Answer = TypeVar("Answer")
+
+
+async def answer_of(service: str, call: Awaitable[Answer]) -> Answer:
+    """The service's answer; NoAnswer when it gives none, SearchFailed with its reason when it refuses."""
     try:
-        await c.bus.publish(event, key=event.request_id)
-        return await asyncio.wait_for(waiting, c.settings.retrieval_timeout_s)
-    except TimeoutError:
+        return await call
+    except Unreachable as exc:
         raise NoAnswer(
-            f"no answer within {c.settings.retrieval_timeout_s:.0f}s",
-            "the inference or indexer service may be down or busy; check their logs and retry",
+            f"no answer from the {service} service at {exc.url}: {exc.why}",
+            f"the {service} service may be down or busy; check its log (svc-{service}.log) and retry",
         ) from None
-    finally:
-        c.answers.forget(event.request_id)
+    except Refused as exc:
+        detail = exc.detail if exc.status == 422 else f"the {service} service answered {exc.status}: {exc.detail}"
+        raise SearchFailed(detail, exc.hint) from None
 
 
 async def _namespace_and_retriever(c: Ctx, who: Principal, ns: str, ident: str) -> tuple[Namespace, Retriever]:
@@ -172,7 +191,7 @@ async def _feature(c: Ctx, namespace: Namespace, uri: str, where: str) -> tuple[
         parsed = parse_feature_uri(uri)
     except ValueError as exc:
         raise Invalid(f"{where}: {exc}") from None
-    plugin = await c.tables.plugins.get(f"{namespace.id}/{parsed.plugin_id}")
+    plugin = await resolve_plugin(c.tables, namespace, parsed.plugin_id)
     if plugin is None or plugin.manifest is None:
         raise Invalid(f"{where}: plugin {parsed.plugin_id} is not in this namespace (or not scanned yet)")
     names = [f.feature_name for f in plugin.manifest.features]
@@ -194,7 +213,7 @@ def _query_text(c: Ctx, where: str, query: Any) -> str:
 
 async def _search_spec(
     c: Ctx, namespace: Namespace, retriever: Retriever, where: str, search: dict[str, Any]
-) -> SearchSpec:
+) -> _ResolvedSearch:
     plugin, feature = await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
     query = _query_text(c, where, search.get("query"))
     if retriever.collection_ids is not None:
@@ -220,6 +239,7 @@ async def _search_spec(
         if match:
             parameters = match.get("parameters") or {}
             break
-    return SearchSpec(
-        feature_name=feature, query_text=query, plugin=plugin_ref(plugin, parameters), collection_ids=collection_ids
+    return _ResolvedSearch(
+        QueryText(plugin=plugin_ref(plugin, parameters), feature_name=feature, text=query, deployment=plugin.serving),
+        collection_ids,
     )

@@ -9,8 +9,9 @@ from featurebus.registry.context import Ctx
 from featurebus.registry.errors import NotFound
 from featurebus.registry.records import Batch
 from featurebus.registry.tables import AnyOf
+from featurebus.registry.usecases.batches import cancel_batch
 
-__all__ = ["BATCH_TASK", "get_task", "list_tasks"]
+__all__ = ["BATCH_TASK", "cancel_task", "get_task", "list_tasks"]
 
 # Mixpeek's TaskType of a batch run; the only kind of task featurebus has today.
 BATCH_TASK = "api_buckets_batches_process"
@@ -22,6 +23,11 @@ async def get_task(c: Ctx, who: Principal, task_id: str) -> Batch:
     if batch is None or not await may_see_namespace(c.tables, who, batch.namespace_id):
         raise NotFound(f"task {task_id!r} not found")
     return batch
+
+
+async def cancel_task(c: Ctx, who: Principal, task_id: str) -> Batch:
+    """Cancel the batch of ``task_id`` (see :func:`~featurebus.registry.usecases.batches.cancel_batch`)."""
+    return await cancel_batch(c, await get_task(c, who, task_id))
 
 
 async def list_tasks(

@@ -1,0 +1,123 @@
+"""Payloads of the synchronous query path: the internal HTTP APIs of inference and the indexer.
+
+A retriever execution is a direct call, not an event (DESIGN.md §1): the registry asks inference
+to embed the query texts (``POST /internal/v1/embed``: :class:`EmbedRequest` →
+:class:`EmbedResponse`), then asks the indexer to search with the vectors
+(``POST /internal/v1/search``: :class:`SearchRequest` → :class:`SearchResponse`). A plugin's
+infer endpoint is a direct call too (``POST /internal/v1/infer``: :class:`InferRequest` →
+:class:`InferResponse`). Both services refuse a
+request without ``Authorization: Bearer <FEATUREBUS_INTERNAL_TOKEN>`` (401) and answer a request
+they cannot serve with :class:`QueryRefusal` (422). The same rules as events apply: changes are
+additive and unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from featurebus.common.events import PluginRef
+
+__all__ = [
+    "EMBED_PATH",
+    "INFER_PATH",
+    "SEARCH_PATH",
+    "EmbedRequest",
+    "EmbedResponse",
+    "InferRequest",
+    "InferResponse",
+    "QueryRefusal",
+    "QueryText",
+    "SearchHit",
+    "SearchRequest",
+    "SearchResponse",
+    "VectorSearch",
+]
+
+EMBED_PATH = "/internal/v1/embed"
+INFER_PATH = "/internal/v1/infer"
+SEARCH_PATH = "/internal/v1/search"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class QueryText(_Model):
+    """One query text of a ``feature_search``, to be embedded by the plugin that made the feature."""
+
+    plugin: PluginRef
+    feature_name: str
+    text: str
+    # The plugin's real-time deployment, which embeds the text with its realtime.py; None (or a
+    # deployment that is gone): the plugin's warm batch actors, through its batch steps.
+    deployment: str | None = None
+
+
+class EmbedRequest(_Model):
+    """registry → inference: embed each query with its plugin, in the namespace's own workers."""
+
+    request_id: str
+    namespace_id: str
+    queries: list[QueryText]
+
+
+class EmbedResponse(_Model):
+    """inference → registry: one vector per query, in the order of the request."""
+
+    vectors: list[list[float]]
+
+
+class VectorSearch(_Model):
+    """One ``feature_search`` with its query vector: the named vector of each collection."""
+
+    feature_name: str
+    collection_ids: list[str]
+    vector: list[float]
+
+
+class SearchRequest(_Model):
+    """registry → indexer: search every collection of each search by its named vector."""
+
+    request_id: str
+    namespace_id: str
+    searches: list[VectorSearch]
+    limit: int = 10
+    # Equality filters on payload fields, e.g. {"blob_property": "text"}.
+    filters: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferRequest(_Model):
+    """registry → inference: one request to a real-time deployment (``InferenceService.__call__``)."""
+
+    namespace_id: str
+    deployment: str
+    inputs: dict[str, Any]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferResponse(_Model):
+    """inference → registry: what realtime.py answered."""
+
+    output: dict[str, Any]
+
+
+class SearchHit(_Model):
+    document_id: str
+    collection_id: str
+    score: float
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchResponse(_Model):
+    """indexer → registry: hits per search (in the order of the request), best first."""
+
+    hits: list[list[SearchHit]]
+
+
+class QueryRefusal(_Model):
+    """The body of a 422 from either API: what could not be done (plugin, collection, vector) and the fix."""
+
+    detail: str
+    hint: str | None = None

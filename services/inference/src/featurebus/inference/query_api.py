@@ -1,0 +1,69 @@
+"""Inference's internal HTTP API: the query texts of a retriever execution, embedded at once, and
+the requests of a plugin's infer endpoint.
+
+``POST /internal/v1/embed`` (:class:`~featurebus.common.queries.EmbedRequest` →
+:class:`~featurebus.common.queries.EmbedResponse`) calls :meth:`Inference.embed_queries
+<featurebus.inference.processing.Inference.embed_queries>`, the one place the query path embeds; a
+query its plugin cannot embed is a 422 :class:`~featurebus.common.queries.QueryRefusal` with the
+plugin's message. ``POST /internal/v1/infer`` (:class:`~featurebus.common.queries.InferRequest`)
+answers through the named real-time deployment. Every request needs the service token.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+
+from featurebus.common.internal_api import ServiceTokenGuard
+from featurebus.common.queries import (
+    EMBED_PATH,
+    INFER_PATH,
+    EmbedRequest,
+    EmbedResponse,
+    InferRequest,
+    InferResponse,
+    QueryRefusal,
+)
+from featurebus.inference.processing import EmbedFailed
+
+__all__ = ["build_query_api"]
+
+
+class Answers(Protocol):
+    """What the API calls (:class:`~featurebus.inference.processing.Inference` in the service)."""
+
+    async def embed_queries(self, request: EmbedRequest) -> EmbedResponse: ...
+
+    async def infer(self, request: InferRequest) -> InferResponse: ...
+
+
+def build_query_api(answers: Answers, token: SecretStr | None) -> FastAPI:
+    """The app, answering with ``answers``; every route behind the token."""
+    app = FastAPI(title="featurebus inference (internal)", version="0.1.0", docs_url=None, redoc_url=None)
+    app.add_middleware(ServiceTokenGuard, token=token, service="inference")
+
+    @app.post(EMBED_PATH, response_model=EmbedResponse, responses={422: {"model": QueryRefusal}})
+    async def embed_queries(request: EmbedRequest) -> EmbedResponse | JSONResponse:
+        """One vector per query text, in order, each embedded by its plugin."""
+        try:
+            return await answers.embed_queries(request)
+        except EmbedFailed as exc:
+            return _refused(exc)
+
+    @app.post(INFER_PATH, response_model=InferResponse, responses={422: {"model": QueryRefusal}})
+    async def infer(request: InferRequest) -> InferResponse | JSONResponse:
+        """realtime.py's answer to one request, through the plugin's real-time deployment."""
+        try:
+            return await answers.infer(request)
+        except EmbedFailed as exc:
+            return _refused(exc)
+
+    return app
+
+
+def _refused(exc: EmbedFailed) -> JSONResponse:
+    refusal = QueryRefusal(detail=exc.message, hint=exc.hint)
+    return JSONResponse(refusal.model_dump(exclude_none=True), status_code=422)
