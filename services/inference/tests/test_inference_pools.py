@@ -233,3 +233,13 @@ async def test_a_busy_pool_that_cannot_grow_waits_for_its_own_actor() -> None:
     backend.gate.set()
     await asyncio.gather(*frames)
     assert backend.actors[0].calls == ["process"] * 3
+
+
+async def test_room_is_made_for_a_real_time_deployment_by_shutting_idle_pools() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=600)
+    idle, deployed = plugin(1, archive_sha256="a" * 64), plugin(1, archive_sha256="b" * 64)
+    await pools.process(idle, b"zip", b"f", timeout=5)
+    backend.capacity = 1  # the idle pool's actor holds the room the deployment's replicas need
+    assert await pools.make_room(deployed) is True
+    assert backend.killed == [backend.actors[0]] and pools.size(idle) == 0

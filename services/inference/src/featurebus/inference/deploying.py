@@ -44,6 +44,8 @@ class Deployer:
         except PluginError as err:
             await report(_failed(event, err.message))
             return
+        if not await self.pools.make_room(plugin):
+            log.warning("%s: the cluster has no free room for its replicas now; they wait for it", event.deployment)
         try:
             await self.realtime.deploy(event.model_copy(update={"plugin": plugin}), archive, report)
         except Exception as exc:  # Serve refused or failed: said in the status, never left IN_PROGRESS

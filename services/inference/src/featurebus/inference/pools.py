@@ -59,6 +59,7 @@ class Pools(Protocol):
     async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput: ...
     async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]: ...
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]: ...
+    async def make_room(self, plugin: PluginRef) -> bool: ...
     async def drop(self, namespace_id: str, plugin_id: str) -> int: ...
     async def reap_idle(self) -> None:
         """Stop the actors of pools unused for longer than their idle time."""
@@ -145,6 +146,14 @@ class WarmPools:
             for actor in pool.actors:
                 self.backend.kill(actor.handle)
             log.info("pool %s@%s shut down after %.0fs idle", key[0], key[1][:12], self.idle_seconds)
+
+    async def make_room(self, plugin: PluginRef) -> bool:
+        """Shut down idle pools of other plugin versions until one more actor of ``plugin`` fits.
+
+        Called before a real-time deployment starts (its replicas need the same room): idle warm
+        pools must not keep it unscheduled. Whether it fits now."""
+        async with self._lock:
+            return self._make_room(plugin)
 
     async def drop(self, namespace_id: str, plugin_id: str) -> int:
         """Shut down every pool of ``plugin_id`` in the namespace (undeployed); how many actors went.

@@ -15,7 +15,6 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "NotFound",
-    "NotSupported",
     "TooLarge",
     "Unauthorized",
     "install_error_handlers",
@@ -58,12 +57,6 @@ class TooLarge(DomainError):
 
 class Invalid(DomainError):
     status = 422
-
-
-class NotSupported(DomainError):
-    """Asked of this installation, which cannot do it (yet): the hint says what works instead."""
-
-    status = 501
 
 
 def _body(detail: Any, hint: str | None) -> dict[str, Any]:

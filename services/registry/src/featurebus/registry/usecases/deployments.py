@@ -22,6 +22,7 @@ from featurebus.registry.auth import Principal, resolve_namespace
 from featurebus.registry.context import Ctx
 from featurebus.registry.errors import Conflict, DomainError, Invalid, NotFound
 from featurebus.registry.plugin_readiness import plugin_ref
+from featurebus.registry.plugin_resolution import BATCH_ONLY
 from featurebus.registry.records import Plugin, now
 from featurebus.registry.usecases.plugins import get_plugin
 from featurebus.registry.usecases.retrievers import answer_of
@@ -41,7 +42,6 @@ __all__ = [
 
 log = logging.getLogger("featurebus.registry")
 
-BATCH_ONLY = "batch_only"
 REALTIME = "realtime"
 
 
