@@ -16,18 +16,14 @@ between runs (these machines are noisy): 1.10 means 10% platform overhead.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import secrets
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from featurebus.scan import zip_directory
 from featurebus.sdk.client import Client
@@ -35,6 +31,7 @@ from featurebus.sdk.client import Client
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "plugins" / "text_embed"
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
+from _procs import PeakRss, cpu_seconds, process_roots  # noqa: E402  (bench/ is the script's directory)
 from stack import LocalStack, free_port  # noqa: E402
 
 from services import LocalServices  # noqa: E402
@@ -45,55 +42,6 @@ def texts(n: int) -> list[str]:
     verbs = ["reviewed", "crossed", "migrated", "rehearsed", "painted", "photographed"]
     objects = ["the budget", "the ridge", "the tables", "a symphony", "the fence", "a galaxy"]
     return [f"{subjects[i % 6]} {verbs[(i // 6) % 6]} {objects[(i // 36) % 6]} on day {i}." for i in range(n)]
-
-
-class PeakRss:
-    """Samples the summed RSS of the given root processes and all their descendants."""
-
-    def __init__(self, roots: list[int]) -> None:
-        self.roots, self.peak, self._stop = roots, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for pid in self.roots:
-                try:
-                    root = psutil.Process(pid)
-                    procs = [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    continue
-                for p in procs:
-                    with contextlib.suppress(psutil.Error):
-                        total += p.memory_info().rss
-            self.peak = max(self.peak, total)
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each named process and its live descendants."""
-    used: dict[str, float] = {}
-    for name, pid in roots.items():
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for proc in procs:
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            used[name] = used.get(name, 0.0) + times.user + times.system
-    return used
 
 
 def baseline(corpus: list[str]) -> tuple[float, float]:
@@ -118,11 +66,7 @@ def platform_run(corpus: list[str], data_dir: Path) -> dict[str, Any]:
     stack.start()
     try:
         services.start()
-        roots = {
-            p.stem.removeprefix("svc-"): int(json.loads(p.read_text())["pid"])
-            for d in (stack.data_dir, services.data_dir)
-            for p in (d / "pids").glob("*.pid")
-        }
+        roots = process_roots(stack.data_dir, services.data_dir)
         with PeakRss(list(roots.values())) as rss:
             fb = Client(services.base_url, key)
             ns = fb.create_namespace("bench")["namespace_id"]

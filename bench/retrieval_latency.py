@@ -13,9 +13,11 @@ query text of its own. The baseline, measured in the same run once the platform 
 the query needs without a platform: the same model (all-MiniLM-L6-v2 via sentence-transformers, as
 the plugin calls it) embedding the query in this process and the same Qdrant search (local mode,
 the same texts' vectors, the same named vector, limit and payloads) in this process, with the same
-clients (one model call at a time, in a thread, as a warm actor runs them). Both are warmed up
+clients and the same batching as a warm actor's (one model call at a time, in a thread; the queries
+that arrive while it runs go together in the next call: :mod:`featurebus.inference.coalescing`). Both are warmed up
 with every 5th query first. Prints a table and one JSON line: milliseconds, the ratios
-platform / baseline, and the differences.
+platform / baseline, the differences, and the CPU each process spent per query (a service's
+descendants count with it: inference's Ray workers and sandboxes; the baseline's is this process's).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from featurebus.inference.coalescing import Coalescer
 from featurebus.scan import zip_directory
 from featurebus.sdk.client import Client
 
@@ -47,9 +50,11 @@ FEATURE = "vec"  # the baseline's vector name
 # (plugin, its feature): queries through the batch steps' warm actor, or through realtime.py
 PLUGINS = {False: ("text_embed", "text_embed_v1_embedding"), True: ("my_extractor", "my_embedding")}
 LIMIT = 10  # the retriever's default
+BATCH_SIZE = 64  # the example plugins' compute_profile.batch_size: the most queries one model call takes
 LEVELS = (1, 16)
 WARM_UP_STRIDE = 5  # warm-up queries: every 5th of the measured ones (the model's kernels are built per input shape)
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
+from _procs import cpu_seconds, process_roots  # noqa: E402  (bench/ is the script's directory)
 from stack import LocalStack, free_port  # noqa: E402
 
 from services import LocalServices  # noqa: E402
@@ -142,7 +147,9 @@ def set_up(fb: Client, corpus: list[str], realtime: bool) -> tuple[str, str]:
     return ns, retriever
 
 
-async def platform_levels(base_url: str, key: str, ns: str, retriever: str, args: argparse.Namespace) -> dict[str, Any]:
+async def platform_levels(
+    base_url: str, key: str, ns: str, retriever: str, roots: dict[str, int], args: argparse.Namespace
+) -> dict[str, Any]:
     path = f"/v1/namespaces/{ns}/retrievers/{retriever}/execute"
     clients: list[httpx.AsyncClient] = []
     server_ms: list[float] = []
@@ -165,8 +172,13 @@ async def platform_levels(base_url: str, key: str, ns: str, retriever: str, args
         out: dict[str, Any] = {}
         for clients_n in LEVELS:
             server_ms.clear()
-            out[str(clients_n)] = percentiles(await level(clients_n, args.queries, args.cap_s, make_call))
-            out[str(clients_n)]["registry_p50_ms"] = round(statistics.median(server_ms), 1)
+            before = cpu_seconds(roots)
+            out[str(clients_n)] = result = percentiles(await level(clients_n, args.queries, args.cap_s, make_call))
+            after = cpu_seconds(roots)
+            result["registry_p50_ms"] = round(statistics.median(server_ms), 1)
+            # What each process (with its descendants: inference's include its Ray workers) spent per query.
+            per_query = {k: (after[k] - before.get(k, 0.0)) * 1000 / result["n"] for k in sorted(after)}
+            result["cpu_ms_per_query"] = {k: round(v, 1) for k, v in per_query.items() if v >= 0.05}
         return out
     finally:
         for http in clients:
@@ -185,7 +197,8 @@ def platform_run(corpus: list[str], data_dir: Path, args: argparse.Namespace) ->
             began = time.perf_counter()
             ns, retriever = set_up(fb, corpus, args.realtime)
             print(f"platform: {len(corpus)} texts indexed in {time.perf_counter() - began:.1f}s", file=sys.stderr)
-        return asyncio.run(platform_levels(services.base_url, key, ns, retriever, args))
+        roots = process_roots(stack.data_dir, services.data_dir)
+        return asyncio.run(platform_levels(services.base_url, key, ns, retriever, roots, args))
     finally:
         services.stop()
         stack.stop()
@@ -202,9 +215,16 @@ async def baseline_levels(corpus: list[str], args: argparse.Namespace) -> dict[s
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(get_model_path()), device="cpu")
-    # One model call at a time, as a warm actor runs them: on 2 cores, concurrent calls (each with
-    # the math library's threads) only fight over the cores and are all slower.
+    # One model call at a time, as a warm actor runs them (on 2 cores, concurrent calls, each with
+    # the math library's threads, only fight over the cores); queries that wait go together.
     model_thread = ThreadPoolExecutor(max_workers=1)
+    batches: Coalescer[str, list[float]] = Coalescer()
+
+    async def encode(batch: list[str]) -> list[list[float]]:
+        encode = functools.partial(model.encode, batch, normalize_embeddings=True)
+        vectors: list[list[float]] = (await asyncio.get_running_loop().run_in_executor(model_thread, encode)).tolist()
+        return vectors
+
     qdrant = AsyncQdrantClient(":memory:")
     size = model.get_embedding_dimension()
     await qdrant.create_collection(
@@ -228,18 +248,20 @@ async def baseline_levels(corpus: list[str], args: argparse.Namespace) -> dict[s
 
     async def make_call() -> Call:
         async def call(number: int) -> None:
-            encode = functools.partial(model.encode, [query(number)], normalize_embeddings=True)
-            [vector] = await asyncio.get_running_loop().run_in_executor(model_thread, encode)
-            found = await qdrant.query_points(
-                "fb_bench", query=vector.tolist(), using=FEATURE, limit=LIMIT, with_payload=True
-            )
+            vector = await batches.submit("query", query(number), encode, slots=1, max_batch=BATCH_SIZE)
+            found = await qdrant.query_points("fb_bench", query=vector, using=FEATURE, limit=LIMIT, with_payload=True)
             assert len(found.points) == LIMIT
 
         return call
 
     try:
         await warm_up(args.queries, make_call)
-        return {str(n): percentiles(await level(n, args.queries, args.cap_s, make_call)) for n in LEVELS}
+        out: dict[str, Any] = {}
+        for n in LEVELS:
+            cpu = time.process_time()
+            out[str(n)] = result = percentiles(await level(n, args.queries, args.cap_s, make_call))
+            result["cpu_ms_per_query"] = {"in-process": round((time.process_time() - cpu) * 1000 / result["n"], 1)}
+        return out
     finally:
         await qdrant.close()
         model_thread.shutdown()
@@ -273,6 +295,8 @@ def main() -> None:
             f"{n:>7} | {p['p50_ms']:>10.1f} / {p['p99_ms']:>9.1f} | {b['p50_ms']:>11.1f} / {b['p99_ms']:>10.1f} | "
             f"{ratio['p50_ms']:>6.2f} / {ratio['p99_ms']:>5.2f} | {extra:>+7.1f}"
         )
+        costs = ", ".join(f"{k} {v}" for k, v in {**p["cpu_ms_per_query"], **b["cpu_ms_per_query"]}.items())
+        print(f"{'':>7}   CPU ms per query: {costs}")
     print(json.dumps(result))
 
 

@@ -67,11 +67,11 @@ def main() -> None:
     plain_start = time.perf_counter() - started
     for worker in (sandboxed, plain):  # warm: the model loads on the first call
         worker.process(frame(64, -1))
-        worker.embed("warm up")
+        worker.embed(["warm up"])
     times: dict[str, list[float]] = {"sandboxed frame": [], "plain frame": [], "sandboxed query": [], "plain query": []}
     workers = {"sandboxed": sandboxed, "plain": plain}
     rounds = [("frame", "process", frame(size, i)) for i, size in enumerate(sizes)]
-    rounds += [("query", "embed", f"query number {i}") for i in range(args.queries)]
+    rounds += [("query", "embed", [f"query number {i}"]) for i in range(args.queries)]
     for i, (kind, method, arg) in enumerate(rounds):
         for name in sorted(workers, reverse=i % 2 == 1):  # neither always goes first
             times[f"{name} {kind}"].append(timed(getattr(workers[name], method), arg))

@@ -187,10 +187,16 @@ def _run_async(probe) -> None:  # type: ignore[no-untyped-def]
 def _wait(name: str, check, timeout: float, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    missing = 0
     while time.monotonic() < deadline:
-        if running_pid(name, data_dir) is None:
+        # /proc/PID/cmdline can read empty for a moment on a busy machine: gone only if it stays so.
+        missing = missing + 1 if running_pid(name, data_dir) is None else 0
+        if missing >= 3:
             log = (data_dir / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{name} exited during start; last log lines:\n{log}")
+            raise RuntimeError(f"{name} exited during start ({exit_status(name, data_dir)}); last log lines:\n{log}")
+        if missing:
+            time.sleep(0.2)
+            continue
         try:
             check()
             return

@@ -44,6 +44,16 @@ async def test_put_get_size_and_checksums(store: Any) -> None:
     assert await store.size(key) is None
 
 
+async def test_keys_lists_every_level_under_a_prefix_and_nothing_beside_it(store: Any) -> None:
+    root = f"twin/{uuid.uuid4().hex}"
+    for key in (f"{root}/a.json", f"{root}/deeper/b.json", f"{root}-beside/c.json"):
+        await store.put_bytes(key, b"{}")
+    assert await store.keys(f"{root}/") == [f"{root}/a.json", f"{root}/deeper/b.json"]
+    await store.delete(f"{root}/a.json")
+    assert await store.keys(f"{root}/") == [f"{root}/deeper/b.json"]
+    assert await store.keys(f"twin/{uuid.uuid4().hex}/") == []
+
+
 async def test_rejects_uris_that_are_not_s3(store: Any) -> None:
     with pytest.raises(ValueError, match="not an s3:// object URI"):
         await store.get_bytes("http://example.com/x")

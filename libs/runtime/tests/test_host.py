@@ -192,3 +192,16 @@ def test_a_row_error_fails_its_row_alone_and_later_steps_never_see_it(tmp_path: 
     embed = next(step for step, _ in host.steps if type(step).__name__ == "Embed")
     assert type(embed).seen == [["TEXT 0", "TEXT 2"]]  # the transcription column passed on, minus the failed row
     assert [list(v) for v in result.vectors["vec"]] == [[6.0, 1.0, 0.0], [6.0, 1.0, 0.0]]
+
+
+def test_queries_are_embedded_as_one_frame_and_a_failed_query_fails_alone(tmp_path: Path) -> None:
+    body = """
+    self.config.setdefault("frames", []).append(len(batch))
+    batch["vec"] = [[float(len(t)), 1.0, 0.0] if t != "nan" else [float("nan")] * 3 for t in batch["data"]]
+    return batch
+    """
+    host = load(tmp_path, body)
+    answers = host.embed_queries(["abc", "nan", "hello"])
+    assert answers[0] == {"vec": [3.0, 1.0, 0.0]} and answers[2] == {"vec": [5.0, 1.0, 0.0]}
+    assert isinstance(answers[1], PluginError) and answers[1].reason is ReasonCode.INVALID_VECTOR
+    assert host.steps[0][0].config["frames"] == [3]  # one call of the step for the three queries

@@ -18,6 +18,7 @@ class FakeActor:
         self.number = number
         self.load_fails = load_fails
         self.calls: list[str] = []
+        self.queries: list[list[str]] = []  # the texts of each embed call
         self.dead = False
 
 
@@ -29,6 +30,8 @@ class FakeBackend:
         self.killed: list[FakeActor] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self.query_gate = asyncio.Event()  # queries stay "running" while it is clear
+        self.query_gate.set()
         self.load_fails = False
         self.capacity = 100  # how many live actors the cluster has room for
 
@@ -53,7 +56,14 @@ class FakeBackend:
                 raise PluginError(ReasonCode.PLUGIN_LOAD_FAILED, "ImportError: Nope")
             failure = RowFailure(document_id="d", object_id="o", reason=ReasonCode.PLUGIN_LOAD_FAILED, message="Nope")
             return WorkerOutput(None, [failure], 1, 0, load_failed=True)
-        return WorkerOutput(b"parquet", [], 1, 1) if method == "process" else {"vec": [1.0]}
+        if method == "embed":
+            actor.queries.append(list(args[0]))
+            await self.query_gate.wait()
+            return [
+                {"vec": [float(len(text))]} if text != "fails" else PluginError(ReasonCode.PLUGIN_EXCEPTION, "no")
+                for text in args[0]
+            ]
+        return WorkerOutput(b"parquet", [], 1, 1)
 
     def kill(self, actor: FakeActor) -> None:
         self.killed.append(actor)
@@ -115,6 +125,40 @@ async def test_a_query_uses_the_warm_actor_even_while_it_runs_a_frame() -> None:
     assert len(backend.actors) == 1  # no second model load just for a query
     backend.gate.set()
     await frame
+
+
+async def test_queries_arriving_while_one_runs_go_together_in_one_call_each_with_its_own_answer() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    await pools.process(plugin(), b"zip", b"f", timeout=5)  # one warm actor
+    backend.query_gate.clear()
+    first = asyncio.create_task(pools.embed(plugin(), b"zip", "a", timeout=5))
+    await asyncio.sleep(0.01)
+    texts = ["b" * n for n in range(2, 9)] + ["fails"] + ["c" * n for n in range(9, 12)]
+    later = [asyncio.create_task(pools.embed(plugin(), b"zip", t, timeout=5)) for t in texts]
+    await asyncio.sleep(0.01)
+    assert backend.actors[0].queries == [["a"]]  # a lone query left at once; the others wait for it
+    backend.query_gate.set()
+    answers = await asyncio.gather(first, *later, return_exceptions=True)
+    assert backend.actors[0].queries == [["a"], texts]  # one model call for all that waited
+    for text, answer in zip(["a", *texts], answers, strict=True):
+        if text == "fails":  # the plugin's failure of one query is that query's alone
+            assert isinstance(answer, PluginError) and answer.message == "no"
+        else:
+            assert answer == {"vec": [float(len(text))]}
+
+
+async def test_a_call_carries_at_most_the_plugins_batch_size_of_queries() -> None:
+    backend = FakeBackend()
+    pools = WarmPools(backend, idle_seconds=60)
+    small = plugin(compute_profile=ComputeProfile(batch_size=4))
+    await pools.process(small, b"zip", b"f", timeout=5)
+    backend.query_gate.clear()
+    calls = [asyncio.create_task(pools.embed(small, b"zip", "q" * n, timeout=5)) for n in range(1, 11)]
+    await asyncio.sleep(0.01)
+    backend.query_gate.set()
+    assert await asyncio.gather(*calls) == [{"vec": [float(n)]} for n in range(1, 11)]
+    assert [len(q) for q in backend.actors[0].queries] == [1, 4, 4, 1]
 
 
 async def test_a_dead_actor_is_replaced_and_the_call_retried_by_the_bus() -> None:

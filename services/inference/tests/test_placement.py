@@ -16,7 +16,7 @@ def test_actor_options_follow_the_compute_profile() -> None:
         "memory": int(1.5 * GIB),
         "max_concurrency": 2,
         "scheduling_strategy": "SPREAD",
-        "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}},
+        "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4", "OMP_WAIT_POLICY": "PASSIVE"}},
     }
     assert "num_gpus" not in cpu
     assert actor_options(ComputeProfile(resource_type="gpu"), 0.5)["num_gpus"] == 1

@@ -50,9 +50,9 @@ def test_the_plugin_is_loaded_once_for_many_frames_and_queries(tmp_path: Path) -
     worker = PluginWorker.from_archive("toy_1_0_0", toy_archive(), None, str(tmp_path))
     for _ in range(3):
         assert worker.process(frame(["ab", "abc"])).rows_embedded == 2
-    assert worker.embed("four") == {"vec": [4.0, 1.0]}
+    assert worker.embed(["four", "three"]) == [{"vec": [4.0, 1.0]}, {"vec": [5.0, 1.0]}]  # one frame
     stats = worker.stats()
-    assert (stats["model_loads"], stats["frames"], stats["queries"], stats["load_error"]) == (1, 3, 1, None)
+    assert (stats["model_loads"], stats["frames"], stats["queries"], stats["load_error"]) == (1, 3, 2, None)
 
 
 def test_a_plugin_that_raises_fails_every_row_with_the_place_in_its_code(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_a_plugin_that_cannot_load_fails_every_row_with_plugin_load_failed(tmp_p
     assert {f.reason for f in output.failures} == {ReasonCode.PLUGIN_LOAD_FAILED}
     assert len(output.failures) == 3 and "Nope" in output.failures[0].message
     with pytest.raises(PluginError, match="Nope"):
-        worker.embed("query")
+        worker.embed(["query"])
 
 
 def test_an_archive_that_is_not_a_zip_is_a_load_failure_not_a_crash(tmp_path: Path) -> None:

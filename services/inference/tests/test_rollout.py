@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from inference_twins import InProcessActors
 
 from featurebus.common.events import DeploymentChanged, DeployRequested, FeatureSpec, PluginRef, ReasonCode
@@ -13,7 +14,7 @@ from featurebus.common.objectstore_memory import MemoryObjectStore
 from featurebus.inference.deploying import Deployer
 from featurebus.inference.pools import WarmPools
 from featurebus.inference.processing import ArchiveCache
-from featurebus.inference.rollout import BackendState, DeploymentMissing, Realtime
+from featurebus.inference.rollout import BackendState, DeploymentMissing, DeploymentRecords, Realtime
 from featurebus.runtime import PluginError
 
 PLUGIN = PluginRef(
@@ -35,10 +36,17 @@ class FakeServe:
         self.behaviour: dict[str, Any] = {}
         self.fail_start: dict[str, str] = {}
         self.deleted: list[str] = []
+        self.started: list[str] = []
         self.start_polls = 2
 
     async def start(self, name: str, plugin: PluginRef, archive: bytes) -> None:
+        self.started.append(name)
         self.starting[name] = self.start_polls
+
+    def restart(self) -> None:
+        """What a restart of inference (and its Ray) does: every deployment is gone."""
+        self.running.clear()
+        self.starting.clear()
 
     async def state(self, name: str) -> BackendState:
         if name in self.fail_start:
@@ -68,6 +76,21 @@ class FakeServe:
         self.starting.pop(name, None)
 
 
+class Archives:
+    def __init__(self) -> None:
+        self.missing = False
+
+    async def get(self, plugin: PluginRef) -> bytes:
+        if self.missing:
+            raise PluginError(ReasonCode.PLUGIN_LOAD_FAILED, f"the archive of {plugin.plugin_id} is missing")
+        return b"zip"
+
+
+def realtime_on(serve: Any, store: MemoryObjectStore | None = None, **options: Any) -> Realtime:
+    """Realtime over ``serve``, recording in ``store`` (the object store a restarted process finds again)."""
+    return Realtime(serve, DeploymentRecords(store or MemoryObjectStore()), Archives(), **{"poll_s": 0, **options})
+
+
 def request(name: str, replaces: str | None = None) -> DeployRequested:
     return DeployRequested(
         org_id="o",
@@ -86,12 +109,12 @@ async def deploy(realtime: Realtime, req: DeployRequested) -> list[DeploymentCha
     async def report(changed: DeploymentChanged) -> None:
         reports.append(changed)
 
-    await realtime.deploy(req, b"zip", report)
+    await realtime.deploy(req, report)
     return reports
 
 
 async def test_a_first_deployment_reports_progress_then_deployed() -> None:
-    realtime = Realtime(FakeServe(), poll_s=0)
+    realtime = realtime_on(FakeServe())
     reports = await deploy(realtime, request("d1"))
     assert [r.status for r in reports] == ["IN_PROGRESS", "IN_PROGRESS", "DEPLOYED"]
     assert (reports[1].replicas_ready, reports[1].replicas_desired) == (0, 1)
@@ -101,7 +124,7 @@ async def test_a_first_deployment_reports_progress_then_deployed() -> None:
 
 async def test_the_old_deployment_serves_until_the_new_one_is_healthy_then_is_retired() -> None:
     serve = FakeServe()
-    realtime = Realtime(serve, poll_s=0, drain_s=0.05)
+    realtime = realtime_on(serve, drain_s=0.05)
     await deploy(realtime, request("v1"))
     serve.behaviour["v2"] = {"vec": [9.0, 9.0, 9.0]}
     reports = await deploy(realtime, request("v2", replaces="v1"))
@@ -113,7 +136,7 @@ async def test_the_old_deployment_serves_until_the_new_one_is_healthy_then_is_re
 
 async def test_a_new_deployment_with_wrong_dimensions_rolls_back() -> None:
     serve = FakeServe()
-    realtime = Realtime(serve, poll_s=0, drain_s=0)
+    realtime = realtime_on(serve, drain_s=0)
     await deploy(realtime, request("v1"))
     serve.behaviour["v3"] = {"vec": [1.0, 2.0]}
     reports = await deploy(realtime, request("v3", replaces="v1"))
@@ -127,7 +150,7 @@ async def test_a_plugin_that_does_not_load_fails_with_its_own_message() -> None:
     serve.behaviour["d"] = PluginError(
         ReasonCode.PLUGIN_LOAD_FAILED, "importing realtime.py failed: No module named 'x'"
     )
-    reports = await deploy(Realtime(serve, poll_s=0), request("d"))
+    reports = await deploy(realtime_on(serve), request("d"))
     assert reports[-1].status == "FAILED"
     assert reports[-1].error == "the plugin did not load: importing realtime.py failed: No module named 'x'"
     assert serve.deleted == ["d"]
@@ -136,21 +159,21 @@ async def test_a_plugin_that_does_not_load_fails_with_its_own_message() -> None:
 async def test_a_deployment_that_cannot_start_fails_with_serves_reason() -> None:
     serve = FakeServe()
     serve.fail_start["d"] = "replica constructor failed"
-    reports = await deploy(Realtime(serve, poll_s=0), request("d"))
+    reports = await deploy(realtime_on(serve), request("d"))
     assert reports[-1].status == "FAILED" and reports[-1].error == "replica constructor failed"
 
 
 async def test_replicas_that_never_get_placed_time_out_with_a_hint() -> None:
     serve = FakeServe()
     serve.start_polls = 10**9
-    reports = await deploy(Realtime(serve, poll_s=0.01, start_timeout_s=0.05), request("d"))
+    reports = await deploy(realtime_on(serve, poll_s=0.01, start_timeout_s=0.05), request("d"))
     assert reports[-1].status == "FAILED" and "not ready within" in (reports[-1].error or "")
     assert "CPU, memory or GPU" in (reports[-1].error or "") and serve.deleted == ["d"]
 
 
 async def test_undeploy_stops_the_deployment() -> None:
     serve = FakeServe()
-    realtime = Realtime(serve, poll_s=0)
+    realtime = realtime_on(serve)
     await deploy(realtime, request("d"))
     reports: list[DeploymentChanged] = []
 
@@ -170,9 +193,8 @@ async def test_a_deployment_serve_refuses_ends_failed_not_in_progress(tmp_path: 
     store = MemoryObjectStore()
     uri = await store.put_bytes("plugins/a.zip", archive)
     plugin = PLUGIN.model_copy(update={"archive_uri": uri, "archive_sha256": sha256_hex(archive)})
-    deployer = Deployer(
-        Realtime(Refusing(), poll_s=0), WarmPools(InProcessActors(str(tmp_path)), 60), ArchiveCache(store, tmp_path)
-    )  # type: ignore[arg-type]
+    realtime = Realtime(Refusing(), DeploymentRecords(store), ArchiveCache(store, tmp_path), poll_s=0)
+    deployer = Deployer(realtime, WarmPools(InProcessActors(str(tmp_path)), 60))
     reports: list[DeploymentChanged] = []
 
     async def report(changed: DeploymentChanged) -> None:
@@ -181,3 +203,60 @@ async def test_a_deployment_serve_refuses_ends_failed_not_in_progress(tmp_path: 
     await deployer.apply(request("d").model_copy(update={"plugin": plugin}), report)
     assert [r.status for r in reports] == ["IN_PROGRESS", "FAILED"]
     assert "could not be started: ValueError: Specifying 'max_concurrency'" in (reports[-1].error or "")
+
+
+async def test_deployments_a_restart_stopped_are_restored_at_startup_and_stopped_ones_are_not() -> None:
+    serve, store = FakeServe(), MemoryObjectStore()
+    first = realtime_on(serve, store, drain_s=0)
+    await deploy(first, request("v1"))
+    serve.behaviour["v2"] = {"vec": [9.0, 9.0, 9.0]}
+    await deploy(first, request("v2", replaces="v1"))
+    await deploy(first, request("other"))
+    await first.undeploy(request("other").model_copy(update={"action": "undeploy"}), _ignore)
+    serve.restart()
+    serve.started.clear()
+    await realtime_on(serve, store).restore_all()
+    assert serve.started == ["v2"]  # not v1 (replaced) nor other (undeployed)
+    assert await realtime_on(serve, store).embed("v2", "q", 1) == {"vec": [9.0, 9.0, 9.0]}
+
+
+async def test_a_query_for_a_deployment_that_should_run_waits_for_its_restore() -> None:
+    serve, store = FakeServe(), MemoryObjectStore()
+    await deploy(realtime_on(serve, store), request("d"))
+    serve.restart()
+    serve.started.clear()
+    restarted = realtime_on(serve, store)
+    answers = await asyncio.gather(*(restarted.embed("d", f"q{i}", 1) for i in range(3)))
+    assert answers == [{"vec": [1.0, 2.0, 3.0]}] * 3 and serve.started == ["d"]  # one restore for all three
+
+
+async def test_a_query_for_a_deployment_that_should_not_run_is_deployment_missing() -> None:
+    serve = FakeServe()
+    realtime = realtime_on(serve)
+    await deploy(realtime, request("d"))
+    await realtime.undeploy(request("d").model_copy(update={"action": "undeploy"}), _ignore)
+    with pytest.raises(DeploymentMissing):
+        await realtime.embed("d", "q", 1)
+    assert serve.started == ["d"]  # not started again
+
+
+async def test_a_restore_that_fails_fails_its_queries_loudly_and_is_retried_later() -> None:
+    serve, store = FakeServe(), MemoryObjectStore()
+    await deploy(realtime_on(serve, store), request("d"))
+    serve.restart()
+    now = [0.0]
+    restarted = realtime_on(serve, store, restore_retry_s=30, clock=lambda: now[0])
+    serve.fail_start["d"] = "replica constructor failed"
+    for _ in range(2):  # the second query gets the remembered failure: no second start
+        with pytest.raises(PluginError) as failed:
+            await restarted.embed("d", "q", 1)
+        assert failed.value.reason is ReasonCode.PLUGIN_LOAD_FAILED
+        assert "d stopped" in failed.value.message and "replica constructor failed" in failed.value.message
+    assert serve.started == ["d", "d"]  # the deploy, then one restore
+    del serve.fail_start["d"]
+    now[0] = 31.0
+    assert await restarted.embed("d", "q", 1) == {"vec": [1.0, 2.0, 3.0]}
+
+
+async def _ignore(changed: DeploymentChanged) -> None:
+    return None

@@ -62,7 +62,7 @@ def test_realtime_py_answers_with_the_deployments_parameters_as_defaults(worker:
     answer = worker.infer({"text": "hello"}, {})
     assert answer["embedding"] == [5.0, 2.0]
     assert worker.infer({"text": "hello"}, {"scale": 3.0})["embedding"] == [5.0, 3.0]
-    assert worker.embed("hey") == {"vec": [3.0, 2.0]}  # a retriever query: the "embedding" key
+    assert worker.embed(["hey", "hello"]) == [{"vec": [3.0, 2.0]}, {"vec": [5.0, 2.0]}]  # queries: "embedding"
 
 
 def test_realtime_py_runs_unprivileged_without_credentials(worker: SandboxedWorker) -> None:
@@ -82,7 +82,7 @@ def test_a_plugin_without_realtime_py_does_not_load_for_real_time(tmp_path: Path
     w = SandboxedWorker("toy_1_0_0", toy_archive(), None, str(tmp_path), None, SandboxConfig(), realtime=True)
     try:
         with pytest.raises(PluginError) as caught:
-            w.embed("q")
+            w.embed(["q"])
         assert caught.value.reason is ReasonCode.PLUGIN_LOAD_FAILED and "no realtime.py" in caught.value.message
     finally:
         w.close()

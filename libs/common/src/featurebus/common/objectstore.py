@@ -134,6 +134,11 @@ class ObjectStore:
             raise
         return self.uri(dst_key)
 
+    async def keys(self, prefix: str) -> list[str]:
+        """The keys of every object under ``prefix`` (all levels), sorted."""
+        listing = self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        return sorted([item.object_name async for item in listing if item.object_name])
+
     async def presigned_put(self, key: str, expires: timedelta) -> str:
         return await self._client.presigned_put_object(self.bucket, key, expires=expires)
 

@@ -56,6 +56,10 @@ class MemoryObjectStore:
             raise ObjectMissing(self.uri(src_key)) from None
         return self.uri(dst_key)
 
+    async def keys(self, prefix: str) -> list[str]:
+        start = self.uri("")
+        return sorted(u[len(start) :] for u in self.objects if u.startswith(start + prefix))
+
     async def presigned_put(self, key: str, expires: timedelta) -> str:
         """A ``memory://`` URL; :meth:`put_presigned` stands in for the client's PUT to it."""
         return f"memory://{self.bucket}/{key}?expires={int(expires.total_seconds())}"

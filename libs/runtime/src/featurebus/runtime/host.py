@@ -151,13 +151,14 @@ class PluginHost:
         )
         return HostResult(result, failures, rows_in, len(keep))
 
-    def embed_query(self, text: str) -> dict[str, list[float]]:
-        """Embed one query text through the plugin's own steps, as a one-row frame."""
+    def embed_queries(self, texts: list[str]) -> list[dict[str, list[float]] | PluginError]:
+        """Every manifest feature's vector for each query text, through the plugin's own steps as
+        one frame (one model call for all of them); a text the plugin failed gets its PluginError."""
         frame = pd.DataFrame(
             [
                 {
                     "data": text,
-                    "document_id": "query",
+                    "document_id": f"query-{i}",
                     "object_id": "query",
                     "blob_id": "query",
                     "blob_property": "query",
@@ -167,13 +168,22 @@ class PluginHost:
                     "mime_type": "text/plain",
                     "size_bytes": 0,
                 }
+                for i, text in enumerate(texts)
             ]
         )
         result = self.run(frame)
-        if result.failures:
-            failure = result.failures[0]
-            raise PluginError(failure.reason, failure.message, failure.hint)
-        return {f.feature_name: list(result.vectors.at[0, f.feature_name]) for f in self.features}
+        answers: list[dict[str, list[float]] | PluginError] = [
+            PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin returned no vector for this query")
+        ] * len(texts)
+        for failure in result.failures:
+            answers[int(failure.document_id.removeprefix("query-"))] = PluginError(
+                failure.reason, failure.message, failure.hint
+            )
+        for row, document_id in enumerate(result.vectors["document_id"]):
+            answers[int(document_id.removeprefix("query-"))] = {
+                f.feature_name: list(result.vectors.at[row, f.feature_name]) for f in self.features
+            }
+        return answers
 
     def _run_steps(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, RowError]]:
         """The output of the last step, and the rows a step failed with a :class:`RowError`."""

@@ -12,9 +12,7 @@ import logging
 
 from featurebus.common.events import DeploymentChanged, DeployRequested
 from featurebus.inference.pools import Pools
-from featurebus.inference.processing import ArchiveCache
 from featurebus.inference.rollout import Realtime, Report
-from featurebus.runtime import PluginError
 
 __all__ = ["Deployer"]
 
@@ -22,10 +20,9 @@ log = logging.getLogger("featurebus.inference.deploying")
 
 
 class Deployer:
-    def __init__(self, realtime: Realtime, pools: Pools, archives: ArchiveCache) -> None:
+    def __init__(self, realtime: Realtime, pools: Pools) -> None:
         self.realtime = realtime
         self.pools = pools
-        self.archives = archives
 
     async def apply(self, event: DeployRequested, report: Report) -> None:
         """Carry out ``event``; a deploy ends with DEPLOYED or FAILED reported, an undeploy with NOT_DEPLOYED."""
@@ -39,19 +36,14 @@ class Deployer:
             raise ValueError("a deploy request needs plugin and deployment")  # a malformed message: to the DLQ
         # The namespace it runs for: never a process shared with another (DESIGN.md §2).
         plugin = event.plugin.model_copy(update={"namespace_id": event.namespace_id})
-        try:
-            archive = await self.archives.get(plugin)
-        except PluginError as err:
-            await report(_failed(event, err.message))
-            return
         if not await self.pools.make_room(plugin):
             log.warning("%s: the cluster has no free room for its replicas now; they wait for it", event.deployment)
         try:
-            await self.realtime.deploy(event.model_copy(update={"plugin": plugin}), archive, report)
+            await self.realtime.deploy(event.model_copy(update={"plugin": plugin}), report)
         except Exception as exc:  # Serve refused or failed: said in the status, never left IN_PROGRESS
             log.exception("deploying %s as %s failed", event.plugin_id, event.deployment)
             with contextlib.suppress(Exception):
-                await self.realtime.backend.delete(event.deployment)
+                await self.realtime.stop(event.deployment)
             await report(_failed(event, f"the deployment could not be started: {type(exc).__name__}: {exc}"))
 
 

@@ -24,11 +24,13 @@ from featurebus.runtime import PluginError, PluginHost, unpack_archive
 from featurebus.runtime.realtime import RealtimeHost
 from featurebus.sdk.model_loading import seed_offline_models
 
-__all__ = ["PluginWorker", "RealtimeWorker", "WorkerOutput", "all_rows_failed", "prepare_plugin"]
+__all__ = ["Embedded", "PluginWorker", "RealtimeWorker", "WorkerOutput", "all_rows_failed", "prepare_plugin"]
 
 log = logging.getLogger("featurebus.inference.plugin_worker")
 
 T = TypeVar("T")
+# One query's vectors (every manifest feature's), or why the plugin could not embed it.
+Embedded = dict[str, list[float]] | PluginError
 
 
 @dataclass
@@ -116,13 +118,14 @@ class PluginWorker:
         data = to_parquet(result.vectors) if result.rows_embedded else None
         return WorkerOutput(data, result.failures, result.rows_in, result.rows_embedded)
 
-    def embed(self, text: str) -> dict[str, list[float]]:
-        """Every manifest feature's vector for one query text; raises PluginError on failure."""
-        self.queries += 1
+    def embed(self, texts: list[str]) -> list[Embedded]:
+        """Each query text's vectors, in one run of the plugin's steps; raises PluginError when the
+        plugin is not loaded (then no text can be embedded)."""
+        self.queries += len(texts)
         if self.host is None:
             raise self._load_error()
         host = self.host
-        return self._once_warm(lambda: host.embed_query(text))
+        return self._once_warm(lambda: host.embed_queries(texts))
 
     def stats(self) -> dict[str, Any]:
         """What this worker has done, for tests, logs and benchmarks."""
@@ -185,9 +188,17 @@ class RealtimeWorker:
         self.requests += 1
         return self._host().infer(inputs, {**self.parameters, **parameters})
 
-    def embed(self, text: str) -> dict[str, list[float]]:
-        self.requests += 1
-        return self._host().embed_query(text, self.parameters)
+    def embed(self, texts: list[str]) -> list[Embedded]:
+        """Each query text's vectors: ``realtime.py`` answers one request per text."""
+        host = self._host()
+        self.requests += len(texts)
+        answers: list[Embedded] = []
+        for text in texts:
+            try:
+                answers.append(host.embed_query(text, self.parameters))
+            except PluginError as err:
+                answers.append(err)
+        return answers
 
     def stats(self) -> dict[str, Any]:
         return {

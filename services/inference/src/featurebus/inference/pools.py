@@ -11,7 +11,9 @@ kills the actors.
   frame waits for an actor to be free (an actor runs one frame at a time; its second thread is
   kept for queries).
 - Queries go to the least busy *existing* actor (its model is warm; the actor runs two calls at
-  once), and start one only when the pool is empty.
+  once), and start one only when the pool is empty. A pool has at most one query call in flight
+  per actor; the queries that arrive meanwhile go together in the next call, as one frame
+  (:mod:`featurebus.inference.coalescing`): one model call for all of them.
 - An actor that died is removed and :class:`ActorLost` raised (a TransientError: the message is
   retried and a fresh actor starts). An actor that timed out is killed likewise.
 - An actor whose plugin failed to load keeps answering "load failed" at once for
@@ -34,7 +36,8 @@ from typing import Any, Protocol
 
 from featurebus.common.events import PluginRef, ReasonCode
 from featurebus.common.kafka import TransientError
-from featurebus.inference.plugin_worker import WorkerOutput
+from featurebus.inference.coalescing import Coalescer
+from featurebus.inference.plugin_worker import Embedded, WorkerOutput
 from featurebus.runtime import PluginError
 
 __all__ = ["ActorBackend", "ActorLost", "Pools", "ResourcesUnavailable", "WarmPools"]
@@ -114,14 +117,24 @@ class WarmPools:
         self._pools: dict[tuple[str, str, str, str], _Pool] = {}
         self._lock = asyncio.Lock()
         self._freed = asyncio.Condition(self._lock)  # notified when an actor finishes or goes
+        self._queries: Coalescer[str, Embedded] = Coalescer()
 
     async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput:
         output: WorkerOutput = await self._call(plugin, archive, "process", frame, timeout, grow=True)
         return output
 
     async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]:
-        vectors: dict[str, list[float]] = await self._call(plugin, archive, "embed", text, timeout, grow=False)
-        return vectors
+        """One query text's vectors; PluginError when the plugin could not embed it."""
+
+        async def run(texts: list[str]) -> list[Embedded]:
+            answers: list[Embedded] = await self._call(plugin, archive, "embed", texts, timeout, grow=False)
+            return answers
+
+        slots = max(1, self.size(plugin))
+        answer = await self._queries.submit(_key(plugin), text, run, slots, plugin.compute_profile.batch_size)
+        if isinstance(answer, PluginError):
+            raise answer
+        return answer
 
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]:
         pool = self._pools.get(_key(plugin))

@@ -15,7 +15,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 
 from featurebus.common.events import PluginRef
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
-from featurebus.inference.plugin_worker import PluginWorker, WorkerOutput
+from featurebus.inference.plugin_worker import Embedded, PluginWorker, WorkerOutput
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
@@ -53,8 +53,8 @@ class PluginActor:
     def process(self, frame_parquet: bytes) -> WorkerOutput:
         return self.worker.process(frame_parquet)
 
-    def embed(self, text: str) -> dict[str, list[float]]:
-        return self.worker.embed(text)
+    def embed(self, texts: list[str]) -> list[Embedded]:
+        return self.worker.embed(texts)
 
     def stats(self) -> dict[str, Any]:
         return {**self.worker.stats(), "node_id": ray.get_runtime_context().get_node_id()}

@@ -76,7 +76,13 @@ class RealtimeReplica:
         return await _enveloped(self.worker.infer, inputs, parameters)
 
     async def embed(self, text: str) -> dict[str, Any]:
-        return await _enveloped(self.worker.embed, text)
+        return await _enveloped(self._embed, text)
+
+    def _embed(self, text: str) -> dict[str, list[float]]:
+        [answer] = self.worker.embed([text])
+        if isinstance(answer, PluginError):
+            raise answer
+        return answer
 
     def __del__(self) -> None:
         close = getattr(self.worker, "close", None)

@@ -120,7 +120,7 @@ class _Server:
             if op == "process":
                 return self._process(message.body)
             if op == "embed":
-                return self._embed(str(message.header.get("text", "")))
+                return self._embed(message.header.get("texts"))
             if op == "infer":
                 return self._infer(message.header.get("inputs"), message.header.get("parameters"))
             if op == "stats":
@@ -155,8 +155,18 @@ class _Server:
         }
         return Message(header, output.vectors_parquet or b"")
 
-    def _embed(self, text: str) -> Message:
-        return Message({"vectors": self._guarded(lambda: self.worker.embed(text))})
+    def _embed(self, texts: Any) -> Message:
+        from featurebus.runtime import PluginError
+
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise RemoteError("plugin_error", "texts must be a list of strings", {"reason": "plugin_exception"})
+        results = [
+            {"error": {"reason": str(r.reason), "message": r.message, "hint": r.hint}}
+            if isinstance(r, PluginError)
+            else {"vectors": r}
+            for r in self._guarded(lambda: self.worker.embed(texts))
+        ]
+        return Message({"results": results})
 
     def _infer(self, inputs: Any, parameters: Any) -> Message:
         if not isinstance(inputs, dict) or not isinstance(parameters, dict):

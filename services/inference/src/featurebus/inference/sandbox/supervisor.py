@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet
-from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed, prepare_plugin
+from featurebus.inference.plugin_worker import Embedded, WorkerOutput, all_rows_failed, prepare_plugin
 from featurebus.inference.sandbox.channel import Channel, ChannelClosed, Message, RemoteError
 from featurebus.inference.sandbox.policy import SCRATCH, SandboxPolicy, SandboxUnavailable
 from featurebus.runtime import PluginError
@@ -41,7 +41,8 @@ _CHILD = [sys.executable, "-I", "-X", "faulthandler", "-m", "featurebus.inferenc
 _START_TIMEOUT_S = 60.0
 # Thread and math settings of the actor, handed on to the child (nothing else of its environment).
 _PASSED_ENV = (
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "TOKENIZERS_PARALLELISM",
+    "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
     "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY",
     "SENTENCE_TRANSFORMERS_HOME", "HF_HUB_CACHE", "TORCH_HOME", "LANG", "LC_ALL", "TZ",
 )  # fmt: skip
@@ -124,23 +125,24 @@ class SandboxedWorker:
                 self._allowed.subtract(uris)
                 self._allowed += Counter()  # drop the zero counts
 
-    def embed(self, text: str) -> dict[str, list[float]]:
-        """Every manifest feature's vector for one query text; raises PluginError on failure."""
-        reply = self._query("embed", {"text": text})
-        vectors = reply.header.get("vectors")
-        if not isinstance(vectors, dict):
-            raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered a query without vectors")
-        return {str(k): [float(x) for x in v] for k, v in vectors.items()}
+    def embed(self, texts: list[str]) -> list[Embedded]:
+        """Each query text's vectors (one call into the child for all); PluginError for a text the
+        plugin failed, raised when none could be embedded (not loaded, the child died, a refusal)."""
+        self.queries += len(texts)
+        results = self._query("embed", {"texts": texts}).header.get("results")
+        if not isinstance(results, list) or len(results) != len(texts):
+            raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered the queries without vectors")
+        return [_embedded(result) for result in results]
 
     def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
         """``realtime.py``'s answer to one request (a real-time worker only); PluginError on failure."""
+        self.queries += 1
         answer = self._query("infer", {"inputs": inputs, "parameters": parameters}).header.get("answer")
         if not isinstance(answer, dict):
             raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered without a result")
         return answer
 
     def _query(self, op: str, header: dict[str, Any]) -> Message:
-        self.queries += 1
         if self.load_error is not None:
             raise self.load_error
         child = self._ensure_child()
@@ -302,6 +304,25 @@ class _ChildGone(Exception):
     def __init__(self, reason: ReasonCode, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.reason, self.message, self.hint = reason, message, hint
+
+
+def _embedded(result: Any) -> Embedded:
+    """One query's answer from the child (``{"vectors": ...}`` or ``{"error": ...}``), checked."""
+    error = result.get("error") if isinstance(result, dict) else None
+    if isinstance(error, dict):
+        try:
+            reason = ReasonCode(error.get("reason", "plugin_exception"))
+        except ValueError:
+            reason = ReasonCode.PLUGIN_EXCEPTION
+        hint = error.get("hint")
+        return PluginError(reason, str(error.get("message", "")), hint if isinstance(hint, str) else None)
+    vectors = result.get("vectors") if isinstance(result, dict) else None
+    try:
+        if not isinstance(vectors, dict):
+            raise TypeError("not a mapping")
+        return {str(k): [float(x) for x in v] for k, v in vectors.items()}
+    except (TypeError, ValueError):
+        return PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered a query without vectors")
 
 
 class _Child:
