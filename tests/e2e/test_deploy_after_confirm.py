@@ -59,3 +59,27 @@ def test_a_deploy_sent_during_a_failing_scan_ends_failed_with_the_violations(pla
     )
     assert (status["status"], status["batch_enabled"]) == ("FAILED", False), status
     assert "subprocess" in status["error"], status
+
+
+def test_a_plugin_sent_as_a_multipart_form_is_scanned_and_deployed_as_an_uploaded_one(platform, api: Api) -> None:  # type: ignore[no-untyped-def]
+    ns = api.namespace(f"form-{uuid.uuid4().hex[:6]}")
+    http = httpx.Client(base_url=platform.base_url, headers={"Authorization": f"Bearer {platform.admin_key}"})
+    archive = zip_plugin(EXAMPLES / "text_embed")
+    # curl -F file=@text_embed.zip -F name=text_embed -F version=1.0.0 .../plugins
+    sent = http.post(
+        f"/v1/namespaces/{ns}/plugins",
+        files={"file": ("text_embed.zip", archive, "application/zip")},
+        data={"name": "text_embed", "version": "1.0.0"},
+    )
+    assert sent.status_code == 200, sent.text
+    plugin_id = sent.json()["plugin_id"]
+    assert (plugin_id, sent.json()["validation_status"]) == ("text_embed_1_0_0", "pending")
+    deployed = http.post(f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
+    assert deployed.status_code in (200, 202), deployed.text
+    status = api.wait(
+        lambda: api.call("GET", f"/v1/namespaces/{ns}/plugins/{plugin_id}/status"),
+        lambda s: s["status"] != "PENDING" and s["scan"]["status"] != "scanning",
+        timeout=90,
+    )
+    assert (status["scan"]["status"], status["batch_enabled"]) == ("passed", True), status
+    assert status["feature_uri"] == "mixpeek://text_embed@1.0.0/text_embed_v1_embedding"

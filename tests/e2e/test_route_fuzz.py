@@ -67,6 +67,7 @@ class Route:
     destructive: bool = False  # with real ids it would delete: its path ids are always unknown
     # hand-picked values for fields where a crash is likeliest (sent before the seeded sample)
     edges: tuple[tuple[tuple[str | int, ...], Any], ...] = ()
+    form: bool = False  # it takes a multipart form (FORM), not JSON: the bad bodies are sent as JSON still
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -100,6 +101,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         (("name",), ("version",), ("description",), ("file_size_bytes",)),
     ),
     ("POST", "/v1/namespaces/{ns}/plugins/uploads/{upload_id}/confirm"): Route(),
+    ("POST", "/v1/namespaces/{ns}/plugins"): Route(words=("file",), form=True),
     ("GET", "/v1/namespaces/{ns}/plugins"): Route(),
     ("GET", "/v1/namespaces/{ns}/plugins/{plugin_id}"): Route(),
     ("DELETE", "/v1/namespaces/{ns}/plugins/{plugin_id}"): Route(destructive=True),
@@ -307,6 +309,18 @@ class Case:
     content: bytes | None
     fields: tuple[str, ...]  # a 422 must name one of these (or "body")
     expect: int | None = None
+    content_type: str = "application/json"
+
+
+# A good multipart body (an upload of a plugin archive that its scan will refuse).
+_FORM_BOUNDARY = "fuzzform"
+FORM = (
+    f'--{_FORM_BOUNDARY}\r\nContent-Disposition: form-data; name="name"\r\n\r\nfuzz_form\r\n'
+    f'--{_FORM_BOUNDARY}\r\nContent-Disposition: form-data; name="version"\r\n\r\n1.0.0\r\n'
+    f'--{_FORM_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="f.zip"\r\n\r\n'
+    f"PK\x05\x06{chr(0) * 18}\r\n--{_FORM_BOUNDARY}--\r\n"
+).encode()
+FORM_TYPE = f"multipart/form-data; boundary={_FORM_BOUNDARY}"
 
 
 def _set(doc: Any, path: tuple[str | int, ...], value: Any) -> Any:
@@ -357,7 +371,10 @@ def cases_for(method: str, template: str, route: Route, real: dict[str, str]) ->
         out.append(Case(f"query: {label}", method, template, f"{path}?{query}", good, fields, expect))
     for label, bad in UNKNOWN_IDS[: 4 if params else 0]:
         wrong = template.format(**{**ids, params[-1]: bad})
-        out.append(Case(f"path: {params[-1]} is {label}", method, template, wrong, good, words, 404))
+        if route.form:
+            out.append(Case(f"path: {params[-1]} is {label}", method, template, wrong, FORM, words, 404, FORM_TYPE))
+        else:
+            out.append(Case(f"path: {params[-1]} is {label}", method, template, wrong, good, words, 404))
     for field, value in route.edges:
         shown = ".".join(str(p) for p in field)
         out.append(
@@ -455,7 +472,8 @@ def test_bad_input_to_every_route_gets_a_4xx_naming_the_place(platform, api: Api
         for case in cases:
             where = f"{case.method} {case.template} [{case.label}]"
             try:
-                response = http.request(case.method, case.path, content=case.content)
+                headers = {"Content-Type": case.content_type}
+                response = http.request(case.method, case.path, content=case.content, headers=headers)
             except httpx.TransportError as exc:
                 failures.append(f"{where}: the connection failed: {exc!r}")
                 continue

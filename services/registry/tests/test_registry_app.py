@@ -6,7 +6,10 @@ the same use cases and tables, errors keep their HTTP shape, and ``build_app`` n
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +42,9 @@ class App:
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[App]:
-    settings = RegistrySettings(topic_prefix=PREFIX, data_dir=str(tmp_path))
+async def app(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[App]:
+    overrides = getattr(request, "param", {})  # settings of the test (parametrize with indirect=True)
+    settings = RegistrySettings(topic_prefix=PREFIX, data_dir=str(tmp_path), **overrides)
     tables, store = Tables.in_memory(), MemoryObjectStore()
     bus = Bus(settings, client_id="registry")
     fastapi_app = build_app(settings, tables=tables, bus=bus, store=store)  # type: ignore[arg-type]
@@ -203,3 +207,102 @@ async def test_killing_a_task_answers_mixpeeks_shape_and_announces_the_cancel(ap
     assert anonymous.status_code == 401
     listed = (await app.http.post("/v1/tasks/list", json={"status": "CANCELED"})).json()
     assert [t["task_id"] for t in listed["results"]] == ["task_1"]
+
+
+def plugin_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("manifest.py", "features = []\n")
+        archive.writestr("pipeline.py", "def build_steps(extractor_request, **kwargs):\n    return {'steps': []}\n")
+    return buffer.getvalue()
+
+
+async def test_an_archive_sent_as_a_multipart_form_is_uploaded_confirmed_and_scanned_in_one_call(app: App) -> None:
+    await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})
+    archive = plugin_zip()
+    answer = await app.http.post(
+        "/v1/namespaces/docs/plugins",
+        files={"file": ("toy.zip", archive, "application/zip")},
+        data={"name": "toy", "version": "1.0.0", "description": "a toy"},
+    )
+    assert answer.status_code == 200, answer.text
+    uploaded = answer.json()
+    assert mixpeek_response_problems("/v1/namespaces/{namespace_id}/plugins", "post", uploaded) == []
+    assert (uploaded["plugin_id"], uploaded["validation_status"], uploaded["deployment_status"]) == (
+        "toy_1_0_0",
+        "pending",
+        "not_deployed",
+    )
+    assert uploaded["feature_uri"] == "mixpeek://toy@1.0.0" and uploaded["description"] == "a toy"
+    (event,) = app.uploaded  # scanned as a confirmed upload is
+    assert (event.plugin_id, event.archive_sha256) == ("toy_1_0_0", uploaded["archive_sha256"])
+    assert await app.store.get_bytes(event.archive_uri) == archive
+    again = await app.http.post(  # the same archive again: the stored plugin, as a second confirm answers
+        "/v1/namespaces/docs/plugins",
+        files={"file": ("toy.zip", archive)},
+        data={"name": "toy", "version": "1.0.0"},
+    )
+    assert again.status_code == 200 and again.json()["plugin_id"] == "toy_1_0_0" and len(app.uploaded) == 1
+
+
+async def test_a_multipart_upload_names_the_field_that_is_wrong(app: App) -> None:
+    await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})
+
+    async def refusal(**request: Any) -> tuple[int, str]:
+        answer = await app.http.post("/v1/namespaces/docs/plugins", **request)
+        return answer.status_code, json.dumps(answer.json())
+
+    zipped = {"file": ("toy.zip", plugin_zip())}
+    status, body = await refusal(files=zipped, data={"name": "Not Valid", "version": "1.0.0"})
+    assert status == 422 and "name" in body and "pattern" in body
+    status, body = await refusal(data={"name": "toy", "version": "1.0.0"})
+    assert status == 422 and "file" in body
+    status, body = await refusal(files=zipped, data={"name": "toy", "version": "one"})
+    assert status == 422 and "version" in body
+    tarred = gzip.compress(b"a tar of the plugin")
+    status, body = await refusal(files={"file": ("toy.tar.gz", tarred)}, data={"name": "toy", "version": "1.0.0"})
+    assert status == 422 and "file: a gzip archive (.tar.gz)" in body and "zip -r" in body
+    status, body = await refusal(files={"file": ("toy.zip", b"")}, data={"name": "toy", "version": "1.0.0"})
+    assert status == 422 and "file: the archive is empty" in body
+    status, body = await refusal(json={"name": "toy", "version": "1.0.0"})  # a JSON body: not an upload
+    assert status == 422 and "file" in body
+    broken = [  # forms that cannot be parsed: a 4xx saying so, never a 5xx
+        ("multipart/form-data", b"--x\r\nno boundary was declared"),
+        ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.zip"'),
+        ("multipart/form-data; boundary=x", b"\xff\xfe not a form at all"),
+    ]
+    for content_type, content in broken:
+        answer = await app.http.post(
+            "/v1/namespaces/docs/plugins", content=content, headers={"Content-Type": content_type}
+        )
+        assert 400 <= answer.status_code < 500 and answer.json()["detail"], (content_type, answer.text)
+    assert app.uploaded == [] and (await app.http.get("/v1/namespaces/docs/plugins")).json()["total"] == 0
+
+
+@pytest.mark.parametrize("app", [{"max_archive_bytes": 1000}], indirect=True)
+async def test_a_multipart_upload_over_the_archive_limit_is_refused_413_declared_or_streamed(app: App) -> None:
+    await app.http.post("/v1/namespaces", json={"namespace_name": "docs"})
+    boundary = "fbboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\ntoy\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="version"\r\n\r\n1.0.0\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="toy.zip"\r\n\r\n'
+    ).encode()
+    body = head + b"PK\x03\x04" + b"x" * (2 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the guard counts as it reads
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    for content in (body, chunks()):
+        answer = await app.http.post("/v1/namespaces/docs/plugins", content=content, headers=headers)
+        assert answer.status_code == 413, answer.text
+        assert "FEATUREBUS_MAX_ARCHIVE_BYTES" in answer.json()["hint"]
+    small = await app.http.post(  # under the guard's bound, over the archive limit: refused by the upload
+        "/v1/namespaces/docs/plugins",
+        files={"file": ("toy.zip", b"PK\x03\x04" + b"x" * 2000)},
+        data={"name": "toy", "version": "1.0.0"},
+    )
+    assert small.status_code == 413 and "2004 bytes" in small.json()["detail"]
+    assert app.uploaded == []

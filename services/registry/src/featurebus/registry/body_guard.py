@@ -1,15 +1,18 @@
 """An ASGI middleware that bounds every request body and checks it is sound JSON before routing.
 
-The registry takes only JSON bodies: archives and blobs go straight to the object store through
-presigned URLs, never through this process, so one limit (``max_request_bytes``) fits every
-route. A body over the limit gets a 413 (at once when Content-Length says so); a body that is
-not sound JSON (see ``json_body``) gets a 422 naming the place; a sound one is passed on as
-``application/json`` whatever its label. Routes that read the body by hand take the parsed value
-from :func:`json_of`.
+The registry takes JSON bodies: archives and blobs go straight to the object store through
+presigned URLs, so one limit (``max_request_bytes``) fits every route. A body over the limit gets
+a 413 (at once when Content-Length says so); a body that is not sound JSON (see ``json_body``)
+gets a 422 naming the place; a sound one is passed on as ``application/json`` whatever its label.
+Routes that read the body by hand take the parsed value from :func:`json_of`.
+
+The one exception is a request that ``streamed`` picks (a plugin archive sent as a multipart
+form): it is passed on as it arrives, unparsed, and cut off with a 413 past ``max_stream_bytes``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -32,15 +35,25 @@ def json_of(request: Request) -> Any:
 
 
 class BodyGuard:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        streamed: Callable[[Scope], bool] = lambda scope: False,
+        max_stream_bytes: int = 0,
+    ) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.streamed, self.max_stream_bytes = streamed, max_stream_bytes
 
-    def _too_large(self, size: str) -> JSONResponse:
+    def _too_large(self, size: str, limit: int | None = None) -> JSONResponse:
         return JSONResponse(
             {
-                "detail": f"body: the request body is {size}; the limit is {self.max_bytes} bytes",
+                "detail": f"body: the request body is {size}; the limit is {limit or self.max_bytes} bytes",
                 "hint": "send files through an upload's presigned_url, and many objects in several "
-                "requests; the operator sets the limit with FEATUREBUS_MAX_REQUEST_BYTES",
+                "requests; the operator sets the limit with FEATUREBUS_MAX_REQUEST_BYTES"
+                if limit is None
+                else "keep model weights out of the archive (see the README); the operator sets the limit with "
+                "FEATUREBUS_MAX_ARCHIVE_BYTES",
             },
             status_code=413,
             headers={"connection": "close"},
@@ -49,6 +62,9 @@ class BodyGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.streamed(scope):
+            await self._stream(scope, receive, send)
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
@@ -97,6 +113,40 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_stream_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await self._too_large(f"{declared} bytes", limit)(scope, receive, send)
+            return
+        read, started, cut = 0, False, False
+
+        async def bounded() -> Message:
+            nonlocal read, cut
+            if cut:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > limit:  # the app sees the client go; its answer is replaced by the 413
+                cut = True
+                return {"type": "http.disconnect"}
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if cut and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded, sending)
+        except Exception:
+            if not cut or started:
+                raise
+        if cut and not started:
+            await self._too_large(f"over {limit} bytes", limit)(scope, receive, send)
 
     async def _drain(self, receive: Receive, read: int) -> None:
         while read < self.max_bytes + _DRAIN_BYTES:

@@ -109,7 +109,12 @@ def build_app(
     app = FastAPI(title="featurebus", version="0.1.0", lifespan=lifespan)
     app.state.ctx = c
     install_error_handlers(app)
-    app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.max_request_bytes,
+        streamed=plugins.is_form_upload,
+        max_stream_bytes=settings.max_archive_bytes + plugins.FORM_OVERHEAD_BYTES,
+    )
     for module in (
         namespaces,
         api_keys,

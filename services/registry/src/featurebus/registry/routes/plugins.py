@@ -1,13 +1,17 @@
-"""``/v1/namespaces/{ns}/plugins``: presigned upload, confirm (→ scan), status, deploy, undeploy,
-delete; the organization's plugins available here, and enable/disable (``usecases/org_plugins.py``)."""
+"""``/v1/namespaces/{ns}/plugins``: presigned upload, confirm (→ scan), or the archive in the request
+(multipart); status, deploy, undeploy, delete; the organization's plugins available here, and
+enable/disable (``usecases/org_plugins.py``)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import Scope
 
 from featurebus.common.events import FeatureSpec, PluginManifest, Violation
 from featurebus.registry.auth import Principal, principal
@@ -18,6 +22,15 @@ from featurebus.registry.usecases import deployments, org_plugins, plugins
 from featurebus.registry.usecases.org_plugins import Available, InNamespace
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/plugins")
+
+# The one route whose body is not JSON: the archive, in a multipart form.
+_FORM_UPLOAD = re.compile(r"^/v1/namespaces/[^/]+/plugins/?$")
+FORM_OVERHEAD_BYTES = 1024 * 1024  # the form's other fields and boundaries, beside the archive
+
+
+def is_form_upload(scope: Scope) -> bool:
+    """Whether the request is ``POST /v1/namespaces/{ns}/plugins``: a form, whatever its label (BodyGuard streams it)."""
+    return scope.get("method") == "POST" and bool(_FORM_UPLOAD.match(scope.get("path", "")))
 
 
 class CreateUpload(BaseModel):
@@ -205,6 +218,30 @@ class ConfirmedView(PluginView):
         )
 
 
+class UploadedView(PluginView):
+    """Mixpeek's PluginUploadResponse, with the plugin."""
+
+    upload_id: str
+    success: bool
+    validation_status: str  # pending (being scanned) | passed | failed
+    deployment_status: str  # not_deployed | pending (starting, or a deploy waits for the scan) | deployed | failed
+    feature_uri: str  # mixpeek://name@version until the scan has read the manifest's features
+    s3_archive_url: str
+
+    @classmethod
+    def uploaded(cls, p: Plugin, upload_id: str) -> UploadedView:
+        fields = {**PluginView.of(p).model_dump(), "feature_uri": named_feature_uri(p)}
+        deployment = {"DEPLOYED": "deployed", "FAILED": "failed", "PENDING": "pending", "IN_PROGRESS": "pending"}
+        return cls(
+            **fields,
+            upload_id=upload_id,
+            success=p.scan_status != "failed",
+            validation_status=validation_status(p),
+            deployment_status=deployment.get(p.status, "not_deployed"),
+            s3_archive_url=p.archive_uri,
+        )
+
+
 class DeployView(BaseModel):
     plugin_id: str
     status: str
@@ -366,6 +403,27 @@ class AvailableView(BaseModel):
     total: int
     organization_id: str
     namespace_id: str
+
+
+@router.post("", responses={413: {"description": "the archive is over the limit"}})
+async def upload_plugin(
+    ns: str,
+    file: Annotated[UploadFile, File(description="the plugin archive: its folder as a .zip")],
+    name: Annotated[str, Form(description="the plugin's name, e.g. my_plugin")],
+    version: Annotated[str, Form(description="its version, e.g. 1.0.0")],
+    description: Annotated[str, Form()] = "",
+    who: Principal = Depends(principal),
+    c: Ctx = Depends(ctx),
+) -> UploadedView:
+    """Upload, confirm and scan in one call (``curl -F file=@my_plugin.zip -F name=my_plugin -F version=1.0.0``);
+    ``validation_status`` is pending until the scan is done, as after a confirm."""
+    try:
+        fields = CreateUpload(name=name, version=version, description=description)
+    except ValidationError as exc:  # the same rules, and the same answer, as a JSON upload's
+        raise RequestValidationError(exc.errors()) from None
+    archive = await file.read()
+    upload, plugin = await plugins.upload_plugin(c, who, ns, fields.name, fields.version, fields.description, archive)
+    return UploadedView.uploaded(plugin, upload.id)
 
 
 @router.post("/uploads", status_code=201)

@@ -134,7 +134,7 @@ async def _start_realtime(c: Ctx, plugin: Plugin) -> Plugin:
             plugin=ref,
             replaces=serving.serving if serving else None,
         ),
-        key=f"{plugin.namespace_id}/{plugin.name}",
+        key=_slot_key(plugin.namespace_id, plugin.name),
     )
     return started
 
@@ -153,7 +153,8 @@ async def apply_deployment(c: Ctx, event: DeploymentChanged) -> None:
     if plugin is None or not wanted:
         if event.status in ("IN_PROGRESS", "DEPLOYED"):  # deleted, undeployed or superseded meanwhile
             log.info("deployment %s is no longer wanted: stopping it", event.deployment)
-            await c.bus.publish(_stop_request(event), key=f"{event.namespace_id}/{event.plugin_id}")
+            name = plugin.name if plugin else event.plugin_id  # (a deleted plugin's slot is gone)
+            await _publish_stop(c, event.org_id, event.namespace_id, event.plugin_id, event.deployment, name)
         return
     if event.deployment != plugin.rollout:
         return  # a late report on the serving deployment (e.g. a redelivered DEPLOYED)
@@ -225,26 +226,22 @@ async def stop_deployments(c: Ctx, plugin: Plugin) -> None:
 
 
 async def _stop(c: Ctx, plugin: Plugin, deployment: str | None) -> None:
-    await c.bus.publish(
-        DeployRequested(
-            org_id=plugin.org_id,
-            namespace_id=plugin.namespace_id,
-            action="undeploy",
-            deployment=deployment,
-            plugin_id=plugin.plugin_id,
-        ),
-        key=f"{plugin.namespace_id}/{plugin.name}",
-    )
+    await _publish_stop(c, plugin.org_id, plugin.namespace_id, plugin.plugin_id, deployment, plugin.name)
 
 
-def _stop_request(event: DeploymentChanged) -> DeployRequested:
-    return DeployRequested(
-        org_id=event.org_id,
-        namespace_id=event.namespace_id,
-        action="undeploy",
-        deployment=event.deployment,
-        plugin_id=event.plugin_id,
+async def _publish_stop(
+    c: Ctx, org_id: str, namespace_id: str, plugin_id: str, deployment: str | None, name: str
+) -> None:
+    """Ask inference to stop ``deployment`` (None: only the warm batch actors), in order with the
+    other requests of the plugin's slot (one key per namespace and plugin name)."""
+    request = DeployRequested(
+        org_id=org_id, namespace_id=namespace_id, action="undeploy", deployment=deployment, plugin_id=plugin_id
     )
+    await c.bus.publish(request, key=_slot_key(namespace_id, name))
+
+
+def _slot_key(namespace_id: str, name: str) -> str:
+    return f"{namespace_id}/{name}"
 
 
 async def infer(

@@ -107,6 +107,27 @@ async def create_upload(
     return upload, await c.store.presigned_put(upload.key, ttl)
 
 
+async def upload_plugin(
+    c: Ctx, who: Principal, ns: str, name: str, version: str, description: str, archive: bytes
+) -> tuple[PluginUpload, Plugin]:
+    """The archive sent in the request itself (Mixpeek's "Upload a custom plugin"): the presigned
+    upload, its PUT and its confirm in one call. The archive is scanned as an uploaded one is; an
+    empty file, and a .tar.gz (the form Mixpeek's schema names), are refused at once."""
+    if not archive:
+        raise Invalid("file: the archive is empty", "send the plugin's .zip as the file field: -F file=@my_plugin.zip")
+    if archive.startswith(b"\x1f\x8b"):
+        raise Invalid(
+            "file: a gzip archive (.tar.gz); featurebus takes plugins as .zip archives",
+            "zip the plugin's folder: cd my_plugin && zip -r ../my_plugin.zip .",
+        )
+    if len(archive) > c.settings.max_archive_bytes:
+        raise _archive_too_large(len(archive))
+    namespace = await resolve_namespace(c.tables, who, ns)
+    upload, _ = await create_upload(c, who, namespace.id, name, version, description, len(archive))
+    await c.store.put_bytes(upload.key, archive, "application/zip")
+    return upload, await confirm_upload(c, who, namespace.id, upload.id)
+
+
 async def _uploaded_archive(c: Ctx, upload: PluginUpload) -> bytes:
     size = await c.store.size(upload.key)
     if size is None:
