@@ -155,6 +155,12 @@ def test_a_query_encoder_that_differs_from_the_batch_steps_is_the_one_searched_w
             time.sleep(2)
     assert hit == DOCS[0]
     assert "restored (1 of 1 replicas ready)" in platform.log("inference")
+    status = api.wait(
+        lambda: api.call("GET", f"/v1/namespaces/{ns}/plugins/{plugin_id}/status"),
+        lambda s: s["replicas_ready"] == 1,
+        timeout=30,
+    )
+    assert (status["status"], status["error"]) == ("DEPLOYED", None), status
     assert infer(api, ns, plugin_id, "hi")["output"]["embedding"]
 
 

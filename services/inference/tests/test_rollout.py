@@ -225,9 +225,15 @@ async def test_a_query_for_a_deployment_that_should_run_waits_for_its_restore() 
     await deploy(realtime_on(serve, store), request("d"))
     serve.restart()
     serve.started.clear()
-    restarted = realtime_on(serve, store)
+    reports: list[DeploymentChanged] = []
+    restarted = realtime_on(serve, store, report=_into(reports))
     answers = await asyncio.gather(*(restarted.embed("d", f"q{i}", 1) for i in range(3)))
     assert answers == [{"vec": [1.0, 2.0, 3.0]}] * 3 and serve.started == ["d"]  # one restore for all three
+    assert [(r.deployment, r.status) for r in reports] == [
+        ("d", "IN_PROGRESS"),
+        ("d", "IN_PROGRESS"),
+        ("d", "DEPLOYED"),
+    ]
 
 
 async def test_a_query_for_a_deployment_that_should_not_run_is_deployment_missing() -> None:
@@ -245,7 +251,8 @@ async def test_a_restore_that_fails_fails_its_queries_loudly_and_is_retried_late
     await deploy(realtime_on(serve, store), request("d"))
     serve.restart()
     now = [0.0]
-    restarted = realtime_on(serve, store, restore_retry_s=30, clock=lambda: now[0])
+    reports: list[DeploymentChanged] = []
+    restarted = realtime_on(serve, store, restore_retry_s=30, clock=lambda: now[0], report=_into(reports))
     serve.fail_start["d"] = "replica constructor failed"
     for _ in range(2):  # the second query gets the remembered failure: no second start
         with pytest.raises(PluginError) as failed:
@@ -253,10 +260,20 @@ async def test_a_restore_that_fails_fails_its_queries_loudly_and_is_retried_late
         assert failed.value.reason is ReasonCode.PLUGIN_LOAD_FAILED
         assert "d stopped" in failed.value.message and "replica constructor failed" in failed.value.message
     assert serve.started == ["d", "d"]  # the deploy, then one restore
+    assert [r.status for r in reports] == ["IN_PROGRESS", "FAILED"]  # the status says why, once
+    assert "replica constructor failed" in (reports[-1].error or "")
     del serve.fail_start["d"]
     now[0] = 31.0
     assert await restarted.embed("d", "q", 1) == {"vec": [1.0, 2.0, 3.0]}
+    assert reports[-1].status == "DEPLOYED"
 
 
 async def _ignore(changed: DeploymentChanged) -> None:
     return None
+
+
+def _into(reports: list[DeploymentChanged]) -> Any:
+    async def report(changed: DeploymentChanged) -> None:
+        reports.append(changed)
+
+    return report

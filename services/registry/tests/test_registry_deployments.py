@@ -150,6 +150,24 @@ async def test_redeploying_a_serving_version_keeps_it_serving_through_a_failed_r
     assert kept.rollout_error == f"the plugin did not load: x; {first.deployment} keeps serving"
 
 
+async def test_a_serving_deployment_restored_after_a_restart_shows_its_progress_and_failure() -> None:
+    t = twins()
+    await t.namespace("docs")
+    plugin = await ready(t)
+    request = await deployed(t, plugin)
+    await deployments.apply_deployment(t.c, report(request, "IN_PROGRESS", replicas_ready=0, replicas_desired=1))
+    restoring = await stored(t, plugin)
+    assert (restoring.status, restoring.serving, restoring.replicas_ready) == ("DEPLOYED", request.deployment, 0)
+    why = "the real-time deployment stopped (inference or Ray restarted) and could not be started again: boom"
+    await deployments.apply_deployment(t.c, report(request, "FAILED", error=why))
+    failed = await stored(t, plugin)
+    assert (failed.status, failed.error, failed.serving) == ("FAILED", why, request.deployment)  # still routed to
+    await deployments.apply_deployment(t.c, report(request, "DEPLOYED", replicas_ready=1, replicas_desired=1))
+    back = await stored(t, plugin)
+    assert (back.status, back.error, back.serving, back.replicas_ready) == ("DEPLOYED", None, request.deployment, 1)
+    assert [r.action for r in t.bus.events(DeployRequested)] == ["deploy"]  # nothing stopped or redeployed
+
+
 async def test_a_realtime_deploy_during_the_scan_is_carried_out_when_it_passes() -> None:
     t = twins()
     await t.namespace("docs")

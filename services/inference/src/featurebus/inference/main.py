@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from featurebus.common import telemetry
 from featurebus.common.cancellations import CancelledBatches
+from featurebus.common.events import DeploymentChanged
 from featurebus.common.internal_api import InternalServer
 from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
@@ -59,12 +60,12 @@ class InferenceService:
         await self.server.start()
         await until_ready("kafka", self.bus.ensure_topics)
         await until_ready("the object store", self.store.ensure_bucket)
-        realtime = self.inference.realtime
-        if realtime is not None:  # the deployments a restart stopped start again, beside the rest of startup
-            self._restore = asyncio.create_task(_logged(realtime.restore_all(), "restoring real-time deployments"))
         # Before any frame is consumed: a batch cancelled while this process was down stays cancelled.
         await until_ready("the cancelled batches (batch.cancelled)", lambda: self.cancelled.catch_up(self.bus))
         await self.bus.broker.start()
+        realtime = self.inference.realtime
+        if realtime is not None:  # the deployments a restart stopped start again (they report on Kafka)
+            self._restore = asyncio.create_task(_logged(realtime.restore_all(), "restoring real-time deployments"))
         period = min(30.0, max(1.0, self.settings.actor_idle_seconds / 2))
         self._reaper = asyncio.create_task(_reap_every(self.pools.reap_idle, period))
 
@@ -176,10 +177,15 @@ def build(
             sandbox=_sandbox(settings),
             held=held,
         )
+
+        async def report(changed: DeploymentChanged) -> None:  # restores' progress, as a rollout's
+            await bus.publish(changed, key=f"{changed.namespace_id}/{changed.plugin_id}")
+
         realtime = Realtime(
             backend,
             DeploymentRecords(store),
             archives,
+            report=report,
             start_timeout_s=settings.realtime_start_timeout_s,
             probe_timeout_s=settings.realtime_probe_timeout_s,
             drain_s=settings.realtime_drain_s,

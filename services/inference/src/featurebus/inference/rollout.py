@@ -143,7 +143,9 @@ class Realtime:
         poll_s: float = 0.5,
         restore_retry_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        report: Report | None = None,
     ) -> None:
+        """``report``: where restores report their progress (``plugin.deployment`` in the service)."""
         self.backend = backend
         self.records = records
         self.archives = archives
@@ -153,6 +155,7 @@ class Realtime:
         self.poll_s = poll_s
         self.restore_retry_s = restore_retry_s
         self.clock = clock
+        self.report = report
         self._retiring: set[asyncio.Task[None]] = set()
         self._restoring: dict[str, asyncio.Task[bool]] = {}  # name -> its restore (kept a while when it failed)
         self._restore_failed_at: dict[str, float] = {}
@@ -265,30 +268,43 @@ class Realtime:
         try:
             if phase != "starting":
                 log.warning("deployment %s of %s should run but does not: starting it again", name, request.plugin_id)
+                await self._report(_changed(request, "IN_PROGRESS"))
                 if phase == "failed":
                     await self.backend.delete(name)
                 await self.backend.start(name, request.plugin, await self.archives.get(request.plugin))
-            state = await self._until_started(request, name, None)
-        except PluginError as err:
-            raise _not_restored(name, err.message) from None
-        if state.phase != "running":
-            raise _not_restored(name, _start_failure(state, self.start_timeout_s))
+            state = await self._until_started(request, name, self._report)
+        except PluginError as err:  # its archive is gone from the object store, or the like
+            why = err.message
+        else:
+            why = "" if state.phase == "running" else _start_failure(state, self.start_timeout_s)
+        if why:
+            failure = _not_restored(name, why)
+            await self._report(_changed(request, "FAILED", error=failure.message))
+            raise failure
         log.info("deployment %s restored (%d of %d replicas ready)", name, state.replicas_ready, state.replicas_desired)
+        await self._report(_changed(request, "DEPLOYED", state))
         return True
+
+    async def _report(self, changed: DeploymentChanged) -> None:
+        if self.report is not None:
+            try:
+                await self.report(changed)
+            except Exception:  # the status lags; the restore itself goes on
+                log.exception("reporting %s of deployment %s failed", changed.status, changed.deployment)
 
     async def stop(self, name: str) -> None:
         """Stop ``name`` for good (it is not restored)."""
         await self.records.forget(name)
         await self.backend.delete(name)
 
-    async def _until_started(self, request: DeployRequested, name: str, report: Report | None) -> BackendState:
+    async def _until_started(self, request: DeployRequested, name: str, report: Report) -> BackendState:
         deadline = time.monotonic() + self.start_timeout_s
         last: tuple[int, int] | None = None
         while True:
             state = await self.backend.state(name)
             if state.phase in ("running", "failed"):
                 return state
-            if report is not None and (state.replicas_ready, state.replicas_desired) != last:
+            if (state.replicas_ready, state.replicas_desired) != last:
                 last = (state.replicas_ready, state.replicas_desired)
                 await report(_changed(request, "IN_PROGRESS", state))
             if time.monotonic() > deadline:

@@ -157,7 +157,8 @@ async def apply_deployment(c: Ctx, event: DeploymentChanged) -> None:
             await _publish_stop(c, event.org_id, event.namespace_id, event.plugin_id, event.deployment, name)
         return
     if event.deployment != plugin.rollout:
-        return  # a late report on the serving deployment (e.g. a redelivered DEPLOYED)
+        await _apply_restore(c, plugin, event)
+        return
     changes: dict[str, Any] = {
         "replicas_ready": event.replicas_ready,
         "replicas_desired": event.replicas_desired,
@@ -178,6 +179,22 @@ async def apply_deployment(c: Ctx, event: DeploymentChanged) -> None:
         return  # superseded between the read and the write
     if event.status == "DEPLOYED":
         await _hand_over(c, plugin, event)
+
+
+async def _apply_restore(c: Ctx, plugin: Plugin, event: DeploymentChanged) -> None:
+    """A report on the serving deployment: inference starting it again after a restart (or a
+    redelivered DEPLOYED). Traffic stays on it whatever happens: its queries wait for it, or fail
+    with the reason, and inference tries again."""
+    changes: dict[str, Any] = {
+        "replicas_ready": event.replicas_ready,
+        "replicas_desired": event.replicas_desired,
+        "updated_at": now(),
+    }
+    if event.status == "FAILED":
+        changes.update(status="FAILED", error=event.error)
+    elif event.status == "DEPLOYED" or plugin.status == "FAILED":
+        changes.update(status="DEPLOYED", error=None)
+    await c.tables.plugins.update(plugin.id, changes, serving=event.deployment, rollout=plugin.rollout)
 
 
 async def _hand_over(c: Ctx, plugin: Plugin, event: DeploymentChanged) -> None:
