@@ -94,6 +94,22 @@ def test_none_and_non_numeric_vectors_fail_only_their_rows(tmp_path: Path) -> No
     assert [f.document_id for f in result.failures] == ["document_id_1", "document_id_2", "document_id_3"]
 
 
+@pytest.mark.parametrize(("metric", "tiny_fails"), [("cosine", True), ("dot", False), ("euclid", False)])
+def test_a_zero_vector_fails_its_row_as_a_placeholder_and_under_cosine_so_does_a_tiny_one(
+    tmp_path: Path, metric: str, tiny_fails: bool
+) -> None:
+    manifest = MANIFEST.replace('"distance_metric": "cosine"', f'"distance_metric": "{metric}"')
+    host = load(
+        tmp_path, 'batch["vec"] = [[0.1, 0.2, 0.3], [0, 0, 0], [0.0, 1e-20, 0.0]]\nreturn batch', manifest=manifest
+    )
+    result = host.run(frame(3))
+    zero = result.failures[0]
+    assert (zero.document_id, zero.reason) == ("document_id_1", ReasonCode.ZERO_VECTOR)
+    assert "all zeros" in zero.message and "RowError" in (zero.hint or "")
+    assert [f.document_id for f in result.failures[1:]] == (["document_id_2"] if tiny_fails else [])
+    assert result.rows_embedded == (1 if tiny_fails else 2)
+
+
 def test_missing_feature_column_names_it(tmp_path: Path) -> None:
     host = load(tmp_path, 'batch["embedding"] = [[1, 2, 3]] * len(batch)\nreturn batch')
     result = host.run(frame(2))

@@ -124,12 +124,19 @@ def test_a_plugin_without_realtime_py_has_no_endpoint(tmp_path: Path) -> None:
         (
             "from shared.plugins.inference.serve import BaseInferenceService\n"
             "class InferenceService(BaseInferenceService):\n"
+            "    async def __call__(self, inputs, parameters):\n        return {'embedding': [0.0, 0.0, 0.0]}\n",
+            ReasonCode.ZERO_VECTOR,
+            "all zeros",
+        ),
+        (
+            "from shared.plugins.inference.serve import BaseInferenceService\n"
+            "class InferenceService(BaseInferenceService):\n"
             "    async def __call__(self, inputs, parameters):\n        raise ValueError('bad input')\n",
             ReasonCode.PLUGIN_EXCEPTION,
             "bad input",
         ),
     ],
-    ids=["import", "no-class", "init", "not-a-dict", "no-vector", "dimensions", "nan", "raises"],
+    ids=["import", "no-class", "init", "not-a-dict", "no-vector", "dimensions", "nan", "zeros", "raises"],
 )
 def test_every_broken_service_fails_loudly(tmp_path: Path, realtime: str, reason: ReasonCode, words: str) -> None:
     err = refusal(tmp_path, realtime)

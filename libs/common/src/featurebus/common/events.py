@@ -312,6 +312,8 @@ class ReasonCode(StrEnum):
     INVALID_VECTOR = "invalid_vector"
     UNKNOWN_VECTOR_NAME = "unknown_vector_name"
     DIMENSION_MISMATCH = "dimension_mismatch"
+    # All zeros (or, under cosine, a norm too small to normalise): a placeholder, not an embedding.
+    ZERO_VECTOR = "zero_vector"
     UNREADABLE_ASSET = "unreadable_asset"
     TIMEOUT = "timeout"
     WRITE_FAILED = "write_failed"

@@ -12,7 +12,7 @@ import pandas as pd
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.sdk.rows import RowError
 
-__all__ = ["UNSERIALISABLE", "check_vector", "collect_row_errors", "jsonable", "row_failure"]
+__all__ = ["UNSERIALISABLE", "Problem", "check_vector", "collect_row_errors", "jsonable", "row_failure"]
 
 UNSERIALISABLE = object()
 """What :func:`jsonable` returns for a value that has no JSON form (it is left out of the payload)."""
@@ -41,18 +41,36 @@ def collect_row_errors(out: pd.DataFrame, errors: dict[int, RowError]) -> None:
                 errors.setdefault(int(i), value)
 
 
-def check_vector(value: Any, name: str) -> tuple[list[float] | None, tuple[ReasonCode, str] | None]:
-    """``(vector, None)`` for a finite, non-empty list of numbers, else ``(None, (reason, message))``."""
+Problem = tuple[ReasonCode, str, str | None]  # reason, message, hint
+# Below this norm a vector cannot be normalised for cosine similarity (float32 underflows).
+COSINE_MIN_NORM = 1e-12
+_ZERO_HINT = (
+    "a zero vector is a placeholder, not an embedding: when a row cannot be embedded, raise or return "
+    "featurebus.sdk.rows.RowError for it, so that it is reported"
+)
+
+
+def check_vector(value: Any, name: str, metric: str = "cosine") -> tuple[list[float] | None, Problem | None]:
+    """``(vector, None)`` for a finite, non-empty, non-zero list of numbers, else ``(None, problem)``.
+
+    A vector of zeros fails under every metric (nothing in a model's output space is exactly zero:
+    it is what an ``except`` branch returns); under ``cosine`` so does one too short to normalise."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None, (ReasonCode.NULL_OUTPUT, f"the plugin returned None for {name!r}")
+        return None, (ReasonCode.NULL_OUTPUT, f"the plugin returned None for {name!r}", None)
     try:
         array = np.asarray(value, dtype=np.float32).ravel()
     except (TypeError, ValueError):
-        return None, (ReasonCode.INVALID_VECTOR, f"{name!r} is not a list of numbers: {str(value)[:80]}")
+        return None, (ReasonCode.INVALID_VECTOR, f"{name!r} is not a list of numbers: {str(value)[:80]}", None)
     if array.size == 0:
-        return None, (ReasonCode.INVALID_VECTOR, f"{name!r} is an empty vector")
+        return None, (ReasonCode.INVALID_VECTOR, f"{name!r} is an empty vector", None)
     if not np.isfinite(array).all():
-        return None, (ReasonCode.INVALID_VECTOR, f"{name!r} contains NaN or infinity")
+        return None, (ReasonCode.INVALID_VECTOR, f"{name!r} contains NaN or infinity", None)
+    norm = float(np.linalg.norm(array.astype(np.float64)))
+    if norm == 0.0:
+        return None, (ReasonCode.ZERO_VECTOR, f"{name!r} is all zeros", _ZERO_HINT)
+    if metric == "cosine" and norm < COSINE_MIN_NORM:
+        message = f"{name!r} has a norm of {norm:.1e}: too small for cosine similarity (it cannot be normalised)"
+        return None, (ReasonCode.ZERO_VECTOR, message, _ZERO_HINT)
     return array.tolist(), None
 
 

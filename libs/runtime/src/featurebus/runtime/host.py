@@ -19,7 +19,14 @@ import pandas as pd
 from featurebus.common.events import FeatureSpec, ReasonCode, RowFailure
 from featurebus.common.frames import FRAME_COLUMNS
 from featurebus.runtime._loading import import_package, instantiate_steps, manifest_features, manifest_value
-from featurebus.runtime._outputs import UNSERIALISABLE, check_vector, collect_row_errors, jsonable, row_failure
+from featurebus.runtime._outputs import (
+    UNSERIALISABLE,
+    Problem,
+    check_vector,
+    collect_row_errors,
+    jsonable,
+    row_failure,
+)
 from featurebus.runtime.errors import PluginError, describe, sandbox_refusal
 from featurebus.sdk.aliases import install_aliases
 from featurebus.sdk.container import PluginContainer
@@ -128,14 +135,15 @@ class PluginHost:
                 failures.append(row_failure(frame, i, *missing_problem))
                 continue
             row_vectors: dict[str, list[float]] = {}
-            problem: tuple[ReasonCode, str] | None = None
+            problem: Problem | None = None
             for feature in self.features:
-                vector, problem = check_vector(out.at[i, feature.feature_name], feature.feature_name)
+                name = feature.feature_name
+                vector, problem = check_vector(out.at[i, name], name, feature.distance_metric)
                 if problem:
                     break
-                row_vectors[feature.feature_name] = vector  # type: ignore[assignment]
+                row_vectors[name] = vector  # type: ignore[assignment]
             if problem:
-                failures.append(row_failure(frame, i, problem[0], problem[1]))
+                failures.append(row_failure(frame, i, *problem))
                 continue
             keep.append(i)
             for name, vector in row_vectors.items():
@@ -150,6 +158,15 @@ class PluginHost:
             }
         )
         return HostResult(result, failures, rows_in, len(keep))
+
+    def embed_query(self, text: str) -> dict[str, list[float]]:
+        """One query text's vectors, as :meth:`embed_queries` makes them; PluginError when it failed.
+
+        What a plugin's own tests call to check that queries and documents meet."""
+        [answer] = self.embed_queries([text])
+        if isinstance(answer, PluginError):
+            raise answer
+        return answer
 
     def embed_queries(self, texts: list[str]) -> list[dict[str, list[float]] | PluginError]:
         """Every manifest feature's vector for each query text, through the plugin's own steps as

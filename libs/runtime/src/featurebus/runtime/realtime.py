@@ -144,9 +144,10 @@ def checked_vector(answer: dict[str, Any], feature: FeatureSpec) -> list[float]:
             f"realtime.py answered without {PRIMARY_KEY!r} or {name!r}; it answered {sorted(answer)[:10]}",
             f'return {{"{PRIMARY_KEY}": vector}}: feature_search reads that key',
         )
-    vector, problem = check_vector(answer[key], key)
+    vector, problem = check_vector(answer[key], key, feature.distance_metric)
     if problem:
-        raise PluginError(problem[0], f"realtime.py: {problem[1]}")
+        reason, message, hint = problem
+        raise PluginError(reason, f"realtime.py: {message}", hint)
     assert vector is not None
     if len(vector) != feature.embedding_dim:
         raise PluginError(
