@@ -221,3 +221,52 @@ def test_queries_are_embedded_as_one_frame_and_a_failed_query_fails_alone(tmp_pa
     assert answers[0] == {"vec": [3.0, 1.0, 0.0]} and answers[2] == {"vec": [5.0, 1.0, 0.0]}
     assert isinstance(answers[1], PluginError) and answers[1].reason is ReasonCode.INVALID_VECTOR
     assert host.steps[0][0].config["frames"] == [3]  # one call of the step for the three queries
+
+
+GUIDE_API_PATTERN = """
+from shared.plugins.sdk import concurrent_api_calls
+
+
+class Processor:
+    def __init__(self, config):
+        self.config = config
+
+    def __call__(self, batch):
+        texts = batch["data"].fillna("").tolist()
+
+        async def enrich(text):
+            if text.endswith("1"):
+                raise ConnectionError("the provider answered 503")
+            return type("Answer", (), {"data": {"entities": [text]}})()
+
+        results = concurrent_api_calls(items=texts, async_fn=enrich, max_concurrent=10)
+        batch["entities"] = [r.data if r else {} for r in results]  # the guide's line
+        batch["vec"] = [[1.0, 2.0, 3.0]] * len(batch)
+        return batch
+"""
+
+
+def test_a_failed_api_call_fails_its_row_api_error_where_the_guide_would_write_an_empty_result(
+    tmp_path: Path,
+) -> None:
+    plugin = make_plugin(tmp_path, "return batch")
+    (plugin / "processors" / "core.py").write_text(GUIDE_API_PATTERN)
+    result = PluginHost.load(plugin, plugin_id="toy_api").run(frame(3))
+    assert result.rows_embedded == 2
+    (failure,) = result.failures
+    assert (failure.document_id, failure.reason) == ("document_id_1", ReasonCode.API_ERROR)
+    assert "ConnectionError: the provider answered 503" in failure.message and "retry" in (failure.hint or "")
+
+
+def test_a_step_that_computes_with_a_failed_call_fails_the_frame_naming_the_call(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "return batch")
+    computing = GUIDE_API_PATTERN.replace(
+        'batch["entities"] = [r.data if r else {} for r in results]  # the guide\'s line',
+        'batch["entities"] = [len(r.data["entities"]) for r in results]',
+    )
+    (plugin / "processors" / "core.py").write_text(computing)
+    result = PluginHost.load(plugin, plugin_id="toy_api").run(frame(3))
+    assert result.rows_embedded == 0 and {f.reason for f in result.failures} == {ReasonCode.API_ERROR}
+    message = result.failures[0].message
+    assert message.startswith("1 API calls failed (first: the API call for item 1 of 3 failed: ConnectionError")
+    assert "the step then raised TypeError" in message

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 import featurebus.sdk as sdk
+from featurebus.common.events import ReasonCode
 from featurebus.sdk.container import LLMNotConfigured, PluginContainer, Secrets
 from featurebus.sdk.pipeline import PipelineDefinition, RowCondition, StepDefinition, build_pipeline_steps
+from featurebus.sdk.rows import FailedCall
 
 
 @pytest.mark.parametrize(
@@ -90,7 +92,10 @@ def test_concurrent_api_calls_bounds_concurrency_and_keeps_order() -> None:
     results = sdk.concurrent_api_calls(list(range(64)), call, max_concurrent=10)
     elapsed = time.monotonic() - began
     assert peak == 10
-    assert results[:5] == [0, 1, 2, 3, 4] and results[5] is None and results[63] == 63
+    assert results[:5] == [0, 1, 2, 3, 4] and results[63] == 63
+    failed = results[5]
+    assert isinstance(failed, FailedCall) and failed.reason is ReasonCode.API_ERROR
+    assert "item 5 of 64 failed: RuntimeError: rate limited" in failed.message
     assert elapsed < 3.0  # 7 waves of 0.1 s, not 64 sequential calls
 
 

@@ -314,6 +314,8 @@ class ReasonCode(StrEnum):
     DIMENSION_MISMATCH = "dimension_mismatch"
     # All zeros (or, under cosine, a norm too small to normalise): a placeholder, not an embedding.
     ZERO_VECTOR = "zero_vector"
+    # A call of concurrent_api_calls failed: its row fails rather than getting an empty result.
+    API_ERROR = "api_error"
     UNREADABLE_ASSET = "unreadable_asset"
     TIMEOUT = "timeout"
     WRITE_FAILED = "write_failed"

@@ -32,7 +32,7 @@ from featurebus.sdk.aliases import install_aliases
 from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.pipeline import RowCondition
 from featurebus.sdk.request import ExtractorConfig, ExtractorRequest
-from featurebus.sdk.rows import RowError
+from featurebus.sdk.rows import RowError, take_failed_calls
 
 __all__ = ["DATA_HINT", "ROWS_HINT", "HostResult", "PluginHost"]
 
@@ -221,15 +221,22 @@ class PluginHost:
 
     def _call(self, step: Any, batch: pd.DataFrame) -> pd.DataFrame:
         n = len(batch)
+        take_failed_calls()
         try:
             out = step(batch)
         except KeyError as exc:
             column = exc.args[0] if exc.args else ""
             hint = DATA_HINT if isinstance(column, str) and column not in batch.columns else None
-            raise PluginError(ReasonCode.PLUGIN_EXCEPTION, describe(exc, self.plugin_dir), hint) from exc
+            raise self._failed_calls(exc) or PluginError(
+                ReasonCode.PLUGIN_EXCEPTION, describe(exc, self.plugin_dir), hint
+            ) from exc
         except Exception as exc:
             refused = sandbox_refusal(exc, self.plugin_dir, self.memory_limit_bytes)
-            raise refused or PluginError(ReasonCode.PLUGIN_EXCEPTION, describe(exc, self.plugin_dir)) from exc
+            raise (
+                refused
+                or self._failed_calls(exc)
+                or PluginError(ReasonCode.PLUGIN_EXCEPTION, describe(exc, self.plugin_dir))
+            ) from exc
         if not isinstance(out, pd.DataFrame):
             raise PluginError(
                 ReasonCode.PLUGIN_EXCEPTION,
@@ -241,6 +248,15 @@ class PluginHost:
                 ReasonCode.ROW_COUNT_MISMATCH, f"step {_name(step)} returned {len(out)} rows for {n}", ROWS_HINT
             )
         return out.reset_index(drop=True)
+
+    def _failed_calls(self, exc: BaseException) -> PluginError | None:
+        """The frame's failure when the step raised after calls of concurrent_api_calls had failed:
+        the calls are the cause (the step then computed with what a failed call gave it)."""
+        failed = take_failed_calls()
+        if not failed:
+            return None
+        message = f"{len(failed)} API calls failed (first: {failed[0].message}); the step then raised "
+        return PluginError(ReasonCode.API_ERROR, message + describe(exc, self.plugin_dir), failed[0].hint)
 
     def _all_failed(self, frame: pd.DataFrame, reason: ReasonCode, message: str, hint: str | None = None) -> HostResult:
         rows = zip(frame["document_id"].astype(str), frame["object_id"].astype(str), strict=True)

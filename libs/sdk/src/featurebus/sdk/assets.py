@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from featurebus.common.events import ReasonCode
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.settings import CommonSettings
+from featurebus.sdk.rows import FailedCall, record_failed_call
 
 __all__ = [
     "concurrent_api_calls",
@@ -122,27 +124,37 @@ def parallel_io(items: Sequence[T], process_fn: Callable[[T], R], max_workers: i
 
 def concurrent_api_calls(
     items: Sequence[T], async_fn: Callable[[T], Awaitable[R]], max_concurrent: int = 10
-) -> list[R | None]:
+) -> list[R | FailedCall]:
     """Await ``async_fn`` over ``items``, at most ``max_concurrent`` at a time; results in input order.
 
-    A failed call gives ``None`` in its place (logged). Works whether or not the calling thread
-    already runs an event loop.
+    A failed call gives a :class:`~featurebus.sdk.rows.FailedCall` in its place (never ``None``):
+    put into the row's output, it fails that row ``api_error`` with the call's exception. Works
+    whether or not the calling thread already runs an event loop.
     """
 
-    async def run_all() -> list[R | None]:
+    async def run_all() -> list[R | FailedCall]:
         limit = asyncio.Semaphore(max(1, max_concurrent))
 
-        async def one(i: int, item: T) -> R | None:
+        async def one(i: int, item: T) -> R | FailedCall:
             async with limit:
                 try:
                     return await async_fn(item)
                 except Exception as exc:
                     log.warning("concurrent_api_calls: item %d failed: %r", i, exc)
-                    return None
+                    return FailedCall(
+                        ReasonCode.API_ERROR,
+                        f"the API call for item {i} of {len(items)} failed: {type(exc).__name__}: {exc}",
+                        "the row is failed rather than given an empty result; retry the batch's failed "
+                        "documents once the API answers again",
+                    )
 
         return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
 
-    return _run_coroutine(run_all())
+    results = _run_coroutine(run_all())
+    for result in results:
+        if isinstance(result, FailedCall):
+            record_failed_call(result)  # in the step's thread: the host names them if the step then fails
+    return results
 
 
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
