@@ -231,9 +231,19 @@ class Attempt:
     expect: int
     body: Any = None
     admin_reads_it: bool = False  # the admin key gets a 200 for this very request (so the 404 is tenancy)
+    form: dict[str, str] | None = None  # sent as a multipart form with an archive, not as JSON
 
     def request_text(self) -> str:
-        return self.path + (json.dumps(self.body) if self.body is not None else "")
+        sent = self.form if self.form is not None else self.body
+        return self.path + (json.dumps(sent) if sent is not None else "")
+
+    def request_kwargs(self) -> dict[str, Any]:
+        if self.form is not None:
+            return {"files": {"file": ("p.zip", EMPTY_ZIP, "application/zip")}, "data": self.form}
+        return {"json": self.body}
+
+
+EMPTY_ZIP = b"PK\x05\x06" + b"\x00" * 18
 
 
 def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
@@ -241,10 +251,18 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
     out: list[Attempt] = []
     b_forms = [t.b_id, t.b_name]
 
-    def add(method: str, template: str, expect: int, body: Any = None, query: str = "", **params: str) -> None:
+    def add(
+        method: str,
+        template: str,
+        expect: int,
+        body: Any = None,
+        query: str = "",
+        form: dict[str, str] | None = None,
+        **params: str,
+    ) -> None:
         path = template.format(**params) + query
         all_b = bool(params) and params.get("ns", t.b_id) in b_forms
-        out.append(Attempt(method, template, path, expect, body, admin_reads_it=method == "GET" and all_b))
+        out.append(Attempt(method, template, path, expect, body, method == "GET" and all_b, form))
 
     text_object = {"blobs": [{"property": "text", "type": "text", "data": "written by A"}]}
     # namespaces
@@ -265,6 +283,7 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
     plugins = "/v1/namespaces/{ns}/plugins"
     for ns in b_forms:
         add("POST", plugins + "/uploads", 404, {"name": "text_embed", "version": "9.0.0"}, ns=ns)
+        add("POST", plugins, 404, form={"name": "text_embed", "version": "9.0.1"}, ns=ns)
         add("GET", plugins, 404, ns=ns)
     add("GET", plugins, 200, ns=t.a_id)
     for ns in [*b_forms, t.a_id]:
@@ -427,7 +446,7 @@ def test_a_key_limited_to_a_reads_and_writes_nothing_of_b(api: Api, tenants: Ten
     values = t.b_values()
     failures = []
     for attempt in attempts:
-        response = t.a.http.request(attempt.method, attempt.path, json=attempt.body)
+        response = t.a.http.request(attempt.method, attempt.path, **attempt.request_kwargs())
         said = response.text
         sent = attempt.request_text()
         leaked = sorted(v for v, aliases in values.items() if v in said and not any(x in sent for x in aliases))
