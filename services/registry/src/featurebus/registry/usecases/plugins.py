@@ -124,8 +124,8 @@ async def upload_plugin(
         raise _archive_too_large(len(archive))
     namespace = await resolve_namespace(c.tables, who, ns)
     upload, _ = await create_upload(c, who, namespace.id, name, version, description, len(archive))
-    await c.store.put_bytes(upload.key, archive, "application/zip")
-    return upload, await confirm_upload(c, who, namespace.id, upload.id)
+    await c.store.put_bytes(upload.key, archive, "application/zip")  # as a PUT would: a confirm of it stays idempotent
+    return upload, await _store_and_scan(c, who, upload, archive)  # the bytes in hand: not read back
 
 
 async def _uploaded_archive(c: Ctx, upload: PluginUpload) -> bytes:
@@ -160,7 +160,12 @@ async def confirm_upload(c: Ctx, who: Principal, scope_id: str, upload_id: str) 
     upload = await c.tables.plugin_uploads.get(upload_id)
     if upload is None or upload.namespace_id != scope_id:
         raise NotFound(f"upload {upload_id!r} not found", "start with POST .../plugins/uploads")
-    data = await _uploaded_archive(c, upload)
+    return await _store_and_scan(c, who, upload, await _uploaded_archive(c, upload))
+
+
+async def _store_and_scan(c: Ctx, who: Principal, upload: PluginUpload, data: bytes) -> Plugin:
+    """The archive ``data`` of ``upload`` stored as its plugin version, and its scan asked for."""
+    scope_id, upload_id = upload.namespace_id, upload.id
     digest = sha256_hex(data)
     archive_key = f"plugins/{scope_id}/{upload.plugin_id}/{digest}.zip"
     plugin = Plugin(
