@@ -150,7 +150,10 @@ async def test_a_batch_deploy_during_the_scan_waits_and_is_carried_out_when_it_p
     pending = await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
     assert (pending.deploy_pending, pending.status, pending.batch_enabled) == ("batch_only", "PENDING", False)
     assert (await stored(t, plugin)).deploy_pending == "batch_only"
-    await scan(t, verdict(plugin, passed=True))
+    scanned = await plugins.apply_scan(t.c, verdict(plugin, passed=True))
+    # Between the verdict and the deploy it waited for, a poll sees PENDING, never NOT_DEPLOYED.
+    assert scanned is not None and (scanned.scan_status, scanned.status) == ("passed", "PENDING")
+    await deployments.carry_out_pending(t.c, scanned)
     done = await stored(t, plugin)
     assert (done.status, done.deployment_type, done.batch_enabled, done.deploy_pending) == (
         "NOT_DEPLOYED",
@@ -158,6 +161,8 @@ async def test_a_batch_deploy_during_the_scan_waits_and_is_carried_out_when_it_p
         True,
         None,
     )
+    await scan(t, verdict(plugin, passed=True))  # the verdict redelivered changes nothing
+    assert await stored(t, plugin) == done
     again = await deployments.deploy_plugin(t.c, ADMIN, "docs", PLUGIN_ID, "batch_only")
     assert (again.batch_enabled, again.deploy_pending) == (True, None)
 

@@ -235,23 +235,33 @@ async def apply_scan(c: Ctx, event: PluginScanned) -> Plugin | None:
 
     A deploy asked for during the scan is left for :func:`~featurebus.registry.usecases.deployments.carry_out_pending`,
     or dropped with a failed scan."""
-    plugin = await c.tables.plugins.get(f"{event.namespace_id}/{event.plugin_id}")
-    if plugin is None or plugin.archive_sha256 != event.archive_sha256:
-        log.info("stale scan verdict for %s ignored", event.plugin_id)
-        return None
     errors = [str(v) for v in event.violations if v.severity == "ERROR"]
-    # Only the scan's fields: a deploy queued meanwhile (deploy_pending) is not overwritten.
-    verdict: dict[str, Any] = {
-        "scan_status": "passed" if event.passed else "failed",
-        "violations": event.violations,
-        "manifest": event.manifest,
-        "status": "NOT_DEPLOYED" if event.passed else "FAILED",
-        "error": None if event.passed else "; ".join(errors[:5]) or "scan failed",
-        "updated_at": now(),
-    }
-    if not event.passed:
-        verdict["deploy_pending"] = None
-    if not await c.tables.plugins.update(plugin.id, verdict, archive_sha256=event.archive_sha256):
-        log.info("scan verdict for %s ignored: its archive was replaced meanwhile", event.plugin_id)
-        return None
+    while True:  # retried only when a deploy was queued between the read and the write
+        plugin = await c.tables.plugins.get(f"{event.namespace_id}/{event.plugin_id}")
+        if plugin is None or plugin.archive_sha256 != event.archive_sha256:
+            log.info("stale scan verdict for %s ignored", event.plugin_id)
+            return None
+        if plugin.scan_status != "scanning":  # redelivered: applied already (a deploy may be pending still)
+            return plugin
+        # Only the scan's fields: a deploy queued meanwhile (deploy_pending) is not overwritten,
+        # and its status stays PENDING until it is carried out (never a NOT_DEPLOYED in between).
+        passed_status = "PENDING" if plugin.deploy_pending else "NOT_DEPLOYED"
+        verdict: dict[str, Any] = {
+            "scan_status": "passed" if event.passed else "failed",
+            "violations": event.violations,
+            "manifest": event.manifest,
+            "status": passed_status if event.passed else "FAILED",
+            "error": None if event.passed else "; ".join(errors[:5]) or "scan failed",
+            "updated_at": now(),
+        }
+        if not event.passed:
+            verdict["deploy_pending"] = None
+        if await c.tables.plugins.update(
+            plugin.id,
+            verdict,
+            archive_sha256=event.archive_sha256,
+            scan_status="scanning",
+            deploy_pending=plugin.deploy_pending,
+        ):
+            break
     return await c.tables.plugins.get(plugin.id)
