@@ -1,0 +1,87 @@
+"""The builtin text embedder's fast path (int8 ONNX on ONNX Runtime) held to its torch reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featurebus.sdk import get_batch_service
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
+from featurebus.sdk.onnx_text import _length_buckets, verify_sha256
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "Penguins are flightless seabirds that live in Antarctica.",
+    "The stock market fell sharply as investors sold shares.",
+    "A recipe for bread needs flour, water, salt and yeast.",
+    "hi",
+    "",
+    "Ein Pinguin ist ein flugunfähiger Seevogel. Les manchots vivent dans l'hémisphère sud. 企鹅",
+    "How do I reset my password if I no longer have access to the email address on my account?",
+    "GPU out of memory: reduce the batch size or enable gradient checkpointing",
+    "   leading and trailing spaces   ",
+    "Numbers 3.14159, dates 2026-12-04 and URLs https://example.com/a?b=c",
+    # longer than the model's 256 tokens: both engines truncate at the same place
+    " ".join(["the quick brown fox jumps over the lazy dog"] * 60),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_models(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As in a worker: the Hugging Face libraries, once imported, keep to the seeded offline cache."""
+    cache = tmp_path_factory.mktemp("models")
+    seed_offline_models(cache)
+    os.environ.update(offline_env(cache))
+
+
+def embed(engine: str, texts: list[str | None], **config: object) -> list[list[float] | None]:
+    service = get_batch_service("sentence-transformers/all-MiniLM-L6-v2")({"engine": engine, **config})
+    out = service(pd.DataFrame({"data": texts}))
+    return list(out["embedding"])
+
+
+def test_the_onnx_fast_path_agrees_with_sentence_transformers_on_torch() -> None:
+    fast = np.array(embed("onnx", list(TEXTS)))
+    reference = np.array(embed("torch", list(TEXTS)))
+    assert fast.shape == reference.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosines = (fast * reference).sum(axis=1)
+    assert cosines.min() >= 0.99, dict(zip(TEXTS, cosines.round(4), strict=True))
+    # and it ranks as the reference does: each text's nearest other text is the same
+    np.fill_diagonal(sims_fast := fast @ fast.T, -1)
+    np.fill_diagonal(sims_ref := reference @ reference.T, -1)
+    assert (sims_fast.argmax(axis=1) == sims_ref.argmax(axis=1)).mean() >= 0.9
+
+
+def test_a_vector_does_not_depend_on_the_batch_it_was_padded_in() -> None:
+    together = np.array(embed("onnx", list(TEXTS), encode_batch_size=4))
+    alone = np.array([embed("onnx", [text])[0] for text in TEXTS])
+    np.testing.assert_allclose((together * alone).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_a_missing_text_gets_no_vector_and_an_unknown_engine_is_refused() -> None:
+    assert embed("onnx", ["a text", None])[1] is None
+    with pytest.raises(ValueError, match=r"engine='tensorrt' is not known: use one of \['onnx', 'torch'\]"):
+        get_batch_service("all-MiniLM-L6-v2")({"engine": "tensorrt"})
+
+
+def test_a_model_file_whose_hash_differs_is_refused(tmp_path: Path) -> None:
+    damaged = tmp_path / "model.onnx"
+    damaged.write_bytes(b"not the model")
+    with pytest.raises(ValueError, match=r"model\.onnx has sha256 .* not 0+: the file is damaged or was replaced"):
+        verify_sha256(damaged, "0" * 64)
+
+
+def test_length_buckets_pad_little_and_keep_every_text_once() -> None:
+    lengths = [12, 40, 13, 12, 41, 100, 14, 12, 39]
+    buckets = _length_buckets(lengths, batch_size=3)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in buckets)
+    assert all(max(lengths[i] for i in b) <= min(lengths[i] for i in b) * 1.25 + 4 for b in buckets)
+    assert [[lengths[i] for i in b] for b in buckets] == [[12, 12, 12], [13, 14], [39, 40, 41], [100]]
