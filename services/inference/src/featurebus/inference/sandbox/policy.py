@@ -111,7 +111,10 @@ class SandboxPolicy:
         for path in (*_SYSTEM_RO, *_SYS_RO, *(_EGRESS_RO if self.egress else ())):
             binds += ["--ro-bind-try", path, path]
         env: list[str] = []
-        for key, value in {**self.env, "HOME": SCRATCH, "TMPDIR": SCRATCH, "USER": "plugin"}.items():
+        # Caches that libraries write go to the scratch, never beside their read-only sources
+        # (numba, behind librosa, writes its compiled functions next to the library otherwise).
+        scratch_env = {"HOME": SCRATCH, "TMPDIR": SCRATCH, "USER": "plugin", "NUMBA_CACHE_DIR": f"{SCRATCH}/.numba"}
+        for key, value in {**self.env, **scratch_env}.items():
             env += ["--setenv", key, value]
         bwrap = [
             bwrap_binary(),
