@@ -270,3 +270,31 @@ def test_a_step_that_computes_with_a_failed_call_fails_the_frame_naming_the_call
     message = result.failures[0].message
     assert message.startswith("1 API calls failed (first: the API call for item 1 of 3 failed: ConnectionError")
     assert "the step then raised TypeError" in message
+
+
+MISSING_MODEL = (
+    'from transformers import AutoModel\nAutoModel.from_pretrained("acme/no-such-model", local_files_only=True)'
+)
+
+
+def test_a_model_that_is_not_here_fails_the_frame_model_not_available_naming_it(tmp_path: Path) -> None:
+    host = load(tmp_path, MISSING_MODEL + "\nreturn batch")
+    result = host.run(frame(2))
+    assert [f.reason for f in result.failures] == [ReasonCode.MODEL_NOT_AVAILABLE] * 2
+    failure = result.failures[0]
+    assert "model 'acme/no-such-model' is not available to this worker" in failure.message
+    assert failure.hint and "get_batch_service" in failure.hint
+
+
+def test_a_model_that_is_not_here_at_load_fails_the_load_naming_it(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "return batch")
+    core = plugin / "processors" / "core.py"
+    core.write_text(
+        core.read_text().replace(
+            "self.config = config", "self.config = config\n        " + MISSING_MODEL.replace("\n", "\n        ")
+        )
+    )
+    with pytest.raises(PluginError) as info:
+        PluginHost.load(plugin, plugin_id="toy_missing_model")
+    assert info.value.reason is ReasonCode.PLUGIN_LOAD_FAILED
+    assert "model 'acme/no-such-model' is not available to this worker" in info.value.message

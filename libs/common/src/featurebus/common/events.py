@@ -316,6 +316,8 @@ class ReasonCode(StrEnum):
     ZERO_VECTOR = "zero_vector"
     # A call of concurrent_api_calls failed: its row fails rather than getting an empty result.
     API_ERROR = "api_error"
+    # The model a step loads is not on this worker (no model hub here): names it and the fix.
+    MODEL_NOT_AVAILABLE = "model_not_available"
     UNREADABLE_ASSET = "unreadable_asset"
     TIMEOUT = "timeout"
     WRITE_FAILED = "write_failed"

@@ -10,7 +10,7 @@ from typing import Any
 from featurebus.common.events import ReasonCode
 from featurebus.sdk.violations import SandboxViolation
 
-__all__ = ["PluginError", "describe", "sandbox_refusal"]
+__all__ = ["PluginError", "describe", "plugin_failure"]
 
 
 class PluginError(Exception):
@@ -68,3 +68,80 @@ def sandbox_refusal(exc: BaseException, plugin_dir: Path, memory_limit_bytes: in
             )
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+# Exceptions of the Hugging Face libraries (by name: the host does not import them) that mean the
+# model's files are not on this machine and the hub may not be asked.
+_MISSING_MODEL_ERRORS = {
+    "ModelNotAvailable",  # featurebus.sdk.model_loading
+    "LocalEntryNotFoundError",
+    "OfflineModeIsEnabled",
+    "RepositoryNotFoundError",
+    "GatedRepoError",
+}
+# The parameters naming the model in the loaders of transformers, sentence-transformers and the hub.
+_MODEL_PARAMETERS = ("model_name_or_path", "pretrained_model_name_or_path", "hf_model_id", "model_id", "repo_id")
+
+
+def model_unavailable(exc: BaseException) -> tuple[str, str] | None:
+    """(message, hint) when ``exc`` is (or was caused by) a model that this worker cannot load
+    because its files are not here (workers have no model hub); None for any other failure."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 16:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    missing = next(
+        (
+            e
+            for e in chain
+            if type(e).__name__ in _MISSING_MODEL_ERRORS or (isinstance(e, OSError) and "huggingface.co" in str(e))
+        ),
+        None,
+    )
+    if missing is None:
+        return None
+    name = _model_named(chain)
+    if type(missing).__name__ == "ModelNotAvailable":
+        message = str(missing)
+    else:
+        message = (
+            f"model {name or '(unnamed)'!r} is not available to this worker: workers have no model hub, and its "
+            f"files are not in the offline model cache ({type(missing).__name__}: {str(missing).splitlines()[0][:300]})"
+        )
+    hint = (
+        "use a model installed offline (the builtins: get_batch_service lists them), ship the weights in a "
+        "PyPI package the operator installs, or bundle small weights in the plugin archive and load them "
+        "from the plugin's directory"
+    )
+    return message, hint
+
+
+def _model_named(chain: list[BaseException]) -> str | None:
+    """The model a loader was asked for: its parameter in the outermost frame that has one."""
+    for error in chain:
+        tb = error.__traceback__
+        while tb is not None:
+            local = tb.tb_frame.f_locals
+            for key in _MODEL_PARAMETERS:
+                value = local.get(key)
+                if isinstance(value, str) and value:
+                    return value
+            tb = tb.tb_next
+    return None
+
+
+def plugin_failure(
+    exc: BaseException, plugin_dir: Path, memory_limit_bytes: int | None, reason: ReasonCode, prefix: str = ""
+) -> PluginError:
+    """What an exception of plugin code (while loading: ``reason`` plugin_load_failed; while
+    answering: plugin_exception) becomes: a sandbox refusal, a model not available here (while
+    answering, reason model_not_available), else ``reason`` with the exception and where it arose."""
+    refused = sandbox_refusal(exc, plugin_dir, memory_limit_bytes)
+    if refused is not None:
+        return refused
+    missing = model_unavailable(exc)
+    if missing is not None:
+        loading = reason is ReasonCode.PLUGIN_LOAD_FAILED
+        return PluginError(reason if loading else ReasonCode.MODEL_NOT_AVAILABLE, prefix + missing[0], missing[1])
+    return PluginError(reason, prefix + describe(exc, plugin_dir))

@@ -27,7 +27,7 @@ from featurebus.runtime._outputs import (
     jsonable,
     row_failure,
 )
-from featurebus.runtime.errors import PluginError, describe, sandbox_refusal
+from featurebus.runtime.errors import PluginError, describe, plugin_failure
 from featurebus.sdk.aliases import install_aliases
 from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.pipeline import RowCondition
@@ -106,8 +106,7 @@ class PluginHost:
         except PluginError:
             raise
         except Exception as exc:
-            refused = sandbox_refusal(exc, plugin_dir, memory_limit_bytes)
-            raise refused or PluginError(ReasonCode.PLUGIN_LOAD_FAILED, describe(exc, plugin_dir)) from exc
+            raise plugin_failure(exc, plugin_dir, memory_limit_bytes, ReasonCode.PLUGIN_LOAD_FAILED) from exc
         return cls(plugin_dir, plugin_id, features, steps, loads, memory_limit_bytes)
 
     def run(self, frame: pd.DataFrame) -> HostResult:
@@ -231,12 +230,10 @@ class PluginHost:
                 ReasonCode.PLUGIN_EXCEPTION, describe(exc, self.plugin_dir), hint
             ) from exc
         except Exception as exc:
-            refused = sandbox_refusal(exc, self.plugin_dir, self.memory_limit_bytes)
-            raise (
-                refused
-                or self._failed_calls(exc)
-                or PluginError(ReasonCode.PLUGIN_EXCEPTION, describe(exc, self.plugin_dir))
-            ) from exc
+            found = plugin_failure(exc, self.plugin_dir, self.memory_limit_bytes, ReasonCode.PLUGIN_EXCEPTION)
+            if found.reason is ReasonCode.PLUGIN_EXCEPTION:  # after failed API calls, those are the cause
+                found = self._failed_calls(exc) or found
+            raise found from exc
         if not isinstance(out, pd.DataFrame):
             raise PluginError(
                 ReasonCode.PLUGIN_EXCEPTION,

@@ -20,7 +20,7 @@ from typing import Any
 from featurebus.common.events import FeatureSpec, ReasonCode
 from featurebus.runtime._loading import import_package, manifest_features
 from featurebus.runtime._outputs import check_vector
-from featurebus.runtime.errors import PluginError, describe, sandbox_refusal
+from featurebus.runtime.errors import PluginError, plugin_failure
 from featurebus.sdk.aliases import install_aliases
 from featurebus.sdk.serve import BaseInferenceService
 
@@ -76,9 +76,8 @@ class RealtimeHost:
         except PluginError:
             raise
         except Exception as exc:
-            refused = sandbox_refusal(exc, plugin_dir, memory_limit_bytes)
-            raise refused or PluginError(
-                ReasonCode.PLUGIN_LOAD_FAILED, f"importing realtime.py failed: {describe(exc, plugin_dir)}"
+            raise plugin_failure(
+                exc, plugin_dir, memory_limit_bytes, ReasonCode.PLUGIN_LOAD_FAILED, "importing realtime.py failed: "
             ) from exc
         service_class = getattr(module, "InferenceService", None)
         if not (isinstance(service_class, type) and issubclass(service_class, BaseInferenceService)):
@@ -90,9 +89,8 @@ class RealtimeHost:
         try:
             service = service_class()
         except Exception as exc:
-            refused = sandbox_refusal(exc, plugin_dir, memory_limit_bytes)
-            raise refused or PluginError(
-                ReasonCode.PLUGIN_LOAD_FAILED, f"InferenceService.__init__ failed: {describe(exc, plugin_dir)}"
+            raise plugin_failure(
+                exc, plugin_dir, memory_limit_bytes, ReasonCode.PLUGIN_LOAD_FAILED, "InferenceService.__init__ failed: "
             ) from exc
         return cls(plugin_dir, plugin_id, features, service, memory_limit_bytes)
 
@@ -105,8 +103,7 @@ class RealtimeHost:
         except PluginError:
             raise
         except Exception as exc:
-            refused = sandbox_refusal(exc, self.plugin_dir, self.memory_limit_bytes)
-            raise refused or PluginError(ReasonCode.PLUGIN_EXCEPTION, describe(exc, self.plugin_dir)) from exc
+            raise plugin_failure(exc, self.plugin_dir, self.memory_limit_bytes, ReasonCode.PLUGIN_EXCEPTION) from exc
         if not isinstance(answer, dict):
             raise PluginError(
                 ReasonCode.PLUGIN_EXCEPTION,
