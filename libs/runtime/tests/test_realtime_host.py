@@ -135,8 +135,17 @@ def test_a_plugin_without_realtime_py_has_no_endpoint(tmp_path: Path) -> None:
             ReasonCode.PLUGIN_EXCEPTION,
             "bad input",
         ),
+        (
+            "from shared.plugins.inference.serve import BaseInferenceService\n"
+            "class InferenceService(BaseInferenceService):\n"
+            "    async def __call__(self, inputs, parameters):\n"
+            "        from transformers import AutoModel\n"
+            "        AutoModel.from_pretrained('acme/no-such-model', local_files_only=True)\n",
+            ReasonCode.MODEL_NOT_AVAILABLE,
+            "model 'acme/no-such-model' is not available to this worker",
+        ),
     ],
-    ids=["import", "no-class", "init", "not-a-dict", "no-vector", "dimensions", "nan", "zeros", "raises"],
+    ids=["import", "no-class", "init", "not-a-dict", "no-vector", "dimensions", "nan", "zeros", "raises", "no-model"],
 )
 def test_every_broken_service_fails_loudly(tmp_path: Path, realtime: str, reason: ReasonCode, words: str) -> None:
     err = refusal(tmp_path, realtime)
