@@ -26,8 +26,9 @@ from featurebus.common.queries import EMBED_PATH, EmbedRequest, EmbedResponse, Q
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.main import InferenceService, build
 from featurebus.inference.plugin_worker import WorkerOutput
-from featurebus.inference.pools import ActorLost, WarmPools
+from featurebus.inference.pools import ActorLost, ArchiveLoader, WarmPools
 from featurebus.inference.processing import ArchiveCache, EmbedFailed, Inference
+from featurebus.runtime import PluginError
 
 PREFIX = "inf."
 TOKEN = "inference-test-token"
@@ -126,6 +127,22 @@ async def test_frames_of_one_plugin_version_share_one_warm_worker(
     assert (tmp_path / "plugins" / "archives" / f"{plugin.archive_sha256}.zip").read_bytes() == toy_archive()
 
 
+async def test_a_local_archive_copy_that_changed_is_fetched_again_and_never_used(tmp_path: Path) -> None:
+    store = MemoryObjectStore()
+    plugin = await plugin_ref(store, toy_archive())
+    cache = ArchiveCache(store, tmp_path)
+    assert await cache.get(plugin) == toy_archive()
+    local = tmp_path / f"{plugin.archive_sha256}.zip"
+    local.write_bytes(b"tampered")  # changed after it was checked: checked again, fetched again
+    assert await cache.get(plugin) == toy_archive() and local.read_bytes() == toy_archive()
+    read = await cache.loader(plugin)
+    local.write_bytes(b"tampered again")  # between the check and the actor's start
+    with pytest.raises(PluginError, match="is damaged or gone") as refused:
+        read()
+    assert refused.value.reason is ReasonCode.PLUGIN_LOAD_FAILED
+    assert await cache.get(plugin) == toy_archive()  # the next use fetches it again
+
+
 async def test_a_plugin_that_cannot_load_still_reports_every_row(service: InferenceService) -> None:
     store: MemoryObjectStore = service.store  # type: ignore[assignment]
     plugin = await plugin_ref(store, toy_archive(BROKEN))
@@ -178,7 +195,7 @@ class DyingPools:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput:
+    async def process(self, plugin: PluginRef, archive: ArchiveLoader, frame: bytes, timeout: float) -> WorkerOutput:
         self.calls += 1
         raise ActorLost("worker died")
 
@@ -263,7 +280,9 @@ class FlakyPools:
     def __init__(self, deaths: int) -> None:
         self.deaths, self.calls = deaths, 0
 
-    async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]:
+    async def embed(
+        self, plugin: PluginRef, archive: ArchiveLoader, text: str, timeout: float
+    ) -> dict[str, list[float]]:
         self.calls += 1
         if self.calls <= self.deaths:
             raise ActorLost("worker died")

@@ -66,12 +66,12 @@ async def test_two_frames_one_pool_one_model_load_outside_this_process(ray_local
     plugin = ref(archive)
     pools = RayPools(tmp_path, actor_num_cpus=0.5, idle_seconds=600)
     started = time.perf_counter()
-    first = await pools.process(plugin, archive, frame(["a", "bb"]), timeout=120)
+    first = await pools.process(plugin, lambda: archive, frame(["a", "bb"]), timeout=120)
     print(f"\nactor start + plugin load + first frame: {time.perf_counter() - started:.2f}s")
-    second = await pools.process(plugin, archive, frame(["ccc"]), timeout=120)
+    second = await pools.process(plugin, lambda: archive, frame(["ccc"]), timeout=120)
     assert (first.rows_embedded, second.rows_embedded) == (2, 1)
     # A query goes to the same warm actor.
-    assert await pools.embed(plugin, archive, "abcd", timeout=60) == {"vec": [4.0, 1.0]}
+    assert await pools.embed(plugin, lambda: archive, "abcd", timeout=60) == {"vec": [4.0, 1.0]}
     [stats] = await pools.stats(plugin)
     assert (stats["model_loads"], stats["frames"], stats["queries"]) == (1, 2, 1)
     assert pools.size(plugin) == 1
@@ -81,7 +81,7 @@ async def test_two_frames_one_pool_one_model_load_outside_this_process(ray_local
     # A plugin asking for a GPU on this GPU-less cluster fails at once, naming the fix.
     gpu = ref(archive, plugin_id="gpu_1_0_0", compute_profile=ComputeProfile(resource_type="gpu"))
     with pytest.raises(ResourcesUnavailable, match="resource_type"):
-        await pools.process(gpu, archive, frame(["a"]), timeout=5)
+        await pools.process(gpu, lambda: archive, frame(["a"]), timeout=5)
     await pools.close()
 
 
@@ -94,10 +94,10 @@ async def test_a_load_failure_crosses_the_process_boundary_as_plugin_load_failed
     archive = toy_archive(TOY_PIPELINE.replace("import PipelineDefinition", "import Nope"))
     plugin = ref(archive, plugin_id="bad_1_0_0")
     pools = RayPools(tmp_path, actor_num_cpus=0.5, idle_seconds=600)
-    output = await pools.process(plugin, archive, frame(["a", "b"]), timeout=60)
+    output = await pools.process(plugin, lambda: archive, frame(["a", "b"]), timeout=60)
     assert output.load_failed and [f.reason for f in output.failures] == [ReasonCode.PLUGIN_LOAD_FAILED] * 2
     with pytest.raises(PluginError, match="Nope") as caught:
-        await pools.embed(plugin, archive, "q", timeout=60)
+        await pools.embed(plugin, lambda: archive, "q", timeout=60)
     assert caught.value.reason == ReasonCode.PLUGIN_LOAD_FAILED
     assert pools.size(plugin) == 1  # the failed load is cached in its actor, not repeated per frame
     await pools.close()
@@ -122,12 +122,13 @@ async def test_the_example_plugin_embeds_64_texts_with_the_real_model(ray_local:
     pools = RayPools(tmp_path, actor_num_cpus=0.5, idle_seconds=600)
     texts = [f"sentence number {i} about vectors, plugins and search" for i in range(64)]
     started = time.perf_counter()
-    cold = await pools.process(plugin, archive, frame(texts), timeout=300)
+    cold = await pools.process(plugin, lambda: archive, frame(texts), timeout=300)
     cold_s = time.perf_counter() - started
     started = time.perf_counter()
     # A query embedded while a frame runs, on the same actor (two calls at once).
     warm, query = await asyncio.gather(
-        pools.process(plugin, archive, frame(texts), timeout=120), pools.embed(plugin, archive, "vectors", timeout=120)
+        pools.process(plugin, lambda: archive, frame(texts), timeout=120),
+        pools.embed(plugin, lambda: archive, "vectors", timeout=120),
     )
     warm_s = time.perf_counter() - started
     [stats] = await pools.stats(plugin)

@@ -40,7 +40,11 @@ from featurebus.inference.coalescing import Coalescer
 from featurebus.inference.plugin_worker import Embedded, WorkerOutput
 from featurebus.runtime import PluginError
 
-__all__ = ["ActorBackend", "ActorLost", "Pools", "ResourcesUnavailable", "WarmPools"]
+__all__ = ["ActorBackend", "ActorLost", "ArchiveLoader", "Pools", "ResourcesUnavailable", "WarmPools"]
+
+# The plugin's archive, read (and checked) only when an actor must start: a warm pool's frames
+# and queries never touch it (an archive may bundle hundreds of MB of weights).
+ArchiveLoader = Callable[[], bytes]
 
 log = logging.getLogger("featurebus.inference.pools")
 
@@ -59,8 +63,12 @@ class ResourcesUnavailable(PluginError):
 class Pools(Protocol):
     """What the inference logic needs from the pools."""
 
-    async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput: ...
-    async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]: ...
+    async def process(
+        self, plugin: PluginRef, archive: ArchiveLoader, frame: bytes, timeout: float
+    ) -> WorkerOutput: ...
+    async def embed(
+        self, plugin: PluginRef, archive: ArchiveLoader, text: str, timeout: float
+    ) -> dict[str, list[float]]: ...
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]: ...
     async def make_room(self, plugin: PluginRef) -> bool: ...
     async def drop(self, namespace_id: str, plugin_id: str) -> int: ...
@@ -119,11 +127,13 @@ class WarmPools:
         self._freed = asyncio.Condition(self._lock)  # notified when an actor finishes or goes
         self._queries: Coalescer[str, Embedded] = Coalescer()
 
-    async def process(self, plugin: PluginRef, archive: bytes, frame: bytes, timeout: float) -> WorkerOutput:
+    async def process(self, plugin: PluginRef, archive: ArchiveLoader, frame: bytes, timeout: float) -> WorkerOutput:
         output: WorkerOutput = await self._call(plugin, archive, "process", frame, timeout, grow=True)
         return output
 
-    async def embed(self, plugin: PluginRef, archive: bytes, text: str, timeout: float) -> dict[str, list[float]]:
+    async def embed(
+        self, plugin: PluginRef, archive: ArchiveLoader, text: str, timeout: float
+    ) -> dict[str, list[float]]:
         """One query text's vectors; PluginError when the plugin could not embed it."""
 
         async def run(texts: list[str]) -> list[Embedded]:
@@ -193,7 +203,9 @@ class WarmPools:
 
     # --------------------------------------------------------------------------------- internals
 
-    async def _call(self, plugin: PluginRef, archive: bytes, method: str, arg: Any, timeout: float, grow: bool) -> Any:
+    async def _call(
+        self, plugin: PluginRef, archive: ArchiveLoader, method: str, arg: Any, timeout: float, grow: bool
+    ) -> Any:
         pool, actor = await self._acquire(plugin, archive, grow)
         try:
             result = await asyncio.wait_for(self.backend.call(actor.handle, method, arg), timeout)
@@ -216,7 +228,7 @@ class WarmPools:
             self._load_failed(plugin, actor, result.failures[0].message if result.failures else "")
         return result
 
-    async def _acquire(self, plugin: PluginRef, archive: bytes, grow: bool) -> tuple[_Pool, _Actor]:
+    async def _acquire(self, plugin: PluginRef, archive: ArchiveLoader, grow: bool) -> tuple[_Pool, _Actor]:
         async with self._freed:
             while True:
                 now = self.clock()
@@ -240,9 +252,9 @@ class WarmPools:
             pool.last_used = now
             return pool, actor
 
-    def _start(self, plugin: PluginRef, archive: bytes, pool: _Pool) -> _Actor:
+    def _start(self, plugin: PluginRef, archive: ArchiveLoader, pool: _Pool) -> _Actor:
         self.backend.check(plugin)
-        actor = _Actor(self.backend.spawn(plugin, archive))
+        actor = _Actor(self.backend.spawn(plugin, archive()))
         pool.actors.append(actor)
         log.info(
             "pool %s@%s: started actor %d of at most %d",

@@ -18,7 +18,7 @@ from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
 from featurebus.common.queries import EmbedRequest, EmbedResponse, InferRequest, InferResponse, QueryText
 from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed
-from featurebus.inference.pools import ActorLost, Pools
+from featurebus.inference.pools import ActorLost, ArchiveLoader, Pools
 from featurebus.inference.rollout import DeploymentMissing, Realtime
 from featurebus.runtime import PluginError
 
@@ -39,19 +39,44 @@ class EmbedFailed(Exception):
 
 
 class ArchiveCache:
-    """Plugin archives by checksum: from local disk, else from the object store (checksum-checked)."""
+    """Plugin archives by checksum: kept on local disk, fetched from the object store (checksum-checked)
+    when missing there; checked again whenever they are read, for the disk is not trusted."""
 
     def __init__(self, store: ObjectStore, directory: Path) -> None:
         self.store = store
         self.directory = directory
+        # Local copies checked since they last changed: checksum -> (size, mtime, inode) then.
+        self._checked: dict[str, tuple[int, int, int]] = {}
 
     async def get(self, plugin: PluginRef) -> bytes:
         """The archive's bytes; PluginError(plugin_load_failed) when it is gone or not what was scanned."""
+        return (await self.loader(plugin))()
+
+    async def loader(self, plugin: PluginRef) -> ArchiveLoader:
+        """A reader of the archive's checked local copy (fetched now if there is none, or if it
+        changed and no longer checks out): what a pool calls only to start an actor. A warm pool's
+        frames and queries cost a stat of the file, not a read of it."""
         path = self.directory / f"{plugin.archive_sha256}.zip"
-        if path.exists():
-            data = path.read_bytes()
-            if sha256_hex(data) == plugin.archive_sha256:  # checked on every use: the disk is not trusted
-                return data
+        if self._checked.get(plugin.archive_sha256) != _stat_key(path):
+            if not (path.exists() and sha256_hex(path.read_bytes()) == plugin.archive_sha256):
+                await self._fetch(plugin, path)
+            self._checked[plugin.archive_sha256] = _stat_key(path)
+
+        def read() -> bytes:
+            data = path.read_bytes() if path.exists() else b""
+            if sha256_hex(data) != plugin.archive_sha256:  # it changed since it was checked
+                self._checked.pop(plugin.archive_sha256, None)
+                path.unlink(missing_ok=True)  # fetched again on the next use
+                raise PluginError(
+                    ReasonCode.PLUGIN_LOAD_FAILED,
+                    f"the local copy of {plugin.plugin_id}'s archive ({path}) is damaged or gone",
+                    "retry: it is fetched again from the object store",
+                )
+            return data
+
+        return read
+
+    async def _fetch(self, plugin: PluginRef, path: Path) -> None:
         try:
             data = await self.store.get_bytes(plugin.archive_uri, plugin.archive_sha256)
         except ChecksumMismatch as exc:
@@ -71,7 +96,14 @@ class ArchiveCache:
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
         tmp.write_bytes(data)
         tmp.replace(path)
-        return data
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (-1, -1, -1)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 class Inference:
@@ -99,7 +131,7 @@ class Inference:
         frame = await self.store.get_bytes(event.frame_uri, event.frame_sha256)
         try:
             plugin = event.plugin.model_copy(update={"namespace_id": event.namespace_id})
-            archive = await self.archives.get(plugin)
+            archive = await self.archives.loader(plugin)
             output = await self.pools.process(plugin, archive, frame, self.frame_timeout_s)
         except ActorLost:
             deaths = self._deaths[event.frame_id] = self._deaths.get(event.frame_id, 0) + 1
@@ -183,7 +215,7 @@ class Inference:
                 if realtime is not None:
                     vectors = realtime
                 else:
-                    archive = await self.archives.get(plugin)
+                    archive = await self.archives.loader(plugin)
                     vectors = await self.pools.embed(plugin, archive, query.text, self.frame_timeout_s)
                 break
             except ActorLost:  # the pool replaced the dead actor: the next attempt gets a fresh one
