@@ -224,10 +224,7 @@ async def _logged(work: Awaitable[None], what: str) -> None:
 async def _reap_every(reap: Callable[[], Awaitable[None]], period: float) -> None:
     while True:
         await asyncio.sleep(period)
-        try:
-            await reap()
-        except Exception:  # a failed reap must not end the reaping
-            log.exception("shutting down idle actor pools failed")
+        await _logged(reap(), "shutting down idle actor pools")  # a failed reap must not end the reaping
 
 
 def check_sandbox(settings: InferenceSettings) -> None:
