@@ -95,7 +95,7 @@ def model_unavailable(exc: BaseException) -> tuple[str, str] | None:
         (
             e
             for e in chain
-            if type(e).__name__ in _MISSING_MODEL_ERRORS or (isinstance(e, OSError) and "huggingface.co" in str(e))
+            if type(e).__name__ in _MISSING_MODEL_ERRORS or (isinstance(e, OSError) and _says_model_missing(str(e)))
         ),
         None,
     )
@@ -115,6 +115,11 @@ def model_unavailable(exc: BaseException) -> tuple[str, str] | None:
         "from the plugin's directory"
     )
     return message, hint
+
+
+def _says_model_missing(text: str) -> bool:
+    """transformers' OSError for a model neither on the hub nor in the cache (not any error naming the hub)."""
+    return "huggingface.co" in text and ("cached files" in text or "not a local folder" in text)
 
 
 def _model_named(chain: list[BaseException]) -> str | None:
