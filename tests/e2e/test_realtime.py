@@ -197,7 +197,8 @@ def test_blue_green_switches_with_no_failed_query_and_a_broken_version_rolls_bac
     ns = api.namespace(f"bg-{uuid.uuid4().hex[:6]}")
     v1 = upload(platform, ns, quickstart("1.0.0"))
     deploy(api, ns, v1)
-    assert settled(api, ns, v1)["status"] == "DEPLOYED"
+    first = settled(api, ns, v1)
+    assert first["status"] == "DEPLOYED", first
     marked = (
         (QUICKSTART / "realtime.py").read_text().replace('return {"embedding"', 'return {"version": 2, "embedding"')
     )

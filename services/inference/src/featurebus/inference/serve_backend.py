@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ray import serve
+from ray import cloudpickle, serve
 from ray.serve.exceptions import RayServeException
 
 from featurebus.common.events import PluginRef, ReasonCode
@@ -44,7 +46,43 @@ _REPLICA_OPTIONS = (
 
 def start_serve() -> None:
     """Serve's controller on the connected Ray cluster, without its HTTP proxy."""
+    _count_pickle_by_value()
     serve.start(proxy_location="Disabled", logging_config=_QUIET)
+
+
+def _count_pickle_by_value() -> None:
+    """Make Ray's cloudpickle by-value registrations nest, so that Serve may build configs on two
+    threads at once.
+
+    Each config Serve builds registers its request router's module with cloudpickle's process-wide
+    by-value set, pickles, and unregisters it (ray/serve/config.py). Unguarded, two at once (a
+    deployment built for a restore beside one for a deploy, or beside a handle's config update on
+    Serve's own thread) end with the second unregister failing: "... is not registered for pickle
+    by value", and the deployment failing with it. Counted under a lock, a module stays registered
+    until its last user unregisters it. Idempotent."""
+    if getattr(cloudpickle, "_featurebus_counted", False):
+        return
+    register, unregister = cloudpickle.register_pickle_by_value, cloudpickle.unregister_pickle_by_value
+    lock = threading.Lock()
+    users: Counter[str] = Counter()
+
+    def counted_register(module: Any) -> None:
+        with lock:
+            if not users[module.__name__]:
+                register(module)
+            users[module.__name__] += 1
+
+    def counted_unregister(module: Any) -> None:
+        with lock:
+            if users[module.__name__] > 1:
+                users[module.__name__] -= 1
+                return
+            users.pop(module.__name__, None)
+            unregister(module)
+
+    cloudpickle.register_pickle_by_value = counted_register
+    cloudpickle.unregister_pickle_by_value = counted_unregister
+    setattr(cloudpickle, "_featurebus_counted", True)  # noqa: B010  (a module attribute of our own)
 
 
 class RealtimeReplica:
