@@ -89,7 +89,7 @@ async def main() -> None:
     )
     # A tenth of a CPU each: the probe fits beside whatever else the cluster runs.
     pools = RayPools(settings.plugins_dir / "work", 0.1, 600, models_dir=settings.models_dir)
-    outputs = await asyncio.gather(*(pools.process(plugin, zipped, frame(4), timeout=180) for _ in range(2)))
+    outputs = await asyncio.gather(*(pools.process(plugin, lambda: zipped, frame(4), timeout=180) for _ in range(2)))
     stats = await pools.stats(plugin)
     seen = [
         {"file": p["file"], "env": p["env"]}

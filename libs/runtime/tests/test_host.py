@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import textwrap
 import zipfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from featurebus.common.events import ReasonCode
 from featurebus.common.frames import FRAME_COLUMNS
 from featurebus.runtime import PluginError, PluginHost, unpack_archive
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 MANIFEST = """
 feature_extractor_name = "toy"
@@ -272,11 +274,21 @@ def test_a_step_that_computes_with_a_failed_call_fails_the_frame_naming_the_call
     assert "the step then raised TypeError" in message
 
 
+@pytest.fixture(scope="module")
+def offline_models(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As in a worker, before the test imports transformers: the Hugging Face libraries read their
+    cache and offline settings once, at import, and later tests of the session load from them."""
+    cache = tmp_path_factory.mktemp("models")
+    seed_offline_models(cache)
+    os.environ.update(offline_env(cache))
+
+
 MISSING_MODEL = (
     'from transformers import AutoModel\nAutoModel.from_pretrained("acme/no-such-model", local_files_only=True)'
 )
 
 
+@pytest.mark.usefixtures("offline_models")
 def test_a_model_that_is_not_here_fails_the_frame_model_not_available_naming_it(tmp_path: Path) -> None:
     host = load(tmp_path, MISSING_MODEL + "\nreturn batch")
     result = host.run(frame(2))
@@ -286,6 +298,7 @@ def test_a_model_that_is_not_here_fails_the_frame_model_not_available_naming_it(
     assert failure.hint and "get_batch_service" in failure.hint
 
 
+@pytest.mark.usefixtures("offline_models")
 def test_a_model_that_is_not_here_at_load_fails_the_load_naming_it(tmp_path: Path) -> None:
     plugin = make_plugin(tmp_path, "return batch")
     core = plugin / "processors" / "core.py"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from featurebus.common.events import ReasonCode
 from featurebus.runtime import PluginError
 from featurebus.runtime.realtime import RealtimeHost
+from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 MANIFEST = """
 feature_extractor_name = "toy"
@@ -81,6 +83,15 @@ def test_a_plugin_without_realtime_py_has_no_endpoint(tmp_path: Path) -> None:
     assert "batch_only" in (err.hint or "")
 
 
+@pytest.fixture(scope="module")
+def offline_models(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As in a worker, before the test imports transformers: the Hugging Face libraries read their
+    cache and offline settings once, at import, and later tests of the session load from them."""
+    cache = tmp_path_factory.mktemp("models")
+    seed_offline_models(cache)
+    os.environ.update(offline_env(cache))
+
+
 @pytest.mark.parametrize(
     ("realtime", "reason", "words"),
     [
@@ -147,6 +158,7 @@ def test_a_plugin_without_realtime_py_has_no_endpoint(tmp_path: Path) -> None:
     ],
     ids=["import", "no-class", "init", "not-a-dict", "no-vector", "dimensions", "nan", "zeros", "raises", "no-model"],
 )
+@pytest.mark.usefixtures("offline_models")
 def test_every_broken_service_fails_loudly(tmp_path: Path, realtime: str, reason: ReasonCode, words: str) -> None:
     err = refusal(tmp_path, realtime)
     assert err.reason is reason and words in err.message, err
