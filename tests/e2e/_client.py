@@ -54,6 +54,7 @@ class Api:
     """The SDK's REST client plus what the tests need: any call with its expected status."""
 
     def __init__(self, base_url: str, key: str) -> None:
+        self.base_url, self.key = base_url, key
         self.client = Client(base_url, key)
         self.http = self.client.http
 

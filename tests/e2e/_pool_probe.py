@@ -88,7 +88,7 @@ async def main() -> None:
         compute_profile=ComputeProfile(max_concurrency=2, actor_memory_gb=0.25),
     )
     # A tenth of a CPU each: the probe fits beside whatever else the cluster runs.
-    pools = RayPools(settings.plugins_dir / "work", 0.1, 600, models_dir=settings.models_dir)
+    pools = RayPools(settings.plugins_dir / "work", 0.1, 600, models=settings.node_models())
     outputs = await asyncio.gather(*(pools.process(plugin, lambda: zipped, frame(4), timeout=180) for _ in range(2)))
     stats = await pools.stats(plugin)
     seen = [

@@ -295,11 +295,11 @@ def test_a_model_that_is_not_here_fails_the_frame_model_not_available_naming_it(
     assert [f.reason for f in result.failures] == [ReasonCode.MODEL_NOT_AVAILABLE] * 2
     failure = result.failures[0]
     assert "model 'acme/no-such-model' is not available to this worker" in failure.message
-    assert failure.hint and "get_batch_service" in failure.hint
+    assert failure.hint and "featurebus models import acme/no-such-model --from" in failure.hint
 
 
 @pytest.mark.usefixtures("offline_models")
-def test_a_model_that_is_not_here_at_load_fails_the_load_naming_it(tmp_path: Path) -> None:
+def test_a_model_that_is_not_here_at_load_fails_model_not_available_naming_it(tmp_path: Path) -> None:
     plugin = make_plugin(tmp_path, "return batch")
     core = plugin / "processors" / "core.py"
     core.write_text(
@@ -309,5 +309,5 @@ def test_a_model_that_is_not_here_at_load_fails_the_load_naming_it(tmp_path: Pat
     )
     with pytest.raises(PluginError) as info:
         PluginHost.load(plugin, plugin_id="toy_missing_model")
-    assert info.value.reason is ReasonCode.PLUGIN_LOAD_FAILED
+    assert info.value.reason is ReasonCode.MODEL_NOT_AVAILABLE
     assert "model 'acme/no-such-model' is not available to this worker" in info.value.message

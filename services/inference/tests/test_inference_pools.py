@@ -38,6 +38,7 @@ class FakeBackend:
         self.query_gate = asyncio.Event()  # queries stay "running" while it is clear
         self.query_gate.set()
         self.load_fails = False
+        self.model_missing = False  # the plugin loads its model lazily, and it is not on the node
         self.capacity = 100  # how many live actors the cluster has room for
 
     def check(self, plugin: PluginRef) -> None:
@@ -61,6 +62,11 @@ class FakeBackend:
                 raise PluginError(ReasonCode.PLUGIN_LOAD_FAILED, "ImportError: Nope")
             failure = RowFailure(document_id="d", object_id="o", reason=ReasonCode.PLUGIN_LOAD_FAILED, message="Nope")
             return WorkerOutput(None, [failure], 1, 0, load_failed=True)
+        if self.model_missing and actor.number == 0:
+            failure = RowFailure(
+                document_id="d", object_id="o", reason=ReasonCode.MODEL_NOT_AVAILABLE, message="acme/m"
+            )
+            return WorkerOutput(None, [failure], 1, 0)
         if method == "embed":
             actor.queries.append(list(args[0]))
             await self.query_gate.wait()
@@ -213,6 +219,20 @@ async def test_a_load_failure_is_cached_briefly_then_the_plugin_is_loaded_again(
     assert len(backend.actors) == 1  # one load attempt answered all four calls
     clock.now += 61
     backend.load_fails = False  # say, the operator installed the missing dependency
+    assert (await pools.process(plugin(), archive, b"f", timeout=5)).rows_embedded == 1
+    assert len(backend.actors) == 2 and backend.killed == [backend.actors[0]]
+
+
+async def test_a_worker_missing_a_model_is_replaced_so_that_a_model_imported_since_reaches_it() -> None:
+    backend = FakeBackend()
+    backend.model_missing = True  # only the first worker: it started before the model was imported
+    clock = Clock()
+    pools = WarmPools(backend, idle_seconds=600, load_failure_retry_s=60, clock=clock)
+    for _ in range(2):
+        output = await pools.process(plugin(), archive, b"f", timeout=5)
+        assert [f.reason for f in output.failures] == [ReasonCode.MODEL_NOT_AVAILABLE]
+    assert len(backend.actors) == 1
+    clock.now += 61
     assert (await pools.process(plugin(), archive, b"f", timeout=5)).rows_embedded == 1
     assert len(backend.actors) == 2 and backend.killed == [backend.actors[0]]
 

@@ -11,6 +11,7 @@ import ray
 from inference_twins import toy_archive
 
 from featurebus.common.events import ComputeProfile, FeatureSpec, PluginRef
+from featurebus.inference.model_cache import NodeModels
 from featurebus.inference.pools import ResourcesUnavailable
 from featurebus.inference.ray_actors import PluginActor, RayActors, SandboxSettings
 from featurebus.inference.sandbox.supervisor import SandboxConfig
@@ -58,21 +59,22 @@ class FakeActorClass:
 
 def test_actors_are_spread_and_get_the_archive_and_the_paths_to_make(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray, "nodes", lambda: [node(cpus=4.0), node(cpus=8.0), node(alive=False, cpus=64.0)])
-    actors = RayActors(Path("/srv/fb/plugins/work"), actor_num_cpus=0.5, models_dir=Path("/srv/fb/models"))
+    layout = NodeModels(Path("/srv/fb/models"), Path("/srv/fb/models-namespaces"), 2**30)
+    actors = RayActors(Path("/srv/fb/plugins/work"), actor_num_cpus=0.5, models=layout)
     fake = FakeActorClass()
     actors._worker_class = fake
     assert actors.spawn(plugin(max_concurrency=2), b"zip") == "handle"
     assert fake.options_seen["scheduling_strategy"] == "SPREAD" and fake.options_seen["num_cpus"] == 0.5
     # The largest live node's cores, shared by the pool's two actors.
     assert fake.options_seen["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "4"
-    assert fake.args[:5] == ("toy_1_0_0", b"zip", {}, "/srv/fb/plugins/work", "/srv/fb/models")
+    assert fake.args[:5] == ("toy_1_0_0", b"zip", {}, "/srv/fb/plugins/work", layout)
     # Sandboxed by default, with the plugin's memory plus the address-space allowance.
     sandbox = fake.args[5]
     assert sandbox.memory_bytes == int((2.0 + 4.0) * 1024**3) and sandbox.egress is False
     without_models = RayActors(Path("/w"), actor_num_cpus=0.5, sandbox=SandboxSettings(enforce=False))
     without_models._worker_class = fake
     without_models.spawn(plugin(), b"zip")
-    assert fake.args[4:] == (None, None)
+    assert fake.args[4:6] == (None, None)
 
 
 def test_only_api_plugins_get_egress_and_only_when_the_operator_allows_it() -> None:

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 
 from featurebus.common.events import PluginManifest, Violation
+from featurebus.common.model_store import ModelFile
 from featurebus.registry.mongo_tables import mongo_tables
-from featurebus.registry.records import ApiKey, Batch, Namespace, Plugin, PluginEnablement
+from featurebus.registry.records import ApiKey, Batch, Model, Namespace, Plugin, PluginEnablement
 from featurebus.registry.tables import AnyOf, Duplicate, Tables
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -185,3 +186,38 @@ async def test_plugin_enablements_round_trip_and_are_found_by_org_plugin_and_sta
         ("ns_1", {"k": [1, {"x": None}]}, T0.replace(microsecond=123000))
     ]
     assert [e.id for e in await tables.plugin_enablements.find(namespace_id="ns_2")] == ["ns_2/toy_1_0_0"]
+
+
+async def test_models_round_trip_their_files_and_are_found_by_scope_name_and_status(tables: Tables) -> None:
+    """A cluster model (no namespace) and a namespace model; a confirm's compare-and-set on status."""
+    files = [
+        ModelFile(path="config.json", sha256="ab" * 32, size_bytes=3),
+        ModelFile(path="m.onnx", sha256="cd" * 32, size_bytes=0),
+    ]
+    for id, ns in [("mdl_1", None), ("mdl_2", "ns_1")]:
+        await tables.models.insert(
+            Model(
+                id=id,
+                org_id="org_1",
+                namespace_id=ns,
+                name="acme/x",
+                revision="r",
+                files=files,
+                uploads=[1],
+                expires_at=T0,
+                created_at=T0,
+            )
+        )
+    got = await tables.models.get("mdl_1")
+    assert got is not None and (got.files, got.uploads, got.namespace_id, got.expires_at) == (
+        files,
+        [1],
+        None,
+        T0.replace(microsecond=123000),
+    )
+    assert [m.id for m in await tables.models.find(namespace_id=None)] == ["mdl_1"]
+    assert [m.id for m in await tables.models.find(namespace_id="ns_1", name="acme/x", status="pending")] == ["mdl_2"]
+    assert await tables.models.update("mdl_1", {"status": "ready", "ready_at": T0}, status="pending")
+    assert not await tables.models.update("mdl_1", {"status": "ready", "ready_at": T0}, status="pending")
+    assert [m.id for m in await tables.models.find(name="acme/x", status="ready")] == ["mdl_1"]
+    assert await tables.models.page(0, 10, namespace_id=None) == ([await tables.models.get("mdl_1")], 1)

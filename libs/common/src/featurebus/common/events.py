@@ -106,6 +106,11 @@ class PluginManifest(_Model):
     supported_input_types: list[str] = Field(default_factory=list)
     has_realtime: bool = False
     output_schema: dict[str, Any] | None = None
+    # Models the plugin's code names (read statically, or listed in the manifest's ``models``):
+    # Hugging Face repo ids of cluster models, and names passed to load_namespace_model. Workers
+    # lay these out on their node before the plugin's first frame.
+    models: list[str] = Field(default_factory=list)
+    namespace_models: list[str] = Field(default_factory=list)
 
 
 class Violation(_Model):
@@ -160,6 +165,9 @@ class PluginRef(_Model):
     # The namespace the plugin runs for: inference sets it from the event it serves, and never
     # lets two namespaces share a worker process.
     namespace_id: str = ""
+    # From the manifest (PluginManifest.models / namespace_models): laid out before the plugin starts.
+    models: list[str] = Field(default_factory=list)
+    namespace_models: list[str] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- real-time deployments

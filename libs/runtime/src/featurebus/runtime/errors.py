@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from featurebus.common.events import ReasonCode
+from featurebus.sdk.model_loading import import_hint
 from featurebus.sdk.violations import SandboxViolation
 
 __all__ = ["PluginError", "describe", "plugin_failure"]
@@ -106,14 +107,10 @@ def model_unavailable(exc: BaseException) -> tuple[str, str] | None:
         message = str(missing)
     else:
         message = (
-            f"model {name or '(unnamed)'!r} is not available to this worker: workers have no model hub, and its "
-            f"files are not in the offline model cache ({type(missing).__name__}: {str(missing).splitlines()[0][:300]})"
+            f"model {name or '(unnamed)'!r} is not available to this worker: workers have no model hub, and it is "
+            f"not in the model registry ({type(missing).__name__}: {str(missing).splitlines()[0][:300]})"
         )
-    hint = (
-        "use a model installed offline (the builtins: get_batch_service lists them), ship the weights in a "
-        "PyPI package the operator installs, or bundle small weights in the plugin archive and load them "
-        "from the plugin's directory"
-    )
+    hint = import_hint(name or "<repo id>")
     return message, hint
 
 
@@ -140,13 +137,12 @@ def plugin_failure(
     exc: BaseException, plugin_dir: Path, memory_limit_bytes: int | None, reason: ReasonCode, prefix: str = ""
 ) -> PluginError:
     """What an exception of plugin code (while loading: ``reason`` plugin_load_failed; while
-    answering: plugin_exception) becomes: a sandbox refusal, a model not available here (while
-    answering, reason model_not_available), else ``reason`` with the exception and where it arose."""
+    answering: plugin_exception) becomes: a sandbox refusal, a model not available here (reason
+    model_not_available), else ``reason`` with the exception and where it arose."""
     refused = sandbox_refusal(exc, plugin_dir, memory_limit_bytes)
     if refused is not None:
         return refused
     missing = model_unavailable(exc)
-    if missing is not None:
-        loading = reason is ReasonCode.PLUGIN_LOAD_FAILED
-        return PluginError(reason if loading else ReasonCode.MODEL_NOT_AVAILABLE, prefix + missing[0], missing[1])
+    if missing is not None:  # at load or at a call alike: the fix is the same
+        return PluginError(ReasonCode.MODEL_NOT_AVAILABLE, prefix + missing[0], missing[1])
     return PluginError(reason, prefix + describe(exc, plugin_dir))

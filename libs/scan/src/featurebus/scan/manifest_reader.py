@@ -119,6 +119,8 @@ def read_manifest(
     supported, _ = get("supported_input_types")
     description, _ = get("description")
     category, _ = get("category")
+    models = _names(get, "models", violations)
+    namespace_models = _names(get, "namespace_models", violations)
     if any(v.severity == "ERROR" for v in violations):
         return None, violations
     manifest = PluginManifest(
@@ -132,8 +134,23 @@ def read_manifest(
         supported_input_types=list(supported) if isinstance(supported, list | tuple) else [],
         has_realtime=has_realtime,
         output_schema=output_schema if isinstance(output_schema, dict) else None,
+        models=models,
+        namespace_models=namespace_models,
     )
     return manifest, violations
+
+
+def _names(get: Any, key: str, violations: list[Violation]) -> list[str]:
+    """``models`` / ``namespace_models``: the models a plugin loads by names its code computes."""
+    raw, line = get(key)
+    if raw is None:
+        return []
+    if not (isinstance(raw, list | tuple) and all(isinstance(v, str) and v for v in raw)):
+        violations.append(
+            _err("MAN040", line, f"{key} must be a list of model names (string constants)", f'{key} = ["owner/model"]')
+        )
+        return []
+    return sorted(set(raw))
 
 
 def _features(values: dict[str, tuple[Any, int]], violations: list[Violation]) -> list[FeatureSpec]:

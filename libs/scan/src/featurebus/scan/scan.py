@@ -12,6 +12,7 @@ from featurebus.common.events import PluginManifest, Violation
 from featurebus.scan.archive_checks import Limits, read_archive
 from featurebus.scan.batch_lint import lint_tree
 from featurebus.scan.manifest_reader import read_manifest
+from featurebus.scan.model_refs import model_references
 from featurebus.scan.name_flow import PluginProgram
 from featurebus.scan.security_scan import ScanOptions, parse_source, scan_program
 
@@ -84,6 +85,14 @@ def scan_archive(
     for name, tree in trees.items():
         report.violations.extend(by_file[name])
         report.violations.extend(lint_tree(name, tree))
+    if report.manifest is not None:
+        hub, namespace = model_references(trees)
+        report.manifest = report.manifest.model_copy(
+            update={
+                "models": sorted({*report.manifest.models, *hub}),
+                "namespace_models": sorted({*report.manifest.namespace_models, *namespace}),
+            }
+        )
     return report
 
 

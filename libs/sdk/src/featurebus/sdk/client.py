@@ -5,6 +5,7 @@
     with Client("http://127.0.0.1:8000", key) as fb:
         ns = fb.create_namespace("docs")["namespace_id"]
         plugin_id = fb.upload_plugin(ns, archive, "text_embed", "1.0.0")["plugin_id"]
+        model, sent = fb.push_model("owner/name", read_source(Path("my-model")))  # a cluster model
 
 Every error answer raises :class:`ApiError` with the registry's ``detail`` and ``hint``. It needs
 httpx, which comes with the CLI: ``pip install 'featurebus-sdk[cli]'``.
@@ -19,10 +20,14 @@ from typing import Any, TypeVar
 
 import httpx
 
+from featurebus.common.model_store import ModelFile
+from featurebus.sdk.model_sources import ModelSource, Progress, SourceFile
+
 __all__ = ["TERMINAL_BATCH_STATES", "ApiError", "Client"]
 
 TERMINAL_BATCH_STATES = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"})
 MAX_OBJECTS_PER_REQUEST = 1000
+MAX_PAGE = 1000  # the registry's largest ``limit``
 T = TypeVar("T")
 
 
@@ -35,8 +40,15 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, url: str, key: str, timeout: float = 60) -> None:
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+    """``transport`` replaces the network (tests pass an ``httpx.MockTransport``)."""
+
+    def __init__(self, url: str, key: str, timeout: float = 60, transport: httpx.BaseTransport | None = None) -> None:
+        self.http = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout, transport=transport
+        )
+        # Presigned URLs carry their own signature: the API key is not sent to the object store
+        # (S3 refuses a request that is authorized twice).
+        self.store = httpx.Client(timeout=timeout, transport=transport)
 
     def __enter__(self) -> Client:
         return self
@@ -46,6 +58,7 @@ class Client:
 
     def close(self) -> None:
         self.http.close()
+        self.store.close()
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """The answer's JSON (None for an empty one); :class:`ApiError` for a 4xx or 5xx."""
@@ -153,6 +166,105 @@ class Client:
             f"batch {batch_id}",
             every=every,
         )
+
+    # -------------------------------------------------------------------------------------- models
+    # ``namespace`` None: the installation's cluster models (Hugging Face repo ids; creating and
+    # deleting them takes an org-admin key); else that namespace's own models.
+
+    @staticmethod
+    def models_path(namespace: str | None = None) -> str:
+        return "/v1/models" if namespace is None else f"/v1/namespaces/{namespace}/models"
+
+    def create_model(
+        self,
+        name: str,
+        files: list[ModelFile],
+        namespace: str | None = None,
+        revision: str | None = None,
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """A pending model: its ModelView and ``uploads``, the files the registry does not hold yet."""
+        body = {
+            "name": name,
+            "revision": revision,
+            "source": source,
+            "files": [f.model_dump() for f in files],
+        }
+        return dict(self.request("POST", self.models_path(namespace), json=body))
+
+    def put_model_file(self, upload: dict[str, Any], file: SourceFile, progress: Progress | None = None) -> None:
+        """Stream ``file`` to the presigned URL of ``upload``, a chunk at a time."""
+        if progress is not None:
+            progress.start(file.path, file.size_bytes)
+        where = f"<presigned_url of {file.path}>"
+        method = str(upload.get("method") or "PUT")
+        try:
+            # An explicit Content-Length: the object store refuses chunked uploads.
+            answer = self.store.request(
+                method,
+                upload["presigned_url"],
+                content=file.chunks(progress),
+                headers={"Content-Length": str(file.size_bytes)},
+            )
+        except httpx.TransportError as err:
+            raise ApiError(
+                method,
+                where,
+                0,
+                f"could not send {file.path} to the object store: {err}",
+                "the presigned URLs name the registry's object-store endpoint: it must be reachable from here",
+            ) from err
+        if answer.status_code >= 300:
+            raise ApiError(
+                method,
+                where,
+                answer.status_code,
+                f"the object store refused {file.path}: {answer.text[:200]}",
+                f"the URL expires at {upload.get('expires_at')}; if it has expired, run the command again for new ones",
+            )
+
+    def confirm_model(self, model_id: str, namespace: str | None = None) -> dict[str, Any]:
+        """The ready ModelView, once the registry has checked every uploaded file."""
+        return dict(self.request("POST", f"{self.models_path(namespace)}/{model_id}/confirm"))
+
+    def push_model(
+        self, name: str, source: ModelSource, namespace: str | None = None, progress: Progress | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Register the files of ``source``, upload those the registry lacks, confirm: the ready
+        ModelView and the paths that were sent (the others were already stored)."""
+        created = self.create_model(
+            name, [f.model_file() for f in source.files], namespace, source.revision, source.description
+        )
+        by_path = {f.path: f for f in source.files}
+        sent = []
+        for upload in created.get("uploads") or []:
+            file = by_path.get(upload["path"])
+            if file is None:
+                raise ApiError(
+                    "POST",
+                    self.models_path(namespace),
+                    201,
+                    f"the registry asked for {upload['path']!r}, which is not a file of this model",
+                )
+            self.put_model_file(upload, file, progress)
+            sent.append(file.path)
+        return self.confirm_model(created["model_id"], namespace), sent
+
+    def list_models(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every model of the scope (all pages), oldest first."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.request("GET", self.models_path(namespace), params={"offset": len(found), "limit": MAX_PAGE})
+            found += page["models"]
+            if not page["models"] or len(found) >= page["total"]:
+                return found
+
+    def get_model(self, model_id: str, namespace: str | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self.models_path(namespace)}/{model_id}"))
+
+    def delete_model(self, model_id: str, namespace: str | None = None) -> dict[str, Any]:
+        """``{"deleted": true, "model_id", "name"}``; the blobs no other model uses go with it."""
+        return dict(self.request("DELETE", f"{self.models_path(namespace)}/{model_id}"))
 
 
 def wait(

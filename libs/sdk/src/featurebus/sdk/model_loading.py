@@ -1,8 +1,9 @@
 """Model loading (``engine.models``, ``shared.models.loader``), offline-first.
 
-Workers have no model hub: models come from the local Hugging Face cache, which
-:func:`seed_offline_models` fills from weights shipped in PyPI packages, so that the guide's
-unchanged ``SentenceTransformer("all-MiniLM-L6-v2")`` loads with ``HF_HUB_OFFLINE=1``.
+Workers have no model hub: models come from the node's Hugging Face cache, which holds the
+models of the model registry a plugin names (laid out by the inference service before the plugin
+starts) and, seeded by :func:`seed_offline_models`, weights shipped in PyPI packages, so that the
+guide's unchanged ``SentenceTransformer("all-MiniLM-L6-v2")`` loads with ``HF_HUB_OFFLINE=1``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "NAMESPACE_MODELS_ENV",
     "LazyModelMixin",
     "ModelNotAvailable",
+    "import_hint",
     "lazy_model",
     "load_hf_model",
     "load_namespace_model",
     "offline_env",
     "seed_offline_models",
 ]
+
+
+# Where a worker finds its namespace's models (set by the platform; read-only).
+NAMESPACE_MODELS_ENV = "FEATUREBUS_NAMESPACE_MODELS"
 
 
 class ModelNotAvailable(RuntimeError):
@@ -74,12 +81,20 @@ def offline_env(cache_dir: Path) -> dict[str, str]:
     }
 
 
+def import_hint(model_id: str) -> str:
+    """How a model gets to featurebus workers (they have no model hub)."""
+    return (
+        f"an operator imports it into the model registry: 'featurebus models import {model_id} --from <model "
+        "directory | Hugging Face cache | wheel>' (README, Models); a plugin that picks its model at run time "
+        f'also names it in its manifest: models = ["{model_id}"]'
+    )
+
+
 def _not_available(model_id: str, exc: Exception) -> ModelNotAvailable:
     return ModelNotAvailable(
-        f"model {model_id!r} is not in this installation's offline model cache "
-        f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}): featurebus workers have no model hub. "
-        "Ship the weights in a PyPI package the operator installs, or bundle small weights in the "
-        f"plugin archive. ({type(exc).__name__}: {exc})"
+        f"model {model_id!r} is not in this installation's model registry, nor installed with it "
+        f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}): featurebus workers have no model hub; "
+        f"{import_hint(model_id)}. ({type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''})"
     )
 
 
@@ -112,11 +127,34 @@ def load_hf_model(
 
 
 def load_namespace_model(name: str) -> Any:
-    """Weights uploaded through a namespace's Models API."""
-    raise ModelNotAvailable(
-        f"namespace model {name!r}: featurebus has no Models API yet; bundle the weights in the plugin "
-        "archive (up to 500 MB) and load them with torch.load(..., weights_only=True)"
-    )
+    """Weights the plugin's namespace uploaded through its Models API (``/v1/namespaces/{ns}/models``).
+
+    A safetensors model comes back as its state dict (``model.load_state_dict(weights)``, as the
+    guide does; the shards of a sharded one merged); an ONNX or GGUF model as the path of its
+    weights file, for ``onnxruntime.InferenceSession(path)`` or a GGUF loader; a model of several
+    kinds of files as the path of its directory. Only the plugin's own namespace's models exist.
+    """
+    root = os.environ.get(NAMESPACE_MODELS_ENV)
+    directory = Path(root) / name / "files" if root else None
+    if directory is None or not directory.is_dir():
+        raise ModelNotAvailable(
+            f"namespace model {name!r} is not uploaded to this plugin's namespace (or the plugin does not name "
+            f"it): upload it with 'featurebus models upload {name} --from <file or directory> --namespace <ns>' "
+            f"(POST /v1/namespaces/{{ns}}/models), and name it in the code as load_namespace_model({name!r}) or in "
+            f'the manifest as namespace_models = ["{name}"]'
+        )
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    weights = [p for p in files if p.suffix in (".safetensors", ".onnx", ".gguf")]
+    if weights and all(p.suffix == ".safetensors" for p in weights):
+        from safetensors.torch import load_file
+
+        state: dict[str, Any] = {}
+        for shard in weights:
+            state.update(load_file(str(shard)))
+        return state
+    if len(weights) == 1 and len(files) == 1:
+        return str(weights[0])
+    return str(directory)
 
 
 class LazyModelMixin:

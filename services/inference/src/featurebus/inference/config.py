@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from featurebus.common.settings import DEFAULT_INFERENCE_PORT, CommonSettings
+from featurebus.inference.model_cache import NodeModels
 
 __all__ = ["InferenceSettings"]
 
@@ -80,6 +81,8 @@ class InferenceSettings(CommonSettings):
     sandbox_scratch_gb: float = Field(default=1.0, gt=0)
     plugin_cache_dir: Path | None = None
     model_cache_dir: Path | None = None
+    # The most a node keeps of the model registry's models (least recently used ones go first).
+    model_cache_gb: float = Field(default=50.0, gt=0)
 
     @property
     def plugins_dir(self) -> Path:
@@ -90,3 +93,9 @@ class InferenceSettings(CommonSettings):
     def models_dir(self) -> Path:
         """The offline Hugging Face cache the actors load models from."""
         return (self.model_cache_dir or self.data_dir / "models").resolve()
+
+    def node_models(self) -> NodeModels:
+        """Where a node keeps models: cluster models in the Hugging Face cache, namespace models
+        beside it (never inside it: every sandbox sees the cache, each only its own namespace's)."""
+        hub = self.models_dir
+        return NodeModels(hub, hub.with_name(hub.name + "-namespaces"), int(self.model_cache_gb * 1024**3))

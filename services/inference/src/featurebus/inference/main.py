@@ -23,6 +23,7 @@ from featurebus.common.startup import until_ready
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.deploying import Deployer
 from featurebus.inference.handlers import register
+from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.pools import Pools
 from featurebus.inference.processing import ArchiveCache, Inference
 from featurebus.inference.query_api import build_query_api
@@ -152,6 +153,11 @@ def build(
     bus = bus or Bus(settings, client_id="inference")
     store = store or ObjectStore(settings)
     held: dict[int | str, dict[str, float]] = {}  # Ray resources of the batch actors and the replicas
+    shipper = None
+    if pools is None or realtime is None:
+        import ray  # the models a plugin names travel to its workers' nodes through Ray's object store
+
+        shipper = ModelShipper(store, put=ray.put)
     if pools is None:
         from featurebus.inference.ray_actors import RayPools  # Ray only where it is used
 
@@ -160,22 +166,24 @@ def build(
             settings.actor_num_cpus,
             settings.actor_idle_seconds,
             settings.load_failure_retry_s,
-            models_dir=settings.models_dir,
+            models=settings.node_models(),
             gpu_memory_gb=settings.gpu_memory_gb,
             sandbox=_sandbox(settings),
             held=held,
+            shipper=shipper,
         )
-    archives = ArchiveCache(store, settings.plugins_dir / "archives")
+    archives = ArchiveCache(store, settings.plugins_dir / "archives", shipper)
     if realtime is None:
         from featurebus.inference.serve_backend import RayServeBackend  # Ray Serve only where it is used
 
         backend = RayServeBackend(
             settings.plugins_dir / "work",
             settings.realtime_replica_num_cpus,
-            models_dir=settings.models_dir,
+            models=settings.node_models(),
             gpu_memory_gb=settings.gpu_memory_gb,
             sandbox=_sandbox(settings),
             held=held,
+            shipper=shipper,
         )
 
         async def report(changed: DeploymentChanged) -> None:  # restores' progress, as a rollout's

@@ -48,6 +48,11 @@ ArchiveLoader = Callable[[], bytes]
 
 log = logging.getLogger("featurebus.inference.pools")
 
+# Failures a worker started afresh may not have: the plugin's load failed, or it names a model
+# that the model registry got since this worker started (a new worker is shipped it). The worker
+# answers them until load_failure_retry_s has passed, then is replaced.
+_FRESH_WORKER_MAY_FIX = (ReasonCode.PLUGIN_LOAD_FAILED, ReasonCode.MODEL_NOT_AVAILABLE)
+
 
 class ActorLost(TransientError):
     """The actor running a call died; the message is retried on a fresh actor."""
@@ -216,7 +221,7 @@ class WarmPools:
             await self._retire(plugin, actor, f"took longer than {timeout:.0f}s")
             raise
         except PluginError as err:
-            if err.reason is ReasonCode.PLUGIN_LOAD_FAILED:
+            if err.reason in _FRESH_WORKER_MAY_FIX:
                 self._load_failed(plugin, actor, err.message)
             raise
         finally:
@@ -224,8 +229,10 @@ class WarmPools:
                 actor.in_flight -= 1
                 pool.last_used = self.clock()
                 self._freed.notify_all()
-        if isinstance(result, WorkerOutput) and result.load_failed:
-            self._load_failed(plugin, actor, result.failures[0].message if result.failures else "")
+        if isinstance(result, WorkerOutput):
+            unfit = result.load_failed or any(f.reason is ReasonCode.MODEL_NOT_AVAILABLE for f in result.failures)
+            if unfit:
+                self._load_failed(plugin, actor, result.failures[0].message if result.failures else "")
         return result
 
     async def _acquire(self, plugin: PluginRef, archive: ArchiveLoader, grow: bool) -> tuple[_Pool, _Actor]:
@@ -297,7 +304,7 @@ class WarmPools:
         if actor.load_failed_at is None:
             actor.load_failed_at = self.clock()
             log.error(
-                "plugin %s failed to load (answering every row with plugin_load_failed for the next %.0fs): %s",
+                "plugin %s cannot run on this worker (it fails every row so for the next %.0fs, then is replaced): %s",
                 plugin.plugin_id,
                 self.load_failure_retry_s,
                 message,

@@ -5,7 +5,9 @@ The only module of the service that imports Ray (besides Ray's start-up in ``mai
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,16 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from featurebus.common.events import PluginRef
+from featurebus.inference.model_cache import ModelShipment, NodeModels, install_models
+from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
 from featurebus.inference.plugin_worker import Embedded, PluginWorker, WorkerOutput
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
+from featurebus.sdk.model_loading import NAMESPACE_MODELS_ENV
 
-__all__ = ["Held", "PluginActor", "RayActors", "RayPools", "SandboxSettings", "asks", "live_nodes"]
+__all__ = ["Held", "PluginActor", "RayActors", "RayPools", "SandboxSettings", "asks", "live_nodes", "node_models"]
 
 # Ray resources this process holds, by holder (an actor's id, a real-time deployment's name).
 Held = dict[int | str, dict[str, float]]
@@ -40,10 +45,13 @@ class PluginActor:
         archive: bytes,
         parameters: dict[str, Any] | None,
         work_dir: str,
-        models_dir: str | None,
+        models: NodeModels | None,
         sandbox: SandboxConfig | None,
+        shipments: list[ModelShipment] | None = None,
+        namespace_id: str = "",
     ) -> None:
         self.worker: SandboxedWorker | PluginWorker
+        models_dir, sandbox = node_models(models, shipments or [], namespace_id, sandbox)
         if sandbox is None:
             log.warning("SANDBOX OFF: plugin %s runs unconfined, with this worker's credentials", plugin_id)
             self.worker = PluginWorker.from_archive(plugin_id, archive, parameters, work_dir, models_dir)
@@ -63,23 +71,26 @@ class PluginActor:
 class RayActors:
     """An :class:`~featurebus.inference.pools.ActorBackend` of Ray actors.
 
-    ``work_dir`` and ``models_dir`` are paths the actors make on whichever node they run on; the
-    archive travels to them as bytes, so the service and the Ray nodes share no disk.
+    ``work_dir`` and the ``models`` directories are paths the actors make on whichever node they
+    run on; the archive and the models the plugin names (``shipper``) travel to them through Ray,
+    so the service and the Ray nodes share no disk.
     """
 
     def __init__(
         self,
         work_dir: Path,
         actor_num_cpus: float,
-        models_dir: Path | None = None,
+        models: NodeModels | None = None,
         gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
         sandbox: SandboxSettings | None = None,
         held: Held | None = None,
+        shipper: ModelShipper | None = None,
     ) -> None:
         self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self.work_dir = work_dir
         self.actor_num_cpus = actor_num_cpus
-        self.models_dir = models_dir
+        self.models = models
+        self.shipper = shipper
         self.gpu_memory_gb = gpu_memory_gb
         self._worker_class = ray.remote(PluginActor)
         # What the actors this process started and has not killed asked for (and, shared with the
@@ -114,9 +125,15 @@ class RayActors:
 
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
         options = self._options(plugin)
-        models = str(self.models_dir) if self.models_dir else None
         actor = self._worker_class.options(**options).remote(
-            plugin.plugin_id, archive, plugin.parameters, str(self.work_dir), models, self.sandbox.for_plugin(plugin)
+            plugin.plugin_id,
+            archive,
+            plugin.parameters,
+            str(self.work_dir),
+            self.models,
+            self.sandbox.for_plugin(plugin),
+            self.shipper.shipments(plugin) if self.shipper else [],
+            plugin.namespace_id,
         )
         self._held[id(actor)] = asks(options)
         return actor
@@ -147,12 +164,13 @@ class RayPools(WarmPools):
         actor_num_cpus: float,
         idle_seconds: float,
         load_failure_retry_s: float = 60.0,
-        models_dir: Path | None = None,
+        models: NodeModels | None = None,
         gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
         sandbox: SandboxSettings | None = None,
         held: Held | None = None,
+        shipper: ModelShipper | None = None,
     ) -> None:
-        actors = RayActors(work_dir, actor_num_cpus, models_dir, gpu_memory_gb, sandbox, held)
+        actors = RayActors(work_dir, actor_num_cpus, models, gpu_memory_gb, sandbox, held, shipper)
         super().__init__(actors, idle_seconds, load_failure_retry_s)
 
 
@@ -181,6 +199,23 @@ class SandboxSettings:
             egress_ports=self.egress_ports,
             forbidden=self.forbidden,
         )
+
+
+def node_models(
+    models: NodeModels | None, shipments: list[ModelShipment], namespace_id: str, sandbox: SandboxConfig | None
+) -> tuple[str | None, SandboxConfig | None]:
+    """On the worker's node, before the plugin starts: the models it was shipped installed; the
+    Hugging Face home it loads from, and its sandbox with its namespace's models (an unsandboxed
+    plugin finds them through the environment)."""
+    if models is None:
+        return None, sandbox
+    own = install_models(models, shipments, ray.get, namespace_id)
+    if own is not None:
+        if sandbox is not None:
+            sandbox = dataclasses.replace(sandbox, namespace_models=str(own))
+        else:
+            os.environ[NAMESPACE_MODELS_ENV] = str(own)
+    return str(models.hf_home), sandbox
 
 
 def asks(options: dict[str, Any]) -> dict[str, float]:

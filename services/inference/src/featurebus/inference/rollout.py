@@ -162,7 +162,7 @@ class Realtime:
 
     async def deploy(self, request: DeployRequested, report: Report) -> None:
         """Start ``request.deployment``, check it, and report DEPLOYED or FAILED (see the module doc)."""
-        name, plugin = request.deployment, request.plugin
+        name, plugin = request.deployment, _own(request)
         if name is None or plugin is None:
             raise ValueError("a deploy request needs plugin and deployment")
         try:
@@ -271,7 +271,9 @@ class Realtime:
                 await self._report(_changed(request, "IN_PROGRESS"))
                 if phase == "failed":
                     await self.backend.delete(name)
-                await self.backend.start(name, request.plugin, await self.archives.get(request.plugin))
+                plugin = _own(request)
+                assert plugin is not None
+                await self.backend.start(name, plugin, await self.archives.get(plugin))
             state = await self._until_started(request, name, self._report)
         except PluginError as err:  # its archive is gone from the object store, or the like
             why = err.message
@@ -349,6 +351,13 @@ def _start_failure(state: BackendState, timeout: float) -> str:
             f"{state.replicas_desired} ready): the cluster may lack the CPU, memory or GPU they ask for"
         )
     return state.message or "the deployment failed to start"
+
+
+def _own(request: DeployRequested) -> PluginRef | None:
+    """The request's plugin, running for the request's namespace (its namespace's models)."""
+    if request.plugin is None:
+        return None
+    return request.plugin.model_copy(update={"namespace_id": request.namespace_id})
 
 
 def _changed(

@@ -21,9 +21,11 @@ from ray import cloudpickle, serve
 from ray.serve.exceptions import RayServeException
 
 from featurebus.common.events import PluginRef, ReasonCode
+from featurebus.inference.model_cache import ModelShipment, NodeModels
+from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options
 from featurebus.inference.plugin_worker import RealtimeWorker, prepare_plugin
-from featurebus.inference.ray_actors import Held, SandboxSettings, asks, live_nodes
+from featurebus.inference.ray_actors import Held, SandboxSettings, asks, live_nodes, node_models
 from featurebus.inference.rollout import BackendState, DeploymentMissing
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
@@ -98,10 +100,13 @@ class RealtimeReplica:
         archive: bytes,
         parameters: dict[str, Any],
         work_dir: str,
-        models_dir: str | None,
+        models: NodeModels | None,
         sandbox: SandboxConfig | None,
+        shipments: list[ModelShipment] | None = None,
+        namespace_id: str = "",
     ) -> None:
         self.worker: SandboxedWorker | RealtimeWorker
+        models_dir, sandbox = node_models(models, shipments or [], namespace_id, sandbox)
         if sandbox is None:
             log.warning("SANDBOX OFF: plugin %s's realtime.py runs unconfined", plugin_id)
             self.worker = RealtimeWorker(
@@ -143,16 +148,18 @@ class RayServeBackend:
         self,
         work_dir: Path,
         replica_num_cpus: float,
-        models_dir: Path | None = None,
+        models: NodeModels | None = None,
         gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB,
         sandbox: SandboxSettings | None = None,
         held: Held | None = None,
+        shipper: ModelShipper | None = None,
     ) -> None:
         """``held`` is shared with the batch actors (:class:`~featurebus.inference.ray_actors.RayActors`):
         the minimum replicas of every deployment count against the room batch pools see."""
         self.work_dir = work_dir
         self.replica_num_cpus = replica_num_cpus
-        self.models_dir = models_dir
+        self.models = models
+        self.shipper = shipper
         self.gpu_memory_gb = gpu_memory_gb
         self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self._starting: dict[str, asyncio.Task[Any]] = {}
@@ -168,8 +175,10 @@ class RayServeBackend:
             archive,
             plugin.parameters,
             str(self.work_dir),
-            str(self.models_dir) if self.models_dir else None,
+            self.models,
             self.sandbox.for_plugin(plugin),
+            self.shipper.shipments(plugin) if self.shipper else [],
+            plugin.namespace_id,
         )
         # serve.run returns once the application runs (or raises when it cannot): in a thread,
         # while state() follows its replicas.

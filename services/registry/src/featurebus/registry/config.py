@@ -31,3 +31,6 @@ class RegistrySettings(CommonSettings):
     # Every request body (all are JSON) is refused with a 413 above this; files never pass through
     # the registry (they go to presigned URLs), and 1,000 objects of 16 KiB fit in one request.
     max_request_bytes: int = 16 * 1024 * 1024
+    # A model (POST /v1/models, /v1/namespaces/{ns}/models) is refused when its files add up to
+    # more than this; its bytes go to presigned URLs, never through the registry's requests.
+    max_model_bytes: int = 20 * 1024**3

@@ -33,6 +33,7 @@ from featurebus.registry.routes import (
     blob_uploads,
     buckets,
     collections,
+    models,
     namespaces,
     objects,
     org_plugins,
@@ -129,6 +130,7 @@ def build_app(
         tasks,
         collections,
         retrievers,
+        models,
     ):
         app.include_router(module.router)
 

@@ -52,4 +52,6 @@ def plugin_ref(plugin: Plugin, parameters: dict[str, Any] | None = None) -> Plug
         parameters={**plugin.params, **(parameters or {})},
         compute_profile=manifest.compute_profile,
         features=manifest.features,
+        models=manifest.models,
+        namespace_models=manifest.namespace_models,
     )

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from featurebus.common.events import PluginManifest, RowFailure, VectorIndex, Violation
+from featurebus.common.model_store import ModelFile
 
 __all__ = [
     "ApiKey",
@@ -21,6 +22,7 @@ __all__ = [
     "Bucket",
     "Collection",
     "FrameResult",
+    "Model",
     "Namespace",
     "Organization",
     "Plugin",
@@ -121,6 +123,31 @@ class BlobUpload(Record):
     created_at: datetime = Field(default_factory=now)
 
     TABLE: ClassVar[str] = "blob_uploads"
+
+
+class Model(Record):
+    """A model of the cluster (``namespace_id`` None) or of one namespace (model_store's layout).
+
+    ``pending`` until a confirm has stored and checked every file's blob and written the manifest;
+    then ``ready``. ``uploads`` are the indexes of the files that were given a presigned URL (the
+    others' blobs were stored already: content-addressed dedupe).
+    """
+
+    id: str  # model_id, mdl_...
+    org_id: str  # of the key that imported it (cluster models are the whole installation's)
+    namespace_id: str | None = None
+    name: str
+    revision: str
+    source: str | None = None
+    files: list[ModelFile]
+    uploads: list[int] = Field(default_factory=list)
+    expires_at: datetime  # of the presigned URLs
+    status: str = "pending"  # pending | ready
+    created_at: datetime = Field(default_factory=now)
+    ready_at: datetime | None = None
+
+    TABLE: ClassVar[str] = "models"
+    LOOKUPS: ClassVar[tuple[str, ...]] = ("namespace_id", "name")
 
 
 class Plugin(Record):

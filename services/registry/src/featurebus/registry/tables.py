@@ -30,6 +30,7 @@ from featurebus.registry.records import (
     Bucket,
     Collection,
     FrameResult,
+    Model,
     Namespace,
     Organization,
     Plugin,
@@ -228,6 +229,7 @@ class Tables:
     frame_results: Table[FrameResult]
     retrievers: Table[Retriever]
     secrets: Table[Secret]
+    models: Table[Model]
 
     async def init(self) -> None:
         for f in fields(self):
@@ -249,6 +251,7 @@ class Tables:
             frame_results=make(FrameResult),
             retrievers=make(Retriever),
             secrets=make(Secret),
+            models=make(Model),
         )
 
     @classmethod

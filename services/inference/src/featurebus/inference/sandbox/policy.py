@@ -9,7 +9,7 @@ The kernel enforces it, not the plugin's good manners:
   ``no_new_privs``), pid (it sees only itself), network (loopback only, so no platform server
   and no metadata address is reachable), ipc, uts and cgroup namespaces, and a read-only root
   that holds only the Python environment, the system libraries, the plugin's own unpacked files
-  and the model cache. No data directory, key file or other plugin's files exist in it.
+  and the model cache (with only the plugin's own namespace's models). No data directory, key file or other plugin's files exist in it.
 - Inside, before any plugin code runs, the child sets resource limits and a seccomp filter
   (:mod:`featurebus.inference.sandbox.seccomp_rules`) that refuses new processes and the
   kernel's escape hatches, and an audit hook that turns refused operations into clear errors.
@@ -21,6 +21,8 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from featurebus.sdk.model_loading import NAMESPACE_MODELS_ENV
 
 __all__ = ["SandboxPolicy", "SandboxUnavailable", "bwrap_binary", "python_roots"]
 
@@ -75,6 +77,7 @@ class SandboxPolicy:
     plugin_dir: Path
     scratch_mount: Path  # an empty host directory the scratch tmpfs is mounted on (privately)
     models_dir: Path | None = None
+    namespace_models_dir: Path | None = None  # the plugin's namespace's models, only its own
     memory_bytes: int = 4 * 1024**3  # address space (RLIMIT_AS)
     scratch_bytes: int = 1024**3
     max_open_files: int = 1024
@@ -92,6 +95,8 @@ class SandboxPolicy:
         paths = [*map(str, self.python), str(self.plugin_dir), *_SYSTEM_RO, *_SYS_RO, "/proc", "/dev", SCRATCH]
         if self.models_dir is not None:
             paths.append(str(self.models_dir))
+        if self.namespace_models_dir is not None:
+            paths.append(str(self.namespace_models_dir))
         if self.egress:
             paths.extend(_EGRESS_RO)
         return paths
@@ -108,12 +113,17 @@ class SandboxPolicy:
         binds += ["--ro-bind", str(self._allowed(self.plugin_dir)), str(self.plugin_dir)]
         if self.models_dir is not None:
             binds += ["--ro-bind", str(self._allowed(self.models_dir)), str(self.models_dir)]
+        if self.namespace_models_dir is not None:
+            own = self.namespace_models_dir
+            binds += ["--ro-bind", str(self._allowed(own)), str(own)]
         for path in (*_SYSTEM_RO, *_SYS_RO, *(_EGRESS_RO if self.egress else ())):
             binds += ["--ro-bind-try", path, path]
         env: list[str] = []
         # Caches that libraries write go to the scratch, never beside their read-only sources
         # (numba, behind librosa, writes its compiled functions next to the library otherwise).
         scratch_env = {"HOME": SCRATCH, "TMPDIR": SCRATCH, "USER": "plugin", "NUMBA_CACHE_DIR": f"{SCRATCH}/.numba"}
+        if self.namespace_models_dir is not None:
+            scratch_env[NAMESPACE_MODELS_ENV] = str(self.namespace_models_dir)
         for key, value in {**self.env, **scratch_env}.items():
             env += ["--setenv", key, value]
         bwrap = [

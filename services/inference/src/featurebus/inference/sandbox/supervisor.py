@@ -58,6 +58,8 @@ class SandboxConfig:
     egress: bool = False
     egress_ports: tuple[int, ...] = (443, 80)  # the TCP ports an egress plugin may connect to
     forbidden: tuple[str, ...] = ()
+    # This plugin's namespace's models on the node (read-only inside; load_namespace_model).
+    namespace_models: str | None = None
 
 
 class SandboxedWorker:
@@ -201,6 +203,7 @@ class SandboxedWorker:
                 plugin_dir=self.plugin_dir,
                 scratch_mount=self.scratch_mount,
                 models_dir=self.models_dir,
+                namespace_models_dir=Path(self.config.namespace_models) if self.config.namespace_models else None,
                 memory_bytes=self.config.memory_bytes,
                 scratch_bytes=self.config.scratch_bytes,
                 frame_cpu_seconds=self.config.frame_cpu_seconds,

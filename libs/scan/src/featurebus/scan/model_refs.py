@@ -1,0 +1,126 @@
+"""The models a plugin's code names, read statically: what workers lay out before it starts.
+
+A plugin loads a Hugging Face model by naming it — ``SentenceTransformer("all-MiniLM-L6-v2")``,
+``AutoModel.from_pretrained(MODEL_ID)``, ``load_hf_model(hf_model_id=...)``, a ``LazyModelMixin``
+subclass's ``model_id``, ``@lazy_model(model_id=...)`` — and its own weights with
+``load_namespace_model("name")``. Names are string constants at the call, or module-level string
+constants the call refers to; anything computed at run time is not seen here (the manifest's
+``models`` / ``namespace_models`` lists declare those).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+__all__ = ["model_references"]
+
+# Callables that load a hub model by id, and the keywords that may carry the id.
+_HUB_LOADERS = {
+    "from_pretrained",
+    "SentenceTransformer",
+    "CrossEncoder",
+    "SparseEncoder",
+    "load_hf_model",
+    "lazy_model",
+    "snapshot_download",
+    "hf_hub_download",
+    "pipeline",
+}
+_ID_KEYWORDS = ("pretrained_model_name_or_path", "model_name_or_path", "hf_model_id", "model_id", "repo_id", "model")
+_NAMESPACE_LOADERS = {"load_namespace_model"}
+# sentence-transformers resolves a bare name to this organisation's repo.
+_ST_ORG = "sentence-transformers"
+_ST_LOADERS = {"SentenceTransformer", "SparseEncoder"}
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+_NAMESPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# pipeline("text-classification") names a task, not a model.
+_NOT_MODELS = {"feature-extraction", "text-classification", "sentiment-analysis", "image-classification"}
+
+
+def model_references(trees: dict[str, ast.Module]) -> tuple[list[str], list[str]]:
+    """``(hub repo ids, namespace model names)`` that the modules name, sorted and unique."""
+    hub: set[str] = set()
+    own: set[str] = set()
+    for tree in trees.values():
+        constants = _string_constants(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = _callee(node.func)
+                if name in _HUB_LOADERS:
+                    for value in _id_arguments(node, constants):
+                        hub.update(_hub_ids(name, value))
+                elif name in _NAMESPACE_LOADERS:
+                    for value in _id_arguments(node, constants, ("name",)):
+                        if _NAMESPACE_NAME.fullmatch(value):
+                            own.add(value)
+            elif isinstance(node, ast.ClassDef) and any(_callee(b) == "LazyModelMixin" for b in node.bases):
+                for statement in node.body:
+                    model_id = _class_attribute(statement, "model_id", constants)
+                    if model_id is not None:
+                        hub.update(_hub_ids("from_pretrained", model_id))
+    return sorted(hub), sorted(own)
+
+
+def _callee(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def _string_constants(tree: ast.Module) -> dict[str, str]:
+    """Module-level ``NAME = "string"``."""
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node.value.value
+        elif (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            found[node.target.id] = node.value.value
+    return found
+
+
+def _string(node: ast.expr, constants: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    return None
+
+
+def _id_arguments(node: ast.Call, constants: dict[str, str], keywords: tuple[str, ...] = _ID_KEYWORDS) -> list[str]:
+    """The string values of the call's first positional argument and of its id keywords."""
+    candidates = [node.args[0]] if node.args else []
+    candidates += [k.value for k in node.keywords if k.arg in keywords]
+    return [v for v in (_string(c, constants) for c in candidates) if v is not None]
+
+
+def _class_attribute(statement: ast.stmt, attribute: str, constants: dict[str, str]) -> str | None:
+    if isinstance(statement, ast.Assign):
+        if any(isinstance(t, ast.Name) and t.id == attribute for t in statement.targets):
+            return _string(statement.value, constants)
+    elif (
+        isinstance(statement, ast.AnnAssign)
+        and isinstance(statement.target, ast.Name)
+        and statement.target.id == attribute
+        and statement.value is not None
+    ):
+        return _string(statement.value, constants)
+    return None
+
+
+def _hub_ids(loader: str, value: str) -> list[str]:
+    """The hub repo ids a loader resolves ``value`` to (none for a local path or a task name)."""
+    if not _REPO_ID.fullmatch(value) or value in _NOT_MODELS or value.startswith("."):
+        return []
+    if loader in _ST_LOADERS and "/" not in value:
+        return [f"{_ST_ORG}/{value}", value]
+    return [value]

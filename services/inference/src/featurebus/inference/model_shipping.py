@@ -1,0 +1,118 @@
+"""The models a plugin names, fetched from the object store once for the whole cluster.
+
+The scanner lists the models a plugin's code names (``PluginRef.models``, ``namespace_models``);
+before the plugin's first worker starts, this finds those the model registry holds (their
+manifests in the object store, :mod:`featurebus.common.model_store`), reads each blob once,
+checks it, and hands it to the cluster (``put``: ``ray.put`` in the service) so that the nodes
+that start workers pull it from there — never from the object store, for which workers hold no
+credentials. A name the registry does not hold is left out: the plugin fails ``model_not_available``
+when it loads it, naming the import command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from featurebus.common.events import PluginRef, ReasonCode
+from featurebus.common.model_store import ModelManifest, blob_key, manifest_key
+from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore
+from featurebus.inference.model_cache import ModelShipment
+from featurebus.runtime import PluginError
+
+__all__ = ["ModelShipper"]
+
+log = logging.getLogger("featurebus.inference.models")
+
+
+class ModelShipper:
+    def __init__(
+        self,
+        store: ObjectStore,
+        put: Callable[[bytes], Any],
+        refresh_s: float = 30.0,
+        max_held_bytes: int = 8 * 1024**3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.put = put
+        self.refresh_s = refresh_s
+        self.max_held_bytes = max_held_bytes
+        self.clock = clock
+        # (scope, name) -> (when read, manifest or None when the registry lacks it)
+        self._manifests: dict[tuple[str | None, str], tuple[float, ModelManifest | None]] = {}
+        # (scope, sha256) -> (handle, bytes), least recently used first
+        self._held: OrderedDict[tuple[str | None, str], tuple[Any, int]] = OrderedDict()
+
+    async def prepare(self, plugin: PluginRef) -> None:
+        """Make :meth:`shipments` current for ``plugin``: cheap when nothing changed (no I/O
+        within ``refresh_s`` of the last look)."""
+        for scope, name in _wanted(plugin):
+            manifest = await self._manifest(scope, name)
+            if manifest is not None:
+                await self._hold(manifest)
+
+    def shipments(self, plugin: PluginRef) -> list[ModelShipment]:
+        """What a worker of ``plugin`` installs before it starts (after :meth:`prepare`)."""
+        found = []
+        for scope, name in _wanted(plugin):
+            manifest = self._manifests.get((scope, name), (0.0, None))[1]
+            if manifest is None:
+                continue
+            blobs = {f.sha256: self._held.get((scope, f.sha256), (None, 0))[0] for f in manifest.files}
+            if all(handle is not None for handle in blobs.values()):
+                found.append(ModelShipment(manifest, blobs))
+        return found
+
+    async def _manifest(self, scope: str | None, name: str) -> ModelManifest | None:
+        now = self.clock()
+        seen = self._manifests.get((scope, name))
+        if seen is not None and now - seen[0] < self.refresh_s:
+            return seen[1]
+        try:
+            raw = await self.store.get_bytes(self.store.uri(manifest_key(scope, name)))
+            manifest: ModelManifest | None = ModelManifest.model_validate(json.loads(raw))
+        except ObjectMissing:
+            manifest = None
+        self._manifests[(scope, name)] = (now, manifest)
+        return manifest
+
+    async def _hold(self, manifest: ModelManifest) -> None:
+        scope = manifest.namespace_id
+        for f in manifest.files:
+            key = (scope, f.sha256)
+            if key in self._held:
+                self._held.move_to_end(key)
+                continue
+            try:
+                data = await self.store.get_bytes(self.store.uri(blob_key(scope, f.sha256)), f.sha256)
+            except (ChecksumMismatch, ObjectMissing) as exc:
+                raise PluginError(
+                    ReasonCode.PLUGIN_LOAD_FAILED,
+                    f"model {manifest.name}: its file {f.path} is damaged or gone in the object store ({exc})",
+                    "import the model again (featurebus models import / upload)",
+                ) from exc
+            self._held[key] = (await asyncio.to_thread(self.put, data), len(data))
+        log.debug("model %s@%s ready to ship", manifest.name, manifest.revision[:12])
+        self._release(keep={(scope, f.sha256) for f in manifest.files})
+
+    def _release(self, keep: set[tuple[str | None, str]]) -> None:
+        """Drop the least recently used blobs beyond ``max_held_bytes`` (fetched again if needed)."""
+        total = sum(size for _, size in self._held.values())
+        for key in list(self._held):
+            if total <= self.max_held_bytes:
+                return
+            if key not in keep:
+                total -= self._held.pop(key)[1]
+
+
+def _wanted(plugin: PluginRef) -> list[tuple[str | None, str]]:
+    wanted: list[tuple[str | None, str]] = [(None, name) for name in plugin.models]
+    if plugin.namespace_id:
+        wanted += [(plugin.namespace_id, name) for name in plugin.namespace_models]
+    return wanted
