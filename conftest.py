@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -46,6 +47,18 @@ def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     yield
+
+
+@pytest.fixture(scope="session")
+def offline_models(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As in a worker, before a test imports transformers: the seeded offline model cache, in this
+    process's environment for the rest of the session (the Hugging Face libraries read their cache
+    and offline settings once, at import, and later tests load from them)."""
+    from featurebus.sdk.model_loading import offline_env, seed_offline_models
+
+    cache = tmp_path_factory.mktemp("models")
+    seed_offline_models(cache)
+    os.environ.update(offline_env(cache))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import textwrap
 import zipfile
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from featurebus.common.events import ReasonCode
 from featurebus.common.frames import FRAME_COLUMNS
 from featurebus.runtime import PluginError, PluginHost, unpack_archive
-from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 MANIFEST = """
 feature_extractor_name = "toy"
@@ -272,15 +270,6 @@ def test_a_step_that_computes_with_a_failed_call_fails_the_frame_naming_the_call
     message = result.failures[0].message
     assert message.startswith("1 API calls failed (first: the API call for item 1 of 3 failed: ConnectionError")
     assert "the step then raised TypeError" in message
-
-
-@pytest.fixture(scope="module")
-def offline_models(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """As in a worker, before the test imports transformers: the Hugging Face libraries read their
-    cache and offline settings once, at import, and later tests of the session load from them."""
-    cache = tmp_path_factory.mktemp("models")
-    seed_offline_models(cache)
-    os.environ.update(offline_env(cache))
 
 
 MISSING_MODEL = (

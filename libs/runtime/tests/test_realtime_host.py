@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 from featurebus.common.events import ReasonCode
 from featurebus.runtime import PluginError
 from featurebus.runtime.realtime import RealtimeHost
-from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
 MANIFEST = """
 feature_extractor_name = "toy"
@@ -81,15 +79,6 @@ def test_a_plugin_without_realtime_py_has_no_endpoint(tmp_path: Path) -> None:
     err = refusal(tmp_path, None)
     assert err.reason is ReasonCode.PLUGIN_LOAD_FAILED and "no realtime.py" in err.message
     assert "batch_only" in (err.hint or "")
-
-
-@pytest.fixture(scope="module")
-def offline_models(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """As in a worker, before the test imports transformers: the Hugging Face libraries read their
-    cache and offline settings once, at import, and later tests of the session load from them."""
-    cache = tmp_path_factory.mktemp("models")
-    seed_offline_models(cache)
-    os.environ.update(offline_env(cache))
 
 
 @pytest.mark.parametrize(

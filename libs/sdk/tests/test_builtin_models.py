@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,9 @@ import pandas as pd
 import pytest
 
 from featurebus.sdk import get_batch_service
-from featurebus.sdk.model_loading import offline_env, seed_offline_models
 from featurebus.sdk.onnx_text import _length_buckets, verify_sha256
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_models")]
 
 TEXTS = [
     "Penguins are flightless seabirds that live in Antarctica.",
@@ -29,14 +27,6 @@ TEXTS = [
     # longer than the model's 256 tokens: both engines truncate at the same place
     " ".join(["the quick brown fox jumps over the lazy dog"] * 60),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_models(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """As in a worker: the Hugging Face libraries, once imported, keep to the seeded offline cache."""
-    cache = tmp_path_factory.mktemp("models")
-    seed_offline_models(cache)
-    os.environ.update(offline_env(cache))
 
 
 def embed(engine: str, texts: list[str | None], **config: object) -> list[list[float] | None]:
