@@ -70,6 +70,14 @@ class Route:
     form: bool = False  # it takes a multipart form (FORM), not JSON: the bad bodies are sent as JSON still
 
 
+MODEL_FIELDS = (
+    ("name",),
+    ("files",),
+    ("files", 0),
+    ("files", 0, "path"),
+    ("files", 0, "size_bytes"),
+    ("files", 0, "sha256"),
+)
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/healthz"): Route(),
     ("GET", "/v1/namespaces"): Route(),
@@ -137,6 +145,22 @@ ROUTES: dict[tuple[str, str], Route] = {
             ("bucket_schema", "properties", "text", "required"),
         ),
     ),
+    ("GET", "/v1/models"): Route(),
+    ("POST", "/v1/models"): Route(
+        {"name": "fuzz/tiny", "files": [{"path": "model.safetensors", "size_bytes": 16, "sha256": "a" * 64}]},
+        MODEL_FIELDS,
+    ),
+    ("GET", "/v1/models/{model_id}"): Route(),
+    ("DELETE", "/v1/models/{model_id}"): Route(destructive=True),
+    ("POST", "/v1/models/{model_id}/confirm"): Route(),
+    ("GET", "/v1/namespaces/{ns}/models"): Route(),
+    ("POST", "/v1/namespaces/{ns}/models"): Route(
+        {"name": "fuzz-weights_1", "files": [{"path": "model.safetensors", "size_bytes": 16, "sha256": "b" * 64}]},
+        MODEL_FIELDS,
+    ),
+    ("GET", "/v1/namespaces/{ns}/models/{model_id}"): Route(),
+    ("DELETE", "/v1/namespaces/{ns}/models/{model_id}"): Route(destructive=True),
+    ("POST", "/v1/namespaces/{ns}/models/{model_id}/confirm"): Route(),
     ("GET", "/v1/namespaces/{ns}/buckets"): Route(),
     ("GET", "/v1/namespaces/{ns}/buckets/{bucket_id}"): Route(),
     ("POST", "/v1/namespaces/{ns}/buckets/{bucket_id}/objects"): Route(
@@ -424,6 +448,7 @@ def real_ids(api: Api) -> dict[str, str]:
         "batch_id": "btch_nope",
         "task_id": "task_nope",
         "collection": "col_nope",
+        "model_id": "mdl_nope",
     }
 
 

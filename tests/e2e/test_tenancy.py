@@ -389,6 +389,20 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
                 ns=ns,
                 retriever_id=ident,
             )
+    # models: a namespace's are its own; the cluster's are read by every key, written by org-admin keys
+    models = "/v1/namespaces/{ns}/models"
+    weights = {"name": "from-a_1", "files": [{"path": "model.safetensors", "size_bytes": 16, "sha256": "a" * 64}]}
+    for ns in b_forms:
+        add("GET", models, 404, ns=ns)
+        add("POST", models, 404, weights, ns=ns)
+        for method, suffix in [("GET", "/{model_id}"), ("DELETE", "/{model_id}"), ("POST", "/{model_id}/confirm")]:
+            path = (models + suffix).format(ns=ns, model_id="mdl_of_b")
+            out.append(Attempt(method, models + suffix, path, 404))
+    add("GET", "/v1/models", 200)
+    add("POST", "/v1/models", 403, {**weights, "name": "acme/from-a"})
+    out.append(Attempt("GET", "/v1/models/{model_id}", "/v1/models/mdl_of_b", 404))
+    add("DELETE", "/v1/models/{model_id}", 403, model_id="mdl_of_b")
+    add("POST", "/v1/models/{model_id}/confirm", 403, model_id="mdl_of_b")
     add("GET", "/healthz", 200)
     return out
 

@@ -29,7 +29,7 @@ __all__ = [
 
 
 # Where a worker finds its namespace's models (set by the platform; read-only).
-NAMESPACE_MODELS_ENV = "FEATUREBUS_NAMESPACE_MODELS"
+NAMESPACE_MODELS_ENV = "NAMESPACE_MODELS_DIR"
 
 
 class ModelNotAvailable(RuntimeError):
