@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "deploy" / "local"))
 from stack import LocalStack, free_port
@@ -78,3 +85,165 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     BertModel(config).save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+class LLMTestServer:
+    """A local OpenAI-compatible provider: ``POST {base_url}/chat/completions`` in OpenAI's shape.
+
+    It records every request (lower-cased headers and JSON body) in :attr:`requests` and answers
+    deterministically: for a ``json_schema`` response_format, a JSON object satisfying simple
+    schemas (strings "ok", numbers 0.5, integers 1, booleans true, arrays of one item); else the
+    user message's text, echoed. Tests make it fail (:meth:`fail_next`), answer slowly
+    (:meth:`set_delay`) or answer given content (:meth:`answer_next`). It checks no key; platforms
+    started for a test session are given :attr:`api_key`.
+    """
+
+    api_key = "sk-featurebus-test-llm-0c4e8a61"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        self._server = uvicorn.Server(uvicorn.Config(self._app(), log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="llm-test-server", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the LLM test server did not start")
+            time.sleep(0.01)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._requests)
+
+    def fail_next(
+        self, status: int, times: int = 1, retry_after: float | None = None, message: str | None = None
+    ) -> None:
+        """Answer the next ``times`` requests with ``status`` (e.g. 500, 429, 400) and an OpenAI
+        error body saying ``message``."""
+        headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
+        with self._lock:
+            self._failures.extend([(status, headers, message or f"injected failure {status}")] * times)
+
+    def answer_next(self, content: str, times: int = 1) -> None:
+        """Answer the next ``times`` successful requests with ``content`` as the message's text."""
+        with self._lock:
+            self._answers.extend([content] * times)
+
+    def set_delay(self, seconds: float) -> None:
+        """Wait this long before answering each request (requests still overlap)."""
+        with self._lock:
+            self._delay = seconds
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests: list[dict[str, Any]] = []
+            self._failures: list[tuple[int, dict[str, str], str]] = []
+            self._answers: list[str] = []
+            self._delay = 0.0
+            self.in_flight = 0
+            self.max_in_flight = 0
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def complete(request: Request) -> JSONResponse:
+            body = await request.json()
+            with self._lock:
+                self._requests.append({"headers": dict(request.headers), "json": body})
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                delay = self._delay
+                failure = self._failures.pop(0) if self._failures else None
+                answer = self._answers.pop(0) if self._answers and failure is None else None
+            try:
+                if delay:
+                    await asyncio.sleep(delay)
+                if failure is not None:
+                    status, headers, message = failure
+                    error = {"error": {"message": message, "type": "test_server_error"}}
+                    return JSONResponse(error, status_code=status, headers=headers)
+                return JSONResponse(_completion(body, answer))
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+        return app
+
+
+def _completion(body: dict[str, Any], answer: str | None) -> dict[str, Any]:
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+    if answer is None:
+        answer = json.dumps(_example(schema)) if schema is not None else _user_text(body.get("messages") or [])
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    }
+
+
+def _user_text(messages: list[dict[str, Any]]) -> str:
+    texts: list[str] = []
+    for message in messages:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(texts)
+
+
+def _example(schema: Any) -> Any:
+    """A value that satisfies a simple JSON schema."""
+    if not isinstance(schema, dict):
+        return "ok"
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _example(schema[key][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        return {name: _example(sub) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array" or (kind is None and "items" in schema):
+        return [_example(schema.get("items"))]
+    return {"number": 0.5, "integer": 1, "boolean": True, "null": None}.get(str(kind), "ok")
+
+
+@pytest.fixture(scope="session")
+def llm_server_session() -> Iterator[LLMTestServer]:
+    """One local OpenAI-compatible provider for the session (what session-scoped platforms are given)."""
+    server = LLMTestServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def llm_server(llm_server_session: LLMTestServer) -> Iterator[LLMTestServer]:
+    """The session's LLM test server, with no recorded requests, failures or delay at the test's start."""
+    llm_server_session.reset()
+    yield llm_server_session
+    llm_server_session.reset()

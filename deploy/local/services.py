@@ -5,11 +5,13 @@
 
 Each service runs as ``python -m featurebus.<name>`` with the stack's ``FEATUREBUS_*`` variables;
 logs go to ``DIR/logs/<name>.log`` and pids to ``DIR/pids/svc-<name>.pid``. ``start`` returns once
-the registry's ``/healthz`` answers 200 and the internal APIs of inference and the indexer listen.
+the registry's ``/healthz`` answers 200 and the internal APIs of inference, the indexer and the
+registry listen.
 Stopping sends SIGTERM first, so that each service finishes the message in hand and commits its
 Kafka offsets.
 
-The internal APIs (inference's embed, the indexer's search; registry → them, on 127.0.0.1) share
+The internal APIs (inference's embed, the indexer's search: registry → them; the registry's
+secrets API: inference → it, on a port of its own; all on 127.0.0.1) share
 one service token per data dir: ``DIR/internal-token`` (mode 0600), generated on first start
 unless ``FEATUREBUS_INTERNAL_TOKEN`` is set, and handed to every service.
 """
@@ -29,14 +31,24 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack import LocalStack, exit_status, free_port, running_pid, start_process, stop_process
 
-from featurebus.common.settings import DEFAULT_INDEXER_PORT, DEFAULT_INFERENCE_PORT
+from featurebus.common.settings import DEFAULT_INDEXER_PORT, DEFAULT_INFERENCE_PORT, DEFAULT_REGISTRY_INTERNAL_PORT
 
 __all__ = ["SERVICES", "TOKEN_FILE", "LocalServices", "internal_token"]
 
 SERVICES = ("indexer", "dispatcher", "scanner", "inference", "registry")
 TOKEN_FILE = "internal-token"
 # The services that serve an internal API: (name, path that answers a GET with 405 once it listens).
-INTERNAL_APIS = (("inference", "/internal/v1/embed"), ("indexer", "/internal/v1/search"))
+INTERNAL_APIS = (
+    ("inference", "/internal/v1/embed"),
+    ("indexer", "/internal/v1/search"),
+    ("registry", "/internal/v1/secrets"),
+)
+# The variable that sets the port of each service's internal API.
+INTERNAL_PORT_VARS = {
+    "inference": "FEATUREBUS_INFERENCE_PORT",
+    "indexer": "FEATUREBUS_INDEXER_PORT",
+    "registry": "FEATUREBUS_REGISTRY_INTERNAL_PORT",
+}
 
 
 def internal_token(data_dir: Path) -> str:
@@ -57,8 +69,9 @@ def internal_token(data_dir: Path) -> str:
 class LocalServices:
     """The five services of one featurebus installation, as background processes.
 
-    ``inference_port`` / ``indexer_port`` are where their internal APIs listen (free ports when
-    not given); the registry is told both URLs.
+    ``inference_port`` / ``indexer_port`` / ``registry_internal_port`` are where the internal APIs
+    listen (free ports when not given); the registry is told the first two URLs, every service the
+    registry's (``FEATUREBUS_REGISTRY_INTERNAL_URL``: inference reads a plugin's granted secrets there).
     """
 
     def __init__(
@@ -68,11 +81,13 @@ class LocalServices:
         http_port: int = 8000,
         inference_port: int | None = None,
         indexer_port: int | None = None,
+        registry_internal_port: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.http_port = http_port
         self.inference_port = inference_port or free_port()
         self.indexer_port = indexer_port or free_port()
+        self.registry_internal_port = registry_internal_port or free_port()
         self.env = {
             **env,
             "FEATUREBUS_HTTP_PORT": str(http_port),
@@ -81,6 +96,8 @@ class LocalServices:
             "FEATUREBUS_INDEXER_PORT": str(self.indexer_port),
             "FEATUREBUS_INFERENCE_URL": self.inference_url,
             "FEATUREBUS_INDEXER_URL": self.indexer_url,
+            "FEATUREBUS_REGISTRY_INTERNAL_PORT": str(self.registry_internal_port),
+            "FEATUREBUS_REGISTRY_INTERNAL_URL": self.registry_internal_url,
         }
 
     @property
@@ -94,6 +111,18 @@ class LocalServices:
     @property
     def indexer_url(self) -> str:
         return f"http://127.0.0.1:{self.indexer_port}"
+
+    @property
+    def registry_internal_url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_internal_port}"
+
+    def internal_url(self, name: str) -> str:
+        """Where service ``name`` serves its internal API."""
+        return {
+            "inference": self.inference_url,
+            "indexer": self.indexer_url,
+            "registry": self.registry_internal_url,
+        }[name]
 
     @functools.cached_property
     def token(self) -> str:
@@ -124,8 +153,8 @@ class LocalServices:
             number += 1
         replica = f"{name}-{number}"
         env = self._env(FEATUREBUS_DATA_DIR=str(self.data_dir / "replicas" / replica))
-        if name in dict(INTERNAL_APIS):
-            env[f"FEATUREBUS_{name.upper()}_PORT"] = str(free_port())
+        if name in INTERNAL_PORT_VARS:
+            env[INTERNAL_PORT_VARS[name]] = str(free_port())
         start_process(f"svc-{replica}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, env)
         return replica
 
@@ -157,10 +186,10 @@ class LocalServices:
         raise RuntimeError(f"services not ready after {timeout:.0f}s: {last}")
 
     def _internal_apis_down(self) -> str:
-        """Which internal APIs do not listen yet ("" when both do)."""
+        """Which internal APIs do not listen yet ("" when all do)."""
         down = []
         for name, path in INTERNAL_APIS:
-            url = f"{self.inference_url if name == 'inference' else self.indexer_url}{path}"
+            url = f"{self.internal_url(name)}{path}"
             try:
                 httpx.get(url, headers={"Authorization": f"Bearer {self.token}"}, timeout=2)
             except httpx.HTTPError as exc:
@@ -207,6 +236,7 @@ def start(data_dir: Path = DataDir) -> None:
         given,
         inference_port=int(given.get("FEATUREBUS_INFERENCE_PORT", DEFAULT_INFERENCE_PORT)),
         indexer_port=int(given.get("FEATUREBUS_INDEXER_PORT", DEFAULT_INDEXER_PORT)),
+        registry_internal_port=int(given.get("FEATUREBUS_REGISTRY_INTERNAL_PORT", DEFAULT_REGISTRY_INTERNAL_PORT)),
     )
     services.start()
     typer.echo(f"services up in {time.monotonic() - began:.1f}s at {services.base_url}")
@@ -216,7 +246,11 @@ def start(data_dir: Path = DataDir) -> None:
 def stop(data_dir: Path = DataDir) -> None:
     """Stop every service started from this data dir (SIGTERM, by recorded PID)."""
     stopped = LocalServices(
-        data_dir, {}, inference_port=DEFAULT_INFERENCE_PORT, indexer_port=DEFAULT_INDEXER_PORT
+        data_dir,
+        {},
+        inference_port=DEFAULT_INFERENCE_PORT,
+        indexer_port=DEFAULT_INDEXER_PORT,
+        registry_internal_port=DEFAULT_REGISTRY_INTERNAL_PORT,
     ).stop()
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,9 @@ class Platform:
 
 
 @pytest.fixture(scope="session")
-def platform(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory, llm_server_session: Any
+) -> Iterator[Platform]:
     prefix = f"e2e{secrets.token_hex(3)}."
     admin_key = "fb_" + secrets.token_urlsafe(24)
     data_dir = tmp_path_factory.mktemp("platform")
@@ -54,6 +57,9 @@ def platform(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) 
         "FEATUREBUS_MONGO_DB": f"fb_{prefix.rstrip('.')}",
         "FEATUREBUS_ADMIN_API_KEY": admin_key,
         "FEATUREBUS_LOG_LEVEL": "INFO",
+        # container.llm reaches the session's local OpenAI-compatible test server.
+        "FEATUREBUS_LLM_BASE_URL": llm_server_session.base_url,
+        "FEATUREBUS_LLM_API_KEY": llm_server_session.api_key,
     }
     services = LocalServices(data_dir, env, http_port=free_port())
     try:

@@ -114,6 +114,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/namespaces/{ns}/plugins/{plugin_id}"): Route(),
     ("DELETE", "/v1/namespaces/{ns}/plugins/{plugin_id}"): Route(destructive=True),
     ("GET", "/v1/namespaces/{ns}/plugins/{plugin_id}/status"): Route(),
+    ("GET", "/v1/namespaces/{ns}/plugins/{plugin_id}/secrets"): Route(),
+    # text_embed declares no secrets: a good body ends in the 422 naming secret_names[0]
+    ("PUT", "/v1/namespaces/{ns}/plugins/{plugin_id}/secrets"): Route(
+        {"secret_names": ["FUZZ_GRANT"]}, (("secret_names",), ("secret_names", 0))
+    ),
+    ("DELETE", "/v1/namespaces/{ns}/plugins/{plugin_id}/secrets/{secret_name}"): Route(destructive=True),
     ("POST", "/v1/namespaces/{ns}/plugins/{plugin_id}/deploy"): Route(),
     ("POST", "/v1/namespaces/{ns}/plugins/{plugin_id}/undeploy"): Route(),
     ("POST", "/v1/namespaces/{ns}/plugins/{plugin_id}/infer"): Route(
@@ -445,6 +451,7 @@ def real_ids(api: Api) -> dict[str, str]:
         "retriever_id": retriever["retriever_id"],
         "key_id": key["key_id"],
         "name": secret,
+        "secret_name": secret,
         "batch_id": "btch_nope",
         "task_id": "task_nope",
         "collection": "col_nope",

@@ -297,9 +297,15 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
             ("POST", "/{plugin_id}/infer", {"inputs": {"text": "from A"}}),
             ("POST", "/org/{plugin_id}/enable", {"params": {"set_by": "A"}}),
             ("POST", "/org/{plugin_id}/disable", None),
+            # secret grants: B's plugin's grants are neither read nor changed by A's key
+            ("GET", "/{plugin_id}/secrets", None),
+            ("PUT", "/{plugin_id}/secrets", {"secret_names": [t.secret_name]}),
+            ("PUT", "/{plugin_id}/secrets", {"secret_names": []}),
         ]:
             query = "?deployment_type=batch_only" if suffix == "/{plugin_id}/deploy" else ""
             add(method, plugins + suffix, 404, body, query, ns=ns, plugin_id=t.b_plugin)
+        revoke = plugins + "/{plugin_id}/secrets/{secret_name}"
+        add("DELETE", revoke, 404, ns=ns, plugin_id=t.b_plugin, secret_name=t.secret_name)
     # organization plugins: every key of the organization reads them, org-admin keys write them; the
     # namespaces that enabled one, and their params, are theirs
     for ns in b_forms:
@@ -422,6 +428,7 @@ def admin_view_of_b(api: Api, t: Tenants) -> dict[str, Any]:
         "b_buckets": api.call("GET", f"{b}/buckets")["results"],
         "b_plugins": api.call("GET", f"{b}/plugins")["results"],
         "b_plugin_status": api.call("GET", f"{b}/plugins/{t.b_plugin}/status"),
+        "b_plugin_secrets": api.call("GET", f"{b}/plugins/{t.b_plugin}/secrets"),
         "b_available": api.call("GET", f"{b}/plugins/available"),
         "org_plugin": api.call("GET", f"/v1/plugins/{t.org_plugin}"),
         "b_collections": api.call("GET", f"{b}/collections")["results"],

@@ -272,6 +272,79 @@ def test_a_step_that_computes_with_a_failed_call_fails_the_frame_naming_the_call
     assert "the step then raised TypeError" in message
 
 
+GUIDE_LLM_PATTERN = """
+from shared.plugins.sdk import LLMError, concurrent_api_calls
+
+
+class Processor:
+    def __init__(self, config):
+        self.config = config
+
+    def __call__(self, batch):
+        texts = batch["data"].fillna("").tolist()
+
+        async def enrich(text):
+            if text.endswith("1"):
+                raise LLMError("the LLM provider refused the request with HTTP 400: bad model", "check the model")
+            return type("Answer", (), {"data": {"entities": [text]}})()
+
+        results = concurrent_api_calls(items=texts, async_fn=enrich, max_concurrent=10)
+        batch["entities"] = [r.data if r else {} for r in results]  # the guide's line
+        batch["vec"] = [[1.0, 2.0, 3.0]] * len(batch)
+        return batch
+"""
+
+
+def test_a_failed_llm_call_in_concurrent_api_calls_fails_its_row_llm_error(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "return batch")
+    (plugin / "processors" / "core.py").write_text(GUIDE_LLM_PATTERN)
+    result = PluginHost.load(plugin, plugin_id="toy_llm").run(frame(3))
+    assert result.rows_embedded == 2
+    (failure,) = result.failures
+    assert (failure.document_id, failure.reason) == ("document_id_1", ReasonCode.LLM_ERROR)
+    assert "LLMError: the LLM provider refused the request with HTTP 400" in failure.message
+    assert failure.hint == "check the model"
+
+
+def test_a_step_that_computes_with_a_failed_llm_call_fails_the_frame_llm_error(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "return batch")
+    computing = GUIDE_LLM_PATTERN.replace(
+        'batch["entities"] = [r.data if r else {} for r in results]  # the guide\'s line',
+        'batch["entities"] = [len(r.data["entities"]) for r in results]',
+    )
+    (plugin / "processors" / "core.py").write_text(computing)
+    result = PluginHost.load(plugin, plugin_id="toy_llm").run(frame(3))
+    assert result.rows_embedded == 0 and {f.reason for f in result.failures} == {ReasonCode.LLM_ERROR}
+    assert "the step then raised TypeError" in result.failures[0].message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'raise LLMError("the LLM provider failed the request 3 times; last: HTTP 503")',
+        'try:\n    raise LLMError("the LLM provider failed the request 3 times; last: HTTP 503")\n'
+        "except LLMError as exc:\n    raise ValueError('tagging failed') from exc",
+    ],
+    ids=["raised", "wrapped"],
+)
+def test_an_unhandled_llm_error_fails_the_frame_llm_error_with_a_hint(tmp_path: Path, body: str) -> None:
+    host = load(tmp_path, "from featurebus.sdk.container import LLMError\n" + body)
+    result = host.run(frame(2))
+    assert [f.reason for f in result.failures] == [ReasonCode.LLM_ERROR] * 2
+    failure = result.failures[0]
+    assert "HTTP 503" in failure.message and "processors/core.py" in failure.message
+    assert failure.hint and "LLMError" in failure.hint
+
+
+def test_container_llm_without_a_provider_fails_the_frame_llm_error(tmp_path: Path) -> None:
+    pipeline = PIPELINE.replace("config=extractor_request.extractor_config.parameters", 'config={"llm": container.llm}')
+    body = 'import asyncio\nasyncio.run(self.config["llm"].generate(instruction="x", text="y"))\nreturn batch'
+    result = load(tmp_path, body, pipeline=pipeline).run(frame(1))
+    (failure,) = result.failures
+    assert failure.reason is ReasonCode.LLM_ERROR and "no LLM provider is configured" in failure.message
+    assert "FEATUREBUS_LLM_BASE_URL" in (failure.hint or "")
+
+
 MISSING_MODEL = (
     'from transformers import AutoModel\nAutoModel.from_pretrained("acme/no-such-model", local_files_only=True)'
 )

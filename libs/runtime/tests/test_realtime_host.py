@@ -144,8 +144,28 @@ def test_a_plugin_without_realtime_py_has_no_endpoint(tmp_path: Path) -> None:
             ReasonCode.MODEL_NOT_AVAILABLE,
             "model 'acme/no-such-model' is not available to this worker",
         ),
+        (
+            "from shared.plugins.inference.serve import BaseInferenceService\n"
+            "from shared.plugins.sdk import LLMError\n"
+            "class InferenceService(BaseInferenceService):\n"
+            "    async def __call__(self, inputs, parameters):\n        raise LLMError('provider answered 503')\n",
+            ReasonCode.LLM_ERROR,
+            "LLMError: provider answered 503",
+        ),
     ],
-    ids=["import", "no-class", "init", "not-a-dict", "no-vector", "dimensions", "nan", "zeros", "raises", "no-model"],
+    ids=[
+        "import",
+        "no-class",
+        "init",
+        "not-a-dict",
+        "no-vector",
+        "dimensions",
+        "nan",
+        "zeros",
+        "raises",
+        "no-model",
+        "llm-error",
+    ],
 )
 @pytest.mark.usefixtures("offline_models")
 def test_every_broken_service_fails_loudly(tmp_path: Path, realtime: str, reason: ReasonCode, words: str) -> None:

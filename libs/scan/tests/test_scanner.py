@@ -13,6 +13,7 @@ from scanner_fixtures import (
     IMAGE_PROCESSOR,
     QUICKSTART_CORE,
     QUICKSTART_MANIFEST,
+    QUICKSTART_PIPELINE,
     SECRETS_PIPELINE,
     archive,
     quickstart,
@@ -230,3 +231,26 @@ def test_the_scanner_allows_exactly_the_import_roots_the_sdk_provides() -> None:
     from featurebus.sdk.aliases import ALIASES
 
     assert {name.split(".")[0] for name in ALIASES} == set(GUIDE_ROOTS)
+
+
+def test_the_guides_dependencies_pass_when_workers_have_them() -> None:
+    manifest = QUICKSTART_MANIFEST + '\ndependencies = ["torch", "torchvision", "pillow", "numpy>=1.20"]\n'
+    report = scan_archive(archive({"manifest.py": manifest, "pipeline.py": QUICKSTART_PIPELINE}))
+    assert report.passed, report.lines()
+
+
+@pytest.mark.parametrize(
+    ("dependency", "code", "names"),
+    [
+        ("leftpad-ml", "DEP002", "leftpad-ml"),  # not a library workers have
+        ("numpy==1.0.0", "DEP003", "numpy"),  # a version workers do not run
+        ("ffmpeg-python", "DEP002", "ffmpeg"),  # allowed by the guide, but it starts a process
+        ("not a requirement!", "DEP001", "not a requirement!"),
+    ],
+)
+def test_a_dependency_workers_cannot_satisfy_fails_the_scan_naming_it(dependency: str, code: str, names: str) -> None:
+    manifest = QUICKSTART_MANIFEST + f"\ndependencies = ['pillow', {dependency!r}]\n"
+    report = scan_archive(archive({"manifest.py": manifest, "pipeline.py": QUICKSTART_PIPELINE}))
+    assert not report.passed
+    (problem,) = [v for v in report.violations if v.code.startswith("DEP")]
+    assert problem.code == code and names in problem.message and problem.hint, problem

@@ -14,7 +14,7 @@ import pytest
 
 import featurebus.sdk as sdk
 from featurebus.common.events import ReasonCode
-from featurebus.sdk.container import LLMNotConfigured, PluginContainer, Secrets
+from featurebus.sdk.container import LLMNotConfigured, PluginContainer, SecretNotGranted, Secrets
 from featurebus.sdk.pipeline import PipelineDefinition, RowCondition, StepDefinition, build_pipeline_steps
 from featurebus.sdk.rows import FailedCall
 
@@ -115,7 +115,7 @@ def test_llm_without_a_provider_fails_clearly_and_secrets_name_the_missing_key()
         asyncio.run(container.llm.generate(instruction="x"))
     assert asyncio.run(container.secrets.get("API_KEY")) == "s3cr3t"
     assert asyncio.run(container.secrets.list()) == ["API_KEY"]
-    with pytest.raises(KeyError, match="OTHER"):
+    with pytest.raises(SecretNotGranted, match="OTHER"):
         asyncio.run(container.secrets.get("OTHER"))
 
 

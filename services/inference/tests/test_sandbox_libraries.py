@@ -71,3 +71,59 @@ def test_the_allowed_libraries_pass_the_scan_and_run_in_the_sandbox(tmp_path_fac
     vectors = [list(v) for v in from_parquet(output.vectors_parquet)["vec"]]
     assert [v[:2] for v in vectors] == [[3.0, 255.0], [1.0, 255.0]]  # polars; OpenCV → imageio
     assert all(abs(v[2] - 1.0) < 0.02 for v in vectors)  # soundfile → librosa hears 440 Hz
+
+
+# The guide's image classifier's model code ("Example: Image Classification Plugin"): torchvision's
+# mobilenet_v2 and its transforms, over the CPU torch the workers run (weights left out: a worker
+# has no download.pytorch.org to fetch them from).
+TORCHVISION_PIPELINE = """
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import models, transforms
+from engine.plugins.extractors.pipeline import PipelineDefinition, StepDefinition, build_pipeline_steps
+
+
+class Classify:
+    def __init__(self, config=None):
+        torch.manual_seed(0)
+        self._model = models.mobilenet_v2(weights=None)
+        self._model.eval()
+        self._preprocess = transforms.Compose([
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ])
+
+    def __call__(self, batch):
+        images = [Image.fromarray(np.full((300, 400, 3), 40 * len(t), np.uint8)) for t in batch["data"]]
+        with torch.no_grad():
+            outputs = self._model(torch.stack([self._preprocess(i) for i in images]))
+        batch["vec"] = [o.tolist()[:4] for o in outputs]
+        batch["labels"] = [[str(c) for c in torch.topk(o, 5).indices.tolist()] for o in outputs]
+        return batch
+
+
+def build_steps(extractor_request, container=None, base_steps=None, **kwargs):
+    steps = [StepDefinition(service_class=Classify)]
+    return {"steps": build_pipeline_steps(PipelineDefinition(name="libs", version="1.0.0", steps=steps))}
+"""
+
+
+def test_torchvisions_models_and_transforms_run_in_the_sandbox(tmp_path_factory: pytest.TempPathFactory) -> None:
+    archive = toy_archive(TORCHVISION_PIPELINE, MANIFEST)
+    assert scan_archive(archive).passed
+    worker = SandboxedWorker(
+        "libs_1_0_0", archive, None, str(tmp_path_factory.mktemp("work")), None, SandboxConfig(frame_cpu_seconds=120)
+    )
+    try:
+        assert worker.load_error is None, worker.load_error
+        output = worker.process(frame(["a", "bb"]))
+    finally:
+        worker.close()
+    assert output.failures == [], [f.message for f in output.failures]
+    rows = from_parquet(output.vectors_parquet or b"")
+    assert len(rows) == 2 and all(len(v) == 4 for v in rows["vec"])
+    # The two images differ, and so do the network's outputs for them.
+    assert list(rows["vec"][0]) != list(rows["vec"][1])

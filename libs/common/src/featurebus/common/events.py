@@ -111,6 +111,9 @@ class PluginManifest(_Model):
     # lay these out on their node before the plugin's first frame.
     models: list[str] = Field(default_factory=list)
     namespace_models: list[str] = Field(default_factory=list)
+    # Organization secrets the plugin's code reads (``secrets.get("NAME")`` with a constant name, or
+    # the manifest's ``secrets`` list). An org admin grants them per plugin; workers get only those.
+    secrets: list[str] = Field(default_factory=list)
 
 
 class Violation(_Model):
@@ -168,6 +171,8 @@ class PluginRef(_Model):
     # From the manifest (PluginManifest.models / namespace_models): laid out before the plugin starts.
     models: list[str] = Field(default_factory=list)
     namespace_models: list[str] = Field(default_factory=list)
+    # PluginManifest.secrets: the secret names an org admin may grant this plugin.
+    secrets: list[str] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- real-time deployments
@@ -324,6 +329,8 @@ class ReasonCode(StrEnum):
     ZERO_VECTOR = "zero_vector"
     # A call of concurrent_api_calls failed: its row fails rather than getting an empty result.
     API_ERROR = "api_error"
+    # A container.llm call failed (the provider answered an error, timed out, or is not configured).
+    LLM_ERROR = "llm_error"
     # The model a step loads is not on this worker (no model hub here): names it and the fix.
     MODEL_NOT_AVAILABLE = "model_not_available"
     UNREADABLE_ASSET = "unreadable_asset"

@@ -12,13 +12,20 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATA_DIR", "DEFAULT_INDEXER_PORT", "DEFAULT_INFERENCE_PORT", "CommonSettings"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_INDEXER_PORT",
+    "DEFAULT_INFERENCE_PORT",
+    "DEFAULT_REGISTRY_INTERNAL_PORT",
+    "CommonSettings",
+]
 
 DEFAULT_DATA_DIR = Path(".featurebus")
 # The internal query APIs (featurebus.common.queries) listen on 127.0.0.1 at these by default: clear
 # of the registry's 8000, the local stack's ports and Ray's worker port range (10002-19999).
 DEFAULT_INFERENCE_PORT = 8010
 DEFAULT_INDEXER_PORT = 8020
+DEFAULT_REGISTRY_INTERNAL_PORT = 8030  # the registry's internal secrets API (not its public REST port)
 
 
 class CommonSettings(BaseSettings):
@@ -56,3 +63,5 @@ class CommonSettings(BaseSettings):
     # it as a bearer token, and a service without one refuses every internal request.
     # deploy/local generates one per data dir (DIR/internal-token, mode 0600).
     internal_token: SecretStr | None = None
+    # The registry's internal secrets API (a plugin's granted secrets, for inference's workers).
+    registry_internal_url: str = f"http://127.0.0.1:{DEFAULT_REGISTRY_INTERNAL_PORT}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from featurebus.common.events import ReasonCode
+from featurebus.sdk.container import LLMError
 from featurebus.sdk.model_loading import import_hint
 from featurebus.sdk.violations import SandboxViolation
 
@@ -133,16 +134,42 @@ def _model_named(chain: list[BaseException]) -> str | None:
     return None
 
 
+LLM_HINT = (
+    "a container.llm call failed and the step did not handle it; catch LLMError to fail only its row, "
+    "or retry the failed documents once the provider answers again"
+)
+
+
+def llm_failure(exc: BaseException, plugin_dir: Path) -> PluginError | None:
+    """An ``llm_error`` error when ``exc`` is (or was caused by) a failed ``container.llm`` call."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # the plugin may have wrapped it in an error of its own
+        if seen is None:
+            return None
+        if isinstance(seen, LLMError):
+            message = describe(exc, plugin_dir)
+            if seen is not exc:
+                message += f" (caused by {type(seen).__name__}: {seen.message})"
+            return PluginError(ReasonCode.LLM_ERROR, message, seen.hint or LLM_HINT)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def plugin_failure(
     exc: BaseException, plugin_dir: Path, memory_limit_bytes: int | None, reason: ReasonCode, prefix: str = ""
 ) -> PluginError:
     """What an exception of plugin code (while loading: ``reason`` plugin_load_failed; while
     answering: plugin_exception) becomes: a sandbox refusal, a model not available here (reason
-    model_not_available), else ``reason`` with the exception and where it arose."""
+    model_not_available), a failed ``container.llm`` call while answering (reason llm_error), else
+    ``reason`` with the exception and where it arose."""
     refused = sandbox_refusal(exc, plugin_dir, memory_limit_bytes)
     if refused is not None:
         return refused
     missing = model_unavailable(exc)
     if missing is not None:  # at load or at a call alike: the fix is the same
         return PluginError(ReasonCode.MODEL_NOT_AVAILABLE, prefix + missing[0], missing[1])
+    if reason is ReasonCode.PLUGIN_EXCEPTION:  # a load that fails stays plugin_load_failed
+        llm = llm_failure(exc, plugin_dir)
+        if llm is not None:
+            return PluginError(llm.reason, prefix + llm.message, llm.hint)
     return PluginError(reason, prefix + describe(exc, plugin_dir))

@@ -253,7 +253,8 @@ class PluginHost:
         if not failed:
             return None
         message = f"{len(failed)} API calls failed (first: {failed[0].message}); the step then raised "
-        return PluginError(ReasonCode.API_ERROR, message + describe(exc, self.plugin_dir), failed[0].hint)
+        # api_error, or llm_error when the first failed call was a container.llm call
+        return PluginError(failed[0].reason, message + describe(exc, self.plugin_dir), failed[0].hint)
 
     def _all_failed(self, frame: pd.DataFrame, reason: ReasonCode, message: str, hint: str | None = None) -> HostResult:
         rows = zip(frame["document_id"].astype(str), frame["object_id"].astype(str), strict=True)

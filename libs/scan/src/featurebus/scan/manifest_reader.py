@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from featurebus.common.events import ComputeProfile, FeatureSpec, PluginManifest, Violation
 from featurebus.common.ids import normalize_version
+from featurebus.scan.dependencies import dependency_problems
+from featurebus.scan.references import SECRET_NAME
 
 __all__ = ["read_manifest"]
 
@@ -121,6 +123,8 @@ def read_manifest(
     category, _ = get("category")
     models = _names(get, "models", violations)
     namespace_models = _names(get, "namespace_models", violations)
+    secrets = _secret_names(get, violations)
+    _check_dependencies(get, violations)
     if any(v.severity == "ERROR" for v in violations):
         return None, violations
     manifest = PluginManifest(
@@ -136,6 +140,7 @@ def read_manifest(
         output_schema=output_schema if isinstance(output_schema, dict) else None,
         models=models,
         namespace_models=namespace_models,
+        secrets=secrets,
     )
     return manifest, violations
 
@@ -148,6 +153,42 @@ def _names(get: Any, key: str, violations: list[Violation]) -> list[str]:
     if not (isinstance(raw, list | tuple) and all(isinstance(v, str) and v for v in raw)):
         violations.append(
             _err("MAN040", line, f"{key} must be a list of model names (string constants)", f'{key} = ["owner/model"]')
+        )
+        return []
+    return sorted(set(raw))
+
+
+def _check_dependencies(get: Any, violations: list[Violation]) -> None:
+    """``dependencies``: each one a library workers run plugins with, at the version they have."""
+    raw, line = get("dependencies")
+    if raw is None:
+        return
+    if not (isinstance(raw, list | tuple) and all(isinstance(v, str) for v in raw)):
+        violations.append(
+            _err(
+                "MAN042",
+                line,
+                "dependencies must be a list of requirement strings",
+                'dependencies = ["torch", "pillow"]',
+            )
+        )
+        return
+    violations.extend(_err(code, line, message, hint) for code, message, hint in dependency_problems(list(raw)))
+
+
+def _secret_names(get: Any, violations: list[Violation]) -> list[str]:
+    """``secrets``: the organization secrets the plugin reads by names its code computes."""
+    raw, line = get("secrets")
+    if raw is None:
+        return []
+    if not (isinstance(raw, list | tuple) and all(isinstance(v, str) and SECRET_NAME.fullmatch(v) for v in raw)):
+        violations.append(
+            _err(
+                "MAN041",
+                line,
+                "secrets must be a list of secret names (string constants of letters, digits and _)",
+                'secrets = ["OPENAI_API_KEY"]',
+            )
         )
         return []
     return sorted(set(raw))

@@ -12,8 +12,8 @@ from featurebus.common.events import PluginManifest, Violation
 from featurebus.scan.archive_checks import Limits, read_archive
 from featurebus.scan.batch_lint import lint_tree
 from featurebus.scan.manifest_reader import read_manifest
-from featurebus.scan.model_refs import model_references
 from featurebus.scan.name_flow import PluginProgram
+from featurebus.scan.references import model_references, secret_references
 from featurebus.scan.security_scan import ScanOptions, parse_source, scan_program
 
 __all__ = ["MAX_SOURCE_TOTAL", "ScanReport", "scan_archive", "zip_directory"]
@@ -91,6 +91,7 @@ def scan_archive(
             update={
                 "models": sorted({*report.manifest.models, *hub}),
                 "namespace_models": sorted({*report.manifest.namespace_models, *namespace}),
+                "secrets": sorted({*report.manifest.secrets, *secret_references(trees)}),
             }
         )
     return report

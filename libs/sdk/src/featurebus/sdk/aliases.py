@@ -11,7 +11,7 @@ import sys
 import types
 from typing import Any
 
-from featurebus.sdk import assets, batch, builtin_services, model_loading, pipeline, rows, serve
+from featurebus.sdk import assets, batch, builtin_services, container, model_loading, pipeline, rows, serve
 
 __all__ = ["ALIASES", "install_aliases"]
 
@@ -28,6 +28,10 @@ _PLUGINS = _ns(
     RowError=rows.RowError,
     BaseInferenceService=serve.BaseInferenceService,
     BaseBatchInferenceService=batch.BaseBatchInferenceService,
+    # container.llm.process(LLMRequest(...)): the guide names the class, not its module.
+    LLMRequest=container.LLMRequest,
+    LLMResult=container.LLMResult,
+    LLMError=container.LLMError,
 )
 
 ALIASES: dict[str, dict[str, Any]] = {

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 from featurebus.common.events import ReasonCode
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.settings import CommonSettings
+from featurebus.sdk.container import LLMError
 from featurebus.sdk.rows import FailedCall, record_failed_call
 
 __all__ = [
@@ -128,7 +129,8 @@ def concurrent_api_calls(
     """Await ``async_fn`` over ``items``, at most ``max_concurrent`` at a time; results in input order.
 
     A failed call gives a :class:`~featurebus.sdk.rows.FailedCall` in its place (never ``None``):
-    put into the row's output, it fails that row ``api_error`` with the call's exception. Works
+    put into the row's output, it fails that row ``api_error`` with the call's exception
+    (``llm_error`` for a failed ``container.llm`` call, with its hint). Works
     whether or not the calling thread already runs an event loop.
     """
 
@@ -141,12 +143,7 @@ def concurrent_api_calls(
                     return await async_fn(item)
                 except Exception as exc:
                     log.warning("concurrent_api_calls: item %d failed: %r", i, exc)
-                    return FailedCall(
-                        ReasonCode.API_ERROR,
-                        f"the API call for item {i} of {len(items)} failed: {type(exc).__name__}: {exc}",
-                        "the row is failed rather than given an empty result; retry the batch's failed "
-                        "documents once the API answers again",
-                    )
+                    return _failed_call(exc, i, len(items))
 
         return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
 
@@ -155,6 +152,18 @@ def concurrent_api_calls(
         if isinstance(result, FailedCall):
             record_failed_call(result)  # in the step's thread: the host names them if the step then fails
     return results
+
+
+_RETRY_HINT = (
+    "the row is failed rather than given an empty result; retry the batch's failed documents once the API answers again"
+)
+
+
+def _failed_call(exc: Exception, i: int, n: int) -> FailedCall:
+    message = f"the API call for item {i} of {n} failed: {type(exc).__name__}: {exc}"
+    if isinstance(exc, LLMError):
+        return FailedCall(ReasonCode.LLM_ERROR, message, exc.hint or _RETRY_HINT)
+    return FailedCall(ReasonCode.API_ERROR, message, _RETRY_HINT)
 
 
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from featurebus.common.settings import DEFAULT_INFERENCE_PORT, CommonSettings
 from featurebus.inference.model_cache import NodeModels
+from featurebus.inference.plugin_access import DEFAULT_LLM_MODEL, LLMSettings
 
 __all__ = ["InferenceSettings"]
 
@@ -83,6 +84,29 @@ class InferenceSettings(CommonSettings):
     model_cache_dir: Path | None = None
     # The most a node keeps of the model registry's models (least recently used ones go first).
     model_cache_gb: float = Field(default=50.0, gt=0)
+
+    # The operator's OpenAI-compatible LLM provider that plugins reach through container.llm
+    # (plugin_access.py): its base URL (e.g. https://api.openai.com/v1; unset, container.llm
+    # fails every call llm_error), its key (held by the sandbox's supervisor, never by plugin
+    # code), and the model used when a plugin names none. Calls at once per plugin worker, the
+    # timeout of one call, and retries of transport errors, 429 and 5xx.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = DEFAULT_LLM_MODEL
+    llm_max_concurrency: int = Field(default=8, ge=1, le=256)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_retries: int = Field(default=2, ge=0, le=10)
+
+    def llm(self) -> LLMSettings:
+        """The LLM provider's settings, as the gateway takes them."""
+        return LLMSettings(
+            base_url=self.llm_base_url or None,
+            api_key=self.llm_api_key,
+            model=self.llm_model,
+            max_concurrency=self.llm_max_concurrency,
+            timeout_s=self.llm_timeout_s,
+            retries=self.llm_retries,
+        )
 
     @property
     def plugins_dir(self) -> Path:

@@ -20,6 +20,7 @@ from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
+from featurebus.inference.access_supply import AccessSupply
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.deploying import Deployer
 from featurebus.inference.handlers import register
@@ -154,6 +155,7 @@ def build(
     store = store or ObjectStore(settings)
     held: dict[int | str, dict[str, float]] = {}  # Ray resources of the batch actors and the replicas
     shipper = None
+    access = AccessSupply(settings.registry_internal_url, settings.internal_token, settings.llm())
     if pools is None or realtime is None:
         import ray  # the models a plugin names travel to its workers' nodes through Ray's object store
 
@@ -171,8 +173,9 @@ def build(
             sandbox=_sandbox(settings),
             held=held,
             shipper=shipper,
+            access=access,
         )
-    archives = ArchiveCache(store, settings.plugins_dir / "archives", shipper)
+    archives = ArchiveCache(store, settings.plugins_dir / "archives", [s for s in (shipper, access) if s is not None])
     if realtime is None:
         from featurebus.inference.serve_backend import RayServeBackend  # Ray Serve only where it is used
 

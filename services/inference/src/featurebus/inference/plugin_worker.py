@@ -22,6 +22,7 @@ from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet, to_parquet
 from featurebus.runtime import PluginError, PluginHost, unpack_archive
 from featurebus.runtime.realtime import RealtimeHost
+from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.model_loading import seed_offline_models
 
 __all__ = ["Embedded", "PluginWorker", "RealtimeWorker", "WorkerOutput", "all_rows_failed", "prepare_plugin"]
@@ -62,8 +63,10 @@ class PluginWorker:
         plugin_dir: Path | PluginError,
         parameters: dict[str, Any] | None,
         memory_limit_bytes: int | None = None,
+        container: PluginContainer | None = None,
     ) -> None:
-        """Load the plugin unpacked at ``plugin_dir`` (or keep the error that prevented unpacking)."""
+        """Load the plugin unpacked at ``plugin_dir`` (or keep the error that prevented unpacking);
+        ``container`` is what its ``build_steps`` gets (the plugin's secrets and LLM)."""
         self.plugin_id = plugin_id
         self.load_error: PluginError | None = None
         self.host: PluginHost | None = None
@@ -77,7 +80,11 @@ class PluginWorker:
             self.plugin_dir = plugin_dir
             try:
                 self.host = PluginHost.load(
-                    plugin_dir, plugin_id=plugin_id, parameters=parameters, memory_limit_bytes=memory_limit_bytes
+                    plugin_dir,
+                    plugin_id=plugin_id,
+                    parameters=parameters,
+                    container=container,
+                    memory_limit_bytes=memory_limit_bytes,
                 )
             except PluginError as err:
                 self.load_error = err
@@ -98,9 +105,11 @@ class PluginWorker:
         parameters: dict[str, Any] | None,
         work_dir: str,
         models_dir: str | None = None,
+        container: PluginContainer | None = None,
     ) -> PluginWorker:
         """Unpack ``archive`` under ``work_dir`` and load it in this process (no sandbox)."""
-        return cls(plugin_id, prepare_plugin(plugin_id, archive, work_dir, models_dir), parameters)
+        prepared = prepare_plugin(plugin_id, archive, work_dir, models_dir)
+        return cls(plugin_id, prepared, parameters, container=container)
 
     def process(self, frame_parquet: bytes) -> WorkerOutput:
         """Run one frame (the guide's DataFrame columns, as Parquet); every row embedded or failed."""

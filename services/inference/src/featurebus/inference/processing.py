@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from featurebus.common import ids
 from featurebus.common.events import (
@@ -17,7 +19,6 @@ from featurebus.common.events import (
 from featurebus.common.frames import from_parquet
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore, sha256_hex
 from featurebus.common.queries import EmbedRequest, EmbedResponse, InferRequest, InferResponse, QueryText
-from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed
 from featurebus.inference.pools import ActorLost, ArchiveLoader, Pools
 from featurebus.inference.rollout import DeploymentMissing, Realtime
@@ -39,14 +40,21 @@ class EmbedFailed(Exception):
         self.message, self.hint = message, hint
 
 
+class Supplier(Protocol):
+    """What a plugin's workers are given beside its archive (its models, its secrets), made ready
+    before a worker starts."""
+
+    async def prepare(self, plugin: PluginRef) -> None: ...
+
+
 class ArchiveCache:
     """Plugin archives by checksum: kept on local disk, fetched from the object store (checksum-checked)
     when missing there; checked again whenever they are read, for the disk is not trusted."""
 
-    def __init__(self, store: ObjectStore, directory: Path, models: ModelShipper | None = None) -> None:
+    def __init__(self, store: ObjectStore, directory: Path, suppliers: Sequence[Supplier] = ()) -> None:
         self.store = store
         self.directory = directory
-        self.models = models  # the models a plugin names, made ready to ship with its archive
+        self.suppliers = tuple(suppliers)
         # Local copies checked since they last changed: checksum -> (size, mtime, inode) then.
         self._checked: dict[str, tuple[int, int, int]] = {}
 
@@ -58,8 +66,8 @@ class ArchiveCache:
         """A reader of the archive's checked local copy (fetched now if there is none, or if it
         changed and no longer checks out): what a pool calls only to start an actor. A warm pool's
         frames and queries cost a stat of the file, not a read of it."""
-        if self.models is not None:
-            await self.models.prepare(plugin)
+        for supplier in self.suppliers:
+            await supplier.prepare(plugin)
         path = self.directory / f"{plugin.archive_sha256}.zip"
         if self._checked.get(plugin.archive_sha256) != _stat_key(path):
             if not (path.exists() and sha256_hex(path.read_bytes()) == plugin.archive_sha256):

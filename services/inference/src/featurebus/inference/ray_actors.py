@@ -16,13 +16,16 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from featurebus.common.events import PluginRef
+from featurebus.inference.access_supply import AccessSupply, PluginAccess
 from featurebus.inference.model_cache import ModelShipment, NodeModels, install_models
 from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
+from featurebus.inference.plugin_access import LLMGateway
 from featurebus.inference.plugin_worker import Embedded, PluginWorker, WorkerOutput
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
+from featurebus.sdk.container import PlatformLLM, PluginContainer, Secrets
 from featurebus.sdk.model_loading import NAMESPACE_MODELS_ENV
 
 __all__ = ["Held", "PluginActor", "RayActors", "RayPools", "SandboxSettings", "asks", "live_nodes", "node_models"]
@@ -49,14 +52,16 @@ class PluginActor:
         sandbox: SandboxConfig | None,
         shipments: list[ModelShipment] | None = None,
         namespace_id: str = "",
+        access: PluginAccess | None = None,
     ) -> None:
         self.worker: SandboxedWorker | PluginWorker
         models_dir, sandbox = node_models(models, shipments or [], namespace_id, sandbox)
         if sandbox is None:
             log.warning("SANDBOX OFF: plugin %s runs unconfined, with this worker's credentials", plugin_id)
-            self.worker = PluginWorker.from_archive(plugin_id, archive, parameters, work_dir, models_dir)
+            container = unconfined_container(access)
+            self.worker = PluginWorker.from_archive(plugin_id, archive, parameters, work_dir, models_dir, container)
         else:
-            self.worker = SandboxedWorker(plugin_id, archive, parameters, work_dir, models_dir, sandbox)
+            self.worker = SandboxedWorker(plugin_id, archive, parameters, work_dir, models_dir, sandbox, access=access)
 
     def process(self, frame_parquet: bytes) -> WorkerOutput:
         return self.worker.process(frame_parquet)
@@ -85,8 +90,10 @@ class RayActors:
         sandbox: SandboxSettings | None = None,
         held: Held | None = None,
         shipper: ModelShipper | None = None,
+        access: AccessSupply | None = None,
     ) -> None:
         self.sandbox = sandbox if sandbox is not None else SandboxSettings()
+        self.access = access
         self.work_dir = work_dir
         self.actor_num_cpus = actor_num_cpus
         self.models = models
@@ -134,6 +141,7 @@ class RayActors:
             self.sandbox.for_plugin(plugin),
             self.shipper.shipments(plugin) if self.shipper else [],
             plugin.namespace_id,
+            self.access.access(plugin) if self.access else None,
         )
         self._held[id(actor)] = asks(options)
         return actor
@@ -169,8 +177,9 @@ class RayPools(WarmPools):
         sandbox: SandboxSettings | None = None,
         held: Held | None = None,
         shipper: ModelShipper | None = None,
+        access: AccessSupply | None = None,
     ) -> None:
-        actors = RayActors(work_dir, actor_num_cpus, models, gpu_memory_gb, sandbox, held, shipper)
+        actors = RayActors(work_dir, actor_num_cpus, models, gpu_memory_gb, sandbox, held, shipper, access)
         super().__init__(actors, idle_seconds, load_failure_retry_s)
 
 
@@ -216,6 +225,14 @@ def node_models(
         else:
             os.environ[NAMESPACE_MODELS_ENV] = str(own)
     return str(models.hf_home), sandbox
+
+
+def unconfined_container(access: PluginAccess | None) -> PluginContainer | None:
+    """``container`` for a plugin run without the sandbox: the same secrets and LLM, in process."""
+    if access is None:
+        return None
+    llm = PlatformLLM(LLMGateway(access.llm).call) if access.llm is not None else None
+    return PluginContainer(llm=llm, secrets=Secrets(access.secrets, access.namespace_id, access.plugin_id))
 
 
 def asks(options: dict[str, Any]) -> dict[str, float]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from featurebus.common.settings import DEFAULT_INDEXER_PORT, DEFAULT_INFERENCE_PORT, CommonSettings
+from featurebus.common.settings import (
+    DEFAULT_INDEXER_PORT,
+    DEFAULT_INFERENCE_PORT,
+    DEFAULT_REGISTRY_INTERNAL_PORT,
+    CommonSettings,
+)
 
 __all__ = ["RegistrySettings"]
 
@@ -10,6 +15,10 @@ __all__ = ["RegistrySettings"]
 class RegistrySettings(CommonSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # The internal secrets API (secrets_api.py) inference's workers call for a plugin's granted
+    # secrets: a listener of its own, loopback by default; every request needs FEATUREBUS_INTERNAL_TOKEN.
+    registry_internal_host: str = "127.0.0.1"
+    registry_internal_port: int = DEFAULT_REGISTRY_INTERNAL_PORT
     # The first admin key of a fresh install; generated into DATA_DIR/admin-api-key when unset.
     admin_api_key: str | None = None
     # Fernet key for organization secrets; generated into DATA_DIR/secrets.key when unset.

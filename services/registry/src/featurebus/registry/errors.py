@@ -13,6 +13,7 @@ __all__ = [
     "Conflict",
     "DomainError",
     "Forbidden",
+    "Internal",
     "Invalid",
     "NotFound",
     "TooLarge",
@@ -57,6 +58,12 @@ class TooLarge(DomainError):
 
 class Invalid(DomainError):
     status = 422
+
+
+class Internal(DomainError):
+    """The registry's own state or configuration is broken (e.g. a secret its key cannot decrypt)."""
+
+    status = 500
 
 
 def _body(detail: Any, hint: str | None) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""Composition root of the registry: settings, MongoDB, object store, Kafka, the query services, the FastAPI app."""
+"""Composition root of the registry: settings, MongoDB, object store, Kafka, the query services, the FastAPI app.
+
+Next to the public REST app, the same process serves the internal secrets API (``secrets_api.py``)
+on a listener of its own, started and stopped by the public app's lifespan; the public app has no
+``/internal`` route. ``build_app`` keeps that app in ``app.state.internal_api`` (tests call it
+through httpx's ASGITransport).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
+from featurebus.common.internal_api import InternalServer
 from featurebus.common.kafka import Bus
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
@@ -40,9 +47,11 @@ from featurebus.registry.routes import (
     plugin_infer,
     plugins,
     retrievers,
+    secret_grants,
     secrets,
     tasks,
 )
+from featurebus.registry.secrets_api import build_secrets_api
 from featurebus.registry.tables import Tables
 
 __all__ = ["build_app", "main"]
@@ -86,20 +95,35 @@ def build_app(
         )
     c = Ctx(settings, tables, bus, store, queries, secrets_cipher(settings))
     register(bus, c)
+    internal_api = build_secrets_api(c, settings.internal_token)
+    # Named so that its bind error names FEATUREBUS_REGISTRY_INTERNAL_HOST / _PORT.
+    internal = InternalServer(
+        internal_api, settings.registry_internal_host, settings.registry_internal_port, "registry_internal"
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await until_ready("mongodb", c.tables.init)
         await bootstrap_admin_key(c.tables, settings.admin_api_key, Path(settings.data_dir))
-        await until_ready("kafka", bus.ensure_topics)
-        await until_ready("the object store", store.ensure_bucket)
-        await bus.broker.start()
+        # As the indexer does: served without a token too, refusing every request (the ERROR below says so).
+        await internal.start()
+        try:
+            await until_ready("kafka", bus.ensure_topics)
+            await until_ready("the object store", store.ensure_bucket)
+            await bus.broker.start()
+        except BaseException:
+            await internal.stop()
+            raise
         log.info("registry ready on http://%s:%d", settings.http_host, settings.http_port)
         if settings.internal_token is None:
-            log.error("FEATUREBUS_INTERNAL_TOKEN is not set: inference and the indexer will refuse every search")
+            log.error(
+                "FEATUREBUS_INTERNAL_TOKEN is not set: inference and the indexer will refuse every search, "
+                "and the registry's secrets API refuses every request"
+            )
         try:
             yield
         finally:
+            await internal.stop()
             await bus.broker.stop()
             await store.close()
             if http_queries is not None:
@@ -109,6 +133,7 @@ def build_app(
 
     app = FastAPI(title="featurebus", version="0.1.0", lifespan=lifespan)
     app.state.ctx = c
+    app.state.internal_api = internal_api
     install_error_handlers(app)
     app.add_middleware(
         BodyGuard,
@@ -121,6 +146,7 @@ def build_app(
         api_keys,
         secrets,
         plugins,
+        secret_grants,
         plugin_infer,
         org_plugins,
         buckets,

@@ -54,4 +54,5 @@ def plugin_ref(plugin: Plugin, parameters: dict[str, Any] | None = None) -> Plug
         features=manifest.features,
         models=manifest.models,
         namespace_models=manifest.namespace_models,
+        secrets=manifest.secrets,
     )

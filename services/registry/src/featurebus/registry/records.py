@@ -30,6 +30,7 @@ __all__ = [
     "PluginUpload",
     "Retriever",
     "Secret",
+    "SecretGrant",
     "now",
 ]
 
@@ -298,3 +299,23 @@ class Secret(Record):
     updated_at: datetime = Field(default_factory=now)
 
     TABLE: ClassVar[str] = "secrets"
+
+
+class SecretGrant(Record):
+    """The organization secrets an org admin granted one plugin in one namespace: all that its code gets.
+
+    Bound to the plugin version's archive (``archive_sha256``): a grant left over from a deleted
+    plugin never passes to another archive uploaded later under the same id.
+    """
+
+    id: str  # f"{org_id}/{namespace_id}/{plugin_id}"
+    org_id: str
+    namespace_id: str
+    plugin_id: str
+    archive_sha256: str
+    secret_names: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+    TABLE: ClassVar[str] = "secret_grants"
+    LOOKUPS: ClassVar[tuple[str, ...]] = ("org_id", "plugin_id")

@@ -39,6 +39,7 @@ from featurebus.registry.records import (
     Record,
     Retriever,
     Secret,
+    SecretGrant,
 )
 
 __all__ = ["AnyOf", "Duplicate", "InMemoryTable", "Table", "TableFactory", "Tables", "checked_changes", "stored_time"]
@@ -229,6 +230,7 @@ class Tables:
     frame_results: Table[FrameResult]
     retrievers: Table[Retriever]
     secrets: Table[Secret]
+    secret_grants: Table[SecretGrant]
     models: Table[Model]
 
     async def init(self) -> None:
@@ -251,6 +253,7 @@ class Tables:
             frame_results=make(FrameResult),
             retrievers=make(Retriever),
             secrets=make(Secret),
+            secret_grants=make(SecretGrant),
             models=make(Model),
         )
 

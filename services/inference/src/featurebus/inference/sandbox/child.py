@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def main() -> None:
     writer = os.fdopen(os.dup(1), "wb")
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # the plugin's prints reach the log as they are made
     channel = Channel(reader, writer)
     hello = channel.read_one()
     config: dict[str, Any] = hello.header["config"]
@@ -98,19 +100,45 @@ class _Server:
         error, seconds = refused, 0.0
         if error is None:
             use_s3_fetcher(self._fetch)
-            kind = RealtimeWorker if self.config.get("realtime") else PluginWorker
-            self.worker = kind(
-                self.config["plugin_id"],
-                Path(self.config["plugin_dir"]),
-                self.config["parameters"],
-                self.config["memory_bytes"],
-            )
+            plugin_dir = Path(self.config["plugin_dir"])
+            if self.config.get("realtime"):
+                self.worker = RealtimeWorker(
+                    self.config["plugin_id"], plugin_dir, self.config["parameters"], self.config["memory_bytes"]
+                )
+            else:
+                self.worker = PluginWorker(
+                    self.config["plugin_id"],
+                    plugin_dir,
+                    self.config["parameters"],
+                    self.config["memory_bytes"],
+                    self._container(),
+                )
             self._wipe_scratch()
             error, seconds = self.worker.load_error, self.worker.load_seconds
         header: dict[str, Any] = {"reply_to": hello.header.get("id"), "load_seconds": seconds}
         if error is not None:
             header["load_error"] = {"reason": str(error.reason), "message": error.message, "hint": error.hint}
         self.channel.send(header)
+
+    def _container(self) -> Any:
+        """``container``: the secrets granted to the plugin, and ``llm`` through the supervisor."""
+        from featurebus.sdk.container import PlatformLLM, PluginContainer, Secrets
+
+        secrets = Secrets(self.config.get("secrets") or {}, self.config.get("namespace_id"), self.config["plugin_id"])
+        return PluginContainer(llm=PlatformLLM(self._llm) if self.config.get("llm") else None, secrets=secrets)
+
+    def _llm(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One ``container.llm`` call, made by the supervisor (which holds the provider's key)."""
+        from featurebus.sdk.container import LLMError
+
+        try:
+            result = self.channel.call("llm", {"request": request}).header.get("result")
+        except RemoteError as exc:
+            hint = exc.extra.get("hint")
+            raise LLMError(exc.detail, hint if isinstance(hint, str) else None) from None
+        if not isinstance(result, dict):
+            raise LLMError("the platform's LLM gateway answered without a result")
+        return result
 
     def answer(self, message: Message) -> Message:
         op = message.header.get("op")

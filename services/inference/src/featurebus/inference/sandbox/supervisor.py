@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,15 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from featurebus.common.events import ReasonCode, RowFailure
-from featurebus.common.frames import from_parquet
+from featurebus.common.frames import from_parquet, to_parquet
+from featurebus.inference.access_supply import PluginAccess
+from featurebus.inference.plugin_access import LLMGateway
 from featurebus.inference.plugin_worker import Embedded, WorkerOutput, all_rows_failed, prepare_plugin
 from featurebus.inference.sandbox.channel import Channel, ChannelClosed, Message, RemoteError
 from featurebus.inference.sandbox.policy import SCRATCH, SandboxPolicy, SandboxUnavailable
 from featurebus.runtime import PluginError
 from featurebus.sdk.assets import fetch_asset_bytes
+from featurebus.sdk.container import LLMError
 
 __all__ = ["SandboxConfig", "SandboxedWorker"]
 
@@ -74,12 +78,20 @@ class SandboxedWorker:
         models_dir: str | None,
         config: SandboxConfig,
         realtime: bool = False,
+        access: PluginAccess | None = None,
     ) -> None:
-        """``realtime``: the child loads ``realtime.py`` (for :meth:`infer` and :meth:`embed`), not the steps."""
+        """``realtime``: the child loads ``realtime.py`` (for :meth:`infer` and :meth:`embed`), not the steps.
+
+        ``access``: the secrets granted to the plugin (handed to the child, and redacted from
+        everything that comes out of it) and the operator's LLM, which the child's
+        ``container.llm`` reaches through this process (the provider's key never enters the sandbox).
+        """
         self.plugin_id = plugin_id
         self.parameters = dict(parameters or {})
         self.config = config
         self.realtime = realtime
+        self.access = access or PluginAccess("", plugin_id)
+        self._gateway = LLMGateway(self.access.llm, fetch=self._frame_blob) if self.access.llm else None
         # The model cache (read-only inside): the one given, else the worker's Hugging Face home.
         cache = models_dir or os.environ.get("HF_HOME")
         self.models_dir = Path(cache) if cache else None
@@ -134,7 +146,7 @@ class SandboxedWorker:
         results = self._query("embed", {"texts": texts}).header.get("results")
         if not isinstance(results, list) or len(results) != len(texts):
             raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered the queries without vectors")
-        return [_embedded(result) for result in results]
+        return [self._redacted(_embedded(result)) for result in results]
 
     def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
         """``realtime.py``'s answer to one request (a real-time worker only); PluginError on failure."""
@@ -156,8 +168,8 @@ class SandboxedWorker:
             self._drop(child)
             raise PluginError(gone.reason, gone.message, gone.hint) from None
         except RemoteError as err:
-            raise PluginError(
-                ReasonCode(err.extra.get("reason", "plugin_exception")), err.detail, err.extra.get("hint")
+            raise self._redacted(
+                PluginError(ReasonCode(err.extra.get("reason", "plugin_exception")), err.detail, err.extra.get("hint"))
             ) from None
 
     def stats(self) -> dict[str, Any]:
@@ -213,7 +225,7 @@ class SandboxedWorker:
             )
             started = time.perf_counter()
             try:
-                child = _Child.start(policy, self._answer, self.plugin_id)
+                child = _Child.start(policy, self._answer, self.plugin_id, self.access.redact)
                 reply = child.hello(self._hello(policy), _START_TIMEOUT_S)
             except (SandboxUnavailable, _ChildGone, OSError) as exc:
                 self.load_error = PluginError(
@@ -223,8 +235,12 @@ class SandboxedWorker:
             self.load_seconds = time.perf_counter() - started
             error = reply.header.get("load_error")
             if isinstance(error, dict):
-                self.load_error = PluginError(
-                    ReasonCode(error.get("reason", "plugin_load_failed")), str(error.get("message")), error.get("hint")
+                self.load_error = self._redacted(
+                    PluginError(
+                        ReasonCode(error.get("reason", "plugin_load_failed")),
+                        str(error.get("message")),
+                        error.get("hint"),
+                    )
                 )
             self._child = child
             return child
@@ -235,6 +251,9 @@ class SandboxedWorker:
             "plugin_dir": str(self.plugin_dir),
             "parameters": self.parameters,
             "realtime": self.realtime,
+            "namespace_id": self.access.namespace_id,
+            "secrets": {} if self.realtime else self.access.secrets,
+            "llm": self._gateway is not None,
             "readable": policy.readable(),
             "native_roots": [*map(str, policy.python), "/usr/lib", "/usr/lib64", "/usr/local/lib"],
             "forbidden": [str(Path(p).resolve()) for p in self.config.forbidden],
@@ -253,20 +272,33 @@ class SandboxedWorker:
                 self._child = None
 
     def _answer(self, message: Message) -> Message:
-        """The child's calls: only ``asset``, and only for blobs of the frames it is running."""
-        if message.header.get("op") != "asset":
-            raise RemoteError("unsupported", "the sandbox answers only asset requests")
+        """The child's calls: ``asset``, only for blobs of the frames it is running, and ``llm``."""
+        op = message.header.get("op")
+        if op == "llm" and self._gateway is not None:
+            try:
+                return Message({"result": self._gateway.call(message.header.get("request") or {})})
+            except LLMError as err:
+                raise RemoteError("llm_error", self.access.redact(err.message), {"hint": err.hint}) from None
+        if op != "asset":
+            raise RemoteError("unsupported", "the sandbox answers only asset and llm requests")
         uri = str(message.header.get("uri", ""))
+        try:
+            return Message({}, self._frame_blob(uri))
+        except PermissionError as refused:
+            self.violations += 1
+            raise RemoteError(
+                "refused", str(refused), {"hint": "open the URLs in batch['data'] of the frame being processed"}
+            ) from None
+
+    def _frame_blob(self, uri: str) -> bytes:
+        """A blob of a frame in flight (an asset, an image sent to the LLM); PermissionError for any other."""
         with self._lock:
             allowed = self._allowed[uri] > 0
         if not allowed:
-            self.violations += 1
-            raise RemoteError(
-                "refused",
-                f"reading the blob {uri!r} was refused: a plugin may read only the blobs of the rows it was given",
-                {"hint": "open the URLs in batch['data'] of the frame being processed"},
+            raise PermissionError(
+                f"reading the blob {uri!r} was refused: a plugin may read only the blobs of the rows it was given"
             )
-        return Message({}, fetch_asset_bytes(uri))
+        return fetch_asset_bytes(uri)
 
     # ------------------------------------------------------------------------------ the results
 
@@ -300,7 +332,45 @@ class SandboxedWorker:
         if any(f.reason is ReasonCode.SANDBOX_VIOLATION for f in failures):
             self.violations += 1
         load_failed = bool(reply.header.get("load_failed"))
-        return WorkerOutput(reply.body or None, failures, len(frame), len(embedded), load_failed)
+        output = WorkerOutput(reply.body or None, failures, len(frame), len(embedded), load_failed)
+        return self._without_secrets(frame, output)
+
+    # ------------------------------------------------------------------------------ the secrets
+
+    def _redacted(self, value: Any) -> Any:
+        """A PluginError (or a query's vectors, as they are) with the plugin's secrets blanked out."""
+        if isinstance(value, PluginError) and self.access.hidden():
+            hint = self.access.redact(value.hint) if value.hint else value.hint
+            return PluginError(value.reason, self.access.redact(value.message), hint)
+        return value
+
+    def _without_secrets(self, frame: Any, output: WorkerOutput) -> WorkerOutput:
+        """Row errors with the secrets blanked out; a row whose output carries a secret's value fails
+        (its payload would hand the secret to anyone who can read the namespace)."""
+        hidden = self.access.hidden()
+        if not hidden:
+            return output
+        for failure in output.failures:
+            failure.message = self.access.redact(failure.message)
+            failure.hint = self.access.redact(failure.hint) if failure.hint else failure.hint
+        if output.vectors_parquet is None:
+            return output
+        vectors = from_parquet(output.vectors_parquet)
+        leaking = [any(h in repr(v) for v in row for h in hidden) for row in vectors.itertuples(index=False)]
+        if not any(leaking):
+            return output
+        self.violations += 1
+        leaked_ids = set(vectors.loc[leaking, "document_id"].astype(str))
+        kept = vectors[[not leak for leak in leaking]]
+        output.failures += all_rows_failed(
+            frame[frame["document_id"].astype(str).isin(leaked_ids)],
+            ReasonCode.SANDBOX_VIOLATION,
+            "the plugin wrote the value of a secret granted to it into its output; the row was not indexed",
+            "keep secrets out of vectors and payload fields: use them only to call the services they are for",
+        )
+        output.rows_embedded = len(kept)
+        output.vectors_parquet = to_parquet(kept) if len(kept) else None
+        return output
 
 
 class _ChildGone(Exception):
@@ -334,6 +404,7 @@ class _Child:
     def __init__(self, process: subprocess.Popen[bytes], channel: Channel, pid: int, plugin_id: str) -> None:
         self.process, self.channel, self.pid, self.plugin_id = process, channel, pid, plugin_id
         self.killed_for: str | None = None
+        self.redact: Callable[[str], str] = str
         # The calls in flight (a frame and a query may overlap): their budget, and the child's CPU
         # seconds when the watchdog first saw them (a call's first 0.25 s go uncounted; budgets
         # are minutes, and reading /proc on every call would cost a short query 0.1 ms).
@@ -342,7 +413,7 @@ class _Child:
         self._calls = itertools.count()
 
     @classmethod
-    def start(cls, policy: SandboxPolicy, handler: Any, plugin_id: str) -> _Child:
+    def start(cls, policy: SandboxPolicy, handler: Any, plugin_id: str, redact: Callable[[str], str]) -> _Child:
         info_r, info_w = os.pipe()
         try:
             process = subprocess.Popen(
@@ -358,8 +429,10 @@ class _Child:
             os.close(info_w)
         pid = _read_child_pid(info_r, process)  # the sandbox's init: killing it ends everything inside
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-        channel = Channel(process.stdout, process.stdin, handler)
+        # Handler threads: the plugin's concurrent container.llm calls (concurrent_api_calls runs 10).
+        channel = Channel(process.stdout, process.stdin, handler, handler_threads=16)
         child = cls(process, channel, pid, plugin_id)
+        child.redact = redact
         threading.Thread(target=child._relay_stderr, name=f"sandbox-log-{plugin_id}", daemon=True).start()
         threading.Thread(target=child._watch_cpu, name=f"sandbox-cpu-{plugin_id}", daemon=True).start()
         return child
@@ -440,7 +513,7 @@ class _Child:
         for raw in self.process.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
-                log.info("plugin %s: %s", self.plugin_id, line[:2000])
+                log.info("plugin %s: %s", self.plugin_id, self.redact(line)[:2000])
 
 
 def _read_child_pid(info_r: int, process: subprocess.Popen[bytes]) -> int:

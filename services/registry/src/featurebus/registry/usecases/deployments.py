@@ -26,6 +26,7 @@ from featurebus.registry.plugin_resolution import BATCH_ONLY
 from featurebus.registry.records import Plugin, now
 from featurebus.registry.usecases.plugins import get_plugin
 from featurebus.registry.usecases.retrievers import answer_of
+from featurebus.registry.usecases.secret_grants import forget_plugin
 
 __all__ = [
     "BATCH_ONLY",
@@ -304,7 +305,7 @@ def _not_serving(plugin: Plugin) -> Conflict:
 
 
 async def delete_plugin(c: Ctx, who: Principal, ns: str, plugin_id: str) -> None:
-    """Delete a plugin version no collection uses: its record, its deployments, actors and archive."""
+    """Delete a plugin version no collection uses: its secret grants, record, deployments, actors and archive."""
     plugin = await get_plugin(c, who, ns, plugin_id)
     users = [
         collection.id
@@ -313,6 +314,7 @@ async def delete_plugin(c: Ctx, who: Principal, ns: str, plugin_id: str) -> None
     ]
     if users:
         raise Conflict(f"{plugin_id} is used by collections {users}", "delete those collections first")
+    await forget_plugin(c, plugin)  # first: a delete cut short leaves the plugin, never grants without it
     await c.tables.plugins.delete(plugin.id)
     await stop_deployments(c, plugin)
     await c.store.delete(parse_s3_uri(plugin.archive_uri)[1])

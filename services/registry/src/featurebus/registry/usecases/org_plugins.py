@@ -25,6 +25,7 @@ from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 from featurebus.registry.plugin_resolution import as_enabled_in, enablement_id, org_plugin_id
 from featurebus.registry.records import Namespace, Plugin, PluginEnablement, PluginUpload, now
 from featurebus.registry.usecases import plugins
+from featurebus.registry.usecases.secret_grants import forget_org_plugin
 
 __all__ = [
     "Available",
@@ -116,7 +117,7 @@ async def _deployed_ids(c: Ctx, who: Principal) -> set[str]:
 
 
 async def delete_org_plugin(c: Ctx, who: Principal, plugin_id: str) -> Plugin:
-    """Refused while a namespace has it enabled or a collection uses it; forgets its enablements."""
+    """Refused while a namespace has it enabled or a collection uses it; forgets its enablements and grants."""
     require_admin(who, "deleting an organization plugin", _ADMIN_HINT)
     plugin = await _org_plugin(c, who, plugin_id)
     names = {n.id: n.namespace_name for n in await c.tables.namespaces.find(org_id=who.org_id)}
@@ -137,6 +138,7 @@ async def delete_org_plugin(c: Ctx, who: Principal, plugin_id: str) -> Plugin:
             f"delete those collections and disable it in those namespaces "
             f"(POST /v1/namespaces/{{ns}}/plugins/org/{plugin_id}/disable) first",
         )
+    await forget_org_plugin(c, plugin, own)  # its grants in namespaces that use it (not their own plugin's)
     for enablement in enablements:
         await c.tables.plugin_enablements.delete(enablement.id)
     await c.tables.plugins.delete(plugin.id)

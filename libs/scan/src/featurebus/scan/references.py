@@ -1,4 +1,4 @@
-"""The models a plugin's code names, read statically: what workers lay out before it starts.
+"""The models and secrets a plugin's code names, read statically: what its workers are given.
 
 A plugin loads a Hugging Face model by naming it — ``SentenceTransformer("all-MiniLM-L6-v2")``,
 ``AutoModel.from_pretrained(MODEL_ID)``, ``load_hf_model(hf_model_id=...)``, a ``LazyModelMixin``
@@ -6,6 +6,10 @@ subclass's ``model_id``, ``@lazy_model(model_id=...)`` — and its own weights w
 ``load_namespace_model("name")``. Names are string constants at the call, or module-level string
 constants the call refers to; anything computed at run time is not seen here (the manifest's
 ``models`` / ``namespace_models`` lists declare those).
+
+Secrets are read as ``await container.secrets.get("NAME")`` (or through any object whose name
+says ``secrets``: ``self._secrets.get(API_KEY_NAME)``); the names are what an org admin may grant
+the plugin, and the manifest's ``secrets`` list declares those the code computes.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["model_references"]
+__all__ = ["SECRET_NAME", "model_references", "secret_references"]
 
 # Callables that load a hub model by id, and the keywords that may carry the id.
 _HUB_LOADERS = {
@@ -33,6 +37,7 @@ _NAMESPACE_LOADERS = {"load_namespace_model"}
 _ST_ORG = "sentence-transformers"
 _ST_LOADERS = {"SentenceTransformer", "SparseEncoder"}
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NAMESPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # pipeline("text-classification") names a task, not a model.
 _NOT_MODELS = {"feature-extraction", "text-classification", "sentiment-analysis", "image-classification"}
@@ -60,6 +65,25 @@ def model_references(trees: dict[str, ast.Module]) -> tuple[list[str], list[str]
                     if model_id is not None:
                         hub.update(_hub_ids("from_pretrained", model_id))
     return sorted(hub), sorted(own)
+
+
+def secret_references(trees: dict[str, ast.Module]) -> list[str]:
+    """The secret names the modules read with ``<...secrets...>.get(NAME)``, sorted and unique."""
+    found: set[str] = set()
+    for tree in trees.values():
+        constants = _string_constants(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and "secrets" in (_callee(node.func.value) or "").lower()
+                and node.args
+            ):
+                name = _string(node.args[0], constants)
+                if name is not None and SECRET_NAME.fullmatch(name):
+                    found.add(name)
+    return sorted(found)
 
 
 def _callee(func: ast.expr) -> str | None:

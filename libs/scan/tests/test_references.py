@@ -1,4 +1,4 @@
-"""The models a plugin names reach its manifest, so that workers lay them out before it starts."""
+"""The models and secrets a plugin names reach its manifest: what its workers are given."""
 
 from __future__ import annotations
 
@@ -86,3 +86,43 @@ def test_a_models_list_that_is_not_names_is_an_error_naming_it() -> None:
     report = scan_archive(archive({"manifest.py": bad, "pipeline.py": QUICKSTART_PIPELINE}))
     assert not report.passed
     assert any(v.code == "MAN040" and "models must be a list" in v.message for v in report.violations)
+
+
+GUIDE_SECRETS = """
+WEBHOOK_TOKEN = "WEBHOOK_TOKEN"
+
+
+class MyProcessor:
+    def __init__(self, config, secrets=None):
+        self._secrets = secrets
+
+    async def process(self, data):
+        api_key = await self._secrets.get("EXTERNAL_API_KEY")
+        token = await self._secrets.get(WEBHOOK_TOKEN)
+        other = await self._secrets.get(data["computed"])
+        cached = self.cache.get("NOT_A_SECRET")
+        return api_key, token, other, cached
+
+
+def build(container):
+    return container.secrets.get("OPENAI_API_KEY")
+"""
+
+
+def test_the_secrets_a_plugin_reads_are_declared_for_an_admin_to_grant() -> None:
+    manifest = _scan({"manifest.py": QUICKSTART_MANIFEST, "pipeline.py": QUICKSTART_PIPELINE, "p.py": GUIDE_SECRETS})
+    # Constant names only (the computed one is the manifest's to declare); a cache's get is no secret.
+    assert manifest.secrets == ["EXTERNAL_API_KEY", "OPENAI_API_KEY", "WEBHOOK_TOKEN"]
+
+
+def test_the_manifest_declares_the_secrets_code_computes() -> None:
+    declared = QUICKSTART_MANIFEST + '\nsecrets = ["PICKED_AT_RUN_TIME"]\n'
+    manifest = _scan({"manifest.py": declared, "pipeline.py": QUICKSTART_PIPELINE})
+    assert manifest.secrets == ["PICKED_AT_RUN_TIME"]
+
+
+def test_a_secrets_list_that_is_not_names_is_an_error_naming_it() -> None:
+    bad = QUICKSTART_MANIFEST + '\nsecrets = ["has space"]\n'
+    report = scan_archive(archive({"manifest.py": bad, "pipeline.py": QUICKSTART_PIPELINE}))
+    assert not report.passed
+    assert any(v.code == "MAN041" and "secrets must be a list" in v.message for v in report.violations)
