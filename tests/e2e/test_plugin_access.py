@@ -64,7 +64,7 @@ def plugin_zip(name: str, secret_name: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr(f"{name}/manifest.py", MANIFEST.replace("NAME", name))
-        zf.writestr(f"{name}/pipeline.py", PIPELINE.replace("NAME", name).replace("SECRET_NAME", secret_name))
+        zf.writestr(f"{name}/pipeline.py", PIPELINE.replace("SECRET_NAME", secret_name).replace("NAME", name))
     return buffer.getvalue()
 
 
@@ -112,6 +112,7 @@ def test_a_granted_secret_and_container_llm_run_the_guides_pattern(
 
     collection, done, failed = run_batch(api, ns, "tagger")
     assert done["status"] == "COMPLETED" and done["rows_written"] == len(TEXTS), (done, failed)
+    batch_calls = llm_server.requests  # (the search below embeds its query through the plugin too)
     results = search_everything(api, ns, collection, "mixpeek://tagger@1.0.0/vec", "penguins")
     payloads = [r.get("payload") or r for r in results]
     assert len(results) == len(TEXTS)
@@ -119,9 +120,9 @@ def test_a_granted_secret_and_container_llm_run_the_guides_pattern(
     assert all("key_length" in json.dumps(p) and str(len(value)) in json.dumps(p) for p in payloads), payloads
     assert all('"tag"' in json.dumps(p) for p in payloads), payloads
     # Every row was one call to the provider, made with the operator's key, about the row's text.
-    assert len(llm_server.requests) == len(TEXTS)
-    assert {r["headers"].get("authorization") for r in llm_server.requests} == {f"Bearer {llm_server.api_key}"}
-    asked = " ".join(json.dumps(r["json"]["messages"]) for r in llm_server.requests)
+    assert len(batch_calls) == len(TEXTS)
+    assert {r["headers"].get("authorization") for r in batch_calls} == {f"Bearer {llm_server.api_key}"}
+    asked = " ".join(json.dumps(r["json"]["messages"]) for r in batch_calls)
     assert all(text in asked for text in TEXTS)
 
     logs = {s: platform.log(s) for s in ("registry", "scanner", "dispatcher", "inference", "indexer")}
