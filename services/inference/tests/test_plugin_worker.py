@@ -136,3 +136,28 @@ def test_two_actors_seeding_one_cache_at_once_both_finish(tmp_path: Path, monkey
         "toy_1_0_0", toy_archive(), None, str(tmp_path / "work"), str(tmp_path / "models")
     )
     assert worker.load_error is None and calls == [tmp_path / "models"] * 2
+
+
+THREADS = TOY_PIPELINE.replace(
+    'batch["vec"] = [[float(len(t)), 1.0] for t in batch["data"]]',
+    'import torch\n        batch["vec"] = [[float(torch.get_num_threads()), 1.0] for t in batch["data"]]',
+)
+
+
+def test_a_query_of_few_texts_runs_torch_on_one_thread_and_frames_keep_the_profiles(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as OMP_NUM_THREADS=2 from a one-actor pool's profile on 2 cores
+    try:
+        worker = PluginWorker.from_archive("toy_1_0_0", toy_archive(THREADS), None, str(tmp_path))
+        assert worker.embed(["one query"]) == [{"vec": [1.0, 1.0]}]  # the threads would only wait for each other
+        assert worker.embed(["q"] * worker_module.FEW_INPUTS) == [{"vec": [1.0, 1.0]}] * worker_module.FEW_INPUTS
+        many = worker_module.FEW_INPUTS + 1
+        assert worker.embed(["q"] * many) == [{"vec": [2.0, 1.0]}] * many
+        assert [list(v) for v in from_parquet(worker.process(frame(["a"])).vectors_parquet or b"")["vec"]] == [
+            [2.0, 1.0]
+        ]
+        assert torch.get_num_threads() == 2  # given back after each query
+    finally:
+        torch.set_num_threads(before)

@@ -1,5 +1,8 @@
 """The table port's rules, asserted identically on the in-memory twin and on MongoDB.
 
+And on the twin read through :class:`~featurebus.registry.tables.RecentReads` (the registry's hot
+tables): kept answers must never hide a write made through the same tables.
+
 The MongoDB run uses the real local stack's SecantusDB (a MongoDB-wire server), so it is marked
 ``integration``. Unit tests of the use cases run on the twin; this test is why that is honest.
 """
@@ -23,10 +26,10 @@ from featurebus.registry.tables import AnyOf, Duplicate, Tables
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
+@pytest.fixture(params=["memory", "recent", pytest.param("mongo", marks=pytest.mark.integration)])
 async def tables(request: pytest.FixtureRequest) -> AsyncIterator[Tables]:
-    if request.param == "memory":
-        yield Tables.in_memory()
+    if request.param in ("memory", "recent"):
+        yield Tables.in_memory().reading_recent(60.0 if request.param == "recent" else 0.0)
         return
     uri = request.getfixturevalue("local_stack").env()["FEATUREBUS_MONGO_URI"]
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri, tz_aware=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from featurebus.common.settings import (
     DEFAULT_INDEXER_PORT,
     DEFAULT_INFERENCE_PORT,
@@ -29,6 +31,10 @@ class RegistrySettings(CommonSettings):
     indexer_url: str = f"http://127.0.0.1:{DEFAULT_INDEXER_PORT}"
     # How long a retriever execution waits for each of them (a service that is starting is waited for).
     retrieval_timeout_s: float = 30.0
+    # The records every request reads (keys, namespaces) and a retriever execution reads
+    # (retrievers, plugins, collections) are kept in memory this long (tables.RecentReads): this
+    # registry's own writes are seen at once, a second replica's within this time; 0 reads each time.
+    read_cache_s: float = Field(default=1.0, ge=0)
     presigned_url_ttl_s: int = 3600
     max_archive_bytes: int = 500 * 1024 * 1024
     # Inline text larger than this is refused (Kafka messages stay under 1 MiB).

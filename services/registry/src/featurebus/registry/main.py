@@ -87,7 +87,7 @@ def build_app(
     mongo: AsyncMongoClient[Any] | None = None
     if tables is None:
         mongo = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
-        tables = mongo_tables(mongo[settings.mongo_db])
+        tables = mongo_tables(mongo[settings.mongo_db]).reading_recent(settings.read_cache_s)
     http_queries: HttpQueryServices | None = None
     if queries is None:
         queries = http_queries = HttpQueryServices(

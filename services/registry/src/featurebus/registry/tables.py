@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
@@ -42,9 +43,20 @@ from featurebus.registry.records import (
     SecretGrant,
 )
 
-__all__ = ["AnyOf", "Duplicate", "InMemoryTable", "Table", "TableFactory", "Tables", "checked_changes", "stored_time"]
+__all__ = [
+    "AnyOf",
+    "Duplicate",
+    "InMemoryTable",
+    "RecentReads",
+    "Table",
+    "TableFactory",
+    "Tables",
+    "checked_changes",
+    "stored_time",
+]
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 
 
 class Duplicate(Exception):
@@ -209,6 +221,99 @@ class InMemoryTable(Generic[R]):
         return self._rows.pop(id, None) is not None
 
 
+class RecentReads(Generic[R]):
+    """``table``, its answers to ``get``, ``find_one`` and ``find`` kept for ``ttl_s``.
+
+    For the tables that every request reads (the caller's key and namespace) and that a retriever
+    execution reads (its retriever, plugins and collections): on the query path each read is a
+    MongoDB round trip that costs more than the search it prepares. A write through this object
+    forgets every answer of its table at once, and a read that a write overtook is not kept, so
+    this process always reads its own writes; a second registry beside it may answer from a record
+    another one changed for at most ``ttl_s``. ``page`` is always read. Answers are copies, which
+    a caller may change.
+    """
+
+    MOST_ANSWERS = 10_000  # then every answer is forgotten: memory stays bounded
+
+    def __init__(self, table: Table[R], ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.table, self.ttl_s, self.clock = table, ttl_s, clock
+        self._answers: dict[Hashable, tuple[float, Any]] = {}
+        self._writes = 0  # how many writes began: a read that one overtook is not kept
+
+    async def init(self) -> None:
+        await self.table.init()
+
+    async def get(self, id: str) -> R | None:
+        found: R | None = await self._read(("get", id), lambda: self.table.get(id))
+        return found
+
+    async def find_one(self, **where: Any) -> R | None:
+        found: R | None = await self._read(_key("find_one", where), lambda: self.table.find_one(**where))
+        return found
+
+    async def find(self, **where: Any) -> list[R]:
+        found: list[R] = await self._read(_key("find", where), lambda: self.table.find(**where))
+        return found
+
+    async def page(self, offset: int, limit: int, **where: Any) -> tuple[list[R], int]:
+        return await self.table.page(offset, limit, **where)
+
+    async def insert(self, record: R) -> None:
+        await self._write(self.table.insert(record))
+
+    async def save(self, record: R) -> None:
+        await self._write(self.table.save(record))
+
+    async def update(self, id: str, changes: Mapping[str, Any], **where: Any) -> bool:
+        return await self._write(self.table.update(id, changes, **where))
+
+    async def increment(self, id: str, field: str, by: int) -> None:
+        await self._write(self.table.increment(id, field, by))
+
+    async def delete(self, id: str) -> bool:
+        return await self._write(self.table.delete(id))
+
+    async def _read(self, key: Hashable | None, read: Callable[[], Awaitable[Any]]) -> Any:
+        now = self.clock()
+        kept = self._answers.get(key) if key is not None else None
+        if kept is not None and kept[0] > now:
+            return _copied(kept[1])
+        writes = self._writes
+        answer = await read()
+        if key is not None and writes == self._writes:
+            if len(self._answers) >= self.MOST_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = (now + self.ttl_s, answer)
+        return _copied(answer)
+
+    async def _write(self, write: Awaitable[T]) -> T:
+        self._forget()
+        try:
+            return await write
+        finally:
+            self._forget()  # what was read while the write ran may be the record before it
+
+    def _forget(self) -> None:
+        self._writes += 1
+        self._answers.clear()
+
+
+def _key(read: str, where: Mapping[str, Any]) -> Hashable | None:
+    """The read of ``where`` as a key of the answers; None (not kept) when a value cannot be one."""
+    key = (read, *sorted((k, tuple(v.values) if isinstance(v, AnyOf) else v) for k, v in where.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _copied(answer: Any) -> Any:
+    if isinstance(answer, list):
+        return [record.model_copy(deep=True) for record in answer]
+    return answer.model_copy(deep=True) if answer is not None else None
+
+
 class TableFactory(Protocol):
     def __call__(self, record: type[R], /) -> Table[R]: ...
 
@@ -260,3 +365,11 @@ class Tables:
     @classmethod
     def in_memory(cls) -> Tables:
         return cls.made_by(InMemoryTable)
+
+    def reading_recent(self, ttl_s: float) -> Tables:
+        """These tables, the ones on every request's path and a retriever execution's kept in
+        memory (:class:`RecentReads`); ``ttl_s`` 0 keeps nothing."""
+        if ttl_s <= 0:
+            return self
+        hot = ("organizations", "api_keys", "namespaces", "plugins", "collections", "retrievers")
+        return replace(self, **{name: RecentReads(getattr(self, name), ttl_s) for name in hot})
