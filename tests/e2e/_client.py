@@ -119,6 +119,28 @@ class Api:
         self.add_texts(ns, bucket["bucket_id"], texts)
         return str(bucket["bucket_id"])
 
+    def run_collection(
+        self, ns: str, plugin_name: str, texts: list[str], timeout: float = 300
+    ) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+        """A bucket of ``texts``, a collection of plugin ``plugin_name`` 1.0.0 over it, and one batch
+        run to its end: (collection_id, the finished batch, its failed rows)."""
+        bucket = self.text_bucket(ns, "b", texts)
+        collection = self.call(
+            "POST",
+            f"/v1/namespaces/{ns}/collections",
+            json={
+                "name": "c",
+                "feature_extractors": [{"feature_extractor_name": plugin_name, "version": "1.0.0"}],
+                "source": {"type": "bucket", "bucket_ids": [bucket]},
+            },
+        )["collection_id"]
+        batches = f"/v1/namespaces/{ns}/buckets/{bucket}/batches"
+        batch_id = self.call("POST", f"{batches}/trigger", json={"collection_ids": [collection]})["batch_id"]
+        done = self.wait_batch(ns, bucket, batch_id, timeout=timeout)
+        failed = self.call("GET", f"{batches}/{batch_id}/failed-documents")
+        rows = failed if isinstance(failed, list) else failed.get("results") or failed.get("documents") or []
+        return str(collection), done, rows
+
     def add_texts(self, ns: str, bucket_id: str, texts: list[str]) -> list[str]:
         """Add one object per text: one at a time for a single text, else in bulk requests of 1,000."""
         objects = [{"blobs": [{"property": "text", "type": "text", "data": t}]} for t in texts]

@@ -18,7 +18,6 @@ import pytest
 
 from ._client import Api
 from ._retrieve import search_everything
-from .test_loud_failures import failed_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -96,22 +95,7 @@ def batch(api: Api, ns: str, name: str, archive: bytes) -> tuple[str, dict[str, 
     status = api.wait_scan(ns, plugin_id)
     assert status["scan"]["status"] == "passed", status
     api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
-    bucket = api.text_bucket(ns, "b", TEXTS)
-    collection = api.call(
-        "POST",
-        f"/v1/namespaces/{ns}/collections",
-        json={
-            "name": "c",
-            "feature_extractors": [{"feature_extractor_name": name, "version": "1.0.0"}],
-            "source": {"type": "bucket", "bucket_ids": [bucket]},
-        },
-    )["collection_id"]
-    batch_id = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [collection]}
-    )["batch_id"]
-    done = api.wait_batch(ns, bucket, batch_id)
-    failed = api.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/{batch_id}/failed-documents")
-    return collection, done, failed_rows(failed)
+    return api.run_collection(ns, name, TEXTS)
 
 
 def test_an_imported_hub_model_serves_the_guides_load_hf_model_and_a_missing_one_fails_loudly(

@@ -17,7 +17,6 @@ import pytest
 
 from ._client import Api
 from ._retrieve import search_everything
-from .test_loud_failures import failed_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -68,25 +67,6 @@ def plugin_zip(name: str, secret_name: str) -> bytes:
     return buffer.getvalue()
 
 
-def run_batch(api: Api, ns: str, name: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-    bucket = api.text_bucket(ns, "b", TEXTS)
-    collection = api.call(
-        "POST",
-        f"/v1/namespaces/{ns}/collections",
-        json={
-            "name": "c",
-            "feature_extractors": [{"feature_extractor_name": name, "version": "1.0.0"}],
-            "source": {"type": "bucket", "bucket_ids": [bucket]},
-        },
-    )["collection_id"]
-    batch_id = api.call(
-        "POST", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/trigger", json={"collection_ids": [collection]}
-    )["batch_id"]
-    done = api.wait_batch(ns, bucket, batch_id, timeout=300)
-    failed = api.call("GET", f"/v1/namespaces/{ns}/buckets/{bucket}/batches/{batch_id}/failed-documents")
-    return collection, done, failed_rows(failed)
-
-
 @pytest.fixture(scope="module")
 def org_secret(api: Api) -> tuple[str, str]:
     name, value = f"TAGGER_KEY_{uuid.uuid4().hex[:6].upper()}", "sk-e2e-" + uuid.uuid4().hex
@@ -110,7 +90,7 @@ def test_a_granted_secret_and_container_llm_run_the_guides_pattern(
     assert api.call("PUT", grants, json={"secret_names": [name]})["granted"] == [name]
     api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
 
-    collection, done, failed = run_batch(api, ns, "tagger")
+    collection, done, failed = api.run_collection(ns, "tagger", TEXTS)
     assert done["status"] == "COMPLETED" and done["rows_written"] == len(TEXTS), (done, failed)
     batch_calls = llm_server.requests  # (the search below embeds its query through the plugin too)
     results = search_everything(api, ns, collection, "mixpeek://tagger@1.0.0/vec", "penguins")
@@ -136,7 +116,7 @@ def test_a_secret_not_granted_fails_every_row_naming_the_grant(api: Api, org_sec
     name, _ = org_secret
     ns = api.namespace(f"ungranted-{uuid.uuid4().hex[:6]}")
     plugin_id = api.deploy_batch_plugin(ns, "tagger_ungranted", "1.0.0", plugin_zip("tagger_ungranted", name))
-    _, done, failed = run_batch(api, ns, "tagger_ungranted")
+    _, done, failed = api.run_collection(ns, "tagger_ungranted", TEXTS)
     assert done["rows_written"] == 0 and len(failed) == len(TEXTS), (done, failed)
     assert all(name in f["message"] and f"plugins/{plugin_id}/secrets" in f["message"] for f in failed), failed
 
@@ -150,7 +130,7 @@ def test_a_failed_llm_call_fails_its_rows_llm_error(api: Api, llm_server: Any, o
     api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
     llm_server.fail_next(400, times=1000)
     try:
-        _, done, failed = run_batch(api, ns, "tagger_fail")
+        _, done, failed = api.run_collection(ns, "tagger_fail", TEXTS)
     finally:
         llm_server.reset()
     assert done["rows_written"] == 0 and {f["reason"] for f in failed} == {"llm_error"}, (done, failed)

@@ -19,13 +19,13 @@ from registry_twins import ADMIN, Twins, twins
 from featurebus.common.events import PluginManifest, PluginScanned
 from featurebus.common.kafka import Bus
 from featurebus.common.objectstore_memory import MemoryObjectStore
+from featurebus.common.queries import SECRETS_PATH
 from featurebus.registry.auth import bootstrap_admin_key
 from featurebus.registry.config import RegistrySettings
 from featurebus.registry.errors import Internal, NotFound
 from featurebus.registry.key_rules import Principal
 from featurebus.registry.main import build_app
 from featurebus.registry.records import Namespace, Plugin, Secret
-from featurebus.registry.secrets_api import SECRETS_PATH
 from featurebus.registry.tables import Tables
 from featurebus.registry.usecases import org_plugins, plugins, secret_grants, secrets
 

@@ -5,7 +5,9 @@ to embed the query texts (``POST /internal/v1/embed``: :class:`EmbedRequest` →
 :class:`EmbedResponse`), then asks the indexer to search with the vectors
 (``POST /internal/v1/search``: :class:`SearchRequest` → :class:`SearchResponse`). A plugin's
 infer endpoint is a direct call too (``POST /internal/v1/infer``: :class:`InferRequest` →
-:class:`InferResponse`). Both services refuse a
+:class:`InferResponse`). Inference asks the registry for a plugin's granted secrets before its
+workers start (``POST /internal/v1/secrets``: :class:`SecretsRequest` → :class:`SecretsResponse`,
+on the registry's internal listener). All three services refuse a
 request without ``Authorization: Bearer <FEATUREBUS_INTERNAL_TOKEN>`` (401) and answer a request
 they cannot serve with :class:`QueryRefusal` (422). The same rules as events apply: changes are
 additive and unknown fields are ignored.
@@ -23,6 +25,7 @@ __all__ = [
     "EMBED_PATH",
     "INFER_PATH",
     "SEARCH_PATH",
+    "SECRETS_PATH",
     "EmbedRequest",
     "EmbedResponse",
     "InferRequest",
@@ -32,12 +35,15 @@ __all__ = [
     "SearchHit",
     "SearchRequest",
     "SearchResponse",
+    "SecretsRequest",
+    "SecretsResponse",
     "VectorSearch",
 ]
 
 EMBED_PATH = "/internal/v1/embed"
 INFER_PATH = "/internal/v1/infer"
 SEARCH_PATH = "/internal/v1/search"
+SECRETS_PATH = "/internal/v1/secrets"
 
 
 class _Model(BaseModel):
@@ -121,3 +127,16 @@ class QueryRefusal(_Model):
 
     detail: str
     hint: str | None = None
+
+
+class SecretsRequest(_Model):
+    """inference → registry: the plugin whose worker starts, and the namespace it runs in."""
+
+    namespace_id: str = Field(max_length=200)
+    plugin_id: str = Field(max_length=200)
+
+
+class SecretsResponse(_Model):
+    """registry → inference: name → decrypted value, only for granted secrets that exist."""
+
+    secrets: dict[str, str]

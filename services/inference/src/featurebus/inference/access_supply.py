@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from featurebus.common.events import PluginRef
 from featurebus.common.internal_api import bearer
 from featurebus.common.kafka import TransientError
+from featurebus.common.queries import SECRETS_PATH, SecretsRequest, SecretsResponse
 from featurebus.inference.plugin_access import LLMSettings
 from featurebus.sdk.container import redact
 
@@ -83,26 +83,21 @@ class AccessSupply:
         )
 
     async def _fetch(self, plugin: PluginRef) -> dict[str, str]:
-        body = {"namespace_id": plugin.namespace_id, "plugin_id": plugin.plugin_id}
+        body = SecretsRequest(namespace_id=plugin.namespace_id, plugin_id=plugin.plugin_id).model_dump_json()
+        headers = {**bearer(self.token), "Content-Type": "application/json"}
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-                response = await client.post(
-                    f"{self.registry_url}/internal/v1/secrets", json=body, headers=bearer(self.token)
-                )
+                response = await client.post(f"{self.registry_url}{SECRETS_PATH}", content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise _unavailable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 404:  # the plugin or its namespace is gone: nothing is granted
             return {}
         if response.status_code != 200:
             raise _unavailable(f"HTTP {response.status_code}: {response.text[:300]}")
-        return _values(response.json())
-
-
-def _values(answer: Any) -> dict[str, str]:
-    secrets = answer.get("secrets") if isinstance(answer, dict) else None
-    if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
-        raise _unavailable("the registry answered without a secrets mapping")
-    return {str(k): v for k, v in secrets.items()}
+        try:
+            return SecretsResponse.model_validate_json(response.content).secrets
+        except ValidationError:
+            raise _unavailable("the registry answered without a secrets mapping") from None
 
 
 def _unavailable(why: str) -> TransientError:

@@ -1,6 +1,7 @@
 """The registry's internal HTTP API: a plugin's granted secrets, for inference's workers.
 
-``POST /internal/v1/secrets`` (:class:`SecretsRequest` → :class:`SecretsResponse`) answers the
+``POST /internal/v1/secrets`` (:class:`~featurebus.common.queries.SecretsRequest` →
+:class:`~featurebus.common.queries.SecretsResponse`) answers the
 decrypted values of the secrets granted to a plugin in a namespace that the plugin still declares
 and the organization still has (:func:`featurebus.registry.usecases.secret_grants.granted_values`).
 It is served on a listener of its own (``FEATUREBUS_REGISTRY_INTERNAL_HOST``/``_PORT``), never by
@@ -11,30 +12,15 @@ a 404, a secret the registry's key cannot decrypt a 500, both ``{"detail", "hint
 from __future__ import annotations
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
 
 from featurebus.common.internal_api import ServiceTokenGuard
+from featurebus.common.queries import SECRETS_PATH, SecretsRequest, SecretsResponse
 from featurebus.registry.context import Ctx
 from featurebus.registry.errors import install_error_handlers
 from featurebus.registry.usecases.secret_grants import granted_values
 
-__all__ = ["SECRETS_PATH", "SecretsRequest", "SecretsResponse", "build_secrets_api"]
-
-SECRETS_PATH = "/internal/v1/secrets"
-
-
-class SecretsRequest(BaseModel):
-    """inference → registry: the plugin whose worker starts, and the namespace it runs in."""
-
-    model_config = ConfigDict(extra="ignore")
-    namespace_id: str = Field(max_length=200)
-    plugin_id: str = Field(max_length=200)
-
-
-class SecretsResponse(BaseModel):
-    """registry → inference: name → decrypted value, only for granted secrets that exist."""
-
-    secrets: dict[str, str]
+__all__ = ["build_secrets_api"]
 
 
 def build_secrets_api(c: Ctx, token: SecretStr | None) -> FastAPI:
