@@ -253,6 +253,85 @@ async def test_several_searches_are_fused_and_the_smallest_limit_wins() -> None:
     assert [h.document_id for h in done.hits] == ["b", "c"]  # in both lists: fused above "a"
 
 
+def stage(stage_id: str, **parameters: Any) -> dict[str, Any]:
+    return {"stage_name": stage_id, "stage_type": "sort", "config": {"stage_id": stage_id, "parameters": parameters}}
+
+
+async def executed(after: list[dict[str, Any]], hits: list[SearchHit], limit: int | None = None) -> list[str]:
+    """The document ids a retriever of a search (top_k 10) then ``after`` answers for ``hits``."""
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search(top_k=10)), *after])
+    t.queries.hits = [hits]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, limit)
+    return [h.document_id for h in done.hits]
+
+
+DATED = [
+    hit("a", 0.9, year=2019, lang="en", object_id="o1"),
+    hit("b", 0.8, year=2024, lang="de", object_id="o1"),
+    hit("c", 0.7, lang="en", object_id="o2"),  # no year
+    hit("d", 0.6, year=2024, lang="en", object_id="o3", meta={"views": 7}),
+    hit("e", 0.5, year=2021, lang="de", object_id="o2", meta={"views": 70}),
+]
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        ([stage("sort", sort_by=[{"field": "year", "direction": "desc"}])], ["b", "d", "e", "a", "c"]),
+        ([stage("sort", field="year")], ["a", "e", "b", "d", "c"]),  # asc by default; ties keep the score order
+        ([stage("sort", sort_by=[{"field": "lang"}, {"field": "year", "direction": "desc"}])], list("bedac")),
+        ([stage("sort", field="meta.views", direction="desc")], ["e", "d", "a", "b", "c"]),  # nested; missing last
+        ([stage("sort", field="score", direction="asc")], ["e", "d", "c", "b", "a"]),
+        ([stage("dedupe")], ["a", "c", "d"]),  # the best of each object_id
+        ([stage("group_by", field="lang", max_per_group=2)], ["a", "b", "c", "e"]),
+        (
+            [stage("sort", field="year", direction="desc"), {"stage_id": "limit", "parameters": {"limit": 2}}],
+            ["b", "d"],
+        ),
+    ],
+)
+async def test_sort_and_group_stages_act_on_the_search_results_in_their_order(
+    after: list[dict[str, Any]], expected: list[str]
+) -> None:
+    assert await executed(after, DATED) == expected
+
+
+async def test_a_group_by_searches_for_more_results_than_it_answers() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), stage("dedupe")])
+    t.queries.hits = [[hit(f"d{i}", 1 - i / 100, object_id=f"o{i // 3}") for i in range(30)]]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, 4)
+    [searched] = t.queries.searched
+    assert searched.limit == 20  # five times the 4 wanted
+    assert [h.document_id for h in done.hits] == ["d0", "d3", "d6", "d9"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (stage("rerank", model="bge"), r"stages\[2\]: stage 'rerank' needs a reranker, and this platform has none"),
+        (stage("sort"), r"stages\[2\]\.config\.parameters\.sort_by must list the fields"),
+        (stage("sort", sort_by=[{"field": "year", "direction": "up"}]), r"sort_by\[0\]\.direction must be 'asc' or"),
+        (stage("sort", sort_by=[{"direction": "asc"}]), r"sort_by\[0\]\.field must name a payload field"),
+        (stage("group_by"), r"stages\[2\]\.config\.parameters\.field must name the payload field"),
+        (stage("group_by", field="lang", max_per_group=0), r"max_per_group must be at least 1"),
+    ],
+)
+async def test_creation_refuses_a_rerank_and_malformed_sort_and_group_stages(bad: dict[str, Any], message: str) -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    with pytest.raises(Invalid, match=message):
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), bad])
+
+
 async def test_execute_refuses_missing_input_unready_plugins_and_searches_with_no_collection() -> None:
     t = twins()
     ns = await t.namespace("docs")

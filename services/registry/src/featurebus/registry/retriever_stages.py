@@ -5,22 +5,39 @@ A stage is ``{"stage_id"|"stage_type", "config": {"stage_id", "parameters": {...
 ``"parameters"`` beside ``config``). Search stages list ``searches`` of
 ``{"feature_uri", "query", "top_k"}``; filter stages give ``filters`` (or ``field``/``value``);
 a ``limit`` stage gives ``limit``.
+
+Stages after the search act on its results in their order: ``sort`` orders them (``sort_by``, a
+list of Mixpeek's ``{"field", "direction"}``, or one of them; the field ``score`` or a payload
+field, dots for nested ones; stable, results without the field last), ``group_by`` keeps the best
+``max_per_group`` of each value of ``field`` (``dedupe``: one per ``field``, ``object_id`` unless
+given; the searches then give five times the results wanted, so that enough groups remain), and a
+``limit`` after one of them cuts there. Filters are pushed down into the search,
+wherever they stand. ``rerank`` is refused: no reranker is installed yet, and a stage that
+silently did nothing would hide it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from featurebus.common.queries import SearchHit
+
 __all__ = [
     "FILTER_STAGES",
-    "LIMIT_STAGES",
+    "GROUP_STAGES",
     "MAX_LIMIT",
     "SEARCH_STAGES",
     "ExecutionPlan",
+    "Group",
+    "Limit",
+    "PostStage",
+    "Sort",
     "StageProblem",
     "check_stages",
     "count",
+    "field_value",
     "plan_execution",
     "stage_id",
     "stage_params",
@@ -28,11 +45,16 @@ __all__ = [
 
 SEARCH_STAGES = {"feature_search", "semantic_search", "vector_search"}
 FILTER_STAGES = {"filter", "attribute_filter"}
-LIMIT_STAGES = {"limit", "sort", "rerank"}
+GROUP_STAGES = {"group_by", "dedupe"}
+SUPPORTED = sorted(SEARCH_STAGES | FILTER_STAGES | GROUP_STAGES | {"sort", "limit"})
+RERANKERS: list[str] = []  # none installed yet: a rerank stage is refused, naming them
 MAX_LIMIT = 1000
 MAX_SEARCHES = 32
 MAX_STAGES = 64
 SEARCH_EXAMPLE = '{"feature_uri": "mixpeek://name@1.0.0/feature", "query": "{{INPUT.query}}"}'
+SORT_EXAMPLE = '{"sort_by": [{"field": "published_at", "direction": "desc"}]}'
+GROUP_CANDIDATES = 5  # a search before a group_by gives this many times the results wanted
+GROUP_EXAMPLE = '{"field": "object_id", "max_per_group": 1}'
 
 
 class StageProblem(ValueError):
@@ -132,6 +154,103 @@ def _searches(params: dict[str, Any], where: str, templated: bool) -> list[tuple
     return out
 
 
+@dataclass(frozen=True)
+class Sort:
+    """Order the results by ``keys`` ((field, descending), the first deciding), stably; the
+    results without a field go last for it, in either direction."""
+
+    keys: tuple[tuple[str, bool], ...]
+
+    def apply(self, hits: list[SearchHit]) -> list[SearchHit]:
+        for name, descending in reversed(self.keys):  # stable sorts, the least significant key first
+            valued = [(v, hit) for hit in hits if (v := _orderable(field_value(hit, name))) is not None]
+            valued.sort(key=lambda pair: pair[0], reverse=descending)
+            hits = [hit for _, hit in valued] + [hit for hit in hits if field_value(hit, name) is None]
+        return hits
+
+
+@dataclass(frozen=True)
+class Group:
+    """Keep the first ``most`` results of each value of ``field`` (results without it each alone)."""
+
+    field: str
+    most: int
+
+    def apply(self, hits: list[SearchHit]) -> list[SearchHit]:
+        kept: list[SearchHit] = []
+        seen: dict[str, int] = {}
+        for hit in hits:
+            value = field_value(hit, self.field)
+            if value is not None:
+                key = json.dumps(value, sort_keys=True, default=str)
+                seen[key] = seen.get(key, 0) + 1
+                if seen[key] > self.most:
+                    continue
+            kept.append(hit)
+        return kept
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Keep the first ``most`` results."""
+
+    most: int
+
+    def apply(self, hits: list[SearchHit]) -> list[SearchHit]:
+        return hits[: self.most]
+
+
+def field_value(hit: SearchHit, name: str) -> Any:
+    """``score``, ``document_id``, ``collection_id``, or the payload's field (dots for nested ones)."""
+    if name in ("score", "document_id", "collection_id"):
+        return getattr(hit, name)
+    value: Any = hit.payload
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _orderable(value: Any) -> tuple[int, Any] | None:
+    """Numbers before texts before anything else (compared as JSON); None for a missing value."""
+    if value is None:
+        return None
+    if isinstance(value, bool | int | float):
+        return (0, float(value))
+    if isinstance(value, str):
+        return (1, value)
+    return (2, json.dumps(value, sort_keys=True, default=str))
+
+
+PostStage = Sort | Group | Limit
+
+
+def _sort(params: dict[str, Any], where: str) -> Sort:
+    given = params.get("sort_by", params if "field" in params else None)
+    options = given if isinstance(given, list) else [given] if isinstance(given, dict) else None
+    if not options:
+        raise StageProblem(f"{where}.sort_by must list the fields to sort by", SORT_EXAMPLE)
+    keys = []
+    for j, option in enumerate(options):
+        at = f"{where}.sort_by[{j}]" if isinstance(given, list) else where
+        if not isinstance(option, dict) or not isinstance(option.get("field"), str) or not option["field"]:
+            raise StageProblem(f"{at}.field must name a payload field (or score)", SORT_EXAMPLE)
+        direction = option.get("direction", "asc")
+        if direction not in ("asc", "desc"):
+            raise StageProblem(f"{at}.direction must be 'asc' or 'desc' (got {direction!r})", SORT_EXAMPLE)
+        keys.append((option["field"], direction == "desc"))
+    return Sort(tuple(keys))
+
+
+def _group(sid: str, params: dict[str, Any], where: str, templated: bool) -> Group:
+    field = params.get("field", "object_id" if sid == "dedupe" else None)
+    if not isinstance(field, str) or not field:
+        raise StageProblem(f"{where}.field must name the payload field to group by", GROUP_EXAMPLE)
+    most = 1 if sid == "dedupe" else count(params.get("max_per_group"), f"{where}.max_per_group", templated=templated)
+    return Group(field, most or 1)
+
+
 def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict[str, Any]]]:
     """Check every stage's shape; the searches, each with the field name it is known by."""
     if not isinstance(stages, list) or not stages:
@@ -149,14 +268,20 @@ def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict
             searches.extend(_searches(params, at, templated))
         elif sid in FILTER_STAGES:
             _filters(params, at, templated)
-        elif sid in LIMIT_STAGES:
-            if sid == "limit":
-                count(params.get("limit"), f"{at}.limit", templated=templated)
-        else:
+        elif sid == "limit":
+            count(params.get("limit"), f"{at}.limit", templated=templated)
+        elif sid == "sort":
+            _sort(params, at)
+        elif sid in GROUP_STAGES:
+            _group(sid, params, at, templated)
+        elif sid == "rerank":
             raise StageProblem(
-                f"{where}: stage {sid!r} is not supported",
-                f"supported stages: {sorted(SEARCH_STAGES | FILTER_STAGES | LIMIT_STAGES)}",
+                f"{where}: stage 'rerank' needs a reranker, and this platform has none installed "
+                f"(available: {RERANKERS or 'none'})",
+                "drop the stage; a sort stage orders the results by the score or a payload field",
             )
+        else:
+            raise StageProblem(f"{where}: stage {sid!r} is not supported", f"supported stages: {SUPPORTED}")
     if not searches:
         raise StageProblem(
             "a retriever needs a feature_search stage", "add a stage with config.stage_id = feature_search"
@@ -166,9 +291,22 @@ def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict
 
 @dataclass
 class ExecutionPlan:
-    limit: int
+    limit: int  # how many results each search gives, and the most an execution answers
     searches: list[tuple[str, dict[str, Any]]]
     filters: dict[str, Any] = field(default_factory=dict)
+    after: list[PostStage] = field(default_factory=list)  # on the fused results, in order
+
+    @property
+    def fetch(self) -> int:
+        """How many results each search gives: more than ``limit`` when a group_by will collapse them."""
+        grouped = any(isinstance(stage, Group) for stage in self.after)
+        return min(MAX_LIMIT, self.limit * GROUP_CANDIDATES) if grouped else self.limit
+
+    def finish(self, fused: list[SearchHit]) -> list[SearchHit]:
+        """The fused results through the stages after the search, at most ``limit`` of them."""
+        for stage in self.after:
+            fused = stage.apply(fused)
+        return fused[: self.limit]
 
 
 def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> ExecutionPlan:
@@ -176,6 +314,7 @@ def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> Exe
     searches = check_stages(stages, templated=False)
     limit = count(requested_limit, "limit")
     filters: dict[str, Any] = {}
+    after: list[PostStage] = []
     for i, stage in enumerate(stages):
         where = f"stages[{i}]"
         sid, params = stage_id(stage, where), stage_params(stage, where)
@@ -188,6 +327,12 @@ def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> Exe
             filters.update(_filters(params, at, False))
         elif sid == "limit":
             cap = count(params.get("limit"), f"{at}.limit")
-            if cap:
+            if cap and after:
+                after.append(Limit(cap))
+            elif cap:
                 limit = min(limit or MAX_LIMIT, cap)
-    return ExecutionPlan(limit=limit or default_limit, searches=searches, filters=filters)
+        elif sid == "sort":
+            after.append(_sort(params, at))
+        elif sid in GROUP_STAGES:
+            after.append(_group(sid, params, at, False))
+    return ExecutionPlan(limit=limit or default_limit, searches=searches, filters=filters, after=after)

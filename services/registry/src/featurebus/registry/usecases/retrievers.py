@@ -142,11 +142,11 @@ async def execute_retriever(
             VectorSearch(feature_name=s.query.feature_name, collection_ids=s.collection_ids, vector=v)
             for s, v in zip(searches, vectors, strict=True)
         ],
-        limit=plan.limit,
+        limit=plan.fetch,
         filters=plan.filters,
     )
     answer = await answer_of("indexer", c.queries.search(search))
-    hits = fuse(answer.hits, plan.limit)
+    hits = plan.finish(fuse(answer.hits, plan.fetch))
     return Execution(found.id, hits, round((time.perf_counter() - began) * 1000, 1))
 
 
