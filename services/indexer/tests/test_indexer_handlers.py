@@ -420,3 +420,70 @@ async def test_an_indexer_without_a_token_refuses_every_search(memory_store: Mem
             answer = await http.post(SEARCH_PATH, json=retrieval([1, 0, 0], ["c"]).model_dump(), headers=headers)
             assert answer.status_code == 401 and "has no FEATUREBUS_INTERNAL_TOKEN" in answer.json()["detail"]
     await service.index.close()
+
+
+PAYLOADS = [
+    {"lang": "en", "year": 2019, "meta": {"views": 7}, "published": "2024-01-10T00:00:00Z"},
+    {"lang": "de", "year": 2024, "meta": {"views": 70}, "published": "2023-05-01T00:00:00Z"},
+    {"lang": "en", "year": 2021.5, "note": None},
+    {"lang": "fr", "year": 2024},
+    {"lang": "en"},
+]
+
+
+def condition(field: str, operator: str, value: Any = True) -> dict[str, Any]:
+    return {"field": field, "operator": operator, "value": value}
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ([condition("lang", "eq", "en")], {0, 2, 4}),
+        ([condition("lang", "ne", "en")], {1, 3}),
+        ([condition("lang", "in", ["de", "fr"])], {1, 3}),
+        ([condition("lang", "nin", ["de", "fr"])], {0, 2, 4}),
+        ([condition("year", "gte", 2021)], {1, 2, 3}),
+        ([condition("year", "lt", 2021)], {0}),
+        ([condition("year", "eq", 2021.5)], {2}),
+        ([{"OR": [condition("lang", "eq", "de"), condition("year", "lt", 2020)]}], {0, 1}),
+        ([{"NOT": [condition("lang", "eq", "en")]}], {1, 3}),
+        ([{"AND": [condition("lang", "eq", "en"), {"NOT": [condition("year", "exists")]}]}], {4}),
+        ([condition("meta.views", "gt", 10)], {1}),  # a nested field
+        ([condition("note", "is_null")], {2}),
+        ([condition("meta", "exists")], {0, 1}),
+        ([condition("meta", "exists", False)], {2, 3, 4}),
+        ([condition("text", "contains", "text 3")], {3}),
+        ([condition("published", "gte", "2024-01-01T00:00:00Z")], {0}),
+        ([condition("lang", "eq", "en"), condition("year", "gt", 2020)], {2}),  # every filter must hold
+    ],
+)
+async def test_filters_of_the_filter_language_run_inside_qdrants_search(
+    harness: Harness, where: list[dict[str, Any]], expected: set[int]
+) -> None:
+    await harness.create("col_1", ("text_emb", 3, "cosine"))
+    rows = [row(n, text_emb=[1, n / 10, 0]) for n in range(len(PAYLOADS))]
+    for r, extra in zip(rows, PAYLOADS, strict=True):
+        r["payload"].update(extra)
+    await harness.publish(await produced(harness.store, rows, ["text_emb"]))
+    request = retrieval([1, 0, 0], ["col_1"])
+    request.where = where
+    (hits,) = (await hits_of(harness, request)).hits
+    assert {int(h.payload["object_id"].removeprefix("obj_")) for h in hits} == expected
+
+
+@pytest.mark.parametrize(
+    ("where", "needle"),
+    [
+        ([condition("lang", "regex", "^e")], "where[0].operator 'regex' cannot run inside the vector search"),
+        ([{"OR": []}], "where[0].OR must list at least one filter"),
+        ([condition("year", "gt", "soon")], "where[0].value must be a number or an ISO 8601 date-time"),
+    ],
+)
+async def test_a_filter_that_cannot_run_is_a_422_naming_its_place(
+    harness: Harness, where: list[dict[str, Any]], needle: str
+) -> None:
+    await seed(harness, "col_1", [[1, 0, 0]])
+    request = retrieval([1, 0, 0], ["col_1"])
+    request.where = where
+    answer = await harness.search(request)
+    assert answer.status_code == 422 and needle in answer.json()["detail"]

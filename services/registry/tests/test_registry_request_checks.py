@@ -73,8 +73,28 @@ def test_a_bucket_property_must_be_named_by_a_string() -> None:
         ([{"stage_id": "feature_search", "config": "x"}], "stages[0].config must be an object"),
         ([{"config": {"stage_id": {"id": 1}}}], "stages[0].config.stage_id must be a string"),
         ([{"stage_id": "filter", "parameters": {"filters": [1]}}], "filters must be an object"),
-        ([{"stage_id": "filter", "parameters": {"field": {"a": 1}}}], "field must be a field name"),
-        ([{"stage_id": "filter", "parameters": {"filters": {"lang": {"$ne": 1}}}}], "filters.lang cannot be matched"),
+        ([{"stage_id": "filter", "parameters": {"field": {"a": 1}}}], "parameters.field must name a payload field"),
+        (
+            [{"stage_id": "filter", "parameters": {"filters": {"lang": {"$ne": 1}}}}],
+            "filters.lang.value must be a string, number or boolean for 'eq'",
+        ),
+        (
+            [
+                {
+                    "stage_id": "attribute_filter",
+                    "parameters": {"filters": {"AND": [{"field": "t", "operator": "regex"}]}},
+                }
+            ],
+            "filters.AND[0].operator 'regex' cannot run inside the vector search",
+        ),
+        (
+            [{"stage_id": "filter", "parameters": {"filters": {"or": [{"field": "y", "operator": "between"}]}}}],
+            "filters.or[0].operator must be one of",
+        ),
+        (
+            [{"stage_id": "filter", "parameters": {"filters": {"field": "y", "operator": "in", "value": []}}}],
+            "parameters.filters.value must be a non-empty list",
+        ),
         ([{"stage_id": "limit", "parameters": {"limit": 1.5}}], "parameters.limit must be a whole number"),
         (["feature_search"], "stages[0] must be an object"),
     ],
@@ -107,7 +127,37 @@ def test_execute_limit_defaults_caps_and_follows_the_stages() -> None:
     limited = [*stages, {"stage_id": "limit", "parameters": {"limit": 2}}]
     assert plan_execution(limited, None, 10).limit == 2
     filtered = [*stages, {"stage_id": "filter", "parameters": {"field": "lang", "value": "en"}}]
-    assert plan_execution(filtered, None, 10).filters == {"lang": "en"}
+    assert plan_execution(filtered, None, 10).filters == [{"field": "lang", "operator": "eq", "value": "en"}]
+
+
+def test_filters_of_every_spelling_come_out_in_one_and_placeholders_wait_to_be_filled() -> None:
+    tree = {
+        "or": [
+            {"field": "year", "operator": "gte", "value": "{{INPUT.since}}"},
+            {"field": "pinned", "operator": "exists"},
+        ]
+    }
+    stages = [
+        search_stage(searches=[{"feature_uri": URI}]),
+        {"stage_id": "attribute_filter", "parameters": {"filters": tree}},
+        {"stage_id": "filter", "parameters": {"filters": {"lang": "en", "tags": ["a", "b"]}}},
+        {"stage_id": "filter", "parameters": {"field": "meta.views", "operator": "gt", "value": 10}},
+    ]
+    check_stages(stages)  # the placeholder is accepted as is
+    with pytest.raises(StageProblem, match=r"filters\.or\[0\]\.value must be a number or an ISO 8601 date-time"):
+        plan_execution(stages, None, 10)  # still unfilled
+    stages[1]["parameters"]["filters"]["or"][0]["value"] = 2020
+    assert plan_execution(stages, None, 10).filters == [
+        {
+            "OR": [
+                {"field": "year", "operator": "gte", "value": 2020},
+                {"field": "pinned", "operator": "exists", "value": True},
+            ]
+        },
+        {"field": "lang", "operator": "eq", "value": "en"},
+        {"field": "tags", "operator": "in", "value": ["a", "b"]},
+        {"field": "meta.views", "operator": "gt", "value": 10},
+    ]
 
 
 class _Upload(BaseModel):

@@ -228,7 +228,8 @@ async def test_execute_embeds_the_queries_searches_with_the_vectors_and_returns_
     [query] = embed.queries
     assert (query.feature_name, query.text) == (FEATURE, "feline pets")
     assert query.plugin.plugin_id == PLUGIN and query.plugin.parameters == {"model": "large", "batch": 8}
-    assert (searched.namespace_id, searched.limit, searched.filters) == (ns.id, 5, {"lang": "en"})
+    assert (searched.namespace_id, searched.limit) == (ns.id, 5)
+    assert searched.where == [{"field": "lang", "operator": "eq", "value": "en"}] and searched.filters == {}
     [vector_search] = searched.searches
     assert (vector_search.feature_name, vector_search.collection_ids) == (FEATURE, [col.id])
     assert vector_search.vector == [0.5, 0.5, 0.0]

@@ -92,6 +92,8 @@ class SearchRequest(_Model):
     limit: int = 10
     # Equality filters on payload fields, e.g. {"blob_property": "text"}.
     filters: dict[str, Any] = Field(default_factory=dict)
+    # Filters in the filter language (featurebus.common.filters), all of which must hold.
+    where: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class InferRequest(_Model):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from featurebus.common.filters import checked, is_group
 from featurebus.common.kafka import TransientError
 from featurebus.common.queries import SearchHit
 from featurebus.indexer.vector_schema import VectorSpec
@@ -44,13 +46,11 @@ class IndexPoint:
     payload: Mapping[str, Any]
 
 
-def payload_filter(filters: Mapping[str, Any]) -> models.Filter | None:
-    """Equality filters on payload keys (a list value matches any of its items).
-
-    Raises ValueError naming the key when a value cannot be matched exactly.
+def payload_filter(filters: Mapping[str, Any], where: Sequence[Mapping[str, Any]] = ()) -> models.Filter | None:
+    """Qdrant's filter of equality ``filters`` on payload keys (a list value matches any of its
+    items) and of ``where``, filters in the filter language (:mod:`featurebus.common.filters`):
+    all of them must hold. Raises ValueError naming the key or the place of a filter that cannot run.
     """
-    if not filters:
-        return None
     conditions: list[models.Condition] = []
     for key, value in filters.items():
         match: models.MatchValue | models.MatchAny
@@ -68,7 +68,38 @@ def payload_filter(filters: Mapping[str, Any]) -> models.Filter | None:
                 "or a non-empty list of strings or integers"
             )
         conditions.append(models.FieldCondition(key=key, match=match))
-    return models.Filter(must=conditions)
+    conditions += [_condition(checked(node, f"where[{i}]")) for i, node in enumerate(where)]
+    return models.Filter(must=conditions) if conditions else None
+
+
+def _condition(node: dict[str, Any]) -> models.Condition:
+    """One checked filter as Qdrant's condition (a group as a nested filter)."""
+    if is_group(node):  # AND: all hold (must), OR: one at least (should), NOT: none (must_not)
+        parts = {group: [_condition(m) for m in members] for group, members in node.items()}
+        return models.Filter(must=parts.get("AND"), should=parts.get("OR"), must_not=parts.get("NOT"))
+    key, operator, value = node["field"], node["operator"], node["value"]
+    if operator in ("eq", "ne"):
+        equal = (
+            models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
+            if isinstance(value, float)
+            else models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        )
+        return equal if operator == "eq" else models.Filter(must_not=[equal])
+    if operator in ("in", "nin"):
+        member = models.FieldCondition(key=key, match=models.MatchAny(any=value))
+        return member if operator == "in" else models.Filter(must_not=[member])
+    if operator in ("gt", "gte", "lt", "lte"):
+        bound: Any = datetime.fromisoformat(value) if isinstance(value, str) else value
+        limits = {operator: bound}
+        kind = models.DatetimeRange if isinstance(value, str) else models.Range
+        return models.FieldCondition(key=key, range=kind.model_validate(limits))
+    if operator == "exists":
+        empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+        return models.Filter(must_not=[empty]) if value else empty
+    if operator == "is_null":
+        null = models.IsNullCondition(is_null=models.PayloadField(key=key))
+        return null if value else models.Filter(must_not=[null])
+    return models.FieldCondition(key=key, match=models.MatchText(text=value))  # contains, text
 
 
 class QdrantIndex:
@@ -137,6 +168,7 @@ class QdrantIndex:
         vector: Sequence[float],
         limit: int,
         filters: Mapping[str, Any] | None = None,
+        where: Sequence[Mapping[str, Any]] = (),
     ) -> list[SearchHit]:
         """Nearest points by one named vector, in Qdrant's order, with their payloads."""
         try:
@@ -145,7 +177,7 @@ class QdrantIndex:
                 query=list(vector),
                 using=vector_name,
                 limit=limit,
-                query_filter=payload_filter(filters or {}),
+                query_filter=payload_filter(filters or {}, where),
                 with_payload=True,
             )
         except (ResponseHandlingException, UnexpectedResponse) as exc:

@@ -23,7 +23,7 @@ async def search(request: SearchRequest, index: QdrantIndex) -> SearchResponse:
     if request.limit <= 0:
         raise SearchError(f"limit must be positive, got {request.limit}")
     try:
-        payload_filter(request.filters)  # validate once, before any search
+        payload_filter(request.filters, request.where)  # validate once, before any search
         hits = [await _search(n, s, request, index) for n, s in enumerate(request.searches)]
     except SearchError:
         raise
@@ -56,7 +56,7 @@ async def _search(number: int, search: VectorSearch, request: SearchRequest, ind
                 f"collection {cid} has {spec.size}; the query must be embedded by the same extractor"
             )
         by_distance = spec.distance in _DISTANCE_SCORED
-        merged.extend(await index.search(cid, name, search.vector, request.limit, request.filters))
+        merged.extend(await index.search(cid, name, search.vector, request.limit, request.filters, request.where))
     # Keep Qdrant's scores; order the merged list the way Qdrant orders each collection's hits.
     merged.sort(key=lambda hit: hit.score, reverse=not by_distance)
     return merged[: request.limit]

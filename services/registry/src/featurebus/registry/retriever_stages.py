@@ -3,16 +3,16 @@ execution (placeholders filled), so that every bad value is a 422 naming its fie
 
 A stage is ``{"stage_id"|"stage_type", "config": {"stage_id", "parameters": {...}}}`` (or
 ``"parameters"`` beside ``config``). Search stages list ``searches`` of
-``{"feature_uri", "query", "top_k"}``; filter stages give ``filters`` (or ``field``/``value``);
-a ``limit`` stage gives ``limit``.
+``{"feature_uri", "query", "top_k"}``; filter stages give ``filters`` in the filter language of
+:mod:`featurebus.common.filters` (or ``{field: value}`` equalities, or ``field``/``operator``/
+``value``), pushed down into the search wherever the stage stands; a ``limit`` stage gives ``limit``.
 
 Stages after the search act on its results in their order: ``sort`` orders them (``sort_by``, a
 list of Mixpeek's ``{"field", "direction"}``, or one of them; the field ``score`` or a payload
 field, dots for nested ones; stable, results without the field last), ``group_by`` keeps the best
 ``max_per_group`` of each value of ``field`` (``dedupe``: one per ``field``, ``object_id`` unless
 given; the searches then give five times the results wanted, so that enough groups remain), and a
-``limit`` after one of them cuts there. Filters are pushed down into the search,
-wherever they stand. ``rerank`` is refused: no reranker is installed yet, and a stage that
+``limit`` after one of them cuts there. ``rerank`` is refused: no reranker is installed yet, and a stage that
 silently did nothing would hide it.
 """
 
@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from featurebus.common.filters import FilterProblem, checked, is_group
 from featurebus.common.queries import SearchHit
 
 __all__ = [
@@ -52,6 +53,7 @@ MAX_LIMIT = 1000
 MAX_SEARCHES = 32
 MAX_STAGES = 64
 SEARCH_EXAMPLE = '{"feature_uri": "mixpeek://name@1.0.0/feature", "query": "{{INPUT.query}}"}'
+FILTER_EXAMPLE = '{"filters": {"AND": [{"field": "lang", "operator": "eq", "value": "en"}]}}'
 SORT_EXAMPLE = '{"sort_by": [{"field": "published_at", "direction": "desc"}]}'
 GROUP_CANDIDATES = 5  # a search before a group_by gives this many times the results wanted
 GROUP_EXAMPLE = '{"field": "object_id", "max_per_group": 1}'
@@ -105,31 +107,33 @@ def stage_params(stage: dict[str, Any], where: str) -> dict[str, Any]:
     return params
 
 
-def _filter_value(value: Any, where: str, templated: bool) -> None:
-    if templated and _placeholder(value):
-        return
-    if isinstance(value, bool | int | str):
-        return
-    if isinstance(value, list) and value and all(isinstance(v, int | str) and not isinstance(v, bool) for v in value):
-        return
-    raise StageProblem(
-        f"{where} cannot be matched exactly",
-        "use a string, integer, boolean or a non-empty list of strings or integers",
-    )
+def _filters(params: dict[str, Any], where: str, templated: bool) -> list[dict[str, Any]]:
+    """A filter stage's filters, each checked (common.filters), all of which must hold.
 
-
-def _filters(params: dict[str, Any], where: str, templated: bool) -> dict[str, Any]:
-    filters = params.get("filters")
-    if filters is not None and not isinstance(filters, dict):
-        raise StageProblem(f"{where}.filters must be an object of field: value", '{"filters": {"lang": "en"}}')
-    out = dict(filters or {})
+    ``filters`` is a Mixpeek ``LogicalOperator`` (``{"AND": [...]}``), one ``FilterCondition``
+    (``{"field", "operator", "value"}``) or ``{field: value}`` equalities (a list: any of its
+    items); ``field``/``operator``/``value`` beside it add one condition more.
+    """
+    given = params.get("filters")
+    if given is not None and not isinstance(given, dict):
+        raise StageProblem(f"{where}.filters must be an object", FILTER_EXAMPLE)
+    at = f"{where}.filters"
+    if given is None or not given:
+        nodes: list[tuple[str, Any]] = []
+    elif is_group(given) or ("field" in given and "operator" in given):
+        nodes = [(at, given)]
+    else:
+        nodes = [(f"{at}.{k}", _equality(k, v)) for k, v in given.items()]
     if "field" in params:
-        if not isinstance(params["field"], str) or not params["field"]:
-            raise StageProblem(f"{where}.field must be a field name (a string)")
-        out[params["field"]] = params.get("value")
-    for key, value in out.items():
-        _filter_value(value, f"{where}.filters.{key}", templated)
-    return out
+        nodes.append((where, {k: params[k] for k in ("field", "operator", "value") if k in params}))
+    try:
+        return [checked(node, place, templated=templated) for place, node in nodes]
+    except FilterProblem as exc:
+        raise StageProblem(str(exc), exc.hint or FILTER_EXAMPLE) from None
+
+
+def _equality(field: str, value: Any) -> dict[str, Any]:
+    return {"field": field, "operator": "in" if isinstance(value, list) else "eq", "value": value}
 
 
 def _searches(params: dict[str, Any], where: str, templated: bool) -> list[tuple[str, dict[str, Any]]]:
@@ -293,7 +297,7 @@ def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict
 class ExecutionPlan:
     limit: int  # how many results each search gives, and the most an execution answers
     searches: list[tuple[str, dict[str, Any]]]
-    filters: dict[str, Any] = field(default_factory=dict)
+    filters: list[dict[str, Any]] = field(default_factory=list)  # checked filters, all of which must hold
     after: list[PostStage] = field(default_factory=list)  # on the fused results, in order
 
     @property
@@ -313,7 +317,7 @@ def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> Exe
     """Stages with their placeholders filled → what to search, which filters, how many results."""
     searches = check_stages(stages, templated=False)
     limit = count(requested_limit, "limit")
-    filters: dict[str, Any] = {}
+    filters: list[dict[str, Any]] = []
     after: list[PostStage] = []
     for i, stage in enumerate(stages):
         where = f"stages[{i}]"
@@ -324,7 +328,7 @@ def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> Exe
             limit = limit or count(params.get("final_top_k"), "final_top_k") or max((k or 0 for k in top_ks), default=0)
             limit = limit or None
         elif sid in FILTER_STAGES:
-            filters.update(_filters(params, at, False))
+            filters.extend(_filters(params, at, False))
         elif sid == "limit":
             cap = count(params.get("limit"), f"{at}.limit")
             if cap and after:

@@ -143,7 +143,7 @@ async def execute_retriever(
             for s, v in zip(searches, vectors, strict=True)
         ],
         limit=plan.fetch,
-        filters=plan.filters,
+        where=plan.filters,
     )
     answer = await answer_of("indexer", c.queries.search(search))
     hits = plan.finish(fuse(answer.hits, plan.fetch))

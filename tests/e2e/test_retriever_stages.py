@@ -1,0 +1,75 @@
+"""Retriever stages on the real stack: filters of the filter language run inside Qdrant's search,
+sort and dedupe order and collapse what it found."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from ._client import EXAMPLES, Api, zip_plugin
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+URI = "mixpeek://text_embed@1.0.0/text_embed_v1_embedding"
+TEXTS = [
+    "a cat",
+    "the cat sat on the warm mat",
+    "dogs bark",
+    "a long sentence about the weather in the mountains today",
+    "birds sing at dawn",
+]
+
+
+def stage(stage_id: str, **parameters: Any) -> dict[str, Any]:
+    return {"stage_name": stage_id, "stage_type": "filter", "config": {"stage_id": stage_id, "parameters": parameters}}
+
+
+def test_filters_sort_and_dedupe_act_on_the_indexed_payloads(platform: Any, api: Api) -> None:
+    ns = api.namespace(f"stages-{uuid.uuid4().hex[:6]}")
+    plugin_id = api.upload_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
+    assert api.wait_scan(ns, plugin_id)["scan"]["status"] == "passed"
+    api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
+    collection, done, failed = api.run_collection(ns, "text_embed", TEXTS)
+    assert done["rows_written"] == len(TEXTS) and failed == [], (done, failed)
+
+    def execute(*after: dict[str, Any]) -> list[dict[str, Any]]:
+        search = stage("feature_search", searches=[{"feature_uri": URI, "query": "{{INPUT.q}}", "top_k": 50}])
+        body = {"name": f"r-{uuid.uuid4().hex[:6]}", "collection_identifiers": [collection], "stages": [search, *after]}
+        retriever = api.call("POST", f"/v1/namespaces/{ns}/retrievers", json=body)["retriever_id"]
+        path = f"/v1/namespaces/{ns}/retrievers/{retriever}/execute"
+        return list(api.call("POST", path, json={"input": {"q": "animals"}})["results"])
+
+    # token_count is text_embed's own output: the words of each text.
+    either = {
+        "OR": [
+            {"field": "token_count", "operator": "gte", "value": 5},
+            {"field": "text", "operator": "contains", "value": "cat"},
+        ]
+    }
+    found = execute(
+        stage("attribute_filter", filters=either),
+        stage("sort", sort_by=[{"field": "token_count", "direction": "desc"}]),
+    )
+    assert [r["text"] for r in found] == [TEXTS[3], TEXTS[1], TEXTS[0]]
+    none_of = {"NOT": [{"field": "token_count", "operator": "in", "value": [2, 3]}]}
+    assert sorted(r["text"] for r in execute(stage("filter", filters=none_of))) == sorted(
+        [TEXTS[1], TEXTS[3], TEXTS[4]]
+    )
+    assert len(execute(stage("dedupe", field="blob_property"))) == 1  # every row is the bucket's "text"
+
+    refused = api.call(
+        "POST",
+        f"/v1/namespaces/{ns}/retrievers",
+        expect=422,
+        json={
+            "name": "bad",
+            "collection_identifiers": [collection],
+            "stages": [
+                stage("feature_search", searches=[{"feature_uri": URI, "query": "{{INPUT.q}}"}]),
+                stage("filter", filters={"field": "text", "operator": "regex", "value": "^a"}),
+            ],
+        },
+    )
+    assert "stages[1].config.parameters.filters.operator 'regex' cannot run inside the vector search" in str(refused)
