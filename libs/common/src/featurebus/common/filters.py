@@ -95,9 +95,8 @@ def _checked(node: Any, where: str, templated: bool, depth: int, counted: list[i
 
 
 def _check_value(operator: str, value: Any, where: str) -> None:
-    exact = isinstance(value, str | bool) or (isinstance(value, int) and not isinstance(value, bool))
     if operator in ("eq", "ne"):
-        if not (exact or numeric(value)):
+        if not (isinstance(value, str | bool) or numeric(value)):
             raise FilterProblem(f"{where} must be a string, number or boolean for {operator!r}")
     elif operator in ("in", "nin"):
         strings = isinstance(value, list) and value and all(isinstance(v, str) for v in value)

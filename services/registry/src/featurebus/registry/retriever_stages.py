@@ -167,9 +167,11 @@ class Sort:
 
     def apply(self, hits: list[SearchHit]) -> list[SearchHit]:
         for name, descending in reversed(self.keys):  # stable sorts, the least significant key first
-            valued = [(v, hit) for hit in hits if (v := _orderable(field_value(hit, name))) is not None]
-            valued.sort(key=lambda pair: pair[0], reverse=descending)
-            hits = [hit for _, hit in valued] + [hit for hit in hits if field_value(hit, name) is None]
+            keyed = [(_orderable(field_value(hit, name)), hit) for hit in hits]
+            valued = sorted(
+                ((k, hit) for k, hit in keyed if k is not None), key=lambda pair: pair[0], reverse=descending
+            )
+            hits = [hit for _, hit in valued] + [hit for k, hit in keyed if k is None]
         return hits
 
 

@@ -356,7 +356,9 @@ class SandboxedWorker:
         if output.vectors_parquet is None:
             return output
         vectors = from_parquet(output.vectors_parquet)
-        leaking = [any(h in repr(v) for v in row for h in hidden) for row in vectors.itertuples(index=False)]
+        # The payload (JSON text) is the only text of the plugin's in a vector set: the ids come
+        # from the frame and the vectors are numbers.
+        leaking = [any(h in str(payload) for h in hidden) for payload in vectors["payload"]]
         if not any(leaking):
             return output
         self.violations += 1
