@@ -87,6 +87,51 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cross-encoder of random weights (BERT for sequence classification, one label, 8
+    dimensions), saved as ``save_pretrained`` saves one: what an operator imports as a reranker.
+    Its scores mean nothing, but they are its own: tests compare them with the model's in-process."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    directory = tmp_path_factory.mktemp("tiny-cross-encoder")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words += [
+        "the",
+        "a",
+        "of",
+        "in",
+        "and",
+        "penguins",
+        "live",
+        "antarctica",
+        "ice",
+        "cold",
+        "shares",
+        "sold",
+        "market",
+        "stock",
+        "birds",
+        "fish",
+        "sea",
+    ]
+    (directory / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)
+    torch.manual_seed(11)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        num_labels=1,
+        architectures=["BertForSequenceClassification"],
+    )
+    BertForSequenceClassification(config).save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
 class LLMTestServer:
     """A local OpenAI-compatible provider: ``POST {base_url}/chat/completions`` in OpenAI's shape.
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -13,6 +16,7 @@ import httpx
 from featurebus.sdk.client import Client
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+FEATUREBUS = Path(sys.executable).with_name("featurebus")
 
 
 def zip_plugin(plugin_dir: Path, overrides: dict[str, str] | None = None) -> bytes:
@@ -152,3 +156,9 @@ class Api:
             for i in range(0, len(objects), 1000)
             for o in self.call("POST", f"{path}/batch", json={"objects": objects[i : i + 1000]})["objects"]
         ]
+
+
+def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``featurebus`` command against the test platform, with the key of ``api``."""
+    env = {**os.environ, "FEATUREBUS_URL": api.base_url, "FEATUREBUS_API_KEY": api.key}
+    return subprocess.run([str(FEATUREBUS), *args], env=env, capture_output=True, text=True, timeout=300)

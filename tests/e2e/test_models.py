@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import uuid
 import zipfile
 from pathlib import Path
@@ -16,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from ._client import Api
+from ._client import Api, cli
 from ._retrieve import search_everything
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-FEATUREBUS = Path(sys.executable).with_name("featurebus")
 MANIFEST = """
 feature_extractor_name = "NAME"
 version = "1.0.0"
@@ -82,11 +78,6 @@ def plugin_zip(name: str, pipeline: str, dim: int) -> bytes:
         zf.writestr(f"{name}/manifest.py", MANIFEST.replace("NAME", name).replace("DIM", str(dim)))
         zf.writestr(f"{name}/pipeline.py", pipeline.replace("NAME", name))
     return buffer.getvalue()
-
-
-def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FEATUREBUS_URL": api.base_url, "FEATUREBUS_API_KEY": api.key}
-    return subprocess.run([str(FEATUREBUS), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def batch(api: Api, ns: str, name: str, archive: bytes) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:

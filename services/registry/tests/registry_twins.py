@@ -19,6 +19,8 @@ from featurebus.common.queries import (
     EmbedResponse,
     InferRequest,
     InferResponse,
+    RerankRequest,
+    RerankResponse,
     SearchHit,
     SearchRequest,
     SearchResponse,
@@ -55,29 +57,39 @@ class RecordingBus:
 class QueryTwin:
     """Inference and the indexer as a retriever execution sees them: every request, in order.
 
-    ``embed`` answers ``vector`` for each query, ``search`` answers ``hits``; a ``*_failure`` set
+    ``embed`` answers ``vector`` for each query, ``search`` answers ``hits``, ``rerank`` scores
+    each document by its length; a ``*_failure`` set
     is raised instead (an ``Unreachable`` or ``Refused`` of ``featurebus.registry.query_services``).
     """
 
     vector: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
+    vectors_by_text: dict[str, list[float]] = field(default_factory=dict)  # beside ``vector``, for these texts
     hits: list[list[SearchHit]] = field(default_factory=list)
     embed_failure: Exception | None = None
     search_failure: Exception | None = None
     embedded: list[EmbedRequest] = field(default_factory=list)
     searched: list[SearchRequest] = field(default_factory=list)
     inferred: list[InferRequest] = field(default_factory=list)  # answered with {"echo": inputs}
+    reranked: list[RerankRequest] = field(default_factory=list)  # scored by each document's length
+    rerank_failure: Exception | None = None
 
     async def embed(self, request: EmbedRequest) -> EmbedResponse:
         self.embedded.append(request)
         if self.embed_failure is not None:
             raise self.embed_failure
-        return EmbedResponse(vectors=[list(self.vector) for _ in request.queries])
+        return EmbedResponse(vectors=[list(self.vectors_by_text.get(q.text, self.vector)) for q in request.queries])
 
     async def infer(self, request: InferRequest) -> InferResponse:
         self.inferred.append(request)
         if self.embed_failure is not None:
             raise self.embed_failure
         return InferResponse(output={"echo": request.inputs})
+
+    async def rerank(self, request: RerankRequest) -> RerankResponse:
+        self.reranked.append(request)
+        if self.rerank_failure is not None:
+            raise self.rerank_failure
+        return RerankResponse(scores=[float(len(d)) for d in request.documents])
 
     async def search(self, request: SearchRequest) -> SearchResponse:
         self.searched.append(request)

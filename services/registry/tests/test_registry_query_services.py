@@ -22,9 +22,11 @@ from featurebus.common.events import PluginRef
 from featurebus.common.internal_api import ServiceTokenGuard
 from featurebus.common.queries import (
     EMBED_PATH,
+    RERANK_PATH,
     SEARCH_PATH,
     EmbedRequest,
     QueryText,
+    RerankRequest,
     SearchHit,
     SearchRequest,
     VectorSearch,
@@ -36,6 +38,7 @@ PLUGIN = PluginRef(plugin_id="p_1_0_0", name="p", version="1.0.0", archive_uri="
 EMBED = EmbedRequest(
     request_id="r1", namespace_id="ns_1", queries=[QueryText(plugin=PLUGIN, feature_name="v", text=t) for t in "ab"]
 )
+RERANK = RerankRequest(request_id="r1", namespace_id="ns_1", model="m", query="q", documents=["a", "bb"])
 SEARCH = SearchRequest(
     request_id="r1", namespace_id="ns_1", searches=[VectorSearch(feature_name="v", collection_ids=["c"], vector=[1.0])]
 )
@@ -60,6 +63,10 @@ def served(twin: QueryTwin, token: SecretStr | None = TOKEN) -> FastAPI:
     async def search(request: SearchRequest) -> Any:
         return await answer(twin.search(request))
 
+    @app.post(RERANK_PATH)
+    async def rerank(request: RerankRequest) -> Any:
+        return await answer(twin.rerank(request))
+
     return app
 
 
@@ -70,7 +77,12 @@ def over_http(app: FastAPI, token: SecretStr | None = TOKEN, timeout_s: float = 
 
 async def outcome(services: QueryServices, call: str) -> Any:
     try:
-        answer = await (services.embed(EMBED) if call == "embed" else services.search(SEARCH))
+        calls = {
+            "embed": lambda: services.embed(EMBED),
+            "search": lambda: services.search(SEARCH),
+            "rerank": lambda: services.rerank(RERANK),
+        }
+        answer = await calls[call]()
         return answer.model_dump()
     except Refused as exc:
         return ("refused", exc.status, exc.detail, exc.hint)
@@ -87,9 +99,10 @@ def hits() -> list[list[SearchHit]]:
         {"vector": [0.1, 0.2], "hits": hits()},
         {"embed_failure": Refused("inference", 422, "p_1_0_0 could not embed the query: boom", "fix it")},
         {"search_failure": Refused("indexer", 422, "search 0 ('v'): collection c does not exist in the index")},
+        {"rerank_failure": Refused("inference", 422, "reranker 'acme/x' is neither a builtin nor ...", "import it")},
     ],
 )
-@pytest.mark.parametrize("call", ["embed", "search"])
+@pytest.mark.parametrize("call", ["embed", "search", "rerank"])
 async def test_the_http_adapter_answers_and_refuses_as_the_twin_does(setup: dict[str, Any], call: str) -> None:
     twin, remote = QueryTwin(**setup), QueryTwin(**setup)
     http = over_http(served(remote))
@@ -97,7 +110,7 @@ async def test_the_http_adapter_answers_and_refuses_as_the_twin_does(setup: dict
         assert await outcome(http, call) == await outcome(twin, call)
     finally:
         await http.aclose()
-    assert (remote.embedded, remote.searched) == (twin.embedded, twin.searched)  # the same requests arrived
+    assert (remote.embedded, remote.searched, remote.reranked) == (twin.embedded, twin.searched, twin.reranked)
 
 
 @pytest.mark.parametrize(

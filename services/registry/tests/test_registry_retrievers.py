@@ -3,6 +3,9 @@ and the indexer and answers, their failures, and that another namespace's retrie
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -11,11 +14,12 @@ from fastapi import FastAPI
 from registry_twins import ADMIN, Twins, limited_to, twins
 
 from featurebus.common.events import FeatureSpec, PluginManifest, VectorIndex
+from featurebus.common.model_store import ModelFile, blob_key
 from featurebus.common.queries import SearchHit
 from featurebus.registry.auth import principal
 from featurebus.registry.errors import Conflict, Invalid, NotFound, install_error_handlers
 from featurebus.registry.query_services import Refused, Unreachable
-from featurebus.registry.records import Collection, Namespace, Plugin
+from featurebus.registry.records import Collection, Model, Namespace, Plugin
 from featurebus.registry.routes.retrievers import CreateRetriever, ExecuteRetriever, Results, router
 from featurebus.registry.usecases import retrievers
 
@@ -237,7 +241,12 @@ async def test_execute_embeds_the_queries_searches_with_the_vectors_and_returns_
     assert done.retriever_id == made.id and [h.document_id for h in done.hits] == ["d1", "d2"]
     shown = Results.of(done).model_dump()
     assert shown["results"][0] == {"title": "cats", "document_id": "d1", "collection_id": col.id, "score": 0.9}
-    assert set(shown) == {"results", "retriever_id", "execution_time_ms"}
+    assert set(shown) == {"results", "retriever_id", "execution_time_ms", "stage_statistics"}
+    # What each stage did: the search found two, the filter ran inside it.
+    search_run, filter_run = shown["stage_statistics"]
+    assert (search_run["stage_index"], search_run["stage_id"], search_run["output_count"]) == (0, "feature_search", 2)
+    assert (filter_run["stage_index"], filter_run["stage_id"]) == (1, "filter")
+    assert filter_run["note"] == "applied inside the vector search"
 
 
 async def test_several_searches_are_fused_and_the_smallest_limit_wins() -> None:
@@ -317,7 +326,9 @@ async def test_a_group_by_searches_for_more_results_than_it_answers() -> None:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (stage("rerank", model="bge"), r"stages\[2\]: stage 'rerank' needs a reranker, and this platform has none"),
+        (stage("rerank"), r"stages\[2\]\.config\.parameters\.model must name a reranker"),
+        (stage("rerank", model="bge", top_n=0), r"stages\[2\]\.config\.parameters\.top_n must be at least 1"),
+        (stage("rerank", model="bge", text_field=3), r"parameters\.text_field must name the payload field"),
         (stage("sort"), r"stages\[2\]\.config\.parameters\.sort_by must list the fields"),
         (stage("sort", sort_by=[{"field": "year", "direction": "up"}]), r"sort_by\[0\]\.direction must be 'asc' or"),
         (stage("sort", sort_by=[{"direction": "asc"}]), r"sort_by\[0\]\.field must name a payload field"),
@@ -325,12 +336,182 @@ async def test_a_group_by_searches_for_more_results_than_it_answers() -> None:
         (stage("group_by", field="lang", max_per_group=0), r"max_per_group must be at least 1"),
     ],
 )
-async def test_creation_refuses_a_rerank_and_malformed_sort_and_group_stages(bad: dict[str, Any], message: str) -> None:
+async def test_creation_refuses_malformed_rerank_sort_and_group_stages(bad: dict[str, Any], message: str) -> None:
     t = twins()
     ns = await t.namespace("docs")
     await plugin(t, ns)
     with pytest.raises(Invalid, match=message):
         await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), bad])
+
+
+# ------------------------------------------------------------------------------------ reranking
+
+
+async def import_model(t: Twins, name: str, architectures: list[str]) -> None:
+    """A ready cluster model, as ``featurebus models import`` leaves it (its config.json stored)."""
+    config = json.dumps({"architectures": architectures}).encode()
+    sha = hashlib.sha256(config).hexdigest()
+    await t.store.put_bytes(blob_key(None, sha), config)
+    await t.tables.models.insert(
+        Model(
+            id=f"mdl_{name.replace('/', '_')}",
+            org_id="org_1",
+            name=name,
+            revision="r1",
+            files=[ModelFile(path="config.json", sha256=sha, size_bytes=len(config))],
+            expires_at=datetime.now(UTC),
+            status="ready",
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            "bge",
+            r"stages\[2\]\.config\.parameters\.model: reranker 'bge' is not installed; available: "
+            r"\['intfloat/multilingual-e5-small', 'acme/ce'\], or a plugin's feature_uri",
+        ),
+        ("acme/bert", r"stages\[2\]\.config\.parameters\.model: model 'acme/bert' is not a cross-encoder"),
+        ("mixpeek://text_embed@1.0.0/nope", r"parameters\.model: plugin text_embed_1_0_0 has no feature 'nope'"),
+    ],
+)
+async def test_a_rerank_naming_a_reranker_that_is_not_installed_is_refused_with_the_available_ones(
+    model: str, message: str
+) -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await import_model(t, "acme/ce", ["BertForSequenceClassification"])
+    await import_model(t, "acme/bert", ["BertModel"])
+    with pytest.raises(Invalid, match=message):
+        await retrievers.create_retriever(
+            t.c, ADMIN, "docs", "r", None, [*stages(search()), stage("rerank", model=model)]
+        )
+    for good in ("intfloat/multilingual-e5-small", "acme/ce", URI):
+        await retrievers.create_retriever(
+            t.c, ADMIN, "docs", good, None, [*stages(search()), stage("rerank", model=good)]
+        )
+
+
+TEXTS = [
+    hit("a", 0.9, text="cat"),
+    hit("b", 0.8, text="a long text about cats"),
+    hit("c", 0.7, title="no text here"),
+    hit("d", 0.6, text="medium text"),
+    hit("e", 0.5, text="the longest text of them all, about cats"),
+]
+
+
+async def test_a_rerank_re_scores_the_first_top_n_by_the_reranker_and_keeps_the_search_score() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    rerank = stage("rerank", model="intfloat/multilingual-e5-small", top_n=4)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), rerank])
+    t.queries.hits = [TEXTS]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "cats"}, 3)
+    [searched] = t.queries.searched
+    assert searched.limit == 4  # the search gives what the rerank re-scores
+    [asked] = t.queries.reranked
+    assert (asked.model, asked.query, asked.namespace_id) == ("intfloat/multilingual-e5-small", "cats", ns.id)
+    assert asked.documents == ["cat", "a long text about cats", "medium text"]  # the first four with a text
+    # The twin scores by length: b (22) > d (11) > a (3); c has no text and follows them.
+    assert [(h.document_id, h.score, h.search_score) for h in done.hits] == [
+        ("b", 22.0, 0.8),
+        ("d", 11.0, 0.6),
+        ("a", 3.0, 0.9),
+    ]
+    shown = Results.of(done, explain=True).model_dump()
+    assert shown["results"][0]["search_score"] == 0.8
+    assert shown["results"][0]["explain"] == [
+        {"stage_index": 0, "stage_id": "feature_search", "rank": 2, "score": 0.8},
+        {"stage_index": 2, "stage_id": "rerank", "rank": 1, "score": 22.0, "search_score": 0.8},
+        {"stage_index": None, "stage_id": "limit", "rank": 1, "score": 22.0, "search_score": 0.8},
+    ]
+    runs = {r["stage_id"]: r for r in shown["stage_statistics"]}
+    assert (runs["rerank"]["input_count"], runs["rerank"]["output_count"]) == (4, 4)
+    assert [d["document_id"] for d in runs["limit"]["dropped"]] == ["c"]
+
+
+async def test_a_rerank_takes_its_own_query_and_text_field_and_refuses_results_without_that_text() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    rerank = stage("rerank", model="intfloat/multilingual-e5-small", query="{{INPUT.question}}", text_field="title")
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), rerank])
+    t.queries.hits = [TEXTS]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q", "question": "which?"}, None)
+    assert [t.queries.reranked[0].query, t.queries.reranked[0].documents] == ["which?", ["no text here"]]
+    assert [h.document_id for h in done.hits] == ["c", "a", "b", "d", "e"]
+    t.queries.hits = [[hit("x", 0.5, caption="only a caption")]]
+    with pytest.raises(Invalid, match=r"parameters\.text_field: none of the 1 results has a text in payload field"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q", "question": "?"}, None)
+
+
+async def test_a_rerank_by_a_plugin_scores_by_the_cosine_of_its_query_path_vectors() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns, model="large")
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), stage("rerank", model=URI)])
+    t.queries.hits = [[hit("a", 0.9, text="far"), hit("b", 0.8, text="near"), hit("c", 0.7, text="aside")]]
+    t.queries.vectors_by_text = {"q": [1.0, 0.0, 0.0], "far": [0.0, 1.0, 0.0], "near": [2.0, 0.1, 0.0]}
+    t.queries.vectors_by_text["aside"] = [-1.0, 0.0, 0.0]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    _, rescored = t.queries.embedded
+    assert [q.text for q in rescored.queries] == ["q", "far", "near", "aside"]
+    assert all(q.plugin.parameters == {"model": "large"} for q in rescored.queries)
+    assert [h.document_id for h in done.hits] == ["b", "a", "c"]
+    assert done.hits[0].score == pytest.approx(2 / (4.01**0.5))
+
+
+async def test_a_reranker_that_fails_is_a_502_with_its_reason() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    rerank = stage("rerank", model="intfloat/multilingual-e5-small")
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), rerank])
+    t.queries.hits = [TEXTS]
+    t.queries.rerank_failure = Refused("inference", 422, "reranker x failed to load: boom", "import it again")
+    with pytest.raises(retrievers.SearchFailed, match="reranker x failed to load: boom"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+
+
+async def test_weighted_fusion_sums_weighted_scores_and_min_score_and_top_k_cut_each_search() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    searches = [search(weight=2.0, min_score=0.5, top_k=10), search(top_k=1)]
+    body = [{"stage_id": "feature_search", "parameters": {"searches": searches, "fusion": "weighted"}}]
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, body)
+    t.queries.hits = [[hit("a", 0.6), hit("b", 0.55), hit("c", 0.4)], [hit("b", 0.9), hit("a", 0.8)]]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    # a: 2·0.6 = 1.2 (its second-search hit is past that search's top_k of 1); b: 2·0.55 + 0.9 = 2.0;
+    # c is under the first search's min_score.
+    assert [(h.document_id, round(h.score, 6)) for h in done.hits] == [("b", 2.0), ("a", 1.2)]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"fusion": "max"}, r"parameters\.fusion must be one of \['rrf', 'weighted'\] \(got 'max'\)"),
+        ({"searches": [search(weight=-1)]}, r"searches\[0\]\.weight must be at least 0"),
+        ({"searches": [search(min_score="high")]}, r"searches\[0\]\.min_score must be a number \(got 'str'\)"),
+    ],
+)
+async def test_creation_refuses_bad_fusion_weights_and_min_scores(params: dict[str, Any], message: str) -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    body = [{"stage_id": "feature_search", "parameters": {"searches": [search()], **params}}]
+    with pytest.raises(Invalid, match=message):
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, body)
 
 
 async def test_execute_refuses_missing_input_unready_plugins_and_searches_with_no_collection() -> None:

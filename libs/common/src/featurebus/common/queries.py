@@ -3,7 +3,9 @@
 A retriever execution is a direct call, not an event (DESIGN.md §1): the registry asks inference
 to embed the query texts (``POST /internal/v1/embed``: :class:`EmbedRequest` →
 :class:`EmbedResponse`), then asks the indexer to search with the vectors
-(``POST /internal/v1/search``: :class:`SearchRequest` → :class:`SearchResponse`). A plugin's
+(``POST /internal/v1/search``: :class:`SearchRequest` → :class:`SearchResponse`), and, for a
+rerank stage, asks inference to score the candidates (``POST /internal/v1/rerank``:
+:class:`RerankRequest` → :class:`RerankResponse`). A plugin's
 infer endpoint is a direct call too (``POST /internal/v1/infer``: :class:`InferRequest` →
 :class:`InferResponse`). Inference asks the registry for a plugin's granted secrets before its
 workers start (``POST /internal/v1/secrets``: :class:`SecretsRequest` → :class:`SecretsResponse`,
@@ -22,8 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from featurebus.common.events import PluginRef
 
 __all__ = [
+    "BUILTIN_RERANKERS",
     "EMBED_PATH",
     "INFER_PATH",
+    "RERANK_PATH",
     "SEARCH_PATH",
     "SECRETS_PATH",
     "EmbedRequest",
@@ -32,6 +36,8 @@ __all__ = [
     "InferResponse",
     "QueryRefusal",
     "QueryText",
+    "RerankRequest",
+    "RerankResponse",
     "SearchHit",
     "SearchRequest",
     "SearchResponse",
@@ -44,6 +50,12 @@ EMBED_PATH = "/internal/v1/embed"
 INFER_PATH = "/internal/v1/infer"
 SEARCH_PATH = "/internal/v1/search"
 SECRETS_PATH = "/internal/v1/secrets"
+RERANK_PATH = "/internal/v1/rerank"
+
+# Rerankers installed with the platform, by the name a rerank stage gives (beside them: the
+# cross-encoders of the model registry, by repo id). E5 re-scores by the cosine of its query and
+# passage embeddings.
+BUILTIN_RERANKERS = ("intfloat/multilingual-e5-small",)
 
 
 class _Model(BaseModel):
@@ -111,11 +123,30 @@ class InferResponse(_Model):
     output: dict[str, Any]
 
 
+class RerankRequest(_Model):
+    """registry → inference: score each document against the query with ``model`` (a builtin
+    reranker or a cross-encoder of the model registry)."""
+
+    request_id: str
+    namespace_id: str
+    model: str
+    query: str
+    documents: list[str]
+
+
+class RerankResponse(_Model):
+    """inference → registry: one score per document, in order (higher is more relevant)."""
+
+    scores: list[float]
+
+
 class SearchHit(_Model):
     document_id: str
     collection_id: str
     score: float
     payload: dict[str, Any] = Field(default_factory=dict)
+    # Beside ``score`` once a rerank stage re-scored the hit: the search's (fused) score it had.
+    search_score: float | None = None
 
 
 class SearchResponse(_Model):

@@ -1,4 +1,5 @@
-"""The Qdrant adapter: the only module that talks to Qdrant.
+"""The Qdrant adapter: the only module that talks to Qdrant (with :mod:`.payload_indexes`, its part
+that creates the payload indexes filters use).
 
 Works the same over a Qdrant server (``AsyncQdrantClient(url=...)``), local mode on disk
 (``path=...``) and in memory (``":memory:"``, the unit tests' twin). Each featurebus collection
@@ -18,6 +19,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from featurebus.common.filters import checked, is_group
 from featurebus.common.kafka import TransientError
 from featurebus.common.queries import SearchHit
+from featurebus.indexer.payload_indexes import PayloadIndexes, index_schemas
 from featurebus.indexer.vector_schema import VectorSpec
 
 __all__ = ["IndexPoint", "QdrantIndex", "QdrantUnavailable", "collection_name", "payload_filter"]
@@ -108,6 +110,7 @@ class QdrantIndex:
     def __init__(self, client: AsyncQdrantClient, upsert_batch_size: int = 256) -> None:
         self.client = client
         self.upsert_batch_size = upsert_batch_size
+        self.payload_indexes = PayloadIndexes(client)
 
     async def schema(self, collection_id: str) -> dict[str, VectorSpec] | None:
         """The collection's named vectors as Qdrant has them, or None when it does not exist."""
@@ -133,17 +136,22 @@ class QdrantIndex:
             spec.name: models.VectorParams(size=spec.size, distance=_TO_QDRANT[spec.distance])
             for spec in schema.values()
         }
+        name = collection_name(collection_id)
         try:
-            await self.client.create_collection(collection_name(collection_id), vectors_config=config)
+            await self.client.create_collection(name, vectors_config=config)
         except (ResponseHandlingException, UnexpectedResponse) as exc:
             raise self._classify(exc) from exc
+        self.payload_indexes.forget(name)
 
     async def delete(self, collection_id: str) -> bool:
         """Delete the collection; False when there was none (deleting twice is fine)."""
+        name = collection_name(collection_id)
         try:
-            return bool(await self.client.delete_collection(collection_name(collection_id)))
+            deleted = bool(await self.client.delete_collection(name))
         except (ResponseHandlingException, UnexpectedResponse) as exc:
             raise self._classify(exc) from exc
+        self.payload_indexes.forget(name)
+        return deleted
 
     async def upsert(self, collection_id: str, points: Sequence[IndexPoint]) -> None:
         """Write points and wait until Qdrant applied them (the offset commits only afterwards)."""
@@ -170,14 +178,20 @@ class QdrantIndex:
         filters: Mapping[str, Any] | None = None,
         where: Sequence[Mapping[str, Any]] = (),
     ) -> list[SearchHit]:
-        """Nearest points by one named vector, in Qdrant's order, with their payloads."""
+        """Nearest points by one named vector, in Qdrant's order, with their payloads.
+
+        The first search filtering on a field starts creating its payload index, without waiting.
+        """
+        name = collection_name(collection_id)
+        query_filter = payload_filter(filters or {}, where)
+        self.payload_indexes.ensure(name, index_schemas(filters or {}, where))
         try:
             response = await self.client.query_points(
-                collection_name(collection_id),
+                name,
                 query=list(vector),
                 using=vector_name,
                 limit=limit,
-                query_filter=payload_filter(filters or {}, where),
+                query_filter=query_filter,
                 with_payload=True,
             )
         except (ResponseHandlingException, UnexpectedResponse) as exc:
@@ -193,6 +207,7 @@ class QdrantIndex:
         ]
 
     async def close(self) -> None:
+        await self.payload_indexes.close()
         await self.client.close()
 
     @staticmethod

@@ -28,6 +28,7 @@ from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.pools import Pools
 from featurebus.inference.processing import ArchiveCache, Inference
 from featurebus.inference.query_api import build_query_api
+from featurebus.inference.reranking import Rerankers
 from featurebus.inference.rollout import DeploymentRecords, Realtime
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
 
@@ -50,6 +51,7 @@ class InferenceService:
     inference: Inference
     api: FastAPI  # the internal embed API (tests call it through httpx's ASGITransport)
     server: InternalServer  # serves ``api`` from start() to stop()
+    rerankers: Rerankers
     cancelled: CancelledBatches = field(default_factory=CancelledBatches)
 
     _reaper: asyncio.Task[None] | None = None
@@ -78,6 +80,7 @@ class InferenceService:
         if self.inference.realtime is not None:
             await self.inference.realtime.close()
         await self.server.stop()
+        self.rerankers.close()
         await self.bus.broker.stop()  # waits (up to FastStream's graceful timeout) for the handler in hand
         await self.store.close()
 
@@ -206,9 +209,12 @@ def build(
     )
     cancelled = CancelledBatches()
     register(bus, inference, cancelled, Deployer(realtime, pools), settings.frame_workers)
-    api = build_query_api(inference, settings.internal_token)
+    rerankers = Rerankers(store, settings.node_models())
+    api = build_query_api(inference, rerankers, settings.internal_token)
     server = InternalServer(api, settings.inference_host, settings.inference_port, "inference")
-    return InferenceService(settings, bus, store, pools, inference, api=api, server=server, cancelled=cancelled)
+    return InferenceService(
+        settings, bus, store, pools, inference, api=api, server=server, rerankers=rerankers, cancelled=cancelled
+    )
 
 
 def _sandbox(settings: InferenceSettings) -> SandboxSettings:

@@ -6,7 +6,9 @@ the requests of a plugin's infer endpoint.
 <featurebus.inference.processing.Inference.embed_queries>`, the one place the query path embeds; a
 query its plugin cannot embed is a 422 :class:`~featurebus.common.queries.QueryRefusal` with the
 plugin's message. ``POST /internal/v1/infer`` (:class:`~featurebus.common.queries.InferRequest`)
-answers through the named real-time deployment. Every request needs the service token.
+answers through the named real-time deployment. ``POST /internal/v1/rerank``
+(:class:`~featurebus.common.queries.RerankRequest`) scores a rerank stage's candidates with a
+reranker (:mod:`featurebus.inference.reranking`). Every request needs the service token.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from featurebus.common.internal_api import ServiceTokenGuard
 from featurebus.common.queries import (
     EMBED_PATH,
     INFER_PATH,
+    RERANK_PATH,
     EmbedRequest,
     EmbedResponse,
     InferRequest,
     InferResponse,
     QueryRefusal,
+    RerankRequest,
+    RerankResponse,
 )
 from featurebus.inference.processing import EmbedFailed
+from featurebus.inference.reranking import RerankFailed
 
 __all__ = ["build_query_api"]
 
@@ -40,8 +46,14 @@ class Answers(Protocol):
     async def infer(self, request: InferRequest) -> InferResponse: ...
 
 
-def build_query_api(answers: Answers, token: SecretStr | None) -> FastAPI:
-    """The app, answering with ``answers``; every route behind the token."""
+class Scores(Protocol):
+    """What the rerank route calls (:class:`~featurebus.inference.reranking.Rerankers` in the service)."""
+
+    async def rerank(self, request: RerankRequest) -> RerankResponse: ...
+
+
+def build_query_api(answers: Answers, rerankers: Scores, token: SecretStr | None) -> FastAPI:
+    """The app, answering with ``answers`` and ``rerankers``; every route behind the token."""
     app = FastAPI(title="featurebus inference (internal)", version="0.1.0", docs_url=None, redoc_url=None)
     app.add_middleware(ServiceTokenGuard, token=token, service="inference")
 
@@ -61,9 +73,17 @@ def build_query_api(answers: Answers, token: SecretStr | None) -> FastAPI:
         except EmbedFailed as exc:
             return _refused(exc)
 
+    @app.post(RERANK_PATH, response_model=RerankResponse, responses={422: {"model": QueryRefusal}})
+    async def rerank(request: RerankRequest) -> RerankResponse | JSONResponse:
+        """One score per document, in order, by the named reranker."""
+        try:
+            return await rerankers.rerank(request)
+        except RerankFailed as exc:
+            return _refused(exc)
+
     return app
 
 
-def _refused(exc: EmbedFailed) -> JSONResponse:
+def _refused(exc: EmbedFailed | RerankFailed) -> JSONResponse:
     refusal = QueryRefusal(detail=exc.message, hint=exc.hint)
     return JSONResponse(refusal.model_dump(exclude_none=True), status_code=422)

@@ -20,11 +20,14 @@ from featurebus.common.internal_api import bearer
 from featurebus.common.queries import (
     EMBED_PATH,
     INFER_PATH,
+    RERANK_PATH,
     SEARCH_PATH,
     EmbedRequest,
     EmbedResponse,
     InferRequest,
     InferResponse,
+    RerankRequest,
+    RerankResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -65,6 +68,10 @@ class QueryServices(Protocol):
         """A plugin's infer endpoint: one request through its real-time deployment."""
         ...
 
+    async def rerank(self, request: RerankRequest) -> RerankResponse:
+        """A rerank stage: one score per document by a reranker of inference."""
+        ...
+
 
 class HttpQueryServices:
     """The internal APIs over HTTP; each call waits at most ``timeout_s`` (connection retries included)."""
@@ -99,6 +106,9 @@ class HttpQueryServices:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         return await self._post("inference", INFER_PATH, request, InferResponse)
+
+    async def rerank(self, request: RerankRequest) -> RerankResponse:
+        return await self._post("inference", RERANK_PATH, request, RerankResponse)
 
     async def aclose(self) -> None:
         for http in self._clients.values():

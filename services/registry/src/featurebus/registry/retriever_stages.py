@@ -3,22 +3,28 @@ execution (placeholders filled), so that every bad value is a 422 naming its fie
 
 A stage is ``{"stage_id"|"stage_type", "config": {"stage_id", "parameters": {...}}}`` (or
 ``"parameters"`` beside ``config``). Search stages list ``searches`` of
-``{"feature_uri", "query", "top_k"}``; filter stages give ``filters`` in the filter language of
-:mod:`featurebus.common.filters` (or ``{field: value}`` equalities, or ``field``/``operator``/
-``value``), pushed down into the search wherever the stage stands; a ``limit`` stage gives ``limit``.
+``{"feature_uri", "query", "top_k", "min_score", "weight"}``, fused by ``fusion`` (``rrf``, the
+default, or ``weighted``: the sum of each search's score times its weight); filter stages give
+``filters`` in the filter language of :mod:`featurebus.common.filters` (or ``{field: value}``
+equalities, or ``field``/``operator``/``value``), pushed down into the search wherever the stage
+stands; a ``limit`` stage gives ``limit``.
 
 Stages after the search act on its results in their order: ``sort`` orders them (``sort_by``, a
 list of Mixpeek's ``{"field", "direction"}``, or one of them; the field ``score`` or a payload
 field, dots for nested ones; stable, results without the field last), ``group_by`` keeps the best
 ``max_per_group`` of each value of ``field`` (``dedupe``: one per ``field``, ``object_id`` unless
-given; the searches then give five times the results wanted, so that enough groups remain), and a
-``limit`` after one of them cuts there. ``rerank`` is refused: no reranker is installed yet, and a stage that
-silently did nothing would hide it.
+given; the searches then give five times the results wanted, so that enough groups remain),
+``rerank`` re-scores the first ``top_n`` by ``model`` against ``query`` (the text in each result's
+``text_field``; the search's score kept as ``search_score``), and a ``limit`` after one of them
+cuts there. Each records what it did (:class:`StageRun`) for the response's statistics and
+``explain``.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,17 +35,24 @@ __all__ = [
     "FILTER_STAGES",
     "GROUP_STAGES",
     "MAX_LIMIT",
+    "RERANK_STAGES",
     "SEARCH_STAGES",
     "ExecutionPlan",
+    "Finished",
     "Group",
     "Limit",
     "PostStage",
+    "Rerank",
+    "Scorer",
     "Sort",
     "StageProblem",
+    "StageRun",
     "check_stages",
     "count",
     "field_value",
+    "number",
     "plan_execution",
+    "rerank_stages",
     "stage_id",
     "stage_params",
 ]
@@ -47,8 +60,9 @@ __all__ = [
 SEARCH_STAGES = {"feature_search", "semantic_search", "vector_search"}
 FILTER_STAGES = {"filter", "attribute_filter"}
 GROUP_STAGES = {"group_by", "dedupe"}
-SUPPORTED = sorted(SEARCH_STAGES | FILTER_STAGES | GROUP_STAGES | {"sort", "limit"})
-RERANKERS: list[str] = []  # none installed yet: a rerank stage is refused, naming them
+RERANK_STAGES = {"rerank"}
+SUPPORTED = sorted(SEARCH_STAGES | FILTER_STAGES | GROUP_STAGES | RERANK_STAGES | {"sort", "limit"})
+FUSIONS = ("rrf", "weighted")
 MAX_LIMIT = 1000
 MAX_SEARCHES = 32
 MAX_STAGES = 64
@@ -57,6 +71,7 @@ FILTER_EXAMPLE = '{"filters": {"AND": [{"field": "lang", "operator": "eq", "valu
 SORT_EXAMPLE = '{"sort_by": [{"field": "published_at", "direction": "desc"}]}'
 GROUP_CANDIDATES = 5  # a search before a group_by gives this many times the results wanted
 GROUP_EXAMPLE = '{"field": "object_id", "max_per_group": 1}'
+RERANK_EXAMPLE = '{"model": "intfloat/multilingual-e5-small", "query": "{{INPUT.query}}", "top_n": 50}'
 
 
 class StageProblem(ValueError):
@@ -153,9 +168,34 @@ def _searches(params: dict[str, Any], where: str, templated: bool) -> list[tuple
         if query is not None and not isinstance(query, str | dict):
             raise StageProblem(f"{at}.query must be text (or {{INPUT.x}})", SEARCH_EXAMPLE)
         count(search.get("top_k"), f"{at}.top_k", templated=templated)
+        number(search.get("min_score"), f"{at}.min_score", templated=templated)
+        weight = number(search.get("weight"), f"{at}.weight", templated=templated)
+        if weight is not None and weight < 0:
+            raise StageProblem(f"{at}.weight must be at least 0 (got {weight})", "weights scale each search's score")
         out.append((at, search))
     count(params.get("final_top_k"), f"{where}.final_top_k", templated=templated)
+    _fusion(params, where)
     return out
+
+
+def _fusion(params: dict[str, Any], where: str) -> str:
+    fusion = params.get("fusion", "rrf")
+    if fusion not in FUSIONS:
+        raise StageProblem(
+            f"{where}.fusion must be one of {list(FUSIONS)} (got {fusion!r})",
+            "rrf fuses by rank; weighted sums each search's score times its weight",
+        )
+    return str(fusion)
+
+
+def number(value: Any, where: str, *, templated: bool = False) -> float | None:
+    """A finite number, None when absent; StageProblem naming ``where`` else."""
+    if value is None or (templated and _placeholder(value)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
+        shown = value if isinstance(value, int | float) else type(value).__name__
+        raise StageProblem(f"{where} must be a number (got {shown!r})")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -229,7 +269,93 @@ def _orderable(value: Any) -> tuple[int, Any] | None:
     return (2, json.dumps(value, sort_keys=True, default=str))
 
 
-PostStage = Sort | Group | Limit
+@dataclass(frozen=True)
+class Rerank:
+    """Re-score the first ``top_n`` results (all when None) by ``model`` against ``query`` (the
+    first search's query when None), reading each result's text from ``text_field``; the
+    re-scored ones first, best first, then those without a text, then the rest, in their order."""
+
+    model: str
+    query: str | None
+    top_n: int | None
+    text_field: str
+    where: str  # the stage's parameters, for errors
+
+    async def run(self, hits: list[SearchHit], score: Scorer) -> list[SearchHit]:
+        head, tail = hits[: self.top_n or len(hits)], hits[self.top_n or len(hits) :]
+        texts = [field_value(hit, self.text_field) for hit in head]
+        scorable = [i for i, text in enumerate(texts) if isinstance(text, str) and text]
+        if head and not scorable:
+            fields = sorted({k for hit in head for k in hit.payload})
+            raise StageProblem(
+                f"{self.where}.text_field: none of the {len(head)} results has a text in payload field "
+                f"{self.text_field!r} (their fields: {fields})",
+                "name the payload field that holds each result's text in text_field",
+            )
+        scores = await score(self, [str(texts[i]) for i in scorable])
+        rescored = sorted(zip(scores, scorable, strict=True), key=lambda pair: -pair[0])  # stable on ties
+        kept = set(scorable)
+        return [
+            *(head[i].model_copy(update={"score": s, "search_score": _search_score(head[i])}) for s, i in rescored),
+            *(hit for i, hit in enumerate(head) if i not in kept),
+            *tail,
+        ]
+
+
+def _search_score(hit: SearchHit) -> float:
+    return hit.score if hit.search_score is None else hit.search_score
+
+
+PostStage = Sort | Group | Limit | Rerank
+# What scores a rerank stage's texts (the use case: inference's rerankers or a plugin's query path).
+Scorer = Callable[[Rerank, list[str]], Awaitable[list[float]]]
+
+
+@dataclass
+class StageRun:
+    """What one stage did: its index in the retriever (None for the request's own limit), how many
+    results came in and out, how long it took, and the results it dropped (for ``explain``)."""
+
+    stage_index: int | None
+    stage_id: str
+    input_count: int | None
+    output_count: int
+    duration_ms: float
+    dropped: list[SearchHit] = field(default_factory=list)
+    note: str | None = None
+
+    def view(self, explain: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "stage_index": self.stage_index,
+            "stage_id": self.stage_id,
+            "input_count": self.input_count,
+            "output_count": self.output_count,
+            "duration_ms": round(self.duration_ms, 2),
+        }
+        if self.note:
+            out["note"] = self.note
+        if explain:
+            out["dropped"] = [
+                {"document_id": h.document_id, "collection_id": h.collection_id, "score": h.score} for h in self.dropped
+            ]
+        return out
+
+
+@dataclass
+class Finished:
+    """An execution's results, what each stage did, and each result's rank and score after each
+    stage it went through (``trace``, by (collection_id, document_id))."""
+
+    hits: list[SearchHit]
+    runs: list[StageRun]
+    trace: dict[tuple[str, str], list[dict[str, Any]]]
+
+    def explain(self, hit: SearchHit) -> list[dict[str, Any]]:
+        return self.trace.get(_key(hit), [])
+
+
+def _key(hit: SearchHit) -> tuple[str, str]:
+    return (hit.collection_id, hit.document_id)
 
 
 def _sort(params: dict[str, Any], where: str) -> Sort:
@@ -257,6 +383,37 @@ def _group(sid: str, params: dict[str, Any], where: str, templated: bool) -> Gro
     return Group(field, most or 1)
 
 
+def _rerank(params: dict[str, Any], where: str, templated: bool) -> Rerank:
+    model = params.get("model", params.get("inference_name"))
+    if not isinstance(model, str) or not model:
+        raise StageProblem(
+            f"{where}.model must name a reranker: a builtin, a cross-encoder of the model registry, "
+            "or a plugin's feature_uri",
+            RERANK_EXAMPLE,
+        )
+    query = params.get("query")
+    if isinstance(query, dict):
+        query = query.get("text") or query.get("value")
+    if query is not None and (not isinstance(query, str) or not query):
+        raise StageProblem(f"{where}.query must be text (or {{{{INPUT.x}}}})", RERANK_EXAMPLE)
+    text_field = params.get("text_field", params.get("document_field", "text"))
+    if not isinstance(text_field, str) or not text_field:
+        raise StageProblem(f"{where}.text_field must name the payload field holding each result's text")
+    top_n = count(params.get("top_n"), f"{where}.top_n", templated=templated)
+    return Rerank(model, query, top_n, text_field, where)
+
+
+def rerank_stages(stages: list[dict[str, Any]]) -> list[tuple[str, Rerank]]:
+    """The rerank stages of well-shaped stages (after :func:`check_stages`), each with its place."""
+    found = []
+    for i, stage in enumerate(stages):
+        where = f"stages[{i}]"
+        if stage_id(stage, where) in RERANK_STAGES:
+            at = f"{where}.config.parameters"
+            found.append((at, _rerank(stage_params(stage, where), at, True)))
+    return found
+
+
 def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict[str, Any]]]:
     """Check every stage's shape; the searches, each with the field name it is known by."""
     if not isinstance(stages, list) or not stages:
@@ -280,12 +437,8 @@ def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict
             _sort(params, at)
         elif sid in GROUP_STAGES:
             _group(sid, params, at, templated)
-        elif sid == "rerank":
-            raise StageProblem(
-                f"{where}: stage 'rerank' needs a reranker, and this platform has none installed "
-                f"(available: {RERANKERS or 'none'})",
-                "drop the stage; a sort stage orders the results by the score or a payload field",
-            )
+        elif sid in RERANK_STAGES:
+            _rerank(params, at, templated)
         else:
             raise StageProblem(f"{where}: stage {sid!r} is not supported", f"supported stages: {SUPPORTED}")
     if not searches:
@@ -300,27 +453,72 @@ class ExecutionPlan:
     limit: int  # how many results each search gives, and the most an execution answers
     searches: list[tuple[str, dict[str, Any]]]
     filters: list[dict[str, Any]] = field(default_factory=list)  # checked filters, all of which must hold
-    after: list[PostStage] = field(default_factory=list)  # on the fused results, in order
+    after: list[tuple[int, str, PostStage]] = field(default_factory=list)  # (index, stage_id, stage), in order
+    fusion: str = "rrf"
+    limit_stage: int | None = None  # the limit stage folded into ``limit``, if any
+    filter_stages: list[tuple[int, str]] = field(default_factory=list)
+    search_stages: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def fetch(self) -> int:
-        """How many results each search gives: more than ``limit`` when a group_by will collapse them."""
-        grouped = any(isinstance(stage, Group) for stage in self.after)
-        return min(MAX_LIMIT, self.limit * GROUP_CANDIDATES) if grouped else self.limit
+        """How many results each search gives: more than ``limit`` when a group_by will collapse
+        them, or a rerank re-scores more."""
+        wanted = max([self.limit, *(s.top_n or 0 for _, _, s in self.after if isinstance(s, Rerank))])
+        grouped = any(isinstance(stage, Group) for _, _, stage in self.after)
+        return min(MAX_LIMIT, wanted * GROUP_CANDIDATES if grouped else wanted)
 
-    def finish(self, fused: list[SearchHit]) -> list[SearchHit]:
+    def cut(self, result_lists: list[list[SearchHit]]) -> list[list[SearchHit]]:
+        """Each search's results within its own ``top_k`` and ``min_score``."""
+        out = []
+        for (_, search), hits in zip(self.searches, result_lists, strict=True):
+            top_k, least = count(search.get("top_k"), "top_k"), number(search.get("min_score"), "min_score")
+            kept = [h for h in hits if least is None or h.score >= least]
+            out.append(kept[:top_k] if top_k else kept)
+        return out
+
+    def weights(self) -> list[float]:
+        return [w if (w := number(s.get("weight"), "weight")) is not None else 1.0 for _, s in self.searches]
+
+    async def finish(self, fused: list[SearchHit], searched: StageRun, score: Scorer) -> Finished:
         """The fused results through the stages after the search, at most ``limit`` of them."""
-        for stage in self.after:
-            fused = stage.apply(fused)
-        return fused[: self.limit]
+        runs = [searched]
+        trace: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+        def record(run: StageRun, before: list[SearchHit], after: list[SearchHit]) -> None:
+            runs.append(run)
+            kept = {_key(h) for h in after}
+            run.dropped = [h for h in before if _key(h) not in kept]
+            for rank, hit in enumerate(after, start=1):
+                step: dict[str, Any] = {"stage_index": run.stage_index, "stage_id": run.stage_id, "rank": rank}
+                step["score"] = hit.score
+                if hit.search_score is not None:
+                    step["search_score"] = hit.search_score
+                trace.setdefault(_key(hit), []).append(step)
+
+        for rank, hit in enumerate(fused, start=1):
+            trace[_key(hit)] = [
+                {"stage_index": searched.stage_index, "stage_id": searched.stage_id, "rank": rank, "score": hit.score}
+            ]
+        for index, sid in self.filter_stages:
+            runs.append(StageRun(index, sid, None, len(fused), 0.0, note="applied inside the vector search"))
+        hits = fused
+        for index, sid, stage in self.after:
+            began = time.perf_counter()
+            out = await stage.run(hits, score) if isinstance(stage, Rerank) else stage.apply(hits)
+            record(StageRun(index, sid, len(hits), len(out), (time.perf_counter() - began) * 1000), hits, out)
+            hits = out
+        if len(hits) > self.limit or self.limit_stage is not None:
+            out = hits[: self.limit]
+            record(StageRun(self.limit_stage, "limit", len(hits), len(out), 0.0), hits, out)
+            hits = out
+        return Finished(hits, runs, trace)
 
 
 def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> ExecutionPlan:
     """Stages with their placeholders filled → what to search, which filters, how many results."""
     searches = check_stages(stages, templated=False)
     limit = count(requested_limit, "limit")
-    filters: list[dict[str, Any]] = []
-    after: list[PostStage] = []
+    plan = ExecutionPlan(limit=0, searches=searches)
     for i, stage in enumerate(stages):
         where = f"stages[{i}]"
         sid, params = stage_id(stage, where), stage_params(stage, where)
@@ -329,16 +527,24 @@ def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> Exe
             top_ks = [count(s.get("top_k"), "top_k") for s in params["searches"]]
             limit = limit or count(params.get("final_top_k"), "final_top_k") or max((k or 0 for k in top_ks), default=0)
             limit = limit or None
+            plan.search_stages.append((i, sid))
+            if "fusion" in params:
+                plan.fusion = _fusion(params, at)
         elif sid in FILTER_STAGES:
-            filters.extend(_filters(params, at, False))
+            plan.filters.extend(_filters(params, at, False))
+            plan.filter_stages.append((i, sid))
         elif sid == "limit":
             cap = count(params.get("limit"), f"{at}.limit")
-            if cap and after:
-                after.append(Limit(cap))
+            if cap and plan.after:
+                plan.after.append((i, sid, Limit(cap)))
             elif cap:
                 limit = min(limit or MAX_LIMIT, cap)
+                plan.limit_stage = i
         elif sid == "sort":
-            after.append(_sort(params, at))
+            plan.after.append((i, sid, _sort(params, at)))
         elif sid in GROUP_STAGES:
-            after.append(_group(sid, params, at, False))
-    return ExecutionPlan(limit=limit or default_limit, searches=searches, filters=filters, after=after)
+            plan.after.append((i, sid, _group(sid, params, at, False)))
+        elif sid in RERANK_STAGES:
+            plan.after.append((i, sid, _rerank(params, at, False)))
+    plan.limit = limit or default_limit
+    return plan

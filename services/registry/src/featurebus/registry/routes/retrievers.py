@@ -55,11 +55,14 @@ class CreateRetriever(BaseModel):
 
 
 class ExecuteRetriever(BaseModel):
-    """``input`` (or ``inputs``): the values of the stages' ``{{INPUT.x}}``; ``limit``: at most this many results."""
+    """``input`` (or ``inputs``): the values of the stages' ``{{INPUT.x}}``; ``limit``: at most this
+    many results; ``explain``: each result with its rank and score after each stage, and each
+    stage's dropped results."""
 
     model_config = ConfigDict(extra="ignore")
     input: dict[str, Any]
     limit: int | None = None
+    explain: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -71,7 +74,10 @@ class ExecuteRetriever(BaseModel):
             limit = count(body.get("limit"), "limit")
         except StageProblem as exc:
             raise Invalid(f"{exc} (after filling in input)", exc.hint) from None
-        return {"input": inputs, "limit": limit}
+        explain = body.get("explain", False)
+        if not isinstance(explain, bool):
+            raise Invalid("explain must be true or false", '{"input": {...}, "explain": true}')
+        return {"input": inputs, "limit": limit, "explain": explain}
 
 
 class RetrieverView(BaseModel):
@@ -100,21 +106,30 @@ class Deleted(BaseModel):
 
 
 class Results(BaseModel):
-    """The hits, best first: each its payload's fields with ``document_id``, ``collection_id``, ``score``."""
+    """The hits, best first: each its payload's fields with ``document_id``, ``collection_id``,
+    ``score`` (and ``search_score`` once a rerank re-scored it; ``explain`` when asked), and what
+    each stage did (``stage_statistics``)."""
 
     results: list[dict[str, Any]]
     retriever_id: str
     execution_time_ms: float
+    stage_statistics: list[dict[str, Any]]
 
     @classmethod
-    def of(cls, e: Execution) -> Results:
+    def of(cls, e: Execution, explain: bool = False) -> Results:
+        results = []
+        for h in e.hits:
+            result = {**h.payload, "document_id": h.document_id, "collection_id": h.collection_id, "score": h.score}
+            if h.search_score is not None:
+                result["search_score"] = h.search_score
+            if explain:
+                result["explain"] = e.finished.explain(h)
+            results.append(result)
         return cls(
-            results=[
-                {**h.payload, "document_id": h.document_id, "collection_id": h.collection_id, "score": h.score}
-                for h in e.hits
-            ],
+            results=results,
             retriever_id=e.retriever_id,
             execution_time_ms=e.execution_time_ms,
+            stage_statistics=[run.view(explain) for run in e.finished.runs],
         )
 
 
@@ -144,4 +159,5 @@ async def delete_retriever(
 async def execute(
     ns: str, retriever_id: str, body: ExecuteRetriever, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> Results:
-    return Results.of(await retrievers.execute_retriever(c, who, ns, retriever_id, body.input, body.limit))
+    execution = await retrievers.execute_retriever(c, who, ns, retriever_id, body.input, body.limit)
+    return Results.of(execution, body.explain)

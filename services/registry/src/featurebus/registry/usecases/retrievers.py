@@ -1,13 +1,17 @@
 """Retrievers: stored searches over a namespace's collections, executed by inference and the indexer.
 
 Creating one checks its stages' shape and that each ``feature_uri`` names a feature of a plugin of
-the namespace. Executing one fills in the caller's input, asks inference to embed the query texts
-and the indexer to search with the vectors, directly (``c.queries``: the internal APIs, each
-waited for up to ``retrieval_timeout_s``), and fuses the hits of several searches.
+the namespace, and that each rerank stage names a reranker that is there. Executing one fills in
+the caller's input, asks inference to embed the query texts and the indexer to search with the
+vectors, directly (``c.queries``: the internal APIs, each waited for up to
+``retrieval_timeout_s``), fuses the hits of several searches, and runs the stages after the search
+(a rerank asks inference's rerankers, or embeds the candidates with a plugin's query path).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable
@@ -15,7 +19,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from featurebus.common import ids
-from featurebus.common.queries import EmbedRequest, QueryText, SearchHit, SearchRequest, VectorSearch
+from featurebus.common.model_store import blob_key
+from featurebus.common.objectstore import ObjectMissing
+from featurebus.common.queries import (
+    BUILTIN_RERANKERS,
+    EmbedRequest,
+    QueryText,
+    RerankRequest,
+    SearchHit,
+    SearchRequest,
+    VectorSearch,
+)
 from featurebus.registry.auth import Principal, resolve_namespace
 from featurebus.registry.context import Ctx
 from featurebus.registry.errors import DomainError, Invalid, NotFound
@@ -26,7 +40,15 @@ from featurebus.registry.plugin_readiness import plugin_ref
 from featurebus.registry.plugin_resolution import resolve_plugin
 from featurebus.registry.query_services import Refused, Unreachable
 from featurebus.registry.records import Namespace, Plugin, Retriever
-from featurebus.registry.retriever_stages import StageProblem, check_stages, plan_execution
+from featurebus.registry.retriever_stages import (
+    Finished,
+    Rerank,
+    StageProblem,
+    StageRun,
+    check_stages,
+    plan_execution,
+    rerank_stages,
+)
 from featurebus.registry.templates import MissingInput, fill
 from featurebus.registry.usecases.collections import resolve_collection
 
@@ -64,11 +86,15 @@ class SearchFailed(DomainError):
 
 @dataclass(frozen=True)
 class Execution:
-    """What an execution found: the fused hits, best first, at most the plan's limit."""
+    """What an execution found: the hits, best first, at most the plan's limit, and what each stage did."""
 
     retriever_id: str
-    hits: list[SearchHit]
+    finished: Finished
     execution_time_ms: float
+
+    @property
+    def hits(self) -> list[SearchHit]:
+        return self.finished.hits
 
 
 def checked_stages(stages: Any) -> list[Search]:
@@ -89,6 +115,8 @@ async def create_retriever(
         collection_ids = [(await resolve_collection(c.tables, namespace, i)).id for i in collection_identifiers]
     for where, search in checked_stages(stages):
         await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
+    for where, rerank in rerank_stages(stages):
+        await _check_reranker(c, namespace, rerank.model, f"{where}.model")
     if json_size(stages) > MAX_STORED_JSON:
         raise Invalid(f"stages are {json_size(stages)} bytes as JSON; at most {MAX_STORED_JSON}")
     retriever = Retriever(
@@ -127,6 +155,7 @@ async def execute_retriever(
         raise Invalid(f"input.{key} is required by this retriever", f'{{"input": {{"{key}": ...}}}}') from None
     except StageProblem as exc:
         raise Invalid(f"{exc} (after filling in input)", exc.hint) from None
+    searched_at = time.perf_counter()
     searches = [await _search_spec(c, namespace, found, where, search) for where, search in plan.searches]
     request_id = uuid.uuid4().hex
     embed = EmbedRequest(request_id=request_id, namespace_id=namespace.id, queries=[s.query for s in searches])
@@ -146,8 +175,27 @@ async def execute_retriever(
         where=plan.filters,
     )
     answer = await answer_of("indexer", c.queries.search(search))
-    hits = plan.finish(fuse(answer.hits, plan.fetch))
-    return Execution(found.id, hits, round((time.perf_counter() - began) * 1000, 1))
+    fused = fuse(plan.cut(answer.hits), plan.fetch, plan.fusion, plan.weights())
+    index, sid = plan.search_stages[0]
+    searched = StageRun(index, sid, None, len(fused), (time.perf_counter() - searched_at) * 1000)
+
+    async def score(rerank: Rerank, texts: list[str]) -> list[float]:
+        query = rerank.query or searches[0].query.text
+        if rerank.model.startswith("mixpeek://"):
+            return await _plugin_scores(c, namespace, found, rerank, query, texts, request_id)
+        asked = RerankRequest(
+            request_id=request_id, namespace_id=namespace.id, model=rerank.model, query=query, documents=texts
+        )
+        scores = (await answer_of("inference", c.queries.rerank(asked))).scores
+        if len(scores) != len(texts):
+            raise SearchFailed(f"inference answered {len(scores)} rerank scores for {len(texts)} results")
+        return scores
+
+    try:
+        finished = await plan.finish(fused, searched, score)
+    except StageProblem as exc:
+        raise Invalid(str(exc), exc.hint) from None
+    return Execution(found.id, finished, round((time.perf_counter() - began) * 1000, 1))
 
 
 @dataclass(frozen=True)
@@ -211,6 +259,85 @@ def _query_text(c: Ctx, where: str, query: Any) -> str:
     return query
 
 
+async def _check_reranker(c: Ctx, namespace: Namespace, model: str, where: str) -> None:
+    """A builtin reranker, a cross-encoder of the model registry, or a feature of a plugin of the
+    namespace (its query path embeds the query and the results); Invalid naming ``where`` and
+    what is available otherwise."""
+    if model in BUILTIN_RERANKERS:
+        return
+    if model.startswith("mixpeek://"):
+        await _feature(c, namespace, model, where)
+        return
+    imported = await c.tables.models.find(namespace_id=None, status="ready")
+    found = next((m for m in imported if m.name == model), None)
+    if found is None:
+        cross_encoders = sorted([m.name for m in imported if await _is_cross_encoder(c, m)])
+        available = [*BUILTIN_RERANKERS, *cross_encoders]
+        raise Invalid(
+            f"{where}: reranker {model!r} is not installed; available: {available}, or a plugin's "
+            "feature_uri (mixpeek://name@version/feature)",
+            f"import a cross-encoder first: featurebus models import {model} --from <its directory or HF cache>",
+        )
+    if not await _is_cross_encoder(c, found):
+        raise Invalid(
+            f"{where}: model {model!r} is not a cross-encoder (its config.json names no "
+            "...ForSequenceClassification architecture)",
+            f"rerank with a cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) or {BUILTIN_RERANKERS[0]}",
+        )
+
+
+async def _is_cross_encoder(c: Ctx, model: Any) -> bool:
+    config = next((f for f in model.files if f.path == "config.json"), None)
+    if config is None:
+        return False
+    try:
+        raw = await c.store.get_bytes(c.store.uri(blob_key(None, config.sha256)))
+        architectures = json.loads(raw).get("architectures") or []
+    except (ObjectMissing, ValueError, AttributeError):
+        return False
+    return any(str(a).endswith("ForSequenceClassification") for a in architectures)
+
+
+async def _plugin_scores(
+    c: Ctx, namespace: Namespace, retriever: Retriever, rerank: Rerank, query: str, texts: list[str], request_id: str
+) -> list[float]:
+    """The cosine of the query's and each text's vector, both embedded by the plugin's query path."""
+    plugin, feature = await _feature(c, namespace, rerank.model, f"{rerank.where}.model")
+    collection_ids = retriever.collection_ids or [
+        col.id for col in await c.tables.collections.find(namespace_id=namespace.id)
+    ]
+    ref = plugin_ref(plugin, await _parameters(c, collection_ids, plugin))
+    queries = [QueryText(plugin=ref, feature_name=feature, text=t, deployment=plugin.serving) for t in [query, *texts]]
+    embed = EmbedRequest(request_id=request_id, namespace_id=namespace.id, queries=queries)
+    if len(embed.model_dump_json()) > MAX_QUERY_BYTES:
+        raise Invalid(
+            f"{rerank.where}: the results' texts add up to more than {MAX_QUERY_BYTES} bytes to embed",
+            "rerank fewer results (top_n)",
+        )
+    vectors = (await answer_of("inference", c.queries.embed(embed))).vectors
+    if len(vectors) != len(queries):
+        raise SearchFailed(f"inference answered {len(vectors)} vectors for {len(queries)} texts")
+    first = vectors[0]
+    return [_cosine(first, v) for v in vectors[1:]]
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / norms if norms else 0.0
+
+
+async def _parameters(c: Ctx, collection_ids: list[str], plugin: Plugin) -> dict[str, Any]:
+    """The plugin's parameters as the first of the collections using it set them."""
+    for cid in collection_ids:
+        col = await c.tables.collections.get(cid)
+        match = next(
+            (fe for fe in (col.feature_extractors if col else []) if fe.get("plugin_id") == plugin.plugin_id), None
+        )
+        if match:
+            return match.get("parameters") or {}
+    return {}
+
+
 async def _search_spec(
     c: Ctx, namespace: Namespace, retriever: Retriever, where: str, search: dict[str, Any]
 ) -> _ResolvedSearch:
@@ -230,15 +357,7 @@ async def _search_spec(
             f"{where}.feature_uri: no collection of this namespace has the feature {feature!r}",
             "create a collection with the plugin first",
         )
-    parameters: dict[str, Any] = {}
-    for cid in collection_ids:  # the plugin's parameters as the first collection using it set them
-        col = await c.tables.collections.get(cid)
-        match = next(
-            (fe for fe in (col.feature_extractors if col else []) if fe.get("plugin_id") == plugin.plugin_id), None
-        )
-        if match:
-            parameters = match.get("parameters") or {}
-            break
+    parameters = await _parameters(c, collection_ids, plugin)
     return _ResolvedSearch(
         QueryText(plugin=plugin_ref(plugin, parameters), feature_name=feature, text=query, deployment=plugin.serving),
         collection_ids,
