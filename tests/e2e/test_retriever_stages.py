@@ -89,12 +89,14 @@ def test_rerank_re_scores_by_e5_and_by_an_imported_cross_encoder(
     imported = cli(api, "models", "import", repo_id, "--from", str(tiny_cross_encoder), "--json")
     assert imported.returncode == 0, imported.stderr
 
+    made: list[str] = []
+
     def execute(model: str, query: str) -> dict[str, Any]:
         search = stage("feature_search", searches=[{"feature_uri": URI, "query": "{{INPUT.q}}", "top_k": 5}])
         rerank = stage("rerank", model=model, query="{{INPUT.q}}", top_n=5)
         body = {"name": f"r-{uuid.uuid4().hex[:6]}", "collection_identifiers": [collection], "stages": [search, rerank]}
-        retriever = api.call("POST", f"/v1/namespaces/{ns}/retrievers", json=body)["retriever_id"]
-        path = f"/v1/namespaces/{ns}/retrievers/{retriever}/execute"
+        made.append(api.call("POST", f"/v1/namespaces/{ns}/retrievers", json=body)["retriever_id"])
+        path = f"/v1/namespaces/{ns}/retrievers/{made[-1]}/execute"
         return dict(api.call("POST", path, json={"input": {"q": query}, "explain": True}))
 
     # E5 knows a cat from the weather: its best passage for the query is the cat's.
@@ -124,6 +126,15 @@ def test_rerank_re_scores_by_e5_and_by_an_imported_cross_encoder(
     assert [r["text"] for r in results] == sorted(TEXTS, key=lambda t: -by_text[t])
     for r in results:
         assert r["score"] == pytest.approx(by_text[r["text"]], abs=1e-4)
+
+    # Each execution is kept in its retriever's history, a failed one with the error it answered.
+    path = f"/v1/namespaces/{ns}/retrievers/{made[-1]}"
+    api.call("POST", f"{path}/execute", expect=422, json={"input": {}})
+    history = api.wait(lambda: api.call("GET", f"{path}/executions"), lambda page: page["total"] == 2, timeout=10)
+    failed, completed = history["results"]
+    assert failed["status"] == "failed" and "input.q is required" in failed["error"]["detail"]
+    assert (completed["status"], completed["inputs"], completed["result_count"]) == ("completed", {"q": "the cat"}, 5)
+    assert [s["stage_id"] for s in completed["stage_statistics"]] == ["feature_search", "rerank"]
 
     missing = api.call(
         "POST",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -512,6 +513,57 @@ async def test_creation_refuses_bad_fusion_weights_and_min_scores(params: dict[s
     body = [{"stage_id": "feature_search", "parameters": {"searches": [search()], **params}}]
     with pytest.raises(Invalid, match=message):
         await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, body)
+
+
+# ------------------------------------------------------------------------------------- history
+
+
+async def test_executions_are_kept_newest_first_failed_ones_with_their_error_and_the_oldest_dropped() -> None:
+    t = twins(retriever_history=3)
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    made = await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
+    t.queries.hits = [[hit("a", 0.9), hit("b", 0.8)]]
+    for i in range(5):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": f"q{i}"}, 1 if i == 4 else None)
+    with pytest.raises(Invalid):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {}, None)
+    await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "x" * (20 * 1024)}, None)
+    await t.c.settle()
+    kept, total = await retrievers.list_executions(t.c, ADMIN, "docs", "r", 0, 10)
+    assert total == 3 and len(kept) == 3  # the oldest four went (a fourth past 3 is pruned at once)
+    big, failed, last_ok = kept
+    assert re.fullmatch(r"2\d{4} bytes of input, more than 16384", big.inputs["_not_kept"])
+    assert failed.status == "failed" and failed.inputs == {} and failed.result_count == 0
+    assert failed.error == {
+        "status": 422,
+        "detail": "input.query is required by this retriever",
+        "hint": '{"input": {"query": ...}}',
+    }
+    assert (last_ok.status, last_ok.inputs, last_ok.limit, last_ok.result_count) == ("completed", {"query": "q4"}, 1, 1)
+    assert [s["stage_id"] for s in last_ok.stage_statistics] == ["feature_search", "filter"]
+    assert all(e.retriever_id == made.id for e in kept)
+    second, _ = await retrievers.list_executions(t.c, ADMIN, "docs", made.id, 1, 1)
+    assert [e.id for e in second] == [failed.id]
+    assert (await retrievers.list_executions(t.c, ADMIN, "docs", "r", 3, 10))[0] == []
+    with pytest.raises(NotFound):
+        await retrievers.list_executions(t.c, limited_to("ns_other"), "docs", "r", 0, 10)
+    await retrievers.delete_retriever(t.c, ADMIN, "docs", "r")
+    await t.c.settle()
+    assert await t.tables.retriever_executions.find(retriever_id=made.id) == []
+
+
+async def test_a_history_of_zero_keeps_nothing() -> None:
+    t = twins(retriever_history=0)
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
+    t.queries.hits = [[hit("a", 0.9)]]
+    await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    await t.c.settle()
+    assert await t.tables.retriever_executions.find() == []
 
 
 async def test_execute_refuses_missing_input_unready_plugins_and_searches_with_no_collection() -> None:

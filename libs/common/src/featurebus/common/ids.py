@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "document_id",
     "new_id",
     "normalize_version",
+    "ordered_id",
     "plugin_id",
     "point_id",
 ]
@@ -21,6 +23,11 @@ _VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 def new_id(prefix: str) -> str:
     """A fresh random id such as ``ns_3f9a...`` for things created by a REST call."""
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def ordered_id(prefix: str) -> str:
+    """A fresh id that sorts by when it was made (microseconds, then random), e.g. ``rex_...``."""
+    return f"{prefix}_{time.time_ns() // 1000:014x}{uuid.uuid4().hex[:6]}"
 
 
 def deterministic_id(prefix: str, *parts: str) -> str:

@@ -35,6 +35,8 @@ class RegistrySettings(CommonSettings):
     # (retrievers, plugins, collections) are kept in memory this long (tables.RecentReads): this
     # registry's own writes are seen at once, a second replica's within this time; 0 reads each time.
     read_cache_s: float = Field(default=1.0, ge=0)
+    # Each retriever keeps this many of its most recent executions (GET .../executions); 0 keeps none.
+    retriever_history: int = Field(default=100, ge=0, le=10_000)
     presigned_url_ttl_s: int = 3600
     max_archive_bytes: int = 500 * 1024 * 1024
     # Inline text larger than this is refused (Kafka messages stay under 1 MiB).

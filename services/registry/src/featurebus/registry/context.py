@@ -6,8 +6,11 @@ real adapters; unit tests make one of in-memory twins (``tests/registry_twins.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cryptography.fernet import Fernet
 from fastapi import Request
@@ -19,6 +22,8 @@ from featurebus.registry.query_services import QueryServices
 from featurebus.registry.tables import Tables
 
 __all__ = ["Ctx", "Publisher", "ctx"]
+
+log = logging.getLogger("featurebus.registry")
 
 
 class Publisher(Protocol):
@@ -35,6 +40,26 @@ class Ctx:
     store: ObjectStore
     queries: QueryServices  # inference's embed and the indexer's search, called directly
     cipher: Fernet
+    _later: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def later(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``work`` after the answer (bookkeeping a caller need not wait for); its failure is
+        logged as ``what``."""
+
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("%s failed", what)
+
+        task = asyncio.create_task(logged())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def settle(self) -> None:
+        """Wait for the work :meth:`later` started (tests; the app's shutdown)."""
+        while self._later:
+            await asyncio.gather(*self._later)
 
 
 def ctx(request: Request) -> Ctx:

@@ -124,6 +124,7 @@ def build_app(
             yield
         finally:
             await internal.stop()
+            await c.settle()
             await bus.broker.stop()
             await store.close()
             if http_queries is not None:

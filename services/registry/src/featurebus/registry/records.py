@@ -29,6 +29,7 @@ __all__ = [
     "PluginEnablement",
     "PluginUpload",
     "Retriever",
+    "RetrieverExecution",
     "Secret",
     "SecretGrant",
     "now",
@@ -288,6 +289,28 @@ class Retriever(Record):
     created_at: datetime = Field(default_factory=now)
 
     TABLE: ClassVar[str] = "retrievers"
+
+
+class RetrieverExecution(Record):
+    """One execution of a retriever, kept for its history (the most recent ``retriever_history``):
+    its input, what each stage did, and how it ended (``completed``, or ``failed`` with the error
+    the caller got)."""
+
+    id: str  # rex_...
+    org_id: str
+    namespace_id: str
+    retriever_id: str
+    inputs: dict[str, Any]
+    limit: int | None = None
+    status: str  # completed | failed
+    result_count: int = 0
+    execution_time_ms: float
+    stage_statistics: list[dict[str, Any]] = Field(default_factory=list)
+    error: dict[str, Any] | None = None  # {"status", "detail", "hint"}
+    created_at: datetime = Field(default_factory=now)
+
+    TABLE: ClassVar[str] = "retriever_executions"
+    LOOKUPS: ClassVar[tuple[str, ...]] = ("retriever_id",)
 
 
 class Secret(Record):

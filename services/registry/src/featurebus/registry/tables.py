@@ -39,6 +39,7 @@ from featurebus.registry.records import (
     PluginUpload,
     Record,
     Retriever,
+    RetrieverExecution,
     Secret,
     SecretGrant,
 )
@@ -334,6 +335,7 @@ class Tables:
     batches: Table[Batch]
     frame_results: Table[FrameResult]
     retrievers: Table[Retriever]
+    retriever_executions: Table[RetrieverExecution]
     secrets: Table[Secret]
     secret_grants: Table[SecretGrant]
     models: Table[Model]
@@ -357,6 +359,7 @@ class Tables:
             batches=make(Batch),
             frame_results=make(FrameResult),
             retrievers=make(Retriever),
+            retriever_executions=make(RetrieverExecution),
             secrets=make(Secret),
             secret_grants=make(SecretGrant),
             models=make(Model),

@@ -1,4 +1,5 @@
-"""``/v1/namespaces/{ns}/retrievers``: create, get, delete (by id or name), execute."""
+"""``/v1/namespaces/{ns}/retrievers``: create, get, delete (by id or name), execute, and the
+history of recent executions (``GET .../executions``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from featurebus.registry.auth import Principal, principal
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.errors import Invalid
-from featurebus.registry.records import Retriever
+from featurebus.registry.paging import Listing, Page, page
+from featurebus.registry.records import Retriever, RetrieverExecution
 from featurebus.registry.retriever_stages import StageProblem, count
 from featurebus.registry.usecases import retrievers
 from featurebus.registry.usecases.retrievers import Execution
@@ -133,6 +135,36 @@ class Results(BaseModel):
         )
 
 
+class ExecutionView(BaseModel):
+    """One kept execution: its input, how it ended (``error``: what the caller was answered), what each stage did."""
+
+    execution_id: str
+    retriever_id: str
+    status: str
+    inputs: dict[str, Any]
+    limit: int | None
+    result_count: int
+    execution_time_ms: float
+    stage_statistics: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, e: RetrieverExecution) -> ExecutionView:
+        return cls(
+            execution_id=e.id,
+            retriever_id=e.retriever_id,
+            status=e.status,
+            inputs=e.inputs,
+            limit=e.limit,
+            result_count=e.result_count,
+            execution_time_ms=e.execution_time_ms,
+            stage_statistics=e.stage_statistics,
+            error=e.error,
+            created_at=e.created_at,
+        )
+
+
 @router.post("", status_code=201)
 async def create_retriever(
     ns: str, body: CreateRetriever, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
@@ -161,3 +193,12 @@ async def execute(
 ) -> Results:
     execution = await retrievers.execute_retriever(c, who, ns, retriever_id, body.input, body.limit)
     return Results.of(execution, body.explain)
+
+
+@router.get("/{retriever_id}/executions")
+async def list_executions(
+    ns: str, retriever_id: str, p: Page = Depends(page), who: Principal = Depends(principal), c: Ctx = Depends(ctx)
+) -> Listing[ExecutionView]:
+    """The retriever's recent executions (the last ``FEATUREBUS_RETRIEVER_HISTORY``), newest first."""
+    found, total = await retrievers.list_executions(c, who, ns, retriever_id, p.offset, p.limit)
+    return Listing.of([ExecutionView.of(e) for e in found], total, p)

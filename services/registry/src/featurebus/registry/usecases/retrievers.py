@@ -39,7 +39,7 @@ from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 from featurebus.registry.plugin_readiness import plugin_ref
 from featurebus.registry.plugin_resolution import resolve_plugin
 from featurebus.registry.query_services import Refused, Unreachable
-from featurebus.registry.records import Namespace, Plugin, Retriever
+from featurebus.registry.records import Namespace, Plugin, Retriever, RetrieverExecution
 from featurebus.registry.retriever_stages import (
     Finished,
     Rerank,
@@ -64,6 +64,7 @@ __all__ = [
     "delete_retriever",
     "execute_retriever",
     "get_retriever",
+    "list_executions",
 ]
 
 DEFAULT_LIMIT = 10
@@ -137,17 +138,101 @@ async def get_retriever(c: Ctx, who: Principal, ns: str, retriever: str) -> Retr
 
 
 async def delete_retriever(c: Ctx, who: Principal, ns: str, retriever: str) -> Retriever:
+    """Delete the retriever, and its history after the answer."""
     found = await get_retriever(c, who, ns, retriever)
     await c.tables.retrievers.delete(found.id)
+
+    async def forget() -> None:
+        for old in await c.tables.retriever_executions.find(retriever_id=found.id):
+            await c.tables.retriever_executions.delete(old.id)
+
+    c.later(forget(), f"deleting the history of retriever {found.id}")
     return found
 
 
 async def execute_retriever(
     c: Ctx, who: Principal, ns: str, retriever: str, inputs: dict[str, Any], limit: int | None
 ) -> Execution:
-    """Fill in ``inputs``, embed the queries, search with the vectors and fuse the hits."""
+    """Fill in ``inputs``, embed the queries, search with the vectors, fuse the hits and run the
+    stages after the search; the execution is kept in the retriever's history, failed or not."""
     began = time.perf_counter()
     namespace, found = await _namespace_and_retriever(c, who, ns, retriever)
+    try:
+        done = await _execute(c, namespace, found, inputs, limit, began)
+    except DomainError as exc:
+        ms = (time.perf_counter() - began) * 1000
+        error = {"status": exc.status, "detail": exc.detail, "hint": exc.hint}
+        _remember(c, found, inputs, limit, "failed", ms, error=error)
+        raise
+    runs = [run.view(explain=False) for run in done.finished.runs]
+    _remember(c, found, inputs, limit, "completed", done.execution_time_ms, len(done.hits), runs)
+    return done
+
+
+async def list_executions(
+    c: Ctx, who: Principal, ns: str, retriever: str, offset: int, limit: int
+) -> tuple[list[RetrieverExecution], int]:
+    """The retriever's kept executions, newest first, from ``offset``; and how many are kept."""
+    _, found = await _namespace_and_retriever(c, who, ns, retriever)
+    _, total = await c.tables.retriever_executions.page(0, 1, retriever_id=found.id)
+    end = total - offset  # the page ends there, oldest first
+    if end <= 0:
+        return [], total
+    page, _ = await c.tables.retriever_executions.page(max(0, end - limit), min(limit, end), retriever_id=found.id)
+    return page[::-1], total
+
+
+MAX_KEPT_INPUT = 16 * 1024  # bytes of JSON: a larger input is kept as its size only
+
+
+def _remember(
+    c: Ctx,
+    retriever: Retriever,
+    inputs: dict[str, Any],
+    limit: int | None,
+    status: str,
+    ms: float,
+    count: int = 0,
+    runs: list[dict[str, Any]] | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Keep the execution in the retriever's history, after the answer; drop the oldest beyond
+    ``retriever_history`` (every tenth past it, so that pruning is rare)."""
+    keep = c.settings.retriever_history
+    if keep == 0:
+        return
+    size = json_size(inputs)
+    record = RetrieverExecution(
+        id=ids.ordered_id("rex"),
+        org_id=retriever.org_id,
+        namespace_id=retriever.namespace_id,
+        retriever_id=retriever.id,
+        inputs=inputs
+        if size <= MAX_KEPT_INPUT
+        else {"_not_kept": f"{size} bytes of input, more than {MAX_KEPT_INPUT}"},
+        limit=limit,
+        status=status,
+        result_count=count,
+        execution_time_ms=round(ms, 1),
+        stage_statistics=runs or [],
+        error=error,
+    )
+
+    async def store() -> None:
+        table = c.tables.retriever_executions
+        await table.insert(record)
+        _, total = await table.page(0, 1, retriever_id=retriever.id)
+        if total > keep + max(1, keep // 10):
+            oldest, _ = await table.page(0, total - keep, retriever_id=retriever.id)
+            for old in oldest:
+                await table.delete(old.id)
+
+    c.later(store(), f"keeping an execution of retriever {retriever.id}")
+
+
+async def _execute(
+    c: Ctx, namespace: Namespace, found: Retriever, inputs: dict[str, Any], limit: int | None, began: float
+) -> Execution:
     try:
         plan = plan_execution(fill(found.stages, inputs), limit, DEFAULT_LIMIT)
     except MissingInput as exc:
@@ -175,6 +260,8 @@ async def execute_retriever(
         where=plan.filters,
     )
     answer = await answer_of("indexer", c.queries.search(search))
+    if len(answer.hits) != len(searches):
+        raise SearchFailed(f"the indexer answered {len(answer.hits)} result lists for {len(searches)} searches")
     fused = fuse(plan.cut(answer.hits), plan.fetch, plan.fusion, plan.weights())
     index, sid = plan.search_stages[0]
     searched = StageRun(index, sid, None, len(fused), (time.perf_counter() - searched_at) * 1000)
