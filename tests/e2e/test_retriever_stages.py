@@ -60,6 +60,27 @@ def test_filters_sort_and_dedupe_act_on_the_indexed_payloads(platform: Any, api:
     )
     assert len(execute(stage("dedupe", field="blob_property"))) == 1  # every row is the bucket's "text"
 
+    # More like a stored document: its own vector is the query; it is not among what it finds.
+    like = stage("feature_search", searches=[{"feature_uri": URI, "query": {"document_id": "{{INPUT.doc}}"}}])
+    body = {"name": f"like-{uuid.uuid4().hex[:6]}", "collection_identifiers": [collection], "stages": [like]}
+    similar = api.call("POST", f"/v1/namespaces/{ns}/retrievers", json=body)["retriever_id"]
+    cat = next(r for r in found if r["text"] == TEXTS[0])
+    path = f"/v1/namespaces/{ns}/retrievers/{similar}/execute"
+    answer = api.call("POST", path, json={"input": {"doc": cat["document_id"]}, "return_vectors": True})
+    assert answer["results"][0]["text"] == TEXTS[1]  # the other cat
+    assert cat["document_id"] not in {r["document_id"] for r in answer["results"]}
+    assert len(answer["results"][0]["vectors"]["text_embed_v1_embedding"]) == 384
+
+    # Pages of two by cursor: every text once, in the order of one big page.
+    whole = [r["document_id"] for r in api.call("POST", path, json={"input": {"doc": cat["document_id"]}})["results"]]
+    paged, cursor = [], None
+    while True:
+        page = api.call("POST", path, json={"input": {"doc": cat["document_id"]}, "limit": 2, "cursor": cursor})
+        paged += [r["document_id"] for r in page["results"]]
+        if not (cursor := page["pagination"]["next_cursor"]):
+            break
+    assert paged == whole and len(whole) == len(TEXTS) - 1
+
     refused = api.call(
         "POST",
         f"/v1/namespaces/{ns}/retrievers",

@@ -30,7 +30,7 @@ from featurebus.common.events import (
 )
 from featurebus.common.objectstore import sha256_hex
 from featurebus.common.objectstore_memory import MemoryObjectStore
-from featurebus.common.queries import SEARCH_PATH, SearchRequest, SearchResponse, VectorSearch
+from featurebus.common.queries import SEARCH_PATH, LikeDocument, SearchRequest, SearchResponse, VectorSearch
 from featurebus.indexer.config import IndexerSettings
 from featurebus.indexer.indexing import CollectionNotReady
 from featurebus.indexer.main import IndexerService, build
@@ -366,6 +366,27 @@ async def test_several_searches_answer_in_the_order_asked(harness: Harness) -> N
     request.searches.append(VectorSearch(feature_name="text_emb", collection_ids=["col_1"], vector=[0, 1, 0]))
     first, second = (await hits_of(harness, request)).hits
     assert (first[0].payload["object_id"], second[0].payload["object_id"]) == ("obj_0", "obj_1")
+
+
+async def test_more_like_a_stored_document_searches_by_its_vector_and_leaves_it_out(harness: Harness) -> None:
+    await seed(harness, "col_a", [[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]])
+    await seed(harness, "col_b", [[1, 0, 0]])
+    liked = ids.document_id("col_a", "obj_0", "blob_0")
+    request = retrieval([], ["col_a", "col_b"], limit=3)
+    request.searches[0].like = LikeDocument(document_id=liked, plugin_id=PLUGIN)
+    request.with_vectors = True
+    (hits,) = (await hits_of(harness, request)).hits
+    # Its own vector, [1, 0, 0], finds its twin in col_b and its neighbour; never itself.
+    assert [(h.collection_id, h.payload["object_id"]) for h in hits] == [
+        ("col_b", "obj_0"),
+        ("col_a", "obj_1"),
+        ("col_a", "obj_2"),
+    ]
+    assert hits[0].score == pytest.approx(1.0) and hits[0].vectors == {"text_emb": pytest.approx([1.0, 0.0, 0.0])}
+    request.searches[0].like = LikeDocument(document_id="doc_nope", plugin_id=PLUGIN, collection_id="col_a")
+    answer = await harness.search(request)
+    assert answer.status_code == 422
+    assert "document doc_nope has no vector 'text_emb' in collection(s) ['col_a']" in answer.json()["detail"]
 
 
 async def test_euclid_hits_keep_qdrant_distance_order(harness: Harness) -> None:

@@ -16,7 +16,7 @@ from registry_twins import ADMIN, Twins, limited_to, twins
 
 from featurebus.common.events import FeatureSpec, PluginManifest, VectorIndex
 from featurebus.common.model_store import ModelFile, blob_key
-from featurebus.common.queries import SearchHit
+from featurebus.common.queries import LikeDocument, SearchHit
 from featurebus.registry.auth import principal
 from featurebus.registry.errors import Conflict, Invalid, NotFound, install_error_handlers
 from featurebus.registry.query_services import Refused, Unreachable
@@ -233,7 +233,7 @@ async def test_execute_embeds_the_queries_searches_with_the_vectors_and_returns_
     [query] = embed.queries
     assert (query.feature_name, query.text) == (FEATURE, "feline pets")
     assert query.plugin.plugin_id == PLUGIN and query.plugin.parameters == {"model": "large", "batch": 8}
-    assert (searched.namespace_id, searched.limit) == (ns.id, 5)
+    assert (searched.namespace_id, searched.limit) == (ns.id, 6)  # one more: whether a next page exists
     assert searched.where == [{"field": "lang", "operator": "eq", "value": "en"}] and searched.filters == {}
     [vector_search] = searched.searches
     assert (vector_search.feature_name, vector_search.collection_ids) == (FEATURE, [col.id])
@@ -242,7 +242,8 @@ async def test_execute_embeds_the_queries_searches_with_the_vectors_and_returns_
     assert done.retriever_id == made.id and [h.document_id for h in done.hits] == ["d1", "d2"]
     shown = Results.of(done).model_dump()
     assert shown["results"][0] == {"title": "cats", "document_id": "d1", "collection_id": col.id, "score": 0.9}
-    assert set(shown) == {"results", "retriever_id", "execution_time_ms", "stage_statistics"}
+    assert set(shown) == {"results", "retriever_id", "execution_time_ms", "stage_statistics", "pagination"}
+    assert shown["pagination"] == {"offset": 0, "limit": 2, "next_cursor": None}
     # What each stage did: the search found two, the filter ran inside it.
     search_run, filter_run = shown["stage_statistics"]
     assert (search_run["stage_index"], search_run["stage_id"], search_run["output_count"]) == (0, "feature_search", 2)
@@ -260,7 +261,7 @@ async def test_several_searches_are_fused_and_the_smallest_limit_wins() -> None:
     t.queries.hits = [[hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)], [hit("b", 0.99), hit("c", 0.5)]]
     done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q", "other": "o"}, 50)
     [embed], [searched] = t.queries.embedded, t.queries.searched
-    assert [q.text for q in embed.queries] == ["q", "o"] and searched.limit == 2 and len(searched.searches) == 2
+    assert [q.text for q in embed.queries] == ["q", "o"] and searched.limit == 3 and len(searched.searches) == 2
     assert [h.document_id for h in done.hits] == ["b", "c"]  # in both lists: fused above "a"
 
 
@@ -320,7 +321,7 @@ async def test_a_group_by_searches_for_more_results_than_it_answers() -> None:
     t.queries.hits = [[hit(f"d{i}", 1 - i / 100, object_id=f"o{i // 3}") for i in range(30)]]
     done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, 4)
     [searched] = t.queries.searched
-    assert searched.limit == 20  # five times the 4 wanted
+    assert searched.limit == 25  # five times the 4 wanted (and one more, for a next page)
     assert [h.document_id for h in done.hits] == ["d0", "d3", "d6", "d9"]
 
 
@@ -425,7 +426,7 @@ async def test_a_rerank_re_scores_the_first_top_n_by_the_reranker_and_keeps_the_
         ("d", 11.0, 0.6),
         ("a", 3.0, 0.9),
     ]
-    shown = Results.of(done, explain=True).model_dump()
+    shown = Results.of(done, ExecuteRetriever(input={}, explain=True)).model_dump()
     assert shown["results"][0]["search_score"] == 0.8
     assert shown["results"][0]["explain"] == [
         {"stage_index": 0, "stage_id": "feature_search", "rank": 2, "score": 0.8},
@@ -515,6 +516,101 @@ async def test_creation_refuses_bad_fusion_weights_and_min_scores(params: dict[s
         await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, body)
 
 
+# ------------------------------------------------------- more like this, pages, projections
+
+
+async def test_more_like_a_stored_document_searches_by_its_vector_without_embedding() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    col = await collection(t, ns)
+    both = [search(query={"document_id": "{{INPUT.like}}", "collection_id": "articles"}), search()]
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(*both))
+    t.queries.hits = [[hit("b", 0.9)], [hit("c", 0.8)]]
+    await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"like": "doc_a", "query": "q"}, None)
+    [embed], [searched] = t.queries.embedded, t.queries.searched
+    assert [q.text for q in embed.queries] == ["q"]  # only the text is embedded
+    liked, texted = searched.searches
+    assert liked.like == LikeDocument(document_id="doc_a", plugin_id=PLUGIN, collection_id=col.id)
+    assert liked.vector == [] and texted.like is None and texted.vector == t.queries.vector
+    with pytest.raises(Invalid, match=r"searches\[0\]\.query\.document_id must be a document's id"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"like": "", "query": "q"}, None)
+    await t.tables.collections.delete(col.id)
+    with pytest.raises(NotFound, match="collection 'articles'"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"like": "doc_a", "query": "q"}, None)
+
+
+async def test_pages_follow_each_other_by_cursor_and_a_foreign_cursor_is_refused() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search()))
+    t.queries.hits = [[hit(f"d{i}", 1 - i / 10) for i in range(5)]]
+    seen, cursor, offsets = [], None, []
+    while True:
+        page = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, 2, cursor=cursor)
+        seen += [h.document_id for h in page.hits]
+        offsets.append(page.offset)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ["d0", "d1", "d2", "d3", "d4"] and offsets == [0, 2, 4]
+    assert [s.limit for s in t.queries.searched] == [3, 5, 7]  # each page's end and one more
+    shown = Results.of(await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, 2, offset=1))
+    assert [r["document_id"] for r in shown.results] == ["d1", "d2"] and shown.pagination["offset"] == 1
+    first = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, 2)
+    for inputs, limit in (({"query": "other"}, 2), ({"query": "q"}, 3)):
+        with pytest.raises(Invalid, match="cursor was given for another retriever, input or limit"):
+            await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", inputs, limit, cursor=first.next_cursor)
+    with pytest.raises(Invalid, match="cursor is not one this API gave"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, 2, cursor="bm9wZQ")
+    with pytest.raises(Invalid, match="offset 995 \\+ limit 10 goes past the 1000 results"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, 10, offset=995)
+
+
+def test_the_execute_body_checks_paging_and_projections() -> None:
+    for body, message in (
+        ({"offset": -1}, "offset must be a whole number from 0 to 1000"),
+        ({"offset": 1, "cursor": "x"}, "give offset or cursor, not both"),
+        ({"include_fields": "title"}, "include_fields must list payload field names"),
+        ({"exclude_fields": [""]}, "exclude_fields must list payload field names"),
+        ({"return_vectors": "yes"}, "return_vectors must be true or false"),
+    ):
+        with pytest.raises(Invalid, match=message):
+            ExecuteRetriever.model_validate({"input": {}, **body})
+
+
+async def test_results_carry_the_fields_asked_for_and_the_vectors_they_were_found_by() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search(), search()))
+    found = hit("a", 0.9, title="t", text="long", meta={"views": 3, "lang": "en"})
+    t.queries.hits = [
+        [found.model_copy(update={"vectors": {"v1": [1.0]}})],
+        [found.model_copy(update={"vectors": {"v2": [2.0]}})],
+    ]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None, with_vectors=True)
+    assert t.queries.searched[0].with_vectors is True
+    body = ExecuteRetriever.model_validate(
+        {"input": {}, "include_fields": ["title", "meta.lang", "nope"], "return_vectors": True}
+    )
+    [result] = Results.of(done, body).results
+    assert {k: v for k, v in result.items() if k != "score"} == {
+        "title": "t",
+        "meta": {"lang": "en"},
+        "document_id": "a",
+        "collection_id": "col_docs_articles",
+        "vectors": {"v1": [1.0], "v2": [2.0]},  # found by both searches
+    }
+    body = ExecuteRetriever.model_validate({"input": {}, "exclude_fields": ["text", "meta.views"]})
+    [result] = Results.of(done, body).results
+    assert result["meta"] == {"lang": "en"} and "text" not in result and "vectors" not in result
+    assert done.hits[0].payload["meta"] == {"views": 3, "lang": "en"}  # the hit itself is untouched
+
+
 # ------------------------------------------------------------------------------------- history
 
 
@@ -542,7 +638,7 @@ async def test_executions_are_kept_newest_first_failed_ones_with_their_error_and
         "hint": '{"input": {"query": ...}}',
     }
     assert (last_ok.status, last_ok.inputs, last_ok.limit, last_ok.result_count) == ("completed", {"query": "q4"}, 1, 1)
-    assert [s["stage_id"] for s in last_ok.stage_statistics] == ["feature_search", "filter"]
+    assert [s["stage_id"] for s in last_ok.stage_statistics] == ["feature_search", "filter", "limit"]
     assert all(e.retriever_id == made.id for e in kept)
     second, _ = await retrievers.list_executions(t.c, ADMIN, "docs", made.id, 1, 1)
     assert [e.id for e in second] == [failed.id]

@@ -34,6 +34,7 @@ __all__ = [
     "EmbedResponse",
     "InferRequest",
     "InferResponse",
+    "LikeDocument",
     "QueryRefusal",
     "QueryText",
     "RerankRequest",
@@ -87,12 +88,22 @@ class EmbedResponse(_Model):
     vectors: list[list[float]]
 
 
+class LikeDocument(_Model):
+    """A stored document whose vector is the query ("more like this"); it is left out of the hits."""
+
+    document_id: str
+    plugin_id: str  # whose vector of the document: the feature's plugin
+    collection_id: str | None = None  # where it is stored; None: the first of the search's collections having it
+
+
 class VectorSearch(_Model):
-    """One ``feature_search`` with its query vector: the named vector of each collection."""
+    """One ``feature_search`` with its query: a vector, or a stored document's (``like``); the named
+    vector of each collection."""
 
     feature_name: str
     collection_ids: list[str]
-    vector: list[float]
+    vector: list[float] = Field(default_factory=list)
+    like: LikeDocument | None = None
 
 
 class SearchRequest(_Model):
@@ -106,6 +117,8 @@ class SearchRequest(_Model):
     filters: dict[str, Any] = Field(default_factory=dict)
     # Filters in the filter language (featurebus.common.filters), all of which must hold.
     where: list[dict[str, Any]] = Field(default_factory=list)
+    # Each hit with the vector it was found by (SearchHit.vectors).
+    with_vectors: bool = False
 
 
 class InferRequest(_Model):
@@ -147,6 +160,8 @@ class SearchHit(_Model):
     payload: dict[str, Any] = Field(default_factory=dict)
     # Beside ``score`` once a rerank stage re-scored the hit: the search's (fused) score it had.
     search_score: float | None = None
+    # With ``SearchRequest.with_vectors``: the named vectors it was found by.
+    vectors: dict[str, list[float]] | None = None
 
 
 class SearchResponse(_Model):

@@ -177,14 +177,23 @@ class QdrantIndex:
         limit: int,
         filters: Mapping[str, Any] | None = None,
         where: Sequence[Mapping[str, Any]] = (),
+        *,
+        with_vector: bool = False,
+        leave_out: str | None = None,
     ) -> list[SearchHit]:
-        """Nearest points by one named vector, in Qdrant's order, with their payloads.
+        """Nearest points by one named vector, in Qdrant's order, with their payloads (and that
+        vector, ``with_vector``); ``leave_out``: a point id not to answer ("more like this" itself).
 
         The first search filtering on a field starts creating its payload index, without waiting.
         """
         name = collection_name(collection_id)
         query_filter = payload_filter(filters or {}, where)
         self.payload_indexes.ensure(name, index_schemas(filters or {}, where))
+        if leave_out is not None:
+            query_filter = models.Filter(
+                must=[query_filter] if query_filter is not None else None,
+                must_not=[models.HasIdCondition(has_id=[leave_out])],
+            )
         try:
             response = await self.client.query_points(
                 name,
@@ -193,6 +202,7 @@ class QdrantIndex:
                 limit=limit,
                 query_filter=query_filter,
                 with_payload=True,
+                with_vectors=[vector_name] if with_vector else False,
             )
         except (ResponseHandlingException, UnexpectedResponse) as exc:
             raise self._classify(exc) from exc
@@ -202,9 +212,23 @@ class QdrantIndex:
                 collection_id=collection_id,
                 score=point.score,
                 payload=dict(point.payload or {}),
+                vectors={vector_name: list(_named(point.vector, vector_name))} if with_vector else None,
             )
             for point in response.points
         ]
+
+    async def vector_of(self, collection_id: str, point_id: str, vector_name: str) -> list[float] | None:
+        """The point's named vector, None when the point (or that vector of it) is not there."""
+        try:
+            points = await self.client.retrieve(
+                collection_name(collection_id), ids=[point_id], with_payload=False, with_vectors=[vector_name]
+            )
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            raise self._classify(exc) from exc
+        if not points:
+            return None
+        found = _named(points[0].vector, vector_name)
+        return list(found) if found else None
 
     async def close(self) -> None:
         await self.payload_indexes.close()
@@ -218,3 +242,11 @@ class QdrantIndex:
         if isinstance(exc, UnexpectedResponse) and exc.status_code is not None and exc.status_code >= 500:
             return QdrantUnavailable(f"Qdrant answered {exc.status_code}: {exc}")
         return exc
+
+
+def _named(vectors: Any, name: str) -> Sequence[float]:
+    """One named dense vector of a point's ``vector`` field ([] when it has none by that name)."""
+    if isinstance(vectors, dict):
+        found = vectors.get(name)
+        return found if isinstance(found, list) else []
+    return []

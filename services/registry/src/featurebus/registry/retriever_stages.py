@@ -343,12 +343,13 @@ class StageRun:
 
 @dataclass
 class Finished:
-    """An execution's results, what each stage did, and each result's rank and score after each
-    stage it went through (``trace``, by (collection_id, document_id))."""
+    """An execution's page of results, what each stage did, each result's rank and score after
+    each stage it went through (``trace``, by (collection_id, document_id)), whether more follow."""
 
     hits: list[SearchHit]
     runs: list[StageRun]
     trace: dict[tuple[str, str], list[dict[str, Any]]]
+    more: bool = False  # results follow the page
 
     def explain(self, hit: SearchHit) -> list[dict[str, Any]]:
         return self.trace.get(_key(hit), [])
@@ -450,7 +451,7 @@ def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict
 
 @dataclass
 class ExecutionPlan:
-    limit: int  # how many results each search gives, and the most an execution answers
+    limit: int  # the most an execution answers (a page)
     searches: list[tuple[str, dict[str, Any]]]
     filters: list[dict[str, Any]] = field(default_factory=list)  # checked filters, all of which must hold
     after: list[tuple[int, str, PostStage]] = field(default_factory=list)  # (index, stage_id, stage), in order
@@ -458,12 +459,13 @@ class ExecutionPlan:
     limit_stage: int | None = None  # the limit stage folded into ``limit``, if any
     filter_stages: list[tuple[int, str]] = field(default_factory=list)
     search_stages: list[tuple[int, str]] = field(default_factory=list)
+    offset: int = 0  # where the page starts
 
     @property
     def fetch(self) -> int:
-        """How many results each search gives: more than ``limit`` when a group_by will collapse
-        them, or a rerank re-scores more."""
-        wanted = max([self.limit, *(s.top_n or 0 for _, _, s in self.after if isinstance(s, Rerank))])
+        """How many results each search gives: the page's end and one more (whether a next page
+        exists); more when a group_by will collapse them, or a rerank re-scores more."""
+        wanted = max([self.offset + self.limit + 1, *(s.top_n or 0 for _, _, s in self.after if isinstance(s, Rerank))])
         grouped = any(isinstance(stage, Group) for _, _, stage in self.after)
         return min(MAX_LIMIT, wanted * GROUP_CANDIDATES if grouped else wanted)
 
@@ -480,7 +482,8 @@ class ExecutionPlan:
         return [w if (w := number(s.get("weight"), "weight")) is not None else 1.0 for _, s in self.searches]
 
     async def finish(self, fused: list[SearchHit], searched: StageRun, score: Scorer) -> Finished:
-        """The fused results through the stages after the search, at most ``limit`` of them."""
+        """The fused results through the stages after the search; the page from ``offset``, at most
+        ``limit`` of them."""
         runs = [searched]
         trace: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
@@ -507,11 +510,13 @@ class ExecutionPlan:
             out = await stage.run(hits, score) if isinstance(stage, Rerank) else stage.apply(hits)
             record(StageRun(index, sid, len(hits), len(out), (time.perf_counter() - began) * 1000), hits, out)
             hits = out
-        if len(hits) > self.limit or self.limit_stage is not None:
-            out = hits[: self.limit]
+        end = self.offset + self.limit
+        more = len(hits) > end
+        if more or self.offset or self.limit_stage is not None:
+            out = hits[self.offset : end]
             record(StageRun(self.limit_stage, "limit", len(hits), len(out), 0.0), hits, out)
             hits = out
-        return Finished(hits, runs, trace)
+        return Finished(hits, runs, trace, more)
 
 
 def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> ExecutionPlan:

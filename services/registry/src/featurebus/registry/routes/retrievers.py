@@ -3,6 +3,7 @@ history of recent executions (``GET .../executions``)."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.errors import Invalid
 from featurebus.registry.paging import Listing, Page, page
 from featurebus.registry.records import Retriever, RetrieverExecution
-from featurebus.registry.retriever_stages import StageProblem, count
+from featurebus.registry.retriever_stages import MAX_LIMIT, StageProblem, count
 from featurebus.registry.usecases import retrievers
 from featurebus.registry.usecases.retrievers import Execution
 
@@ -58,13 +59,21 @@ class CreateRetriever(BaseModel):
 
 class ExecuteRetriever(BaseModel):
     """``input`` (or ``inputs``): the values of the stages' ``{{INPUT.x}}``; ``limit``: at most this
-    many results; ``explain``: each result with its rank and score after each stage, and each
-    stage's dropped results."""
+    many results (a page); ``offset``, or ``cursor`` (the previous page's ``next_cursor``): where
+    the page starts; ``explain``: each result with its rank and score after each stage, and each
+    stage's dropped results; ``return_vectors``: each result with the vectors it was found by;
+    ``include_fields``/``exclude_fields``: which payload fields each result carries (dots for
+    nested ones)."""
 
     model_config = ConfigDict(extra="ignore")
     input: dict[str, Any]
     limit: int | None = None
+    offset: int = 0
+    cursor: str | None = None
     explain: bool = False
+    return_vectors: bool = False
+    include_fields: list[str] | None = None
+    exclude_fields: list[str] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -76,10 +85,31 @@ class ExecuteRetriever(BaseModel):
             limit = count(body.get("limit"), "limit")
         except StageProblem as exc:
             raise Invalid(f"{exc} (after filling in input)", exc.hint) from None
-        explain = body.get("explain", False)
-        if not isinstance(explain, bool):
-            raise Invalid("explain must be true or false", '{"input": {...}, "explain": true}')
-        return {"input": inputs, "limit": limit, "explain": explain}
+        for flag in ("explain", "return_vectors"):
+            if not isinstance(body.get(flag, False), bool):
+                raise Invalid(f"{flag} must be true or false", f'{{"input": {{...}}, "{flag}": true}}')
+        offset = body.get("offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIMIT:
+            raise Invalid(f"offset must be a whole number from 0 to {MAX_LIMIT}", '{"offset": 20, "limit": 10}')
+        cursor = body.get("cursor")
+        if cursor is not None and (not isinstance(cursor, str) or len(cursor) > 200):
+            raise Invalid("cursor must be the next_cursor of a previous page", "pass it as the API gave it")
+        if cursor is not None and "offset" in body:
+            raise Invalid("give offset or cursor, not both", "a cursor knows its offset")
+        for name in ("include_fields", "exclude_fields"):
+            given = body.get(name)
+            if given is not None and (
+                not isinstance(given, list) or not all(isinstance(f, str) and f for f in given) or len(given) > 100
+            ):
+                raise Invalid(f"{name} must list payload field names (dots for nested ones)", f'"{name}": ["title"]')
+        return {
+            **{k: body[k] for k in ("explain", "return_vectors", "include_fields") if k in body},
+            "input": inputs,
+            "limit": limit,
+            "offset": offset,
+            "cursor": cursor,
+            "exclude_fields": body.get("exclude_fields") or [],
+        }
 
 
 class RetrieverView(BaseModel):
@@ -108,31 +138,75 @@ class Deleted(BaseModel):
 
 
 class Results(BaseModel):
-    """The hits, best first: each its payload's fields with ``document_id``, ``collection_id``,
-    ``score`` (and ``search_score`` once a rerank re-scored it; ``explain`` when asked), and what
-    each stage did (``stage_statistics``)."""
+    """One page of hits, best first: each its payload's fields (or those asked for) with
+    ``document_id``, ``collection_id``, ``score`` (and ``search_score`` once a rerank re-scored it;
+    ``vectors``, ``explain`` when asked); what each stage did (``stage_statistics``); where the
+    page is (``pagination``)."""
 
     results: list[dict[str, Any]]
     retriever_id: str
     execution_time_ms: float
     stage_statistics: list[dict[str, Any]]
+    pagination: dict[str, Any]
 
     @classmethod
-    def of(cls, e: Execution, explain: bool = False) -> Results:
+    def of(cls, e: Execution, body: ExecuteRetriever | None = None) -> Results:
+        body = body or ExecuteRetriever(input={})
         results = []
         for h in e.hits:
-            result = {**h.payload, "document_id": h.document_id, "collection_id": h.collection_id, "score": h.score}
+            result = {
+                **_projected(h.payload, body.include_fields, body.exclude_fields),
+                "document_id": h.document_id,
+                "collection_id": h.collection_id,
+                "score": h.score,
+            }
             if h.search_score is not None:
                 result["search_score"] = h.search_score
-            if explain:
+            if body.return_vectors:
+                result["vectors"] = h.vectors or {}
+            if body.explain:
                 result["explain"] = e.finished.explain(h)
             results.append(result)
         return cls(
             results=results,
             retriever_id=e.retriever_id,
             execution_time_ms=e.execution_time_ms,
-            stage_statistics=[run.view(explain) for run in e.finished.runs],
+            stage_statistics=[run.view(body.explain) for run in e.finished.runs],
+            pagination={"offset": e.offset, "limit": len(e.hits), "next_cursor": e.next_cursor},
         )
+
+
+def _projected(payload: dict[str, Any], include: list[str] | None, exclude: list[str]) -> dict[str, Any]:
+    """The payload with only the ``include`` fields (all when None), without the ``exclude`` ones."""
+    if include is not None:
+        kept: dict[str, Any] = {}
+        for name in include:
+            value, found = _at(payload, name.split("."))
+            if found:
+                _put(kept, name.split("."), value)
+        payload = kept
+    else:
+        payload = copy.deepcopy(payload) if any("." in name for name in exclude) else dict(payload)
+    for name in exclude:
+        *parents, last = name.split(".")
+        holder, found = _at(payload, parents)
+        if found and isinstance(holder, dict):
+            holder.pop(last, None)
+    return payload
+
+
+def _at(value: Any, path: list[str]) -> tuple[Any, bool]:
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None, False
+        value = value[part]
+    return value, True
+
+
+def _put(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = value
 
 
 class ExecutionView(BaseModel):
@@ -191,8 +265,18 @@ async def delete_retriever(
 async def execute(
     ns: str, retriever_id: str, body: ExecuteRetriever, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> Results:
-    execution = await retrievers.execute_retriever(c, who, ns, retriever_id, body.input, body.limit)
-    return Results.of(execution, body.explain)
+    execution = await retrievers.execute_retriever(
+        c,
+        who,
+        ns,
+        retriever_id,
+        body.input,
+        body.limit,
+        offset=body.offset,
+        cursor=body.cursor,
+        with_vectors=body.return_vectors,
+    )
+    return Results.of(execution, body)
 
 
 @router.get("/{retriever_id}/executions")

@@ -10,6 +10,8 @@ vectors, directly (``c.queries``: the internal APIs, each waited for up to
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import time
@@ -24,6 +26,7 @@ from featurebus.common.objectstore import ObjectMissing
 from featurebus.common.queries import (
     BUILTIN_RERANKERS,
     EmbedRequest,
+    LikeDocument,
     QueryText,
     RerankRequest,
     SearchHit,
@@ -41,6 +44,7 @@ from featurebus.registry.plugin_resolution import resolve_plugin
 from featurebus.registry.query_services import Refused, Unreachable
 from featurebus.registry.records import Namespace, Plugin, Retriever, RetrieverExecution
 from featurebus.registry.retriever_stages import (
+    MAX_LIMIT,
     Finished,
     Rerank,
     StageProblem,
@@ -87,15 +91,15 @@ class SearchFailed(DomainError):
 
 @dataclass(frozen=True)
 class Execution:
-    """What an execution found: the hits, best first, at most the plan's limit, and what each stage did."""
+    """What an execution found: one page of hits, best first, from ``offset``; what each stage
+    did; and the cursor of the next page (None when there is none)."""
 
     retriever_id: str
+    hits: list[SearchHit]
     finished: Finished
     execution_time_ms: float
-
-    @property
-    def hits(self) -> list[SearchHit]:
-        return self.finished.hits
+    offset: int = 0
+    next_cursor: str | None = None
 
 
 def checked_stages(stages: Any) -> list[Search]:
@@ -151,14 +155,25 @@ async def delete_retriever(c: Ctx, who: Principal, ns: str, retriever: str) -> R
 
 
 async def execute_retriever(
-    c: Ctx, who: Principal, ns: str, retriever: str, inputs: dict[str, Any], limit: int | None
+    c: Ctx,
+    who: Principal,
+    ns: str,
+    retriever: str,
+    inputs: dict[str, Any],
+    limit: int | None,
+    *,
+    offset: int = 0,
+    cursor: str | None = None,
+    with_vectors: bool = False,
 ) -> Execution:
     """Fill in ``inputs``, embed the queries, search with the vectors, fuse the hits and run the
-    stages after the search; the execution is kept in the retriever's history, failed or not."""
+    stages after the search; answer the page at ``offset`` (or where ``cursor``, which an earlier
+    page of the same input and limit gave, points). The execution is kept in the retriever's
+    history, failed or not."""
     began = time.perf_counter()
     namespace, found = await _namespace_and_retriever(c, who, ns, retriever)
     try:
-        done = await _execute(c, namespace, found, inputs, limit, began)
+        done = await _execute(c, namespace, found, inputs, limit, offset, cursor, with_vectors, began)
     except DomainError as exc:
         ms = (time.perf_counter() - began) * 1000
         error = {"status": exc.status, "detail": exc.detail, "hint": exc.hint}
@@ -231,7 +246,15 @@ def _remember(
 
 
 async def _execute(
-    c: Ctx, namespace: Namespace, found: Retriever, inputs: dict[str, Any], limit: int | None, began: float
+    c: Ctx,
+    namespace: Namespace,
+    found: Retriever,
+    inputs: dict[str, Any],
+    limit: int | None,
+    offset: int,
+    cursor: str | None,
+    with_vectors: bool,
+    began: float,
 ) -> Execution:
     try:
         plan = plan_execution(fill(found.stages, inputs), limit, DEFAULT_LIMIT)
@@ -240,24 +263,43 @@ async def _execute(
         raise Invalid(f"input.{key} is required by this retriever", f'{{"input": {{"{key}": ...}}}}') from None
     except StageProblem as exc:
         raise Invalid(f"{exc} (after filling in input)", exc.hint) from None
+    page, fingerprint = plan.limit, _fingerprint(found.id, inputs, plan.limit)
+    if cursor is not None:
+        offset = _offset_of(cursor, fingerprint)
+    if offset + page > MAX_LIMIT:
+        raise Invalid(
+            f"offset {offset} + limit {page} goes past the {MAX_LIMIT} results an execution can page through",
+            "narrow the query (a filter stage) rather than paging further",
+        )
+    plan.offset = offset
     searched_at = time.perf_counter()
     searches = [await _search_spec(c, namespace, found, where, search) for where, search in plan.searches]
     request_id = uuid.uuid4().hex
-    embed = EmbedRequest(request_id=request_id, namespace_id=namespace.id, queries=[s.query for s in searches])
-    if len(embed.model_dump_json()) > MAX_QUERY_BYTES:
-        raise Invalid(f"input: the queries add up to more than {MAX_QUERY_BYTES} bytes", "send shorter queries")
-    vectors = (await answer_of("inference", c.queries.embed(embed))).vectors
-    if len(vectors) != len(searches):
-        raise SearchFailed(f"inference answered {len(vectors)} vectors for {len(searches)} queries")
+    texts = [s.query for s in searches if s.query is not None]
+    vectors: list[list[float]] = []
+    if texts:
+        embed = EmbedRequest(request_id=request_id, namespace_id=namespace.id, queries=texts)
+        if len(embed.model_dump_json()) > MAX_QUERY_BYTES:
+            raise Invalid(f"input: the queries add up to more than {MAX_QUERY_BYTES} bytes", "send shorter queries")
+        vectors = (await answer_of("inference", c.queries.embed(embed))).vectors
+        if len(vectors) != len(texts):
+            raise SearchFailed(f"inference answered {len(vectors)} vectors for {len(texts)} queries")
+    embedded = iter(vectors)
     search = SearchRequest(
         request_id=request_id,
         namespace_id=namespace.id,
         searches=[
-            VectorSearch(feature_name=s.query.feature_name, collection_ids=s.collection_ids, vector=v)
-            for s, v in zip(searches, vectors, strict=True)
+            VectorSearch(
+                feature_name=s.feature_name,
+                collection_ids=s.collection_ids,
+                vector=next(embedded) if s.query is not None else [],
+                like=s.like,
+            )
+            for s in searches
         ],
         limit=plan.fetch,
         where=plan.filters,
+        with_vectors=with_vectors,
     )
     answer = await answer_of("indexer", c.queries.search(search))
     if len(answer.hits) != len(searches):
@@ -267,7 +309,9 @@ async def _execute(
     searched = StageRun(index, sid, None, len(fused), (time.perf_counter() - searched_at) * 1000)
 
     async def score(rerank: Rerank, texts: list[str]) -> list[float]:
-        query = rerank.query or searches[0].query.text
+        query = rerank.query or next((s.query.text for s in searches if s.query is not None), None)
+        if query is None:
+            raise Invalid(f"{rerank.where}.query: the searches have no text query to rerank against", RERANK_QUERY_HINT)
         if rerank.model.startswith("mixpeek://"):
             return await _plugin_scores(c, namespace, found, rerank, query, texts, request_id)
         asked = RerankRequest(
@@ -282,15 +326,48 @@ async def _execute(
         finished = await plan.finish(fused, searched, score)
     except StageProblem as exc:
         raise Invalid(str(exc), exc.hint) from None
-    return Execution(found.id, finished, round((time.perf_counter() - began) * 1000, 1))
+    more = finished.more and offset + page < MAX_LIMIT
+    next_cursor = _cursor(offset + page, fingerprint) if more else None
+    ms = round((time.perf_counter() - began) * 1000, 1)
+    return Execution(found.id, finished.hits, finished, ms, offset, next_cursor)
+
+
+def _fingerprint(retriever_id: str, inputs: dict[str, Any], page: int) -> str:
+    """What a cursor is valid for: this retriever, this input, this page size."""
+    given = json.dumps([retriever_id, inputs, page], sort_keys=True, default=str)
+    return hashlib.sha256(given.encode()).hexdigest()[:16]
+
+
+def _cursor(offset: int, fingerprint: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode().rstrip("=")
+
+
+def _offset_of(cursor: str, fingerprint: str) -> int:
+    try:
+        given = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset, made_for = given["o"], given["f"]
+    except (ValueError, TypeError, KeyError):
+        raise Invalid("cursor is not one this API gave", "pass the next_cursor of the previous page as is") from None
+    if made_for != fingerprint or not isinstance(offset, int) or offset < 0:
+        raise Invalid(
+            "cursor was given for another retriever, input or limit",
+            "page with the same input and limit as the first page, or start again without a cursor",
+        )
+    return offset
+
+
+RERANK_QUERY_HINT = '"query": "{{INPUT.query}}" in the rerank stage\'s parameters'
 
 
 @dataclass(frozen=True)
 class _ResolvedSearch:
-    """One search of a plan: the query for inference, the collections for the indexer."""
+    """One search of a plan: the text for inference to embed, or the stored document whose vector
+    the indexer searches with; the collections for the indexer."""
 
-    query: QueryText
+    feature_name: str
     collection_ids: list[str]
+    query: QueryText | None = None
+    like: LikeDocument | None = None
 
 
 Answer = TypeVar("Answer")
@@ -335,15 +412,29 @@ async def _feature(c: Ctx, namespace: Namespace, uri: str, where: str) -> tuple[
     return plugin, parsed.feature
 
 
+QUERY_HINT = '"query": "{{INPUT.query}}" (a text) or {"document_id": "{{INPUT.like}}"} (more like a stored document)'
+
+
 def _query_text(c: Ctx, where: str, query: Any) -> str:
     if isinstance(query, dict):
         query = query.get("text") or query.get("value")
     if not isinstance(query, str) or not query:
-        raise Invalid(f"{where}.query: each search needs a text query", '"query": "{{INPUT.query}}"')
+        raise Invalid(f"{where}.query: each search needs a text query or a document_id", QUERY_HINT)
     size, most = len(query.encode()), c.settings.max_inline_text_bytes
     if size > most:
         raise Invalid(f"{where}.query is {size} bytes; a query is limited to {most}", "send a shorter query")
     return query
+
+
+async def _liked(c: Ctx, namespace: Namespace, where: str, query: dict[str, Any], plugin: Plugin) -> LikeDocument:
+    """A "more like this" query: the stored document (and its collection, by id or name, if given)."""
+    document_id, collection = query.get("document_id"), query.get("collection_id") or query.get("collection")
+    if not isinstance(document_id, str) or not document_id:
+        raise Invalid(f"{where}.query.document_id must be a document's id", QUERY_HINT)
+    if collection is not None and not isinstance(collection, str):
+        raise Invalid(f"{where}.query.collection_id must be a collection id or name")
+    collection_id = (await resolve_collection(c.tables, namespace, collection)).id if collection else None
+    return LikeDocument(document_id=document_id, plugin_id=plugin.plugin_id, collection_id=collection_id)
 
 
 async def _check_reranker(c: Ctx, namespace: Namespace, model: str, where: str) -> None:
@@ -429,7 +520,11 @@ async def _search_spec(
     c: Ctx, namespace: Namespace, retriever: Retriever, where: str, search: dict[str, Any]
 ) -> _ResolvedSearch:
     plugin, feature = await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
-    query = _query_text(c, where, search.get("query"))
+    given = search.get("query")
+    like = (
+        await _liked(c, namespace, where, given, plugin) if isinstance(given, dict) and "document_id" in given else None
+    )
+    text = None if like else _query_text(c, where, given)
     if retriever.collection_ids is not None:
         collection_ids = retriever.collection_ids
     else:
@@ -444,8 +539,8 @@ async def _search_spec(
             f"{where}.feature_uri: no collection of this namespace has the feature {feature!r}",
             "create a collection with the plugin first",
         )
+    if text is None:
+        return _ResolvedSearch(feature, collection_ids, like=like)
     parameters = await _parameters(c, collection_ids, plugin)
-    return _ResolvedSearch(
-        QueryText(plugin=plugin_ref(plugin, parameters), feature_name=feature, text=query, deployment=plugin.serving),
-        collection_ids,
-    )
+    query = QueryText(plugin=plugin_ref(plugin, parameters), feature_name=feature, text=text, deployment=plugin.serving)
+    return _ResolvedSearch(feature, collection_ids, query=query)
