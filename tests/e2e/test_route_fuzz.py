@@ -265,6 +265,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         ),
     ),
     ("GET", "/v1/namespaces/{ns}/retrievers/{retriever_id}"): Route(),
+    ("GET", "/v1/namespaces/{ns}/retrievers/{retriever_id}/executions"): Route(),
     ("DELETE", "/v1/namespaces/{ns}/retrievers/{retriever_id}"): Route(destructive=True),
     ("POST", "/v1/namespaces/{ns}/retrievers/{retriever_id}/execute"): Route(
         {"input": {"query": "hello"}, "limit": 5},

@@ -386,6 +386,7 @@ def cross_tenant_attempts(t: Tenants) -> list[Attempt]:
     for ns in [*b_forms, t.a_id]:
         for ident in (t.b_retriever, t.b_retriever_name):
             add("GET", retrievers + "/{retriever_id}", 404, ns=ns, retriever_id=ident)
+            add("GET", retrievers + "/{retriever_id}/executions", 404, ns=ns, retriever_id=ident)
             add("DELETE", retrievers + "/{retriever_id}", 404, ns=ns, retriever_id=ident)
             add(
                 "POST",
