@@ -34,6 +34,7 @@ __all__ = [
     "blob_key",
     "content_problem",
     "file_problem",
+    "is_cross_encoder",
     "manifest_key",
     "revision_of",
     "staging_key",
@@ -133,3 +134,10 @@ def content_problem(path: str, head: bytes) -> str | None:
     elif fmt == "onnx" and head[:1] != b"\x08":
         return "is not an ONNX model (a serialized onnx.ModelProto starts with its ir_version field)"
     return None
+
+
+def is_cross_encoder(config: object) -> bool:
+    """Whether a model's parsed ``config.json`` names a ``...ForSequenceClassification``
+    architecture: what sentence-transformers' ``CrossEncoder`` loads, and a rerank stage needs."""
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return any(str(a).endswith("ForSequenceClassification") for a in architectures or [])

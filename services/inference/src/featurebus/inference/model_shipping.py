@@ -25,7 +25,7 @@ from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, Objec
 from featurebus.inference.model_cache import ModelShipment
 from featurebus.runtime import PluginError
 
-__all__ = ["ModelShipper"]
+__all__ = ["ModelShipper", "read_manifest"]
 
 log = logging.getLogger("featurebus.inference.models")
 
@@ -74,11 +74,7 @@ class ModelShipper:
         seen = self._manifests.get((scope, name))
         if seen is not None and now - seen[0] < self.refresh_s:
             return seen[1]
-        try:
-            raw = await self.store.get_bytes(self.store.uri(manifest_key(scope, name)))
-            manifest: ModelManifest | None = ModelManifest.model_validate(json.loads(raw))
-        except ObjectMissing:
-            manifest = None
+        manifest = await read_manifest(self.store, scope, name)
         self._manifests[(scope, name)] = (now, manifest)
         return manifest
 
@@ -109,6 +105,15 @@ class ModelShipper:
                 return
             if key not in keep:
                 total -= self._held.pop(key)[1]
+
+
+async def read_manifest(store: ObjectStore, scope: str | None, name: str) -> ModelManifest | None:
+    """The registry's manifest of model ``name`` of ``scope`` (None: the cluster's), None when it has none."""
+    try:
+        raw = await store.get_bytes(store.uri(manifest_key(scope, name)))
+    except ObjectMissing:
+        return None
+    return ModelManifest.model_validate(json.loads(raw))
 
 
 def _wanted(plugin: PluginRef) -> list[tuple[str | None, str]]:

@@ -30,10 +30,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from featurebus.common.model_store import ModelManifest, blob_key, manifest_key
+from featurebus.common.model_store import ModelManifest, blob_key, is_cross_encoder
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore
 from featurebus.common.queries import BUILTIN_RERANKERS, RerankRequest, RerankResponse
 from featurebus.inference.model_cache import ModelDamaged, ModelShipment, NodeModels
+from featurebus.inference.model_shipping import read_manifest
 
 __all__ = ["MAX_DOCUMENTS", "RerankFailed", "Rerankers"]
 
@@ -163,10 +164,7 @@ class Rerankers:
         if seen is not None and now - seen[0] < self.refresh_s:
             return seen[1]
         try:
-            raw = await self.store.get_bytes(self.store.uri(manifest_key(None, name)))
-            manifest: ModelManifest | None = ModelManifest.model_validate(json.loads(raw))
-        except ObjectMissing:
-            manifest = None
+            manifest = await read_manifest(self.store, None, name)
         except ValueError:  # a manifest the registry did not write: an invalid reranker name
             manifest = None
         self._manifests[name] = (now, manifest)
@@ -193,8 +191,8 @@ def _check_cross_encoder(name: str, path: Any) -> None:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         raise RerankFailed(f"reranker {name} has no readable config.json: it is not a transformers model") from None
-    architectures = config.get("architectures") or []
-    if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+    if not is_cross_encoder(config):
+        architectures = config.get("architectures") if isinstance(config, dict) else None
         raise RerankFailed(
             f"model {name} is not a cross-encoder: its config.json names architectures {architectures}, "
             "none of them ...ForSequenceClassification",

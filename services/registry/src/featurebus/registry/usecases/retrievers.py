@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from featurebus.common import ids
-from featurebus.common.model_store import blob_key
+from featurebus.common.model_store import blob_key, is_cross_encoder
 from featurebus.common.objectstore import ObjectMissing
 from featurebus.common.queries import (
     BUILTIN_RERANKERS,
@@ -470,10 +470,9 @@ async def _is_cross_encoder(c: Ctx, model: Any) -> bool:
         return False
     try:
         raw = await c.store.get_bytes(c.store.uri(blob_key(None, config.sha256)))
-        architectures = json.loads(raw).get("architectures") or []
-    except (ObjectMissing, ValueError, AttributeError):
+        return is_cross_encoder(json.loads(raw))
+    except (ObjectMissing, ValueError):
         return False
-    return any(str(a).endswith("ForSequenceClassification") for a in architectures)
 
 
 async def _plugin_scores(
