@@ -12,7 +12,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 EXTRAS := libs/sdk:cli libs/common:dlq
 EDITABLE := $(foreach p,$(PACKAGES),-e '$(p)$(patsubst $(p):%,[%],$(filter $(p):%,$(EXTRAS)))')
 STAMP := $(VENV)/.installed
-DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy check-jsonschema==0.39.0 kubernetes-validate==1.37.0
+DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy types-jsonschema check-jsonschema==0.39.0 kubernetes-validate==1.37.0
 
 .PHONY: setup run stop test lint docs clean
 

@@ -33,7 +33,7 @@ from stack import LocalStack, exit_status, free_port, running_pid, start_process
 
 from featurebus.common.settings import DEFAULT_INDEXER_PORT, DEFAULT_INFERENCE_PORT, DEFAULT_REGISTRY_INTERNAL_PORT
 
-__all__ = ["SERVICES", "TOKEN_FILE", "LocalServices", "internal_token"]
+__all__ = ["METRICS_PORTS", "SERVICES", "TOKEN_FILE", "LocalServices", "internal_token"]
 
 SERVICES = ("indexer", "dispatcher", "scanner", "inference", "registry")
 TOKEN_FILE = "internal-token"
@@ -43,6 +43,10 @@ INTERNAL_APIS = (
     ("indexer", "/internal/v1/search"),
     ("registry", "/internal/v1/secrets"),
 )
+# The services without an HTTP server of their own serve /metrics on FEATUREBUS_METRICS_PORT; `make run`
+# gives them these (the registry serves /metrics on its REST port, inference and the indexer on their
+# internal API's port).
+METRICS_PORTS = {"dispatcher": 8040, "scanner": 8050}
 # The variable that sets the port of each service's internal API.
 INTERNAL_PORT_VARS = {
     "inference": "FEATUREBUS_INFERENCE_PORT",
@@ -82,8 +86,11 @@ class LocalServices:
         inference_port: int | None = None,
         indexer_port: int | None = None,
         registry_internal_port: int | None = None,
+        metrics_ports: dict[str, int] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        # Where the dispatcher and the scanner serve /metrics (free ports when not given).
+        self.metrics_ports = metrics_ports or {name: free_port() for name in METRICS_PORTS}
         self.http_port = http_port
         self.inference_port = inference_port or free_port()
         self.indexer_port = indexer_port or free_port()
@@ -140,7 +147,10 @@ class LocalServices:
             self.wait_healthy(timeout)
 
     def _spawn(self, name: str) -> int:
-        return start_process(f"svc-{name}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, self._env())
+        env = self._env(
+            **({"FEATUREBUS_METRICS_PORT": str(self.metrics_ports[name])} if name in self.metrics_ports else {})
+        )
+        return start_process(f"svc-{name}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, env)
 
     def start_replica(self, name: str) -> str:
         """Start one more process of service ``name`` (same consumer groups); returns its name, e.g. ``inference-2``.
@@ -155,6 +165,8 @@ class LocalServices:
         env = self._env(FEATUREBUS_DATA_DIR=str(self.data_dir / "replicas" / replica))
         if name in INTERNAL_PORT_VARS:
             env[INTERNAL_PORT_VARS[name]] = str(free_port())
+        if name in self.metrics_ports:
+            env["FEATUREBUS_METRICS_PORT"] = str(free_port())
         start_process(f"svc-{replica}", [sys.executable, "-m", f"featurebus.{name}"], self.data_dir, env)
         return replica
 
@@ -237,6 +249,7 @@ def start(data_dir: Path = DataDir) -> None:
         inference_port=int(given.get("FEATUREBUS_INFERENCE_PORT", DEFAULT_INFERENCE_PORT)),
         indexer_port=int(given.get("FEATUREBUS_INDEXER_PORT", DEFAULT_INDEXER_PORT)),
         registry_internal_port=int(given.get("FEATUREBUS_REGISTRY_INTERNAL_PORT", DEFAULT_REGISTRY_INTERNAL_PORT)),
+        metrics_ports=METRICS_PORTS,
     )
     services.start()
     typer.echo(f"services up in {time.monotonic() - began:.1f}s at {services.base_url}")

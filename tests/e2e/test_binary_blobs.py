@@ -9,6 +9,7 @@ their rows only.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import uuid
 from pathlib import Path
@@ -230,6 +231,30 @@ def test_search_by_colour_finds_the_image_of_that_colour(api: Api, images: dict[
             "blob_property": "image",
         }
         assert top["mime_type"] == "image/png" and top["blob_type"] == "image"
+
+
+def test_an_image_query_is_embedded_by_the_same_step_as_the_stored_images(api: Api, images: dict[str, Any]) -> None:
+    """Query by an image: by an upload of the namespace, or by the bytes in the request; the
+    plugin reads it as it reads a stored image (an s3:// URL, in the sandbox)."""
+    path = f"/v1/namespaces/{images['ns']}/retrievers/{images['retriever']}/execute"
+    reddish = upload_image(api, images["ns"], images["bucket"], png((220, 50, 40)), "query.png")
+    bluish = base64.b64encode(png((30, 70, 200))).decode()
+    for query, name in (({"upload_id": reddish}, "red"), ({"base64": bluish, "mime_type": "image/png"}, "blue")):
+        results = api.call("POST", path, json={"input": {"rgb": query}})["results"]
+        assert results[0]["object_id"] == images["objects"][name]["object_id"], (name, results)
+        assert results[0]["score"] > 0.99 > results[1]["score"]
+    other = api.namespace(f"other-{uuid.uuid4().hex[:6]}")
+    theirs = api.call(
+        "POST",
+        f"/v1/namespaces/{other}/buckets",
+        json={"name": "p", "bucket_schema": {"properties": {"image": {"type": "image"}}}},
+    )["bucket_id"]
+    foreign = upload_image(api, other, theirs, png(RED), "theirs.png")
+    refused = api.call("POST", path, expect=422, json={"input": {"rgb": {"upload_id": foreign}}})
+    assert f"query.upload_id {foreign!r} is not an upload of this namespace" in str(refused)
+    text = base64.b64encode(b"plain words").decode()
+    refused = api.call("POST", path, expect=422, json={"input": {"rgb": {"base64": text, "mime_type": "text/plain"}}})
+    assert "a text/plain blob cannot be a query" in str(refused)
 
 
 def test_unreadable_images_fail_their_own_rows(platform, api: Api, images: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]

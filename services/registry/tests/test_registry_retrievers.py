@@ -3,6 +3,7 @@ and the indexer and answers, their failures, and that another namespace's retrie
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -16,11 +17,11 @@ from registry_twins import ADMIN, Twins, limited_to, twins
 
 from featurebus.common.events import FeatureSpec, PluginManifest, VectorIndex
 from featurebus.common.model_store import ModelFile, blob_key
-from featurebus.common.queries import LikeDocument, SearchHit
+from featurebus.common.queries import EnrichResult, LikeDocument, SearchHit
 from featurebus.registry.auth import principal
 from featurebus.registry.errors import Conflict, Invalid, NotFound, install_error_handlers
 from featurebus.registry.query_services import Refused, Unreachable
-from featurebus.registry.records import Collection, Model, Namespace, Plugin
+from featurebus.registry.records import BlobUpload, Collection, Model, Namespace, Plugin
 from featurebus.registry.routes.retrievers import CreateRetriever, ExecuteRetriever, Results, router
 from featurebus.registry.usecases import retrievers
 
@@ -129,6 +130,24 @@ async def test_creation_refuses_bad_stages_naming_the_stage_and_field(bad: Any, 
     with pytest.raises(Invalid, match=message):
         await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, bad)
     assert await t.tables.retrievers.find(namespace_id=ns.id) == []
+
+
+async def test_creation_refuses_a_feature_none_of_the_retrievers_collections_has() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    articles = await t.tables.collections.get("col_docs_articles")
+    assert articles is not None
+    bare = articles.model_copy(update={"id": "col_bare", "collection_name": "bare", "vector_indexes": []})
+    await t.tables.collections.insert(bare)
+    with pytest.raises(
+        Invalid, match=r"stages\[0\]\.config\.parameters\.searches\[0\]\.feature_uri: none of the "
+    ) as caught:
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", ["bare"], stages(search()))
+    assert "they have []" in str(caught.value) and "collection_identifiers" in (caught.value.hint or "")
+    made = await retrievers.create_retriever(t.c, ADMIN, "docs", "r", ["bare", "articles"], stages(search()))
+    assert made.collection_ids == ["col_bare", "col_docs_articles"]
 
 
 async def test_creation_refuses_unknown_collections_and_oversized_stages() -> None:
@@ -482,6 +501,238 @@ async def test_a_reranker_that_fails_is_a_502_with_its_reason() -> None:
     t.queries.rerank_failure = Refused("inference", 422, "reranker x failed to load: boom", "import it again")
     with pytest.raises(retrievers.SearchFailed, match="reranker x failed to load: boom"):
         await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+
+
+# ------------------------------------------------------------------------------------ blob queries
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+
+
+async def blob_retriever(t: Twins) -> Namespace:
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, stages(search(query="{{INPUT.image}}")))
+    t.queries.hits = [[hit("a", 0.9)]]
+    return ns
+
+
+async def verified_upload(t: Twins, ns: Namespace, upload_id: str, data: bytes, mime: str) -> str:
+    key = f"blobs/{ns.org_id}/{ns.id}/bkt_1/{upload_id}/q.png"
+    uri = await t.c.store.put_bytes(key, data)
+    upload = BlobUpload(
+        id=upload_id,
+        org_id=ns.org_id,
+        namespace_id=ns.id,
+        bucket_id="bkt_1",
+        filename="q.png",
+        content_type=mime,
+        size_bytes=len(data),
+        key=f"uploads/blobs/{upload_id}",
+        expires_at=datetime.now(UTC),
+        status="verified",
+        uri=uri,
+        mime_type=mime,
+        verified_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    await t.tables.blob_uploads.insert(upload)
+    return uri
+
+
+async def test_an_image_query_by_upload_url_or_inline_bytes_goes_to_the_plugin_as_a_blob() -> None:
+    t = twins()
+    ns = await blob_retriever(t)
+    uri = await verified_upload(t, ns, "upl_q", PNG, "image/png")
+    for query in ({"upload_id": "upl_q"}, {"url": uri}):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"image": query}, None)
+    inline = {"base64": base64.b64encode(PNG).decode(), "mime_type": "image/jpeg"}  # the bytes say PNG
+    await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"image": inline}, None)
+    blobs = [request.queries[0].blob for request in t.queries.embedded]
+    assert all(b is not None for b in blobs) and [q.queries[0].text for q in t.queries.embedded] == [""] * 3
+    assert [(b.uri, b.mime_type, b.blob_type, b.size_bytes) for b in blobs[:2] if b] == [
+        (uri, "image/png", "image", 32)
+    ] * 2
+    sent = blobs[2]
+    assert sent is not None and (sent.mime_type, sent.blob_type, sent.size_bytes) == ("image/png", "image", 32)
+    assert sent.uri.startswith(t.c.store.uri(f"queries/{ns.org_id}/{ns.id}/"))
+    await t.c.settle()  # the request's own bytes are deleted after the execution
+    assert await t.c.store.keys("queries/") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"upload_id": "upl_other"}, r"searches\[0\]\.query\.upload_id 'upl_other' is not an upload of this namespace"),
+        (
+            {"url": "s3://elsewhere/blobs/org_1/ns_docs/x.png"},
+            r"searches\[0\]\.query\.url .* is not a blob of this namespace",
+        ),
+        ({"url": "BLOBS/org_1/ns_other/bkt/upl/x.png"}, r"is not a blob of this namespace"),
+        ({"url": "BLOBS/org_1/ns_docs/../ns_other/upl/x.png"}, r"is not a blob of this namespace"),
+        ({"url": "BLOBS/org_1/ns_docs/bkt_1/gone/x.png"}, r"query\.url .*: there is no such blob"),
+        ({"base64": "not base64!"}, r"searches\[0\]\.query\.base64 is not base64"),
+        ({"base64": base64.b64encode(b"just some words").decode()}, r"the blob's type is not known from its first"),
+        (
+            {"base64": base64.b64encode(b"words").decode(), "mime_type": "text/plain"},
+            r"a text/plain blob cannot be a query",
+        ),
+        ({"base64": "eA==", "url": "s3://x/y"}, r"query names its blob by \['url', 'base64'\]: give one of them"),
+        ({"upload_id": 7}, r"query\.upload_id must be a non-empty string"),
+    ],
+)
+async def test_a_blob_query_that_names_no_blob_of_the_namespace_is_refused_naming_the_field(
+    query: dict[str, Any], message: str
+) -> None:
+    t = twins()
+    ns = await blob_retriever(t)
+    other = await t.namespace("other")
+    await verified_upload(t, other, "upl_other", PNG, "image/png")
+    if isinstance(query.get("url"), str):
+        query = {**query, "url": query["url"].replace("BLOBS/", t.c.store.uri("blobs/"))}
+    with pytest.raises(Invalid, match=message):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"image": query}, None)
+    assert t.queries.embedded == [] and ns.id == "ns_docs"
+
+
+async def test_an_inline_query_blob_over_the_limit_is_refused_before_it_is_stored() -> None:
+    t = twins()
+    await blob_retriever(t)
+    t.c.settings.max_query_blob_bytes = 16
+    with pytest.raises(Invalid, match=r"query\.base64 holds more than 16 bytes") as caught:
+        await retrievers.execute_retriever(
+            t.c, ADMIN, "docs", "r", {"image": {"base64": base64.b64encode(PNG).decode()}}, None
+        )
+    assert "upload_id" in (caught.value.hint or "") and await t.c.store.keys("queries/") == []
+
+
+# ------------------------------------------------------------------------------------ LLM stages
+
+VERDICT = {"type": "object", "properties": {"relevant": {"type": "boolean"}}, "required": ["relevant"]}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, r"stages\[2\]\.config\.parameters\.prompt must be the text to ask about each result"),
+        ({"prompt": "Is {{DOC.text}} about {{QUERY}}?"}, r"parameters\.prompt: '\{\{QUERY\}\}' is no placeholder"),
+        ({"prompt": "{{DOC.}}"}, r"parameters\.prompt: '\{\{DOC\.\}\}' is no placeholder"),
+        ({"prompt": "p", "output_field": "a b"}, r"parameters\.output_field must be a payload field name"),
+        ({"prompt": "p", "output_schema": {"type": "string"}}, r"output_schema must be a JSON schema of an object"),
+        (
+            {"prompt": "p", "output_schema": {"type": "object", "properties": {"x": {"type": "nope"}}}},
+            "not a JSON schema",
+        ),
+        ({"prompt": "p", "top_n": 500}, r"parameters\.top_n is 500; an LLM stage asks about at most 200"),
+        ({"prompt": "p", "temperature": 3}, r"parameters\.temperature must be from 0 to 2"),
+        ({"prompt": "p", "image_field": ""}, r"parameters\.image_field must be a non-empty string"),
+    ],
+)
+async def test_creation_refuses_malformed_llm_stages_naming_the_field(params: dict[str, Any], message: str) -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    with pytest.raises(Invalid, match=message):
+        await retrievers.create_retriever(
+            t.c, ADMIN, "docs", "r", None, [*stages(search()), stage("llm_enrich", **params)]
+        )
+
+
+async def test_an_llm_stage_asks_about_each_result_and_writes_the_checked_answer_to_its_field() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    llm = stage(
+        "agentic_enrich",
+        prompt="Does '{{DOC.text}}' (score {{DOC.score}}) answer {{INPUT.query}}?",
+        output_field="verdict",
+        output_schema=VERDICT,
+        instruction="answer as JSON",
+        model="small-llm",
+        top_n=3,
+    )
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), llm])
+    t.queries.hits = [TEXTS]
+    asked = ["Does 'cat' (score 0.9) answer cats?", "Does 'a long text about cats' (score 0.8) answer cats?"]
+    t.queries.enrich_answers = {
+        asked[0]: EnrichResult(text='{"relevant": true}', data={"relevant": True}),
+        asked[1]: EnrichResult(text='{"relevant": false}', data={"relevant": False}),
+    }
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "cats"}, None)
+    [request] = t.queries.enriched
+    assert (request.instruction, request.model, request.output_schema) == ("answer as JSON", "small-llm", VERDICT)
+    assert [i.text for i in request.items] == asked  # c has no text: it is not asked about
+    by_id = {h.document_id: h for h in done.hits}
+    assert [h.document_id for h in done.hits] == ["a", "b", "c", "d", "e"]  # the order stays
+    assert by_id["a"].payload["verdict"] == {"relevant": True} and not by_id["a"].stage_errors
+    assert by_id["b"].payload["verdict"] == {"relevant": False}
+    [missing] = by_id["c"].stage_errors
+    assert missing["stage_index"] == 2 and missing["stage_id"] == "agentic_enrich"
+    assert "the result has no field 'text' for {{DOC.text}}" in missing["error"] and "verdict" not in by_id["c"].payload
+    assert "verdict" not in by_id["d"].payload and not by_id["d"].stage_errors  # past top_n: not asked
+    shown = Results.of(done, ExecuteRetriever(input={}, explain=True)).model_dump()
+    runs = {r["stage_id"]: r for r in shown["stage_statistics"]}
+    assert runs["agentic_enrich"]["note"] == "1 of 3 results failed: each has its reason in stage_errors"
+    assert shown["results"][2]["stage_errors"] == by_id["c"].stage_errors
+
+
+async def test_an_answer_that_does_not_match_the_output_schema_or_a_failed_call_is_that_results_error() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    llm = stage("llm_enrich", prompt="{{DOC.text}}", output_field="verdict", output_schema=VERDICT)
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), llm])
+    t.queries.hits = [[hit("a", 0.9, text="one"), hit("b", 0.8, text="two"), hit("c", 0.7, text="three")]]
+    t.queries.enrich_answers = {
+        "one": EnrichResult(data={"relevant": "maybe"}),
+        "two": EnrichResult(error="the LLM provider answered 500: overloaded", hint="retry"),
+        "three": EnrichResult(data={"relevant": False}),
+    }
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    a, b, c = done.hits
+    assert a.stage_errors[0]["error"] == (
+        "the LLM's answer does not match stages[2].config.parameters.output_schema at relevant: "
+        "'maybe' is not of type 'boolean'"
+    )
+    assert (b.stage_errors[0]["error"], b.stage_errors[0]["hint"]) == (
+        "the LLM provider answered 500: overloaded",
+        "retry",
+    )
+    assert c.payload["verdict"] == {"relevant": False} and not c.stage_errors
+    assert "verdict" not in a.payload and "verdict" not in b.payload
+
+
+async def test_without_a_schema_the_text_is_kept_and_images_are_sent_from_the_image_field() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    llm = stage("llm_enrich", prompt="Describe {{DOC.meta.title}}", image_field="thumb")
+    await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, [*stages(search()), llm])
+    t.queries.hits = [
+        [hit("a", 0.9, meta={"title": "A"}, thumb="s3://b/blobs/o/n/x.png"), hit("b", 0.8, meta={"title": "B"})]
+    ]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    [request] = t.queries.enriched
+    assert [(i.text, i.images) for i in request.items] == [("Describe A", ["s3://b/blobs/o/n/x.png"])]
+    assert done.hits[0].payload["llm_output"] == "Describe A"  # the twin echoes the prompt
+    assert "holds no image URL" in done.hits[1].stage_errors[0]["error"]
+
+
+async def test_an_llm_provider_that_is_not_configured_fails_the_execution_with_the_setting_named() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    await retrievers.create_retriever(
+        t.c, ADMIN, "docs", "r", None, [*stages(search()), stage("llm_enrich", prompt="p")]
+    )
+    t.queries.hits = [TEXTS]
+    t.queries.enrich_failure = Refused("inference", 422, "no LLM provider is configured", "set FEATUREBUS_LLM_BASE_URL")
+    with pytest.raises(retrievers.SearchFailed, match="no LLM provider is configured") as caught:
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "q"}, None)
+    assert caught.value.hint == "set FEATUREBUS_LLM_BASE_URL"
 
 
 async def test_weighted_fusion_sums_weighted_scores_and_min_score_and_top_k_cut_each_search() -> None:

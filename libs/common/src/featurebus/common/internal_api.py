@@ -23,6 +23,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from featurebus.common.http_observing import ObservedRequests
+from featurebus.common.metrics import MetricsEndpoint
+
 __all__ = ["InternalServer", "ServiceTokenGuard", "bearer", "token_matches"]
 
 log = logging.getLogger("featurebus.internal_api")
@@ -53,10 +56,15 @@ def token_matches(authorization: str | None, token: SecretStr | None) -> bool:
 
 
 class ServiceTokenGuard:
-    """ASGI middleware: every HTTP request without the service token is answered 401 (JSON ``detail``)."""
+    """ASGI middleware: every HTTP request without the service token is answered 401 (JSON ``detail``).
+
+    A request let through gets a span continuing the caller's trace (its ``traceparent`` header)
+    and a duration in ``featurebus_http_request_duration_seconds`` (:class:`ObservedRequests`).
+    """
 
     def __init__(self, app: ASGIApp, token: SecretStr | None, service: str) -> None:
         self.app, self.token, self.service = app, token, service
+        self._observed = ObservedRequests(app, service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +73,7 @@ class ServiceTokenGuard:
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
         if token_matches(authorization, self.token):
-            await self.app(scope, receive, send)
+            await self._observed(scope, receive, send)
             return
         if self.token is None or not self.token.get_secret_value():
             detail = f"the {self.service} service has no FEATUREBUS_INTERNAL_TOKEN and refuses every request"
@@ -83,10 +91,17 @@ class ServiceTokenGuard:
 
 
 class InternalServer:
-    """An ASGI app served by uvicorn inside the running service (no signal handlers of its own)."""
+    """An ASGI app served by uvicorn inside the running service (no signal handlers of its own).
 
-    def __init__(self, app: ASGIApp, host: str, port: int, name: str) -> None:
+    With ``metrics``, ``GET /metrics`` answers with the process's Prometheus series, without the
+    service token (labels carry no tenant data; the server listens on loopback unless told otherwise).
+    """
+
+    def __init__(self, app: ASGIApp, host: str, port: int, name: str, *, metrics: bool = False) -> None:
         import uvicorn  # only where an internal API is served
+
+        if metrics:
+            app = MetricsEndpoint(app)
 
         class _Server(uvicorn.Server):
             @contextlib.contextmanager

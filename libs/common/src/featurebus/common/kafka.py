@@ -75,6 +75,7 @@ class Bus:
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._publishers: dict[str, DefaultPublisher] = {}
         self._subscribed: list[str] = []
+        self._groups: list[tuple[str, str]] = []
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             client_id=f"featurebus-{client_id}",
@@ -89,6 +90,7 @@ class Bus:
         """A consumer-group subscriber on a featurebus topic, committing after the handler."""
         _known(topic)
         self._subscribed.append(topic)
+        self._groups.append((topic, group))
         options.setdefault("auto_offset_reset", "earliest")
         return self.broker.subscriber(  # type: ignore[no-any-return]
             self.topic(topic),
@@ -171,6 +173,10 @@ class Bus:
     def subscribed_topics(self) -> list[str]:
         """The topics this service consumes."""
         return list(dict.fromkeys(self._subscribed))
+
+    def consumer_groups(self) -> list[tuple[str, str]]:
+        """(topic, consumer group) of each group subscriber, without the topic prefix."""
+        return list(dict.fromkeys(self._groups))
 
     async def publish(self, event: Event, key: str | None = None) -> None:
         """Publish an event on its topic (from the topic table), with the current trace context."""

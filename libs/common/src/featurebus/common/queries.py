@@ -5,7 +5,9 @@ to embed the query texts (``POST /internal/v1/embed``: :class:`EmbedRequest` →
 :class:`EmbedResponse`), then asks the indexer to search with the vectors
 (``POST /internal/v1/search``: :class:`SearchRequest` → :class:`SearchResponse`), and, for a
 rerank stage, asks inference to score the candidates (``POST /internal/v1/rerank``:
-:class:`RerankRequest` → :class:`RerankResponse`). A plugin's
+:class:`RerankRequest` → :class:`RerankResponse`), and, for an LLM stage, asks inference to
+call the operator's LLM provider for each result (``POST /internal/v1/enrich``:
+:class:`EnrichRequest` → :class:`EnrichResponse`). A plugin's
 infer endpoint is a direct call too (``POST /internal/v1/infer``: :class:`InferRequest` →
 :class:`InferResponse`). Inference asks the registry for a plugin's granted secrets before its
 workers start (``POST /internal/v1/secrets``: :class:`SecretsRequest` → :class:`SecretsResponse`,
@@ -26,15 +28,21 @@ from featurebus.common.events import PluginRef
 __all__ = [
     "BUILTIN_RERANKERS",
     "EMBED_PATH",
+    "ENRICH_PATH",
     "INFER_PATH",
     "RERANK_PATH",
     "SEARCH_PATH",
     "SECRETS_PATH",
     "EmbedRequest",
     "EmbedResponse",
+    "EnrichItem",
+    "EnrichRequest",
+    "EnrichResponse",
+    "EnrichResult",
     "InferRequest",
     "InferResponse",
     "LikeDocument",
+    "QueryBlob",
     "QueryRefusal",
     "QueryText",
     "RerankRequest",
@@ -52,6 +60,7 @@ INFER_PATH = "/internal/v1/infer"
 SEARCH_PATH = "/internal/v1/search"
 SECRETS_PATH = "/internal/v1/secrets"
 RERANK_PATH = "/internal/v1/rerank"
+ENRICH_PATH = "/internal/v1/enrich"
 
 # Rerankers installed with the platform, by the name a rerank stage gives (beside them: the
 # cross-encoders of the model registry, by repo id). E5 re-scores by the cosine of its query and
@@ -63,12 +72,34 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class QueryBlob(_Model):
+    """An image, audio or video query: a blob in the object store, given to the plugin as a row
+    like an object's blob (``data`` the ``s3://`` URL), so that its batch steps embed it as they
+    embed stored ones."""
+
+    uri: str
+    mime_type: str
+    blob_type: str  # image, audio, video or document
+    size_bytes: int
+
+    def row(self) -> dict[str, Any]:
+        """The row fields the plugin gets (featurebus.runtime.queries.Query)."""
+        return {
+            "data": self.uri,
+            "mime_type": self.mime_type,
+            "blob_type": self.blob_type,
+            "size_bytes": self.size_bytes,
+        }
+
+
 class QueryText(_Model):
-    """One query text of a ``feature_search``, to be embedded by the plugin that made the feature."""
+    """One query of a ``feature_search``, to be embedded by the plugin that made the feature: a
+    text, or a blob (then ``text`` is empty)."""
 
     plugin: PluginRef
     feature_name: str
     text: str
+    blob: QueryBlob | None = None
     # The plugin's real-time deployment, which embeds the text with its realtime.py; None (or a
     # deployment that is gone): the plugin's warm batch actors, through its batch steps.
     deployment: str | None = None
@@ -153,6 +184,43 @@ class RerankResponse(_Model):
     scores: list[float]
 
 
+class EnrichItem(_Model):
+    """One result's call: the prompt filled in with its fields, and the images sent with it."""
+
+    text: str
+    images: list[str] = Field(default_factory=list)  # http(s)://, data: or s3:// URLs of the namespace's blobs
+
+
+class EnrichRequest(_Model):
+    """registry → inference: one LLM call per item (concurrently, bounded), with the stage's
+    instruction, model (None: the operator's default) and output schema (None: free text)."""
+
+    request_id: str
+    namespace_id: str
+    items: list[EnrichItem]
+    instruction: str | None = None
+    model: str | None = None
+    output_schema: dict[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class EnrichResult(_Model):
+    """One item's answer (``text``; ``data``, the parsed JSON object, with an output schema) or
+    why there is none (``error`` and ``hint``: the provider refused, timed out, answered no JSON)."""
+
+    text: str | None = None
+    data: Any = None
+    error: str | None = None
+    hint: str | None = None
+
+
+class EnrichResponse(_Model):
+    """inference → registry: one result per item, in order."""
+
+    results: list[EnrichResult]
+
+
 class SearchHit(_Model):
     document_id: str
     collection_id: str
@@ -162,6 +230,8 @@ class SearchHit(_Model):
     search_score: float | None = None
     # With ``SearchRequest.with_vectors``: the named vectors it was found by.
     vectors: dict[str, list[float]] | None = None
+    # What a stage could not do for this hit (an LLM call that failed): its index, id, error, hint.
+    stage_errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class SearchResponse(_Model):

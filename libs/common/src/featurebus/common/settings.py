@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -29,7 +29,7 @@ DEFAULT_REGISTRY_INTERNAL_PORT = 8030  # the registry's internal secrets API (no
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FEATUREBUS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FEATUREBUS_", extra="ignore", populate_by_name=True)
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:19092"
@@ -56,8 +56,29 @@ class CommonSettings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
 
     log_level: str = "INFO"
-    # OTLP is not bundled; traces go to the log when this is true.
+    # Spans also go to the log (stderr) when this is true, whatever the OTLP settings below.
     trace_to_log: bool = False
+
+    # Traces over OTLP/HTTP, from the standard OpenTelemetry variables (no FEATUREBUS_ prefix).
+    # An endpoint set (or OTEL_TRACES_EXPORTER=otlp) turns the exporter on; none set, no exporter.
+    # Headers, timeout, compression and certificates are read by the exporter itself
+    # (OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, ...), the sampler by the SDK (OTEL_TRACES_SAMPLER).
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    # Overrides the service.name of every span (default featurebus-<service>).
+    otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+
+    # Prometheus /metrics of the services without an HTTP server of their own (dispatcher, scanner):
+    # served on metrics_host:metrics_port when a port is set. The registry serves /metrics on its
+    # REST port, inference and the indexer on their internal API's port (all without a token).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    # How often consumer lag and DLQ depth are read from Kafka for /metrics (0 turns it off).
+    metrics_kafka_interval_s: float = 15.0
 
     # The shared secret of the internal APIs (inference's embed, the indexer's search): callers send
     # it as a bearer token, and a service without one refuses every internal request.

@@ -28,6 +28,7 @@ from featurebus.runtime._outputs import (
     row_failure,
 )
 from featurebus.runtime.errors import PluginError, describe, plugin_failure
+from featurebus.runtime.queries import Query, query_row
 from featurebus.sdk.aliases import install_aliases
 from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.pipeline import RowCondition
@@ -158,39 +159,24 @@ class PluginHost:
         )
         return HostResult(result, failures, rows_in, len(keep))
 
-    def embed_query(self, text: str) -> dict[str, list[float]]:
-        """One query text's vectors, as :meth:`embed_queries` makes them; PluginError when it failed.
+    def embed_query(self, query: Query) -> dict[str, list[float]]:
+        """One query's vectors, as :meth:`embed_queries` makes them; PluginError when it failed.
 
         What a plugin's own tests call to check that queries and documents meet."""
-        [answer] = self.embed_queries([text])
+        [answer] = self.embed_queries([query])
         if isinstance(answer, PluginError):
             raise answer
         return answer
 
-    def embed_queries(self, texts: list[str]) -> list[dict[str, list[float]] | PluginError]:
-        """Every manifest feature's vector for each query text, through the plugin's own steps as
-        one frame (one model call for all of them); a text the plugin failed gets its PluginError."""
-        frame = pd.DataFrame(
-            [
-                {
-                    "data": text,
-                    "document_id": f"query-{i}",
-                    "object_id": "query",
-                    "blob_id": "query",
-                    "blob_property": "query",
-                    "blob_type": "text",
-                    "collection_id": "",
-                    "feature_extractor_id": self.plugin_id,
-                    "mime_type": "text/plain",
-                    "size_bytes": 0,
-                }
-                for i, text in enumerate(texts)
-            ]
-        )
+    def embed_queries(self, queries: list[Query]) -> list[dict[str, list[float]] | PluginError]:
+        """Every manifest feature's vector for each query (a text or a blob), through the plugin's
+        own steps as one frame (one model call for all of them); a query the plugin failed gets
+        its PluginError."""
+        frame = pd.DataFrame([query_row(i, q, self.plugin_id) for i, q in enumerate(queries)])
         result = self.run(frame)
         answers: list[dict[str, list[float]] | PluginError] = [
             PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin returned no vector for this query")
-        ] * len(texts)
+        ] * len(queries)
         for failure in result.failures:
             answers[int(failure.document_id.removeprefix("query-"))] = PluginError(
                 failure.reason, failure.message, failure.hint

@@ -21,21 +21,17 @@ from featurebus.common.events import FeatureSpec, ReasonCode
 from featurebus.runtime._loading import import_package, manifest_features
 from featurebus.runtime._outputs import check_vector
 from featurebus.runtime.errors import PluginError, plugin_failure
+from featurebus.runtime.queries import Query, query_inputs
 from featurebus.sdk.aliases import install_aliases
 from featurebus.sdk.serve import BaseInferenceService
 
-__all__ = ["PRIMARY_KEY", "RealtimeHost", "query_inputs"]
+__all__ = ["PRIMARY_KEY", "RealtimeHost"]
 
 PRIMARY_KEY = "embedding"
 _CONTRACT_HINT = (
     "realtime.py defines class InferenceService(BaseInferenceService) with "
     "async __call__(self, inputs, parameters) -> dict"
 )
-
-
-def query_inputs(text: str, feature_name: str) -> dict[str, Any]:
-    """What ``realtime.py`` receives for a retriever query (the guide's "What realtime.py Receives")."""
-    return {"text": text, "texts": [text], "vector_index": feature_name}
 
 
 class RealtimeHost:
@@ -119,11 +115,11 @@ class RealtimeHost:
                 "return lists and numbers (e.g. vector.tolist()), not tensors or arrays",
             ) from None
 
-    def embed_query(self, text: str, parameters: dict[str, Any] | None = None) -> dict[str, list[float]]:
-        """Every manifest feature's vector for one query text (its own key, else ``"embedding"``)."""
+    def embed_query(self, query: Query, parameters: dict[str, Any] | None = None) -> dict[str, list[float]]:
+        """Every manifest feature's vector for one query, a text or a blob (its own key, else ``"embedding"``)."""
         vectors: dict[str, list[float]] = {}
         for feature in self.features:
-            answer = self.infer(query_inputs(text, feature.feature_name), dict(parameters or {}))
+            answer = self.infer(query_inputs(query, feature.feature_name), dict(parameters or {}))
             vectors[feature.feature_name] = checked_vector(answer, feature)
         return vectors
 

@@ -4,7 +4,8 @@
     featurebus plugin lint PATH                         the guide's SEQ001-SEQ003 batch linter
     featurebus plugin init NAME                         a scaffold that passes scan, lint and test
     featurebus plugin test PATH --sample FILE           run build_steps and the steps on sample rows
-    featurebus plugin publish PATH                      upload, confirm, wait for the scan, deploy
+    featurebus plugin publish PATH [--json]             upload, confirm, wait for the scan, deploy
+                                                        (each step's progress on stderr)
 
     featurebus models import REPO_ID --from SOURCE      a cluster model (org-admin key): a model
         [--revision R] [--subdir D] [--json]            directory, a Hugging Face cache or a wheel
@@ -12,6 +13,13 @@
         --namespace NS [--json]
     featurebus models list [--namespace NS] [--json]    the cluster's (or a namespace's) models
     featurebus models rm NAME_OR_ID [--namespace NS]    delete a model and the blobs only it uses
+
+    featurebus batch run BUCKET_ID [--collection C]     trigger a batch, follow it with a live bar
+        --namespace NS [--json | --json-lines]          per collection, print the failure summary
+    featurebus batch status BATCH_ID [--watch]          its status, counts and failed documents
+    featurebus batch retry BATCH_ID                     run its failed documents again
+        (exit 0 every row written, 1 some rows failed, 2 usage error, 3 the batch failed or could
+        not start, 4 not ended yet; see :mod:`featurebus.sdk.cli_batches`)
 
 PATH is a plugin directory or a zip. The scan is the same checker the scanner service runs; the
 test runs the plugin in the platform's own host (:mod:`featurebus.runtime`). Its packages come
@@ -41,6 +49,8 @@ from featurebus.common.frames import FRAME_COLUMNS
 from featurebus.common.model_store import NAMESPACE_MODEL_NAME, REPO_ID
 from featurebus.runtime import PluginError, PluginHost, unpack_archive
 from featurebus.scan import lint_source, scan_archive, zip_directory
+from featurebus.sdk import publish_steps
+from featurebus.sdk.cli_batches import batch
 from featurebus.sdk.client import ApiError, Client
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
 from featurebus.sdk.model_sources import ModelSource, Progress, SourceError, read_file, read_source, require_weights
@@ -55,6 +65,7 @@ models = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(models, name="models")
+app.add_typer(batch, name="batch")
 
 PathArg = typer.Argument(..., exists=True, help="a plugin directory or a .zip archive")
 
@@ -181,35 +192,60 @@ def publish(
     url: str = typer.Option("http://127.0.0.1:8000", envvar="FEATUREBUS_URL"),
     key: str = typer.Option(..., envvar="FEATUREBUS_API_KEY", help="API key (Bearer)"),
     timeout: float = typer.Option(300, help="seconds to wait for the scan"),
+    as_json: bool = typer.Option(False, "--json", help="print the outcome as JSON alone (no progress)"),
 ) -> None:
-    """Scan locally, upload, confirm, wait for the platform's scan, and deploy for batch processing."""
+    """Scan locally, upload, confirm, wait for the platform's scan, and deploy for batch processing.
+
+    Each step's progress goes to stderr as it happens; the outcome to stdout. Exit 1 when a scan
+    rejects the plugin or the platform refuses a step.
+    """
     data = _archive(path)
     local = scan_archive(data)
+    outcome: dict[str, Any] = {"local_scan": {"passed": local.passed, "violations": _dumped(local.violations)}}
     if not local.passed or local.manifest is None:
-        _print(local.violations)
-        typer.echo("rejected by the local scan; nothing was uploaded")
-        raise typer.Exit(1)
+        _publish_failed(outcome, as_json, local.violations, "rejected by the local scan; nothing was uploaded")
     name, version = local.manifest.feature_extractor_name, local.manifest.version
-    typer.echo(f"uploading {name} {version} ({len(data)} bytes)")
+    outcome |= {"name": name, "version": version, "size_bytes": len(data)}
     try:
-        with Client(url, key) as fb:
-            plugin_id = fb.upload_plugin(namespace, data, name, version)["plugin_id"]
-            typer.echo(f"confirmed {plugin_id}; waiting for the scan", nl=False)
-            status = fb.wait_for_scan(namespace, plugin_id, timeout, on_wait=lambda: typer.echo(".", nl=False))
-            typer.echo(f" {status['scan']['status']}")
-            if status["scan"]["status"] != "passed":
-                _print([Violation.model_validate(v) for v in status["scan"]["violations"]])
-                raise typer.Exit(1)
-            deployed = fb.deploy_for_batch(namespace, plugin_id)
+        with Client(url, key) as fb, publish_steps.StepProgress(quiet=as_json) as steps:
+            steps.finish("scan (local)", f"passed, {len(local.violations)} warning(s)")
+            plugin_id = publish_steps.upload(fb, namespace, data, name, version, steps)["plugin_id"]
+            outcome["plugin_id"] = plugin_id
+            status = publish_steps.wait_for_scan(fb, namespace, plugin_id, timeout, steps)
+            outcome["scan"] = status["scan"]
+            if status["scan"]["status"] == "passed":
+                outcome["deploy"] = publish_steps.deploy(fb, namespace, plugin_id, steps)
     except ApiError as err:
-        typer.echo(
-            f"\n{err.method} {err.path}: {err.status} {err.detail}" + (f"\n    hint: {err.hint}" if err.hint else "")
-        )
-        raise typer.Exit(1) from None
+        hint = f"\n    hint: {err.hint}" if err.hint else ""
+        problem = f"{err.method} {err.path}: {err.status} {err.detail}{hint}"
+        _publish_failed(outcome | {"error": problem}, as_json, [], problem)
+    except httpx.TransportError as err:
+        _publish_failed(outcome, as_json, [], f"cannot reach the registry at {url}: {err}")
     except TimeoutError as err:
-        typer.echo(f"\n{err}; check the scanner service")
-        raise typer.Exit(1) from None
-    typer.echo(f"{plugin_id} deployed for batch processing (status {deployed['status']})")
+        _publish_failed(outcome, as_json, [], f"{err}; check the scanner service")
+    if "deploy" not in outcome:
+        violations = [Violation.model_validate(v) for v in outcome["scan"]["violations"]]
+        _publish_failed(outcome, as_json, violations, f"{outcome['plugin_id']} rejected by the platform's scan")
+    deployed = outcome["deploy"]
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2, default=str))
+    else:
+        typer.echo(f"{outcome['plugin_id']} deployed for batch processing (status {deployed['status']})")
+
+
+def _dumped(violations: list[Violation]) -> list[dict[str, Any]]:
+    return [v.model_dump(mode="json") for v in violations]
+
+
+def _publish_failed(outcome: dict[str, Any], as_json: bool, violations: list[Violation], message: str) -> NoReturn:
+    """The outcome so far (JSON on stdout), or the violations and ``message`` on stderr; exit 1."""
+    if as_json:
+        typer.echo(json.dumps(outcome | {"error": outcome.get("error", message)}, indent=2, default=str))
+    else:
+        for v in violations:
+            typer.echo(str(v) + (f"\n    hint: {v.hint}" if v.hint else ""), err=True)
+        typer.echo(message, err=True)
+    raise typer.Exit(1)
 
 
 @plugin.command()

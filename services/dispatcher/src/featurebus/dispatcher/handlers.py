@@ -8,6 +8,7 @@ from featurebus.common.cancellations import TOPIC as CANCELLED_TOPIC
 from featurebus.common.cancellations import CancelledBatches
 from featurebus.common.events import BatchCancelled, BatchTriggered, ObjectsIngested
 from featurebus.common.kafka import Bus
+from featurebus.common.metrics import count_frame
 from featurebus.common.telemetry import span_for
 from featurebus.dispatcher.batching import Dispatcher
 
@@ -48,6 +49,7 @@ def register(bus: Bus, dispatcher: Dispatcher, cancelled: CancelledBatches) -> N
                 # Keyed by frame: a batch's frames spread over the partitions, so that inference
                 # consumers (and processes) run them in parallel. Their order does not matter.
                 await bus.publish(ready, key=ready.frame_id)
+                count_frame("dispatcher", ready.row_count)
             await bus.publish(plan.planned, key=event.batch_id)
 
     @bus.broadcast_subscriber(CANCELLED_TOPIC, from_beginning=True)

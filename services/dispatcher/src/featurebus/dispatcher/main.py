@@ -17,6 +17,7 @@ from featurebus.common import telemetry
 from featurebus.common.cancellations import CancelledBatches
 from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
+from featurebus.common.metrics import ProcessMetrics
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.dispatcher.batching import Dispatcher, FrameStore
@@ -40,6 +41,10 @@ class DispatcherService:
     store: FrameStore
     _mongo: AsyncMongoClient[Any] | None = None
     cancelled: CancelledBatches = field(default_factory=CancelledBatches)
+    metrics: ProcessMetrics = field(init=False)  # consumer lag, DLQ depth and /metrics on FEATUREBUS_METRICS_PORT
+
+    def __post_init__(self) -> None:
+        self.metrics = ProcessMetrics(self.bus)
 
     async def start(self) -> None:
         await until_ready("kafka", self.bus.ensure_topics)
@@ -48,10 +53,12 @@ class DispatcherService:
         # Before any trigger is consumed: a batch cancelled while this process was down stays cancelled.
         await until_ready("the cancelled batches (batch.cancelled)", lambda: self.cancelled.catch_up(self.bus))
         await self.bus.broker.start()
+        await self.metrics.start()
         log.info("dispatcher started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
 
     async def stop(self) -> None:
         # Stopping the broker first lets in-flight handlers finish and commit before Mongo closes.
+        await self.metrics.stop()
         await self.bus.broker.stop()
         if self._mongo is not None:
             await self._mongo.close()
@@ -88,5 +95,5 @@ def build(
 
 def main() -> None:
     settings = DispatcherSettings()
-    telemetry.configure("dispatcher", settings.log_level, settings.trace_to_log)
+    telemetry.configure("dispatcher", settings)
     asyncio.run(run_until_signalled(build(settings)))

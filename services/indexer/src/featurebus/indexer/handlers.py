@@ -10,6 +10,7 @@ import logging
 from featurebus.common.cancellations import TOPIC as CANCELLED_TOPIC
 from featurebus.common.events import BatchCancelled, CollectionLifecycle, VectorsProduced
 from featurebus.common.kafka import Bus
+from featurebus.common.metrics import count_frame, new_failures
 from featurebus.common.telemetry import span_for
 from featurebus.indexer.collection_lifecycle import apply_lifecycle
 from featurebus.indexer.indexing import VectorSetIndexer
@@ -45,6 +46,9 @@ def register(bus: Bus, index: QdrantIndex, indexer: VectorSetIndexer) -> None:
                 return
             indexed = await indexer.index_vectors(event)
             await bus.publish(indexed, key=event.batch_id)
+            count_frame(
+                "indexer", indexed.rows_in, new_failures(event.failures, indexed.failures), indexed.rows_written
+            )
 
     @bus.broadcast_subscriber(CANCELLED_TOPIC, from_beginning=True)
     async def on_batch_cancelled(event: BatchCancelled) -> None:

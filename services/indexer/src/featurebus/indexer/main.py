@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from qdrant_client import AsyncQdrantClient
@@ -22,6 +22,7 @@ from featurebus.common import telemetry
 from featurebus.common.internal_api import InternalServer
 from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
+from featurebus.common.metrics import ProcessMetrics
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.indexer.config import IndexerSettings
@@ -46,6 +47,10 @@ class IndexerService:
     store: VectorReader
     api: FastAPI
     server: InternalServer
+    metrics: ProcessMetrics = field(init=False)  # consumer lag and DLQ depth (/metrics is on the internal API)
+
+    def __post_init__(self) -> None:
+        self.metrics = ProcessMetrics(self.bus)
 
     async def start(self) -> None:
         # Searches first: they need only Qdrant, so they work while Kafka is still coming up.
@@ -58,12 +63,14 @@ class IndexerService:
         # Before any vectors are consumed: a batch cancelled while this process was down stays cancelled.
         await until_ready("the cancelled batches (batch.cancelled)", lambda: self.indexer.cancelled.catch_up(self.bus))
         await self.bus.broker.start()
+        await self.metrics.start()
         log.info("indexer started (kafka=%s, topic prefix=%r)", self.settings.kafka_bootstrap, self.bus.prefix)
 
     async def stop(self) -> None:
         # Stop taking searches and consuming first, so that in-flight work finishes (and commits)
         # before Qdrant closes.
         await self.server.stop()
+        await self.metrics.stop()
         await self.bus.broker.stop()
         await self.index.close()
         log.info("indexer stopped")
@@ -93,11 +100,11 @@ def build(
     indexer = VectorSetIndexer(index=index, store=store, missing_collection_grace_s=settings.missing_collection_grace_s)
     register(bus, index, indexer)
     api = build_search_api(index, settings.internal_token)
-    server = InternalServer(api, settings.indexer_host, settings.indexer_port, "indexer")
+    server = InternalServer(api, settings.indexer_host, settings.indexer_port, "indexer", metrics=True)
     return IndexerService(settings=settings, bus=bus, index=index, indexer=indexer, store=store, api=api, server=server)
 
 
 def main() -> None:
     settings = IndexerSettings()
-    telemetry.configure("indexer", settings.log_level, settings.trace_to_log)
+    telemetry.configure("indexer", settings)
     asyncio.run(run_until_signalled(build(settings)))

@@ -19,6 +19,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from featurebus.common.filters import checked, is_group
 from featurebus.common.kafka import TransientError
 from featurebus.common.queries import SearchHit
+from featurebus.common.telemetry import tracer
 from featurebus.indexer.payload_indexes import PayloadIndexes, index_schemas
 from featurebus.indexer.vector_schema import VectorSpec
 
@@ -156,15 +157,21 @@ class QdrantIndex:
     async def upsert(self, collection_id: str, points: Sequence[IndexPoint]) -> None:
         """Write points and wait until Qdrant applied them (the offset commits only afterwards)."""
         name = collection_name(collection_id)
-        for start in range(0, len(points), self.upsert_batch_size):
-            chunk = [
-                models.PointStruct(id=p.id, vector=dict(p.vectors), payload=dict(p.payload))
-                for p in points[start : start + self.upsert_batch_size]
-            ]
-            try:
-                await self.client.upsert(name, points=chunk, wait=True)
-            except (ResponseHandlingException, UnexpectedResponse) as exc:
-                raise self._classify(exc) from exc
+        attributes: dict[str, str | int] = {
+            "db.system.name": "qdrant",
+            "db.collection.name": name,
+            "featurebus.points": len(points),
+        }
+        with tracer().start_as_current_span("qdrant.upsert", attributes=attributes):
+            for start in range(0, len(points), self.upsert_batch_size):
+                chunk = [
+                    models.PointStruct(id=p.id, vector=dict(p.vectors), payload=dict(p.payload))
+                    for p in points[start : start + self.upsert_batch_size]
+                ]
+                try:
+                    await self.client.upsert(name, points=chunk, wait=True)
+                except (ResponseHandlingException, UnexpectedResponse) as exc:
+                    raise self._classify(exc) from exc
 
     async def count(self, collection_id: str) -> int:
         return (await self.client.count(collection_name(collection_id), exact=True)).count

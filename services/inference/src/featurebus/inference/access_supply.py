@@ -20,6 +20,7 @@ from featurebus.common.events import PluginRef
 from featurebus.common.internal_api import bearer
 from featurebus.common.kafka import TransientError
 from featurebus.common.queries import SECRETS_PATH, SecretsRequest, SecretsResponse
+from featurebus.common.telemetry import inject_trace
 from featurebus.inference.plugin_access import LLMSettings
 from featurebus.sdk.container import redact
 
@@ -84,7 +85,7 @@ class AccessSupply:
 
     async def _fetch(self, plugin: PluginRef) -> dict[str, str]:
         body = SecretsRequest(namespace_id=plugin.namespace_id, plugin_id=plugin.plugin_id).model_dump_json()
-        headers = {**bearer(self.token), "Content-Type": "application/json"}
+        headers = {**bearer(self.token), "Content-Type": "application/json", **inject_trace()}
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s) as client:
                 response = await client.post(f"{self.registry_url}{SECRETS_PATH}", content=body, headers=headers)

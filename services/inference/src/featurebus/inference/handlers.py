@@ -8,6 +8,7 @@ from featurebus.common.cancellations import TOPIC as CANCELLED_TOPIC
 from featurebus.common.cancellations import CancelledBatches
 from featurebus.common.events import BatchCancelled, BatchReady, DeploymentChanged, DeployRequested
 from featurebus.common.kafka import Bus
+from featurebus.common.metrics import count_frame
 from featurebus.common.telemetry import span_for
 from featurebus.inference.deploying import Deployer
 from featurebus.inference.processing import Inference
@@ -47,6 +48,7 @@ def register(
                 return
             produced = await inference.run_frame(event)
             await bus.publish(produced, key=event.batch_id)
+            count_frame("inference", produced.rows_in, produced.failures)
 
     @bus.broadcast_subscriber(CANCELLED_TOPIC, from_beginning=True)
     async def on_batch_cancelled(event: BatchCancelled) -> None:

@@ -18,11 +18,13 @@ from featurebus.common.events import DeploymentChanged
 from featurebus.common.internal_api import InternalServer
 from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
+from featurebus.common.metrics import ProcessMetrics
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.inference.access_supply import AccessSupply
 from featurebus.inference.config import InferenceSettings
 from featurebus.inference.deploying import Deployer
+from featurebus.inference.enrichment import Enricher
 from featurebus.inference.handlers import register
 from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.pools import Pools
@@ -52,10 +54,15 @@ class InferenceService:
     api: FastAPI  # the internal embed API (tests call it through httpx's ASGITransport)
     server: InternalServer  # serves ``api`` from start() to stop()
     rerankers: Rerankers
+    enricher: Enricher
     cancelled: CancelledBatches = field(default_factory=CancelledBatches)
 
     _reaper: asyncio.Task[None] | None = None
     _restore: asyncio.Task[None] | None = None
+    metrics: ProcessMetrics = field(init=False)  # consumer lag and DLQ depth (/metrics is on the internal API)
+
+    def __post_init__(self) -> None:
+        self.metrics = ProcessMetrics(self.bus)
 
     async def start(self) -> None:
         # Queries first: they need only the object store and Ray, not Kafka.
@@ -67,6 +74,7 @@ class InferenceService:
         # Before any frame is consumed: a batch cancelled while this process was down stays cancelled.
         await until_ready("the cancelled batches (batch.cancelled)", lambda: self.cancelled.catch_up(self.bus))
         await self.bus.broker.start()
+        await self.metrics.start()
         realtime = self.inference.realtime
         if realtime is not None:  # the deployments a restart stopped start again (they report on Kafka)
             self._restore = asyncio.create_task(_logged(realtime.restore_all(), "restoring real-time deployments"))
@@ -80,7 +88,9 @@ class InferenceService:
         if self.inference.realtime is not None:
             await self.inference.realtime.close()
         await self.server.stop()
+        await self.metrics.stop()
         self.rerankers.close()
+        self.enricher.close()
         await self.bus.broker.stop()  # waits (up to FastStream's graceful timeout) for the handler in hand
         await self.store.close()
 
@@ -210,10 +220,20 @@ def build(
     cancelled = CancelledBatches()
     register(bus, inference, cancelled, Deployer(realtime, pools), settings.frame_workers)
     rerankers = Rerankers(store, settings.node_models())
-    api = build_query_api(inference, rerankers, settings.internal_token)
-    server = InternalServer(api, settings.inference_host, settings.inference_port, "inference")
+    enricher = Enricher(settings.llm(), store)
+    api = build_query_api(inference, rerankers, enricher, settings.internal_token)
+    server = InternalServer(api, settings.inference_host, settings.inference_port, "inference", metrics=True)
     return InferenceService(
-        settings, bus, store, pools, inference, api=api, server=server, rerankers=rerankers, cancelled=cancelled
+        settings,
+        bus,
+        store,
+        pools,
+        inference,
+        api=api,
+        server=server,
+        rerankers=rerankers,
+        enricher=enricher,
+        cancelled=cancelled,
     )
 
 
@@ -274,5 +294,5 @@ async def _serve(settings: InferenceSettings) -> None:
 
 def main() -> None:
     settings = InferenceSettings()
-    telemetry.configure("inference", settings.log_level, settings.trace_to_log)
+    telemetry.configure("inference", settings)
     asyncio.run(_serve(settings))

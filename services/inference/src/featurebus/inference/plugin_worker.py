@@ -23,6 +23,7 @@ import pandas as pd
 from featurebus.common.events import ReasonCode, RowFailure
 from featurebus.common.frames import from_parquet, to_parquet
 from featurebus.runtime import PluginError, PluginHost, unpack_archive
+from featurebus.runtime.queries import Query
 from featurebus.runtime.realtime import RealtimeHost
 from featurebus.sdk.container import PluginContainer
 from featurebus.sdk.model_loading import seed_offline_models
@@ -135,15 +136,15 @@ class PluginWorker:
         data = to_parquet(result.vectors) if result.rows_embedded else None
         return WorkerOutput(data, result.failures, result.rows_in, result.rows_embedded)
 
-    def embed(self, texts: list[str]) -> list[Embedded]:
-        """Each query text's vectors, in one run of the plugin's steps; raises PluginError when the
-        plugin is not loaded (then no text can be embedded)."""
-        self.queries += len(texts)
+    def embed(self, queries: list[Query]) -> list[Embedded]:
+        """Each query's vectors (a text or a blob), in one run of the plugin's steps; raises
+        PluginError when the plugin is not loaded (then no query can be embedded)."""
+        self.queries += len(queries)
         if self.host is None:
             raise self._load_error()
         host = self.host
-        with math_threads_for(len(texts)):
-            return self._once_warm(lambda: host.embed_queries(texts))
+        with math_threads_for(len(queries)):
+            return self._once_warm(lambda: host.embed_queries(queries))
 
     def stats(self) -> dict[str, Any]:
         """What this worker has done, for tests, logs and benchmarks."""
@@ -206,15 +207,15 @@ class RealtimeWorker:
         self.requests += 1
         return self._host().infer(inputs, {**self.parameters, **parameters})
 
-    def embed(self, texts: list[str]) -> list[Embedded]:
-        """Each query text's vectors: ``realtime.py`` answers one request per text."""
+    def embed(self, queries: list[Query]) -> list[Embedded]:
+        """Each query's vectors: ``realtime.py`` answers one request per query."""
         host = self._host()
-        self.requests += len(texts)
+        self.requests += len(queries)
         answers: list[Embedded] = []
-        with math_threads_for(1):  # one request per text
-            for text in texts:
+        with math_threads_for(1):  # one request per query
+            for query in queries:
                 try:
-                    answers.append(host.embed_query(text, self.parameters))
+                    answers.append(host.embed_query(query, self.parameters))
                 except PluginError as err:
                     answers.append(err)
         return answers

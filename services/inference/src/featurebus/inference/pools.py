@@ -39,6 +39,7 @@ from featurebus.common.kafka import TransientError
 from featurebus.inference.coalescing import Coalescer
 from featurebus.inference.plugin_worker import Embedded, WorkerOutput
 from featurebus.runtime import PluginError
+from featurebus.runtime.queries import Query
 
 __all__ = ["ActorBackend", "ActorLost", "ArchiveLoader", "Pools", "ResourcesUnavailable", "WarmPools"]
 
@@ -72,7 +73,7 @@ class Pools(Protocol):
         self, plugin: PluginRef, archive: ArchiveLoader, frame: bytes, timeout: float
     ) -> WorkerOutput: ...
     async def embed(
-        self, plugin: PluginRef, archive: ArchiveLoader, text: str, timeout: float
+        self, plugin: PluginRef, archive: ArchiveLoader, query: Query, timeout: float
     ) -> dict[str, list[float]]: ...
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]: ...
     async def make_room(self, plugin: PluginRef) -> bool: ...
@@ -130,23 +131,23 @@ class WarmPools:
         self._pools: dict[tuple[str, str, str, str], _Pool] = {}
         self._lock = asyncio.Lock()
         self._freed = asyncio.Condition(self._lock)  # notified when an actor finishes or goes
-        self._queries: Coalescer[str, Embedded] = Coalescer()
+        self._queries: Coalescer[Query, Embedded] = Coalescer()
 
     async def process(self, plugin: PluginRef, archive: ArchiveLoader, frame: bytes, timeout: float) -> WorkerOutput:
         output: WorkerOutput = await self._call(plugin, archive, "process", frame, timeout, grow=True)
         return output
 
     async def embed(
-        self, plugin: PluginRef, archive: ArchiveLoader, text: str, timeout: float
+        self, plugin: PluginRef, archive: ArchiveLoader, query: Query, timeout: float
     ) -> dict[str, list[float]]:
-        """One query text's vectors; PluginError when the plugin could not embed it."""
+        """One query's vectors (a text or a blob); PluginError when the plugin could not embed it."""
 
-        async def run(texts: list[str]) -> list[Embedded]:
-            answers: list[Embedded] = await self._call(plugin, archive, "embed", texts, timeout, grow=False)
+        async def run(queries: list[Query]) -> list[Embedded]:
+            answers: list[Embedded] = await self._call(plugin, archive, "embed", queries, timeout, grow=False)
             return answers
 
         slots = max(1, self.size(plugin))
-        answer = await self._queries.submit(_key(plugin), text, run, slots, plugin.compute_profile.batch_size)
+        answer = await self._queries.submit(_key(plugin), query, run, slots, plugin.compute_profile.batch_size)
         if isinstance(answer, PluginError):
             raise answer
         return answer

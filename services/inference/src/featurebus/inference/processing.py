@@ -23,6 +23,7 @@ from featurebus.inference.plugin_worker import WorkerOutput, all_rows_failed
 from featurebus.inference.pools import ActorLost, ArchiveLoader, Pools
 from featurebus.inference.rollout import DeploymentMissing, Realtime
 from featurebus.runtime import PluginError
+from featurebus.runtime.queries import Query
 
 __all__ = ["ArchiveCache", "EmbedFailed", "Inference"]
 
@@ -221,14 +222,15 @@ class Inference:
     async def _embed(self, request: EmbedRequest, query: QueryText) -> list[float]:
         plugin = query.plugin.model_copy(update={"namespace_id": request.namespace_id})
         pid = plugin.plugin_id
+        item: Query = query.text if query.blob is None else query.blob.row()
         for attempt in range(1, QUERY_ATTEMPTS + 1):
             try:
-                realtime = await self._realtime_vectors(query)
+                realtime = await self._realtime_vectors(query, item)
                 if realtime is not None:
                     vectors = realtime
                 else:
                     archive = await self.archives.loader(plugin)
-                    vectors = await self.pools.embed(plugin, archive, query.text, self.frame_timeout_s)
+                    vectors = await self.pools.embed(plugin, archive, item, self.frame_timeout_s)
                 break
             except ActorLost:  # the pool replaced the dead actor: the next attempt gets a fresh one
                 if attempt == QUERY_ATTEMPTS:
@@ -246,12 +248,12 @@ class Inference:
             raise EmbedFailed(f"{pid} produced no vector {query.feature_name!r} (it produced {sorted(vectors)})")
         return vector
 
-    async def _realtime_vectors(self, query: QueryText) -> dict[str, list[float]] | None:
+    async def _realtime_vectors(self, query: QueryText, item: Query) -> dict[str, list[float]] | None:
         """The query's vectors from its plugin's real-time deployment (realtime.py); None without one."""
         if query.deployment is None or self.realtime is None:
             return None
         try:
-            return await self.realtime.embed(query.deployment, query.text, self.frame_timeout_s)
+            return await self.realtime.embed(query.deployment, item, self.frame_timeout_s)
         except DeploymentMissing:  # replaced or stopped since the registry read it: the batch steps answer
             log.info(
                 "deployment %s is gone: the query goes to %s's batch actors", query.deployment, query.plugin.plugin_id

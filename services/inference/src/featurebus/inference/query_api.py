@@ -8,7 +8,9 @@ query its plugin cannot embed is a 422 :class:`~featurebus.common.queries.QueryR
 plugin's message. ``POST /internal/v1/infer`` (:class:`~featurebus.common.queries.InferRequest`)
 answers through the named real-time deployment. ``POST /internal/v1/rerank``
 (:class:`~featurebus.common.queries.RerankRequest`) scores a rerank stage's candidates with a
-reranker (:mod:`featurebus.inference.reranking`). Every request needs the service token.
+reranker (:mod:`featurebus.inference.reranking`). ``POST /internal/v1/enrich``
+(:class:`~featurebus.common.queries.EnrichRequest`) makes an LLM stage's calls, one per result
+(:mod:`featurebus.inference.enrichment`). Every request needs the service token.
 """
 
 from __future__ import annotations
@@ -22,16 +24,20 @@ from pydantic import SecretStr
 from featurebus.common.internal_api import ServiceTokenGuard
 from featurebus.common.queries import (
     EMBED_PATH,
+    ENRICH_PATH,
     INFER_PATH,
     RERANK_PATH,
     EmbedRequest,
     EmbedResponse,
+    EnrichRequest,
+    EnrichResponse,
     InferRequest,
     InferResponse,
     QueryRefusal,
     RerankRequest,
     RerankResponse,
 )
+from featurebus.inference.enrichment import EnrichFailed
 from featurebus.inference.processing import EmbedFailed
 from featurebus.inference.reranking import RerankFailed
 
@@ -52,8 +58,14 @@ class Scores(Protocol):
     async def rerank(self, request: RerankRequest) -> RerankResponse: ...
 
 
-def build_query_api(answers: Answers, rerankers: Scores, token: SecretStr | None) -> FastAPI:
-    """The app, answering with ``answers`` and ``rerankers``; every route behind the token."""
+class Enrichments(Protocol):
+    """What the enrich route calls (:class:`~featurebus.inference.enrichment.Enricher` in the service)."""
+
+    async def enrich(self, request: EnrichRequest) -> EnrichResponse: ...
+
+
+def build_query_api(answers: Answers, rerankers: Scores, enricher: Enrichments, token: SecretStr | None) -> FastAPI:
+    """The app, answering with ``answers``, ``rerankers`` and ``enricher``; every route behind the token."""
     app = FastAPI(title="featurebus inference (internal)", version="0.1.0", docs_url=None, redoc_url=None)
     app.add_middleware(ServiceTokenGuard, token=token, service="inference")
 
@@ -81,9 +93,17 @@ def build_query_api(answers: Answers, rerankers: Scores, token: SecretStr | None
         except RerankFailed as exc:
             return _refused(exc)
 
+    @app.post(ENRICH_PATH, response_model=EnrichResponse, responses={422: {"model": QueryRefusal}})
+    async def enrich(request: EnrichRequest) -> EnrichResponse | JSONResponse:
+        """One LLM answer (or error) per item, in order."""
+        try:
+            return await enricher.enrich(request)
+        except EnrichFailed as exc:
+            return _refused(exc)
+
     return app
 
 
-def _refused(exc: EmbedFailed | RerankFailed) -> JSONResponse:
+def _refused(exc: EmbedFailed | RerankFailed | EnrichFailed) -> JSONResponse:
     refusal = QueryRefusal(detail=exc.message, hint=exc.hint)
     return JSONResponse(refusal.model_dump(exclude_none=True), status_code=422)

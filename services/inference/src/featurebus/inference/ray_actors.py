@@ -22,9 +22,11 @@ from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
 from featurebus.inference.plugin_access import LLMGateway
 from featurebus.inference.plugin_worker import Embedded, PluginWorker, WorkerOutput
+from featurebus.inference.pool_metrics import ObservedActors
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
+from featurebus.runtime.queries import Query
 from featurebus.sdk.container import PlatformLLM, PluginContainer, Secrets
 from featurebus.sdk.model_loading import NAMESPACE_MODELS_ENV
 
@@ -66,8 +68,8 @@ class PluginActor:
     def process(self, frame_parquet: bytes) -> WorkerOutput:
         return self.worker.process(frame_parquet)
 
-    def embed(self, texts: list[str]) -> list[Embedded]:
-        return self.worker.embed(texts)
+    def embed(self, queries: list[Query]) -> list[Embedded]:
+        return self.worker.embed(queries)
 
     def stats(self) -> dict[str, Any]:
         return {**self.worker.stats(), "node_id": ray.get_runtime_context().get_node_id()}
@@ -180,7 +182,7 @@ class RayPools(WarmPools):
         access: AccessSupply | None = None,
     ) -> None:
         actors = RayActors(work_dir, actor_num_cpus, models, gpu_memory_gb, sandbox, held, shipper, access)
-        super().__init__(actors, idle_seconds, load_failure_retry_s)
+        super().__init__(ObservedActors(actors), idle_seconds, load_failure_retry_s)
 
 
 @dataclass(frozen=True)

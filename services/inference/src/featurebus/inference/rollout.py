@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from featurebus.common.events import DeploymentChanged, DeploymentStatus, DeployRequested, PluginRef, ReasonCode
 from featurebus.common.objectstore import ObjectMissing, ObjectStore
 from featurebus.runtime import PluginError
+from featurebus.runtime.queries import Query
 
 __all__ = [
     "PROBE_TEXT",
@@ -221,9 +222,9 @@ class Realtime:
         """``realtime.py``'s answer to one request, through deployment ``name``."""
         return await self._call(name, "infer", inputs, parameters, timeout=timeout)
 
-    async def embed(self, name: str, text: str, timeout: float) -> dict[str, list[float]]:
-        """Every manifest feature's vector for one query text, through deployment ``name``."""
-        vectors: dict[str, list[float]] = await self._call(name, "embed", text, timeout=timeout)
+    async def embed(self, name: str, query: Query, timeout: float) -> dict[str, list[float]]:
+        """Every manifest feature's vector for one query (a text or a blob), through deployment ``name``."""
+        vectors: dict[str, list[float]] = await self._call(name, "embed", query, timeout=timeout)
         return vectors
 
     async def close(self) -> None:

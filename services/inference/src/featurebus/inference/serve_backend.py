@@ -29,6 +29,7 @@ from featurebus.inference.ray_actors import Held, SandboxSettings, asks, live_no
 from featurebus.inference.rollout import BackendState, DeploymentMissing
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
+from featurebus.runtime.queries import Query
 
 __all__ = ["RayServeBackend", "RealtimeReplica", "start_serve"]
 
@@ -118,11 +119,11 @@ class RealtimeReplica:
     async def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
         return await _enveloped(self.worker.infer, inputs, parameters)
 
-    async def embed(self, text: str) -> dict[str, Any]:
-        return await _enveloped(self._embed, text)
+    async def embed(self, query: Query) -> dict[str, Any]:
+        return await _enveloped(self._embed, query)
 
-    def _embed(self, text: str) -> dict[str, list[float]]:
-        [answer] = self.worker.embed([text])
+    def _embed(self, query: Query) -> dict[str, list[float]]:
+        [answer] = self.worker.embed([query])
         if isinstance(answer, PluginError):
             raise answer
         return answer

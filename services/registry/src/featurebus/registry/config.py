@@ -31,6 +31,9 @@ class RegistrySettings(CommonSettings):
     indexer_url: str = f"http://127.0.0.1:{DEFAULT_INDEXER_PORT}"
     # How long a retriever execution waits for each of them (a service that is starting is waited for).
     retrieval_timeout_s: float = 30.0
+    # How long an LLM stage waits for its calls (all results' together; inference bounds how many
+    # run at once with FEATUREBUS_LLM_MAX_CONCURRENCY).
+    llm_stage_timeout_s: float = Field(default=120.0, gt=0)
     # The records every request reads (keys, namespaces) and a retriever execution reads
     # (retrievers, plugins, collections) are kept in memory this long (tables.RecentReads): this
     # registry's own writes are seen at once, a second replica's within this time; 0 reads each time.
@@ -45,6 +48,9 @@ class RegistrySettings(CommonSettings):
     # this: a plugin's download_asset reads an asset whole into a worker (actor_memory_gb is 2 by
     # default), and frames of such assets should stay within a worker's memory.
     max_blob_bytes: int = 256 * 1024 * 1024
+    # An image/audio query's bytes sent inside the execute request (base64); larger ones are
+    # uploaded first and named by upload_id.
+    max_query_blob_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     # Every request body (all are JSON) is refused with a 413 above this; files never pass through
     # the registry (they go to presigned URLs), and 1,000 objects of 16 KiB fit in one request.
     max_request_bytes: int = 16 * 1024 * 1024

@@ -22,8 +22,10 @@ from fastapi.responses import JSONResponse
 from pymongo import AsyncMongoClient
 
 from featurebus.common import telemetry
+from featurebus.common.http_observing import ObservedRequests
 from featurebus.common.internal_api import InternalServer
 from featurebus.common.kafka import Bus
+from featurebus.common.metrics import MetricsEndpoint, ProcessMetrics
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.registry.auth import bootstrap_admin_key
@@ -91,10 +93,15 @@ def build_app(
     http_queries: HttpQueryServices | None = None
     if queries is None:
         queries = http_queries = HttpQueryServices(
-            settings.inference_url, settings.indexer_url, settings.internal_token, settings.retrieval_timeout_s
+            settings.inference_url,
+            settings.indexer_url,
+            settings.internal_token,
+            settings.retrieval_timeout_s,
+            enrich_timeout_s=settings.llm_stage_timeout_s,
         )
     c = Ctx(settings, tables, bus, store, queries, secrets_cipher(settings))
     register(bus, c)
+    metrics = ProcessMetrics(bus)  # consumer lag and DLQ depth; /metrics is on the REST port (below)
     internal_api = build_secrets_api(c, settings.internal_token)
     # Named so that its bind error names FEATUREBUS_REGISTRY_INTERNAL_HOST / _PORT.
     internal = InternalServer(
@@ -111,6 +118,7 @@ def build_app(
             await until_ready("kafka", bus.ensure_topics)
             await until_ready("the object store", store.ensure_bucket)
             await bus.broker.start()
+            await metrics.start()
         except BaseException:
             await internal.stop()
             raise
@@ -124,6 +132,7 @@ def build_app(
             yield
         finally:
             await internal.stop()
+            await metrics.stop()
             await c.settle()
             await bus.broker.stop()
             await store.close()
@@ -142,6 +151,8 @@ def build_app(
         streamed=plugins.is_form_upload,
         max_stream_bytes=settings.max_archive_bytes + plugins.FORM_OVERHEAD_BYTES,
     )
+    app.add_middleware(ObservedRequests, service="registry")  # a duration per request; a span if FastAPI opens none
+    app.add_middleware(MetricsEndpoint)  # GET /metrics, without an API key (the REST port is on loopback)
     for module in (
         namespaces,
         api_keys,
@@ -185,7 +196,7 @@ def build_app(
 
 def main() -> None:
     settings = RegistrySettings()
-    telemetry.configure("registry", settings.log_level, settings.trace_to_log)
+    telemetry.configure("registry", settings)
     uvicorn.run(
         build_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
     )

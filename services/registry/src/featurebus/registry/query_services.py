@@ -2,7 +2,8 @@
 
 A query is a direct call, not an event (DESIGN.md §1): :class:`HttpQueryServices` posts the
 payloads of :mod:`featurebus.common.queries` to the two internal APIs over one keep-alive client
-per service, with the service token. The in-memory twin of the unit tests is in
+per service, with the service token and the caller's trace context (``traceparent``, in a CLIENT
+span per call). The in-memory twin of the unit tests is in
 ``tests/registry_twins.py``. Either raises :class:`Unreachable` (no answer: down, busy, timed out)
 or :class:`Refused` (the service answered that it cannot do it, with its reason).
 """
@@ -19,11 +20,14 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from featurebus.common.internal_api import bearer
 from featurebus.common.queries import (
     EMBED_PATH,
+    ENRICH_PATH,
     INFER_PATH,
     RERANK_PATH,
     SEARCH_PATH,
     EmbedRequest,
     EmbedResponse,
+    EnrichRequest,
+    EnrichResponse,
     InferRequest,
     InferResponse,
     RerankRequest,
@@ -31,6 +35,7 @@ from featurebus.common.queries import (
     SearchRequest,
     SearchResponse,
 )
+from featurebus.common.traced_http import TracedTransport
 
 __all__ = ["HttpQueryServices", "QueryServices", "Refused", "Unreachable"]
 
@@ -72,9 +77,14 @@ class QueryServices(Protocol):
         """A rerank stage: one score per document by a reranker of inference."""
         ...
 
+    async def enrich(self, request: EnrichRequest) -> EnrichResponse:
+        """An LLM stage: one answer (or error) per result, by the operator's LLM provider."""
+        ...
+
 
 class HttpQueryServices:
-    """The internal APIs over HTTP; each call waits at most ``timeout_s`` (connection retries included)."""
+    """The internal APIs over HTTP; each call waits at most ``timeout_s`` (connection retries
+    included), an LLM stage's calls ``enrich_timeout_s``."""
 
     def __init__(
         self,
@@ -83,20 +93,23 @@ class HttpQueryServices:
         token: SecretStr | None,
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        enrich_timeout_s: float | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        self.enrich_timeout_s = max(timeout_s, enrich_timeout_s or timeout_s)
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60)
 
-        def client(url: str) -> httpx.AsyncClient:
+        def client(url: str, service: str) -> httpx.AsyncClient:
             return httpx.AsyncClient(
                 base_url=url.rstrip("/"),
                 headers=bearer(token),
-                timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-                limits=limits,
-                transport=transport,
+                timeout=httpx.Timeout(self.enrich_timeout_s, connect=min(5.0, timeout_s)),
+                transport=TracedTransport(
+                    transport or httpx.AsyncHTTPTransport(limits=limits), f"featurebus-{service}"
+                ),
             )
 
-        self._clients = {"inference": client(inference_url), "indexer": client(indexer_url)}
+        self._clients = {"inference": client(inference_url, "inference"), "indexer": client(indexer_url, "indexer")}
 
     async def embed(self, request: EmbedRequest) -> EmbedResponse:
         return await self._post("inference", EMBED_PATH, request, EmbedResponse)
@@ -110,14 +123,20 @@ class HttpQueryServices:
     async def rerank(self, request: RerankRequest) -> RerankResponse:
         return await self._post("inference", RERANK_PATH, request, RerankResponse)
 
+    async def enrich(self, request: EnrichRequest) -> EnrichResponse:
+        return await self._post("inference", ENRICH_PATH, request, EnrichResponse, self.enrich_timeout_s)
+
     async def aclose(self) -> None:
         for http in self._clients.values():
             await http.aclose()
 
-    async def _post(self, service: str, path: str, request: BaseModel, answer: type[Answer]) -> Answer:
+    async def _post(
+        self, service: str, path: str, request: BaseModel, answer: type[Answer], timeout_s: float | None = None
+    ) -> Answer:
         http = self._clients[service]
         url = f"{http.base_url}{path}"
-        deadline = time.monotonic() + self.timeout_s
+        timeout_s = timeout_s or self.timeout_s
+        deadline = time.monotonic() + timeout_s
         body = request.model_dump_json().encode()
         headers = {"Content-Type": "application/json"}
         broken = 0
@@ -131,7 +150,7 @@ class HttpQueryServices:
                     raise Unreachable(service, url, f"not listening ({exc or 'connection refused'})") from None
                 await asyncio.sleep(CONNECT_RETRY_S)
             except httpx.TimeoutException:
-                raise Unreachable(service, url, f"no answer within {self.timeout_s:.0f}s") from None
+                raise Unreachable(service, url, f"no answer within {timeout_s:.0f}s") from None
             except httpx.TransportError as exc:
                 # A kept-alive connection the service closed (it restarted), or the service went
                 # away mid-request: both calls only read, so one more try is safe.

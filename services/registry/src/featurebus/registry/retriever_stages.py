@@ -15,28 +15,39 @@ field, dots for nested ones; stable, results without the field last), ``group_by
 ``max_per_group`` of each value of ``field`` (``dedupe``: one per ``field``, ``object_id`` unless
 given; the searches then give five times the results wanted, so that enough groups remain),
 ``rerank`` re-scores the first ``top_n`` by ``model`` against ``query`` (the text in each result's
-``text_field``; the search's score kept as ``search_score``), and a ``limit`` after one of them
-cuts there. Each records what it did (:class:`StageRun`) for the response's statistics and
-``explain``.
+``text_field``; the search's score kept as ``search_score``), ``llm_enrich`` (``agentic_enrich``)
+asks the operator's LLM about each of the first ``top_n`` results (``prompt`` filled in with the
+result's ``{{DOC.field}}`` values, ``image_field``'s URLs sent with it) and writes the answer to
+``output_field`` (the JSON object ``output_schema`` asks for, checked against it; else the text;
+a call that failed leaves the result where it was, with the error in its ``stage_errors``), and a
+``limit`` after one of them cuts there. Each records what it did (:class:`StageRun`) for the
+response's statistics and ``explain``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from featurebus.common.filters import FilterProblem, checked, is_group
-from featurebus.common.queries import SearchHit
+from featurebus.common.queries import EnrichItem, EnrichResult, SearchHit
 
 __all__ = [
     "FILTER_STAGES",
     "GROUP_STAGES",
+    "LLM_STAGES",
     "MAX_LIMIT",
     "RERANK_STAGES",
     "SEARCH_STAGES",
+    "Enrich",
+    "Enrichment",
     "ExecutionPlan",
     "Finished",
     "Group",
@@ -61,7 +72,8 @@ SEARCH_STAGES = {"feature_search", "semantic_search", "vector_search"}
 FILTER_STAGES = {"filter", "attribute_filter"}
 GROUP_STAGES = {"group_by", "dedupe"}
 RERANK_STAGES = {"rerank"}
-SUPPORTED = sorted(SEARCH_STAGES | FILTER_STAGES | GROUP_STAGES | RERANK_STAGES | {"sort", "limit"})
+LLM_STAGES = {"llm_enrich", "agentic_enrich", "llm_enrichment"}
+SUPPORTED = sorted(SEARCH_STAGES | FILTER_STAGES | GROUP_STAGES | RERANK_STAGES | LLM_STAGES | {"sort", "limit"})
 FUSIONS = ("rrf", "weighted")
 MAX_LIMIT = 1000
 MAX_SEARCHES = 32
@@ -72,6 +84,16 @@ SORT_EXAMPLE = '{"sort_by": [{"field": "published_at", "direction": "desc"}]}'
 GROUP_CANDIDATES = 5  # a search before a group_by gives this many times the results wanted
 GROUP_EXAMPLE = '{"field": "object_id", "max_per_group": 1}'
 RERANK_EXAMPLE = '{"model": "intfloat/multilingual-e5-small", "query": "{{INPUT.query}}", "top_n": 50}'
+LLM_EXAMPLE = (
+    '{"prompt": "Does {{DOC.text}} answer {{INPUT.query}}?", "output_field": "verdict", '
+    '"output_schema": {"type": "object", "properties": {"relevant": {"type": "boolean"}}}}'
+)
+LLM_TOP_N = 10  # results an LLM stage asks about unless top_n says otherwise
+LLM_MAX_TOP_N = 200  # inference's bound on one stage's calls
+MAX_PROMPT_BYTES = 64 * 1024  # one result's filled-in prompt
+_DOC = re.compile(r"\{\{\s*DOC\.([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
+_ANY_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_INPUT = re.compile(r"\s*INPUT\.[A-Za-z_][A-Za-z0-9_]*\s*")
 
 
 class StageProblem(ValueError):
@@ -306,9 +328,90 @@ def _search_score(hit: SearchHit) -> float:
     return hit.score if hit.search_score is None else hit.search_score
 
 
-PostStage = Sort | Group | Limit | Rerank
+@dataclass(frozen=True)
+class Enrich:
+    """Ask the LLM about each of the first ``top_n`` results: ``prompt`` with each result's
+    ``{{DOC.field}}`` filled in (``image_field``'s URLs sent beside it); the answer goes to the
+    payload's ``output_field``. The order of the results does not change; a result whose call
+    failed, whose prompt names a field it lacks, or whose answer does not match ``output_schema``
+    keeps its place with the reason in ``stage_errors``."""
+
+    prompt: str
+    output_field: str
+    output_schema: dict[str, Any] | None
+    model: str | None
+    instruction: str | None
+    image_field: str | None
+    top_n: int
+    temperature: float | None
+    max_tokens: int | None
+    where: str
+    index: int = -1  # the stage's place in the retriever (set by the plan)
+    stage_id: str = "llm_enrich"
+
+    async def run(self, hits: list[SearchHit], enrich: Enrichment) -> tuple[list[SearchHit], int]:
+        """The results with their answers; and how many of the first top_n failed."""
+        head = hits[: self.top_n]
+        items: list[EnrichItem | str] = [self._item(hit) for hit in head]
+        asked = [item for item in items if isinstance(item, EnrichItem)]
+        answers = iter(await enrich(self, asked) if asked else [])
+        out, failed = [], 0
+        for hit, item in zip(head, items, strict=True):
+            error = item if isinstance(item, str) else self._answer(hit, next(answers))
+            if isinstance(error, SearchHit):
+                out.append(error)
+                continue
+            failed += 1
+            message, hint = error if isinstance(error, tuple) else (error, None)
+            problem = {"stage_index": self.index, "stage_id": self.stage_id, "error": message, "hint": hint}
+            out.append(hit.model_copy(update={"stage_errors": [*hit.stage_errors, problem]}))
+        return [*out, *hits[self.top_n :]], failed
+
+    def _item(self, hit: SearchHit) -> EnrichItem | str:
+        """The call for ``hit``, or why there is none."""
+        missing: list[str] = []
+
+        def value(match: re.Match[str]) -> str:
+            found = field_value(hit, match.group(1))
+            if found is None:
+                missing.append(match.group(1))
+                return ""
+            return found if isinstance(found, str) else json.dumps(found, default=str)
+
+        text = _DOC.sub(value, self.prompt)
+        if missing:
+            return f"{self.where}.prompt: the result has no field {missing[0]!r} for {{{{DOC.{missing[0]}}}}}"
+        if len(text.encode()) > MAX_PROMPT_BYTES:
+            return f"{self.where}.prompt: filled in for this result it is over {MAX_PROMPT_BYTES} bytes"
+        images: list[str] = []
+        if self.image_field is not None:
+            given = field_value(hit, self.image_field)
+            images = [given] if isinstance(given, str) else given if isinstance(given, list) else []
+            if not images or not all(isinstance(i, str) and i for i in images):
+                return f"{self.where}.image_field: the result's {self.image_field!r} holds no image URL"
+        return EnrichItem(text=text, images=images)
+
+    def _answer(self, hit: SearchHit, answer: EnrichResult) -> SearchHit | tuple[str, str | None]:
+        if answer.error is not None:
+            return answer.error, answer.hint
+        value: Any = answer.text
+        if self.output_schema is not None:
+            value = answer.data
+            problem = next(iter(Draft202012Validator(self.output_schema).iter_errors(value)), None)
+            if problem is not None:
+                at = "/".join(str(p) for p in problem.absolute_path) or "the answer"
+                return (
+                    f"the LLM's answer does not match {self.where}.output_schema at {at}: {problem.message}",
+                    "loosen output_schema, or use a model that follows response_format json_schema",
+                )
+        return hit.model_copy(update={"payload": {**hit.payload, self.output_field: value}})
+
+
+PostStage = Sort | Group | Limit | Rerank | Enrich
 # What scores a rerank stage's texts (the use case: inference's rerankers or a plugin's query path).
 Scorer = Callable[[Rerank, list[str]], Awaitable[list[float]]]
+# What answers an LLM stage's calls (the use case: inference's enrich API), one result per item.
+Enrichment = Callable[[Enrich, list[EnrichItem]], Awaitable[list[EnrichResult]]]
 
 
 @dataclass
@@ -404,6 +507,65 @@ def _rerank(params: dict[str, Any], where: str, templated: bool) -> Rerank:
     return Rerank(model, query, top_n, text_field, where)
 
 
+def _enrich(sid: str, params: dict[str, Any], where: str, templated: bool) -> Enrich:
+    prompt = params.get("prompt", params.get("prompt_template"))
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise StageProblem(f"{where}.prompt must be the text to ask about each result", LLM_EXAMPLE)
+    # Checked as written (at creation): once filled in, the input's own text may hold braces.
+    for match in _ANY_PLACEHOLDER.finditer(prompt) if templated else ():
+        if not _DOC.fullmatch(match.group(0)) and not _INPUT.fullmatch(match.group(1)):
+            raise StageProblem(
+                f"{where}.prompt: {match.group(0)!r} is no placeholder this stage fills",
+                "{{DOC.field}} is a result's payload field (dots for nested ones, or score / document_id); "
+                "{{INPUT.x}} the execute call's input",
+            )
+    output_field = params.get("output_field", "llm_output")
+    if not isinstance(output_field, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", output_field):
+        raise StageProblem(f"{where}.output_field must be a payload field name (letters, digits, _)", LLM_EXAMPLE)
+    schema = params.get("output_schema", params.get("schema"))
+    if schema is not None:
+        if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+            raise StageProblem(
+                f"{where}.output_schema must be a JSON schema of an object", '{"type": "object", "properties": {...}}'
+            )
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            at = "/".join(str(p) for p in exc.path)
+            raise StageProblem(
+                f"{where}.output_schema{'.' + at if at else ''} is not a JSON schema: {exc.message}"
+            ) from None
+    texts = {}
+    for name in ("model", "instruction", "image_field"):
+        given = params.get(name)
+        if given is not None and (not isinstance(given, str) or not given):
+            raise StageProblem(f"{where}.{name} must be a non-empty string", LLM_EXAMPLE)
+        texts[name] = given
+    top_n = count(params.get("top_n"), f"{where}.top_n", templated=templated) or LLM_TOP_N
+    if top_n > LLM_MAX_TOP_N:
+        raise StageProblem(
+            f"{where}.top_n is {top_n}; an LLM stage asks about at most {LLM_MAX_TOP_N} results",
+            "put it after a limit, or lower top_n",
+        )
+    temperature = number(params.get("temperature"), f"{where}.temperature", templated=templated)
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise StageProblem(f"{where}.temperature must be from 0 to 2 (got {temperature})")
+    max_tokens = count(params.get("max_tokens"), f"{where}.max_tokens", templated=templated)
+    return Enrich(
+        prompt,
+        output_field,
+        schema,
+        texts["model"],
+        texts["instruction"],
+        texts["image_field"],
+        top_n,
+        temperature,
+        max_tokens,
+        where,
+        stage_id=sid,
+    )
+
+
 def rerank_stages(stages: list[dict[str, Any]]) -> list[tuple[str, Rerank]]:
     """The rerank stages of well-shaped stages (after :func:`check_stages`), each with its place."""
     found = []
@@ -440,6 +602,8 @@ def check_stages(stages: Any, *, templated: bool = True) -> list[tuple[str, dict
             _group(sid, params, at, templated)
         elif sid in RERANK_STAGES:
             _rerank(params, at, templated)
+        elif sid in LLM_STAGES:
+            _enrich(sid, params, at, templated)
         else:
             raise StageProblem(f"{where}: stage {sid!r} is not supported", f"supported stages: {SUPPORTED}")
     if not searches:
@@ -481,7 +645,7 @@ class ExecutionPlan:
     def weights(self) -> list[float]:
         return [w if (w := number(s.get("weight"), "weight")) is not None else 1.0 for _, s in self.searches]
 
-    async def finish(self, fused: list[SearchHit], searched: StageRun, score: Scorer) -> Finished:
+    async def finish(self, fused: list[SearchHit], searched: StageRun, score: Scorer, enrich: Enrichment) -> Finished:
         """The fused results through the stages after the search; the page from ``offset``, at most
         ``limit`` of them."""
         runs = [searched]
@@ -507,8 +671,18 @@ class ExecutionPlan:
         hits = fused
         for index, sid, stage in self.after:
             began = time.perf_counter()
-            out = await stage.run(hits, score) if isinstance(stage, Rerank) else stage.apply(hits)
-            record(StageRun(index, sid, len(hits), len(out), (time.perf_counter() - began) * 1000), hits, out)
+            failed = 0
+            if isinstance(stage, Rerank):
+                out = await stage.run(hits, score)
+            elif isinstance(stage, Enrich):
+                out, failed = await stage.run(hits, enrich)
+            else:
+                out = stage.apply(hits)
+            run = StageRun(index, sid, len(hits), len(out), (time.perf_counter() - began) * 1000)
+            if failed:
+                asked = min(len(hits), stage.top_n) if isinstance(stage, Enrich) else len(hits)
+                run.note = f"{failed} of {asked} results failed: each has its reason in stage_errors"
+            record(run, hits, out)
             hits = out
         end = self.offset + self.limit
         more = len(hits) > end
@@ -551,5 +725,7 @@ def plan_execution(stages: Any, requested_limit: Any, default_limit: int) -> Exe
             plan.after.append((i, sid, _group(sid, params, at, False)))
         elif sid in RERANK_STAGES:
             plan.after.append((i, sid, _rerank(params, at, False)))
+        elif sid in LLM_STAGES:
+            plan.after.append((i, sid, replace(_enrich(sid, params, at, False), index=i)))
     plan.limit = limit or default_limit
     return plan

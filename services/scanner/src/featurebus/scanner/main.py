@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from featurebus.common import telemetry
 from featurebus.common.kafka import Bus
 from featurebus.common.lifecycle import run_until_signalled
+from featurebus.common.metrics import ProcessMetrics
 from featurebus.common.objectstore import ObjectStore
 from featurebus.common.startup import until_ready
 from featurebus.scanner.config import ScannerSettings
@@ -24,13 +25,19 @@ class ScannerService:
     settings: ScannerSettings
     bus: Bus
     store: ObjectStore
+    metrics: ProcessMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = ProcessMetrics(self.bus)
 
     async def start(self) -> None:
         await until_ready("kafka", self.bus.ensure_topics)
         await self.bus.broker.start()
+        await self.metrics.start()
         log.info("scanner ready")
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         await self.bus.broker.stop()
         await self.store.close()
 
@@ -47,5 +54,5 @@ def build(
 
 def main() -> None:
     settings = ScannerSettings()
-    telemetry.configure("scanner", settings.log_level, settings.trace_to_log)
+    telemetry.configure("scanner", settings)
     asyncio.run(run_until_signalled(build(settings)))

@@ -185,9 +185,10 @@ class _Server:
 
     def _embed(self, texts: Any) -> Message:
         from featurebus.runtime import PluginError
+        from featurebus.runtime.queries import is_query
 
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise RemoteError("plugin_error", "texts must be a list of strings", {"reason": "plugin_exception"})
+        if not isinstance(texts, list) or not all(is_query(t) for t in texts):
+            raise RemoteError("plugin_error", "texts must list query texts or blobs", {"reason": "plugin_exception"})
         results = [
             {"error": {"reason": str(r.reason), "message": r.message, "hint": r.hint}}
             if isinstance(r, PluginError)

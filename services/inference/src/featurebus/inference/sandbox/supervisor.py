@@ -34,6 +34,7 @@ from featurebus.inference.plugin_worker import Embedded, WorkerOutput, all_rows_
 from featurebus.inference.sandbox.channel import Channel, ChannelClosed, Message, RemoteError
 from featurebus.inference.sandbox.policy import SCRATCH, SandboxPolicy, SandboxUnavailable
 from featurebus.runtime import PluginError
+from featurebus.runtime.queries import Query, blob_uris
 from featurebus.sdk.assets import fetch_asset_bytes
 from featurebus.sdk.container import LLMError
 
@@ -139,12 +140,21 @@ class SandboxedWorker:
                 self._allowed.subtract(uris)
                 self._allowed += Counter()  # drop the zero counts
 
-    def embed(self, texts: list[str]) -> list[Embedded]:
-        """Each query text's vectors (one call into the child for all); PluginError for a text the
-        plugin failed, raised when none could be embedded (not loaded, the child died, a refusal)."""
-        self.queries += len(texts)
-        results = self._query("embed", {"texts": texts}).header.get("results")
-        if not isinstance(results, list) or len(results) != len(texts):
+    def embed(self, queries: list[Query]) -> list[Embedded]:
+        """Each query's vectors (one call into the child for all); PluginError for a query the
+        plugin failed, raised when none could be embedded (not loaded, the child died, a refusal).
+        The child may read the blobs of blob queries while it embeds them, as a frame's."""
+        self.queries += len(queries)
+        uris = blob_uris(queries)
+        with self._lock:
+            self._allowed.update(uris)
+        try:
+            results = self._query("embed", {"texts": queries}).header.get("results")
+        finally:
+            with self._lock:
+                self._allowed.subtract(uris)
+                self._allowed += Counter()  # drop the zero counts
+        if not isinstance(results, list) or len(results) != len(queries):
             raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered the queries without vectors")
         return [self._redacted(_embedded(result)) for result in results]
 

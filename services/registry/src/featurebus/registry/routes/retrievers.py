@@ -140,6 +140,7 @@ class Deleted(BaseModel):
 class Results(BaseModel):
     """One page of hits, best first: each its payload's fields (or those asked for) with
     ``document_id``, ``collection_id``, ``score`` (and ``search_score`` once a rerank re-scored it;
+    ``stage_errors`` when a stage could not do its work for it, e.g. an LLM call that failed;
     ``vectors``, ``explain`` when asked); what each stage did (``stage_statistics``); where the
     page is (``pagination``)."""
 
@@ -162,6 +163,8 @@ class Results(BaseModel):
             }
             if h.search_score is not None:
                 result["search_score"] = h.search_score
+            if h.stage_errors:
+                result["stage_errors"] = h.stage_errors
             if body.return_vectors:
                 result["vectors"] = h.vectors or {}
             if body.explain:

@@ -5,7 +5,8 @@ the namespace, and that each rerank stage names a reranker that is there. Execut
 the caller's input, asks inference to embed the query texts and the indexer to search with the
 vectors, directly (``c.queries``: the internal APIs, each waited for up to
 ``retrieval_timeout_s``), fuses the hits of several searches, and runs the stages after the search
-(a rerank asks inference's rerankers, or embeds the candidates with a plugin's query path).
+(a rerank asks inference's rerankers, or embeds the candidates with a plugin's query path; an
+LLM stage asks inference to call the operator's LLM provider for each result).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from featurebus.common.objectstore import ObjectMissing
 from featurebus.common.queries import (
     BUILTIN_RERANKERS,
     EmbedRequest,
+    EnrichItem,
+    EnrichRequest,
+    EnrichResult,
     LikeDocument,
     QueryText,
     RerankRequest,
@@ -41,10 +45,13 @@ from featurebus.registry.fusion import fuse
 from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 from featurebus.registry.plugin_readiness import plugin_ref
 from featurebus.registry.plugin_resolution import resolve_plugin
+from featurebus.registry.query_blobs import BLOB_QUERY_HINT, QueryBlobs, is_blob_query
 from featurebus.registry.query_services import Refused, Unreachable
 from featurebus.registry.records import Namespace, Plugin, Retriever, RetrieverExecution
 from featurebus.registry.retriever_stages import (
     MAX_LIMIT,
+    Enrich,
+    ExecutionPlan,
     Finished,
     Rerank,
     StageProblem,
@@ -115,11 +122,21 @@ async def create_retriever(
 ) -> Retriever:
     """Store a retriever; ``collection_identifiers`` None searches every collection that has the feature."""
     namespace = await resolve_namespace(c.tables, who, ns)
-    collection_ids = None
+    collections = None
     if collection_identifiers is not None:
-        collection_ids = [(await resolve_collection(c.tables, namespace, i)).id for i in collection_identifiers]
+        collections = [await resolve_collection(c.tables, namespace, i) for i in collection_identifiers]
     for where, search in checked_stages(stages):
-        await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
+        plugin, feature = await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
+        if collections is not None and not any(
+            v.name == feature and v.plugin_id == plugin.plugin_id for col in collections for v in col.vector_indexes
+        ):
+            has = sorted({v.feature_uri or v.name for col in collections for v in col.vector_indexes})
+            raise Invalid(
+                f"{where}.feature_uri: none of the retriever's collections has the feature {search['feature_uri']!r}; "
+                f"they have {has}",
+                "search a feature of these collections, or add a collection that has it to collection_identifiers",
+            )
+    collection_ids = [col.id for col in collections] if collections is not None else None
     for where, rerank in rerank_stages(stages):
         await _check_reranker(c, namespace, rerank.model, f"{where}.model")
     if json_size(stages) > MAX_STORED_JSON:
@@ -272,10 +289,30 @@ async def _execute(
             "narrow the query (a filter stage) rather than paging further",
         )
     plan.offset = offset
+    blobs = QueryBlobs.of(c, namespace)
+    try:
+        return await _run(c, namespace, found, plan, fingerprint, with_vectors, began, blobs)
+    finally:
+        if blobs.kept:
+            c.later(blobs.forget(), "deleting the blobs of an execution's queries")
+
+
+async def _run(
+    c: Ctx,
+    namespace: Namespace,
+    found: Retriever,
+    plan: ExecutionPlan,
+    fingerprint: str,
+    with_vectors: bool,
+    began: float,
+    blobs: QueryBlobs,
+) -> Execution:
+    """Embed the queries, search, fuse, and run the stages after the search (``_execute`` planned it)."""
+    offset, page = plan.offset, plan.limit
     searched_at = time.perf_counter()
-    searches = [await _search_spec(c, namespace, found, where, search) for where, search in plan.searches]
+    searches = [await _search_spec(c, namespace, found, where, search, blobs) for where, search in plan.searches]
     request_id = uuid.uuid4().hex
-    texts = [s.query for s in searches if s.query is not None]
+    texts = [s.query for s in searches if s.query is not None]  # texts and blobs
     vectors: list[list[float]] = []
     if texts:
         embed = EmbedRequest(request_id=request_id, namespace_id=namespace.id, queries=texts)
@@ -309,7 +346,7 @@ async def _execute(
     searched = StageRun(index, sid, None, len(fused), (time.perf_counter() - searched_at) * 1000)
 
     async def score(rerank: Rerank, texts: list[str]) -> list[float]:
-        query = rerank.query or next((s.query.text for s in searches if s.query is not None), None)
+        query = rerank.query or next((s.query.text for s in searches if s.query is not None and s.query.text), None)
         if query is None:
             raise Invalid(f"{rerank.where}.query: the searches have no text query to rerank against", RERANK_QUERY_HINT)
         if rerank.model.startswith("mixpeek://"):
@@ -322,8 +359,24 @@ async def _execute(
             raise SearchFailed(f"inference answered {len(scores)} rerank scores for {len(texts)} results")
         return scores
 
+    async def enrich(stage: Enrich, items: list[EnrichItem]) -> list[EnrichResult]:
+        asked = EnrichRequest(
+            request_id=request_id,
+            namespace_id=namespace.id,
+            items=items,
+            instruction=stage.instruction,
+            model=stage.model,
+            output_schema=stage.output_schema,
+            temperature=stage.temperature,
+            max_tokens=stage.max_tokens,
+        )
+        results = (await answer_of("inference", c.queries.enrich(asked))).results
+        if len(results) != len(items):
+            raise SearchFailed(f"inference answered {len(results)} LLM results for {len(items)} results")
+        return results
+
     try:
-        finished = await plan.finish(fused, searched, score)
+        finished = await plan.finish(fused, searched, score, enrich)
     except StageProblem as exc:
         raise Invalid(str(exc), exc.hint) from None
     more = finished.more and offset + page < MAX_LIMIT
@@ -412,14 +465,17 @@ async def _feature(c: Ctx, namespace: Namespace, uri: str, where: str) -> tuple[
     return plugin, parsed.feature
 
 
-QUERY_HINT = '"query": "{{INPUT.query}}" (a text) or {"document_id": "{{INPUT.like}}"} (more like a stored document)'
+QUERY_HINT = (
+    '"query": "{{INPUT.query}}" (a text), {"document_id": "{{INPUT.like}}"} (more like a stored document), or '
+    + BLOB_QUERY_HINT
+)
 
 
 def _query_text(c: Ctx, where: str, query: Any) -> str:
     if isinstance(query, dict):
         query = query.get("text") or query.get("value")
     if not isinstance(query, str) or not query:
-        raise Invalid(f"{where}.query: each search needs a text query or a document_id", QUERY_HINT)
+        raise Invalid(f"{where}.query: each search needs a text query, a document_id or a blob", QUERY_HINT)
     size, most = len(query.encode()), c.settings.max_inline_text_bytes
     if size > most:
         raise Invalid(f"{where}.query is {size} bytes; a query is limited to {most}", "send a shorter query")
@@ -516,14 +572,15 @@ async def _parameters(c: Ctx, collection_ids: list[str], plugin: Plugin) -> dict
 
 
 async def _search_spec(
-    c: Ctx, namespace: Namespace, retriever: Retriever, where: str, search: dict[str, Any]
+    c: Ctx, namespace: Namespace, retriever: Retriever, where: str, search: dict[str, Any], blobs: QueryBlobs
 ) -> _ResolvedSearch:
     plugin, feature = await _feature(c, namespace, search["feature_uri"], f"{where}.feature_uri")
     given = search.get("query")
     like = (
         await _liked(c, namespace, where, given, plugin) if isinstance(given, dict) and "document_id" in given else None
     )
-    text = None if like else _query_text(c, where, given)
+    blob = await blobs.blob(where, given) if like is None and is_blob_query(given) else None
+    text = None if like or blob else _query_text(c, where, given)
     if retriever.collection_ids is not None:
         collection_ids = retriever.collection_ids
     else:
@@ -538,8 +595,14 @@ async def _search_spec(
             f"{where}.feature_uri: no collection of this namespace has the feature {feature!r}",
             "create a collection with the plugin first",
         )
-    if text is None:
+    if like is not None:
         return _ResolvedSearch(feature, collection_ids, like=like)
     parameters = await _parameters(c, collection_ids, plugin)
-    query = QueryText(plugin=plugin_ref(plugin, parameters), feature_name=feature, text=text, deployment=plugin.serving)
+    query = QueryText(
+        plugin=plugin_ref(plugin, parameters),
+        feature_name=feature,
+        text=text or "",
+        blob=blob,
+        deployment=plugin.serving,
+    )
     return _ResolvedSearch(feature, collection_ids, query=query)
