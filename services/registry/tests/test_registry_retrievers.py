@@ -150,6 +150,43 @@ async def test_creation_refuses_a_feature_none_of_the_retrievers_collections_has
     assert made.collection_ids == ["col_bare", "col_docs_articles"]
 
 
+QUERY_SCHEMA = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "minLength": 1}, "k": {"type": "integer", "default": 3}},
+    "required": ["query"],
+}
+
+
+async def test_an_input_schema_defines_every_placeholder_and_checks_and_completes_the_input() -> None:
+    t = twins()
+    ns = await t.namespace("docs")
+    await plugin(t, ns)
+    await collection(t, ns)
+    searching = stages(search(top_k="{{INPUT.k}}"))
+    undefined = {"type": "object", "properties": {"query": {"type": "string"}}}
+    with pytest.raises(
+        Invalid, match=r"stages\[0\]\.config\.parameters\.searches\[0\]\.top_k: \{\{INPUT\.k\}\} is not defined"
+    ):
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, searching, undefined)
+    with pytest.raises(Invalid, match=r"input_schema\.properties\.k\.type is not a JSON schema"):
+        await retrievers.create_retriever(
+            t.c, ADMIN, "docs", "r", None, searching, {"properties": {"k": {"type": "int"}}}
+        )
+    with pytest.raises(Invalid, match="input_schema must be a JSON schema of an object"):
+        await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, searching, {"type": "array"})
+    made = await retrievers.create_retriever(t.c, ADMIN, "docs", "r", None, searching, QUERY_SCHEMA)
+    assert made.input_schema == QUERY_SCHEMA
+    t.queries.hits = [[hit(d, 0.9 - i / 10) for i, d in enumerate("abcde")]]
+    done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "cats"}, None)
+    assert [h.document_id for h in done.hits] == ["a", "b", "c"]  # top_k from the schema's default
+    with pytest.raises(Invalid, match="input.k: 'many' is not of type 'integer'"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "cats", "k": "many"}, None)
+    with pytest.raises(Invalid, match="input: 'query' is a required property"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {}, None)
+    with pytest.raises(Invalid, match="input.query: '' should be non-empty"):
+        await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": ""}, None)
+
+
 async def test_creation_refuses_unknown_collections_and_oversized_stages() -> None:
     t = twins()
     ns = await t.namespace("docs")
@@ -229,6 +266,7 @@ async def test_over_http_a_refused_body_keeps_its_message_and_hint_and_a_good_on
         "name",
         "collection_identifiers",
         "stages",
+        "input_schema",
         "created_at",
     }
     assert (made.json()["name"], made.json()["collection_identifiers"]) == ("r", None)

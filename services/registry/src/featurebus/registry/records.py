@@ -286,6 +286,9 @@ class Retriever(Record):
     retriever_name: str
     collection_ids: list[str] | None
     stages: list[dict[str, Any]]
+    # A JSON schema of the execute call's input: every {{INPUT.x}} is one of its properties, and
+    # each input is checked against it. None: any input (each placeholder must be given).
+    input_schema: dict[str, Any] | None = None
     created_at: datetime = Field(default_factory=now)
 
     TABLE: ClassVar[str] = "retrievers"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["MissingInput", "fill"]
+__all__ = ["MissingInput", "fill", "placeholders"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*INPUT\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -33,3 +33,14 @@ def _get(inputs: dict[str, Any], key: str) -> Any:
     if key not in inputs:
         raise MissingInput(key)
     return inputs[key]
+
+
+def placeholders(value: Any, where: str) -> list[tuple[str, str]]:
+    """Every ``{{INPUT.x}}`` in ``value`` (recursively): (the place it stands, ``x``)."""
+    if isinstance(value, str):
+        return [(where, m.group(1)) for m in _PLACEHOLDER.finditer(value)]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in placeholders(v, f"{where}[{i}]")]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in placeholders(v, f"{where}.{k}")]
+    return []

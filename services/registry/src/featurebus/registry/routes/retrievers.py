@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from featurebus.registry.auth import Principal, principal
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.errors import Invalid
+from featurebus.registry.input_schema import checked_schema
 from featurebus.registry.paging import Listing, Page, page
 from featurebus.registry.records import Retriever, RetrieverExecution
 from featurebus.registry.retriever_stages import MAX_LIMIT, StageProblem, count
@@ -28,12 +29,14 @@ router = APIRouter(prefix="/v1/namespaces/{ns}/retrievers")
 
 class CreateRetriever(BaseModel):
     """``name`` (or ``retriever_name``); ``collection_identifiers``, ids or names (absent: every
-    collection with the feature); ``stages``, searches first (see ``retriever_stages``)."""
+    collection with the feature); ``stages``, searches first (see ``retriever_stages``);
+    ``input_schema``, a JSON schema of the execute call's input (see ``input_schema``)."""
 
     model_config = ConfigDict(extra="ignore")
     name: str
     collection_identifiers: list[str] | None = None
     stages: list[dict[str, Any]]
+    input_schema: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -54,7 +57,10 @@ class CreateRetriever(BaseModel):
         ):
             raise Invalid("collection_identifiers must be a list of collection ids or names (strings)")
         retrievers.checked_stages(body.get("stages"))
-        return {"name": name, "collection_identifiers": identifiers, "stages": body["stages"]}
+        schema = body.get("input_schema")
+        if schema is not None:
+            checked_schema(schema, body["stages"])
+        return {"name": name, "collection_identifiers": identifiers, "stages": body["stages"], "input_schema": schema}
 
 
 class ExecuteRetriever(BaseModel):
@@ -118,6 +124,7 @@ class RetrieverView(BaseModel):
     name: str
     collection_identifiers: list[str] | None
     stages: list[dict[str, Any]]
+    input_schema: dict[str, Any] | None
     created_at: datetime
 
     @classmethod
@@ -128,6 +135,7 @@ class RetrieverView(BaseModel):
             name=r.retriever_name,
             collection_identifiers=r.collection_ids,
             stages=r.stages,
+            input_schema=r.input_schema,
             created_at=r.created_at,
         )
 
@@ -246,7 +254,9 @@ class ExecutionView(BaseModel):
 async def create_retriever(
     ns: str, body: CreateRetriever, who: Principal = Depends(principal), c: Ctx = Depends(ctx)
 ) -> RetrieverView:
-    made = await retrievers.create_retriever(c, who, ns, body.name, body.collection_identifiers, body.stages)
+    made = await retrievers.create_retriever(
+        c, who, ns, body.name, body.collection_identifiers, body.stages, body.input_schema
+    )
     return RetrieverView.of(made)
 
 

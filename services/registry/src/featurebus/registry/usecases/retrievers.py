@@ -42,6 +42,7 @@ from featurebus.registry.context import Ctx
 from featurebus.registry.errors import DomainError, Invalid, NotFound
 from featurebus.registry.feature_uri import parse_feature_uri
 from featurebus.registry.fusion import fuse
+from featurebus.registry.input_schema import checked_input, checked_schema
 from featurebus.registry.json_body import MAX_STORED_JSON, json_size
 from featurebus.registry.plugin_readiness import plugin_ref
 from featurebus.registry.plugin_resolution import resolve_plugin
@@ -118,9 +119,16 @@ def checked_stages(stages: Any) -> list[Search]:
 
 
 async def create_retriever(
-    c: Ctx, who: Principal, ns: str, name: str, collection_identifiers: list[str] | None, stages: list[dict[str, Any]]
+    c: Ctx,
+    who: Principal,
+    ns: str,
+    name: str,
+    collection_identifiers: list[str] | None,
+    stages: list[dict[str, Any]],
+    input_schema: dict[str, Any] | None = None,
 ) -> Retriever:
-    """Store a retriever; ``collection_identifiers`` None searches every collection that has the feature."""
+    """Store a retriever; ``collection_identifiers`` None searches every collection that has the
+    feature; ``input_schema`` (a JSON schema) defines and checks the execute call's input."""
     namespace = await resolve_namespace(c.tables, who, ns)
     collections = None
     if collection_identifiers is not None:
@@ -141,6 +149,10 @@ async def create_retriever(
         await _check_reranker(c, namespace, rerank.model, f"{where}.model")
     if json_size(stages) > MAX_STORED_JSON:
         raise Invalid(f"stages are {json_size(stages)} bytes as JSON; at most {MAX_STORED_JSON}")
+    if input_schema is not None:
+        checked_schema(input_schema, stages)
+        if json_size(input_schema) > MAX_STORED_JSON:
+            raise Invalid(f"input_schema is {json_size(input_schema)} bytes as JSON; at most {MAX_STORED_JSON}")
     retriever = Retriever(
         id=ids.new_id("ret"),
         org_id=who.org_id,
@@ -148,6 +160,7 @@ async def create_retriever(
         retriever_name=name,
         collection_ids=collection_ids,
         stages=stages,
+        input_schema=input_schema,
     )
     await c.tables.retrievers.insert(retriever)
     return retriever
@@ -273,6 +286,8 @@ async def _execute(
     with_vectors: bool,
     began: float,
 ) -> Execution:
+    if found.input_schema is not None:
+        inputs = checked_input(found.input_schema, inputs)
     try:
         plan = plan_execution(fill(found.stages, inputs), limit, DEFAULT_LIMIT)
     except MissingInput as exc:
