@@ -179,11 +179,11 @@ async def test_an_input_schema_defines_every_placeholder_and_checks_and_complete
     t.queries.hits = [[hit(d, 0.9 - i / 10) for i, d in enumerate("abcde")]]
     done = await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "cats"}, None)
     assert [h.document_id for h in done.hits] == ["a", "b", "c"]  # top_k from the schema's default
-    with pytest.raises(Invalid, match="input.k: 'many' is not of type 'integer'"):
+    with pytest.raises(Invalid, match=r"input\.k: 'many' is not of type 'integer'"):
         await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": "cats", "k": "many"}, None)
     with pytest.raises(Invalid, match="input: 'query' is a required property"):
         await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {}, None)
-    with pytest.raises(Invalid, match="input.query: '' should be non-empty"):
+    with pytest.raises(Invalid, match=r"input\.query: '' should be non-empty"):
         await retrievers.execute_retriever(t.c, ADMIN, "docs", "r", {"query": ""}, None)
 
 
