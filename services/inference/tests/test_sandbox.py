@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration  # real processes, namespaces and a loopbac
 
 SECRET = "fb-secret-7c1e0d"
 OWN_BLOB = "s3://fb/ns_a/own.txt"
+QUERY_BLOB = "s3://fb/queries/org_a/ns_a/q1"
 
 HOSTILE = """
 import asyncio, ctypes, json, os, socket, subprocess, tempfile, time
@@ -104,6 +105,9 @@ class Hostile:
 
     def __call__(self, batch):
         attack, arg = batch["blob_property"].iloc[0], batch["blob_id"].iloc[0]
+        if attack == "query":  # a retriever's blob query: the vector is the length of its bytes
+            batch["vec"] = [[float(len(_read(batch["data"].iloc[0]))), 1.0]] * len(batch)
+            return batch
         found = ATTACKS[attack](arg)
         batch["vec"] = [[1.0, 0.0]] * len(batch)
         batch["found"] = [str(found) if isinstance(found, str) else ""] * len(batch)
@@ -147,7 +151,7 @@ def secrets_on_disk() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, secrets_on_disk: Path) -> Iterator[SandboxedWorker]:
     os.environ["FEATUREBUS_S3_SECRET_KEY"] = SECRET  # what the actor process holds
-    blobs = {OWN_BLOB: b"own blob", "s3://fb/ns_b/other.txt": SECRET.encode()}
+    blobs = {OWN_BLOB: b"own blob", "s3://fb/ns_b/other.txt": SECRET.encode(), QUERY_BLOB: b"query image"}
     original = supervisor.fetch_asset_bytes
     supervisor.fetch_asset_bytes = blobs.__getitem__  # type: ignore[assignment]
     work = tmp_path_factory.mktemp("work")
@@ -227,6 +231,13 @@ def test_each_attack_fails_its_row_as_a_sandbox_violation(
 
 def test_a_plugin_reads_the_blobs_of_its_own_rows(worker: SandboxedWorker) -> None:
     assert run(worker, f"asset {OWN_BLOB}") == (None, "own blob", "")
+
+
+def test_a_blob_query_reads_its_blob_while_it_is_embedded_and_not_after(worker: SandboxedWorker) -> None:
+    query = {"data": QUERY_BLOB, "mime_type": "image/png", "blob_type": "image", "size_bytes": 11}
+    assert worker.embed([query]) == [{"vec": [11.0, 1.0]}]
+    reason, _, message = run(worker, f"asset {QUERY_BLOB}")  # a later frame was not given that blob
+    assert reason is ReasonCode.SANDBOX_VIOLATION and "refused" in message
 
 
 def test_scratch_is_writable_and_emptied_after_every_frame(worker: SandboxedWorker) -> None:
