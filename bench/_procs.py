@@ -1,15 +1,54 @@
-"""The local stack's and the services' processes, for the benches: CPU used and memory held."""
+"""The local stack and the services for the benches (:func:`local_platform`), and their
+processes' CPU used and memory held."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-__all__ = ["PeakRss", "cpu_seconds", "process_roots"]
+__all__ = ["PeakRss", "Platform", "cpu_seconds", "local_platform", "process_roots"]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A running platform: its REST URL, admin key, and the roots of its processes."""
+
+    base_url: str
+    key: str
+    stack: Any  # deploy/local's LocalStack
+    services: Any  # deploy/local's LocalServices
+
+    def roots(self) -> dict[str, int]:
+        return process_roots(self.stack.data_dir, self.services.data_dir)
+
+
+@contextlib.contextmanager
+def local_platform(data_dir: Path) -> Iterator[Platform]:
+    """The local stack and the five services on free loopback ports, stopped (by PID) on the way
+    out. The script puts deploy/local on sys.path first."""
+    from stack import LocalStack, free_port
+
+    from services import LocalServices
+
+    stack = LocalStack(data_dir / "stack", kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
+    key = "fb_" + secrets.token_urlsafe(16)
+    env = {**stack.env(), "FEATUREBUS_ADMIN_API_KEY": key, "FEATUREBUS_TOPIC_PREFIX": "bench."}
+    services = LocalServices(data_dir / "svc", env, http_port=free_port())
+    stack.start()
+    try:
+        services.start()
+        yield Platform(services.base_url, key, stack, services)
+    finally:
+        services.stop()
+        stack.stop()
 
 
 def process_roots(*data_dirs: Path) -> dict[str, int]:

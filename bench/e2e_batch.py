@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -36,10 +35,7 @@ from featurebus.sdk.client import Client
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "plugins" / "text_embed"
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from _procs import PeakRss, cpu_seconds, process_roots  # noqa: E402  (bench/ is the script's directory)
-from stack import LocalStack, free_port  # noqa: E402
-
-from services import LocalServices  # noqa: E402
+from _procs import PeakRss, cpu_seconds, local_platform  # noqa: E402  (bench/ is the script's directory)
 
 # The example's processor on the builtin fast path, as a plugin author would write it.
 FAST_CORE = """
@@ -98,16 +94,10 @@ def baseline(corpus: list[str]) -> tuple[float, float]:
 
 
 def platform_run(corpus: list[str], data_dir: Path, fast: bool) -> dict[str, Any]:
-    stack = LocalStack(data_dir / "stack", kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
-    key = "fb_" + secrets.token_urlsafe(16)
-    env = {**stack.env(), "FEATUREBUS_ADMIN_API_KEY": key, "FEATUREBUS_TOPIC_PREFIX": "bench."}
-    services = LocalServices(data_dir / "svc", env, http_port=free_port())
-    stack.start()
-    try:
-        services.start()
-        roots = process_roots(stack.data_dir, services.data_dir)
+    with local_platform(data_dir) as running:
+        roots = running.roots()
         with PeakRss(list(roots.values())) as rss:
-            fb = Client(services.base_url, key)
+            fb = Client(running.base_url, running.key)
             ns = fb.create_namespace("bench")["namespace_id"]
             plugin = fb.upload_plugin(ns, plugin_archive(fast, data_dir), "text_embed", "1.0.0")["plugin_id"]
             fb.wait_for_scan(ns, plugin)
@@ -141,9 +131,6 @@ def platform_run(corpus: list[str], data_dir: Path, fast: bool) -> dict[str, Any
             # Where the machine's CPU went in the timed window (inference includes its Ray actors).
             "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in sorted(cpu_after)},
         }
-    finally:
-        services.stop()
-        stack.stop()
 
 
 def main() -> None:

@@ -27,7 +27,6 @@ import asyncio
 import functools
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -54,10 +53,7 @@ BATCH_SIZE = 64  # the example plugins' compute_profile.batch_size: the most que
 LEVELS = (1, 16)
 WARM_UP_STRIDE = 5  # warm-up queries: every 5th of the measured ones (the model's kernels are built per input shape)
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from _procs import cpu_seconds, process_roots  # noqa: E402  (bench/ is the script's directory)
-from stack import LocalStack, free_port  # noqa: E402
-
-from services import LocalServices  # noqa: E402
+from _procs import cpu_seconds, local_platform  # noqa: E402  (bench/ is the script's directory)
 
 
 def texts(n: int) -> list[str]:
@@ -186,22 +182,12 @@ async def platform_levels(
 
 
 def platform_run(corpus: list[str], data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    stack = LocalStack(data_dir / "stack", kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
-    key = "fb_" + secrets.token_urlsafe(16)
-    env = {**stack.env(), "FEATUREBUS_ADMIN_API_KEY": key, "FEATUREBUS_TOPIC_PREFIX": "bench."}
-    services = LocalServices(data_dir / "svc", env, http_port=free_port())
-    stack.start()
-    try:
-        services.start()
-        with Client(services.base_url, key) as fb:
+    with local_platform(data_dir) as running:
+        with Client(running.base_url, running.key) as fb:
             began = time.perf_counter()
             ns, retriever = set_up(fb, corpus, args.realtime)
             print(f"platform: {len(corpus)} texts indexed in {time.perf_counter() - began:.1f}s", file=sys.stderr)
-        roots = process_roots(stack.data_dir, services.data_dir)
-        return asyncio.run(platform_levels(services.base_url, key, ns, retriever, roots, args))
-    finally:
-        services.stop()
-        stack.stop()
+        return asyncio.run(platform_levels(running.base_url, running.key, ns, retriever, running.roots(), args))
 
 
 # ---------------------------------------------------------------------------------- the baseline

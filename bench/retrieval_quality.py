@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -56,13 +55,11 @@ DEFAULT_DATA = ROOT / "bench" / "data" / "featurebus_mini"
 TOP_K = 100  # results per query: recall@100 needs them, and the rerank stage re-scores them all
 FRAME = 64  # the plugins' compute_profile.batch_size
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from beir_format import Collection, load_collection  # noqa: E402  (bench/ is the script's directory)
+from _procs import local_platform  # noqa: E402  (bench/ is the script's directory)
+from beir_format import Collection, load_collection  # noqa: E402
 from beir_published import PUBLISHED, SOURCE  # noqa: E402
 from quality_metrics import evaluate, rrf  # noqa: E402
 from quality_plugins import E5, MINILM, PLUGINS, QualityPlugin  # noqa: E402
-from stack import LocalStack, free_port  # noqa: E402
-
-from services import LocalServices  # noqa: E402
 
 Ranked = dict[str, list[str]]  # query id → corpus ids, best first
 
@@ -114,19 +111,9 @@ def log(message: str) -> None:
 
 @contextlib.contextmanager
 def platform(data_dir: Path) -> Iterator[Client]:
-    """The local stack and the five services on free loopback ports, stopped (by PID) on the way out."""
-    stack = LocalStack(data_dir / "stack", kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
-    key = "fb_" + secrets.token_urlsafe(16)
-    env = {**stack.env(), "FEATUREBUS_ADMIN_API_KEY": key, "FEATUREBUS_TOPIC_PREFIX": "bench."}
-    services = LocalServices(data_dir / "svc", env, http_port=free_port())
-    stack.start()
-    try:
-        services.start()
-        with Client(services.base_url, key, timeout=120) as fb:
-            yield fb
-    finally:
-        services.stop()
-        stack.stop()
+    """A client of the local platform, started for the run and stopped after it."""
+    with local_platform(data_dir) as running, Client(running.base_url, running.key, timeout=120) as fb:
+        yield fb
 
 
 def index(fb: Client, collection: Collection, engine: str) -> tuple[str, dict[str, str]]:

