@@ -12,9 +12,9 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 EXTRAS := libs/sdk:cli libs/common:dlq
 EDITABLE := $(foreach p,$(PACKAGES),-e '$(p)$(patsubst $(p):%,[%],$(filter $(p):%,$(EXTRAS)))')
 STAMP := $(VENV)/.installed
-DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy types-jsonschema check-jsonschema==0.39.0 kubernetes-validate==1.37.0
+DEV_TOOLS := pytest pytest-asyncio pytest-timeout ruff mypy types-jsonschema check-jsonschema==0.39.0 kubernetes-validate==1.37.0 testcontainers==4.15.0
 
-.PHONY: setup run stop test lint docs clean
+.PHONY: setup run stop test test-containers lint docs clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,12 @@ stop:
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The integration and end-to-end tests against genuine images under Docker (testcontainers:
+# apache/kafka in KRaft mode, mongo, minio, a qdrant server) instead of the local stand-ins; where no
+# Docker engine answers, the tests on the stack are skipped with the Docker error.
+test-containers: setup
+	FEATUREBUS_TEST_STACK=containers $(BIN)/python -m pytest -m "integration or e2e"
 
 # docs/asyncapi.yaml and docs/topics.md, from the services' own topic declarations (a test checks them).
 docs: setup

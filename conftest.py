@@ -1,4 +1,5 @@
-"""Fixtures shared by every test of the monorepo: a network guard and the real local stack."""
+"""Fixtures shared by every test of the monorepo: a network guard and the real servers (the local
+stack, or genuine images under Docker with FEATUREBUS_TEST_STACK=containers)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "deploy" / "local"))
+from container_stack import ContainerStack, docker_unavailable, stack_mode
 from stack import LocalStack, free_port
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """Kafka, MongoDB and S3 on free loopback ports, for this test session only."""
-    stack = LocalStack(
-        tmp_path_factory.mktemp("stack"), kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port()
-    )
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack | ContainerStack]:
+    """Kafka, MongoDB and S3 on free loopback ports, for this test session only: the local stack,
+    or with ``FEATUREBUS_TEST_STACK=containers`` the genuine images (and a Qdrant server) under
+    Docker, skipped with the Docker error where no engine answers."""
+    directory = tmp_path_factory.mktemp("stack")
+    stack: LocalStack | ContainerStack
+    if stack_mode(os.environ) == "containers":
+        if reason := docker_unavailable():
+            pytest.skip(f"FEATUREBUS_TEST_STACK=containers: {reason}")
+        stack = ContainerStack(directory)
+    else:
+        stack = LocalStack(directory, kafka_port=free_port(), mongo_port=free_port(), s3_port=free_port())
     try:
         stack.start()
         yield stack

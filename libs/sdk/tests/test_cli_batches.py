@@ -39,9 +39,12 @@ def failure(i: int, collection: str, reason: str = "zero_vector") -> dict[str, A
 
 class FakeBatches(httpx.BaseTransport):
     """The batch routes of one namespace: each GET of a batch moves it one step along ``script``
-    (counts over time), ending in ``end``; ``failed`` are its failed rows."""
+    (counts over time), ending in ``end``; ``failed`` are its failed rows. Each collection runs
+    ``rows_in`` rows; the answers carry the counts per collection (``collections``) unless
+    ``per_collection`` is False (a registry from before them)."""
 
     def __init__(self, rows_in: int = 5, failed: list[dict[str, Any]] | None = None, status: str = "") -> None:
+        self.per_collection = True
         self.collections = {
             "col_a": {"collection_id": "col_a", "name": "articles", "source": {"bucket_ids": [BUCKET]}},
             "col_b": {"collection_id": "col_b", "name": "other", "source": {"bucket_ids": ["bkt_other"]}},
@@ -54,16 +57,37 @@ class FakeBatches(httpx.BaseTransport):
         self.triggered: list[list[str]] = []
 
     def script(self, collection_ids: list[str]) -> list[dict[str, Any]]:
-        n, failed = self.rows_in, len(self.failed)
-        written = 0 if self.end == "FAILED" else n - failed
-        return [
-            {"status": "PENDING", "frames_total": 0, "frames_done": 0, "rows_in": 0, "rows_written": 0, "rows_failed": 0},
-            {"status": "IN_PROGRESS", "frames_total": 2, "frames_done": 1, "rows_in": n, "rows_written": written // 2,
-             "rows_failed": 0},
-            {"status": self.end, "frames_total": 2, "frames_done": 2, "rows_in": n, "rows_written": written,
-             "rows_failed": n - written if self.end == "FAILED" else failed,
+        n, k = self.rows_in, len(collection_ids)
+        ends = []
+        for cid in collection_ids:
+            failed = n if self.end == "FAILED" else sum(row["collection_id"] == cid for row in self.failed)
+            ends.append(
+                {
+                    "collection_id": cid,
+                    "rows_in": n,
+                    "rows_embedded": n,
+                    "rows_written": n - failed,
+                    "rows_failed": failed,
+                }
+            )
+        # Half of each collection's written rows reported (its first frame), none of its failed ones yet.
+        halves = [
+            c | dict.fromkeys(("rows_in", "rows_embedded", "rows_written"), c["rows_written"] // 2) | {"rows_failed": 0}
+            for c in ends
+        ]
+        zeros = [c | dict.fromkeys(("rows_in", "rows_embedded", "rows_written", "rows_failed"), 0) for c in ends]
+        steps = [
+            {"status": "PENDING", "frames_total": 0, "frames_done": 0, "rows_in": 0, "collections": zeros},
+            {"status": "IN_PROGRESS", "frames_total": 2 * k, "frames_done": k, "rows_in": n * k, "collections": halves},
+            {"status": self.end, "frames_total": 2 * k, "frames_done": 2 * k, "rows_in": n * k, "collections": ends,
              "failure_summary": dict(_summary(self.failed)), "error": None},
         ]  # fmt: skip
+        for step in steps:
+            step["rows_written"] = sum(c["rows_written"] for c in step["collections"])
+            step["rows_failed"] = sum(c["rows_failed"] for c in step["collections"])
+            if not self.per_collection:
+                del step["collections"]
+        return steps
 
     def new_batch(self, collection_ids: list[str]) -> dict[str, Any]:
         batch_id = f"btch_{len(self.batches) + 1}"
@@ -230,7 +254,36 @@ def test_run_exits_3_when_the_batch_fails(fake: FakeBatches) -> None:
     assert "  plugin_exception  5" in result.stdout and "failed documents (2 of 5):" in result.stdout
 
 
-def test_several_collections_count_failures_per_collection_and_say_what_is_unknown(fake: FakeBatches) -> None:
+def test_several_collections_show_the_registrys_counts_per_collection(fake: FakeBatches) -> None:
+    fake.collections["col_b"]["source"] = {"bucket_ids": [BUCKET]}
+    fake.failed = [failure(1, "col_a"), failure(2, "col_b"), failure(3, "col_b")]
+    result = batch("run", BUCKET, "--namespace", NS, "--json-lines", "--show", "1")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert fake.triggered == [["col_a", "col_b"]] and result.exit_code == 1
+    # While frames are still to come, a collection's rows in are not final: unknown, not a moving total.
+    assert lines[1]["collections"] == [
+        {"collection_id": "col_a", "rows_in": None, "rows_written": 2, "rows_failed": 0},
+        {"collection_id": "col_b", "rows_in": None, "rows_written": 1, "rows_failed": 0},
+    ]
+    doc = lines[-1]
+    assert doc["collections"] == [
+        {"collection_id": "col_a", "rows_in": 5, "rows_written": 4, "rows_failed": 1},
+        {"collection_id": "col_b", "rows_in": 5, "rows_written": 3, "rows_failed": 2},
+    ]
+    assert (doc["rows_in"], doc["rows_written"], doc["rows_failed"]) == (10, 7, 3)
+    assert len(doc["failed_documents"]) == 1 and doc["failed_documents_total"] == 3
+    paged = [c for c in fake.calls if c[1].endswith("/failed-documents")]
+    assert len(paged) == 1  # the counts come with the batch: the failed rows are not all read to count them
+    text = batch("status", "btch_1")
+    assert "  collection col_a: 4 written, 1 failed" in text.stdout
+    assert "  collection col_b: 3 written, 2 failed" in text.stdout
+    assert "not per collection" not in text.stdout
+
+
+def test_a_registry_without_counts_per_collection_counts_failures_and_says_what_is_unknown(
+    fake: FakeBatches,
+) -> None:
+    fake.per_collection = False
     fake.collections["col_b"]["source"] = {"bucket_ids": [BUCKET]}
     fake.failed = [failure(1, "col_a"), failure(2, "col_b"), failure(3, "col_b")]
     result = batch("run", BUCKET, "--namespace", NS, "--json", "--show", "1")
@@ -337,6 +390,38 @@ def test_live_bars_draw_each_collection_with_its_counts() -> None:
     drawn = out.getvalue()
     assert "col_a" in drawn and "10/10" in drawn and "9 written" in drawn and "1 failed" in drawn
     assert "COMPLETED_WITH_ERRORS" in drawn
+
+
+def test_live_bars_draw_a_bar_per_collection_from_the_registrys_counts() -> None:
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+
+    def each(a: tuple[int, int, int], b: tuple[int, int, int]) -> list[dict[str, Any]]:
+        keys = ("rows_in", "rows_written", "rows_failed")
+        return [{"collection_id": c, **dict(zip(keys, n, strict=True))} for c, n in (("col_a", a), ("col_b", b))]
+
+    view = {
+        "batch_id": "btch_1",
+        "status": "IN_PROGRESS",
+        "collection_ids": ["col_a", "col_b"],
+        "rows_in": 10,
+        "rows_written": 3,
+        "rows_failed": 0,
+        "frames_total": 4,
+        "frames_done": 2,
+        "collections": each((2, 2, 0), (1, 1, 0)),
+    }
+    with LiveBars(console) as bars:
+        bars.show(view)
+        bars.show(
+            view | {"status": "COMPLETED_WITH_ERRORS", "frames_done": 4, "collections": each((5, 5, 0), (5, 4, 1))}
+        )
+    drawn = out.getvalue()
+    assert "2/? rows" in drawn  # no total while the collection's frames are still to come
+    assert "col_b" in drawn and "5/5" in drawn and "4 written" in drawn and "1 failed" in drawn
+    assert "(2 collections)" not in drawn  # no longer one bar for the whole batch
 
 
 def test_change_lines_print_only_changes(capsys: pytest.CaptureFixture[str]) -> None:

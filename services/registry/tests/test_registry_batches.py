@@ -148,7 +148,7 @@ async def test_a_bad_batch_request_is_a_domain_error_for_the_dlq() -> None:
 # ----------------------------------------------------------------------------- bookkeeping
 
 
-def indexed(batch_id: str, frame: str, rows: int, written: int) -> BatchIndexed:
+def indexed(batch_id: str, frame: str, rows: int, written: int, collection: str = "col_1") -> BatchIndexed:
     failures = [
         RowFailure(document_id=f"{frame}-{i}", object_id=f"obj_{frame}_{i}", reason=ReasonCode.NULL_OUTPUT, message="m")
         for i in range(rows - written)
@@ -158,7 +158,7 @@ def indexed(batch_id: str, frame: str, rows: int, written: int) -> BatchIndexed:
         namespace_id="ns_docs",
         batch_id=batch_id,
         frame_id=frame,
-        collection_id="col_1",
+        collection_id=collection,
         plugin_id="text_embed_1_0_0",
         rows_in=rows,
         rows_embedded=rows,
@@ -200,6 +200,18 @@ def counts(batch: Batch | None) -> tuple[Any, ...]:
 FINAL = ("COMPLETED_WITH_ERRORS", 3, 3, 9, 9, 7, 2, {"null_output": 2})
 
 
+def per_collection(batch: Batch | None) -> list[tuple[str, int, int, int, int]]:
+    """The batch's counts per collection, after checking that they add up to its totals."""
+    assert batch is not None and batch.collections is not None
+    rows = [(n.collection_id, n.rows_in, n.rows_embedded, n.rows_written, n.rows_failed) for n in batch.collections]
+    assert [r[0] for r in rows[: len(batch.collection_ids)]] == batch.collection_ids  # one each, in order
+    sums = tuple(sum(r[i] for r in rows) for i in (2, 3, 4))
+    assert sums == (batch.rows_embedded, batch.rows_written, batch.rows_failed)
+    if batch.planned and batch.frames_done == batch.frames_total:
+        assert sum(r[1] for r in rows) == batch.rows_in
+    return rows
+
+
 def events() -> list[Event]:
     return [
         BatchPlanned(batch_id="btch_1", namespace_id="ns_docs", frames_total=3, rows_in=9),
@@ -235,7 +247,8 @@ async def test_any_arrival_order_gives_the_same_counts(order: tuple[int, ...]) -
     every = events()
     for i in order:
         await handle(t, every[i])
-    assert counts(await t.tables.batches.get("btch_1")) == FINAL
+    batch = await t.tables.batches.get("btch_1")
+    assert counts(batch) == FINAL and per_collection(batch) == [("col_1", 9, 9, 7, 2)]
 
 
 class Interleaving:
@@ -271,6 +284,7 @@ async def test_events_handled_at_once_lose_no_frame_and_no_plan(seed: int) -> No
     await asyncio.gather(*(handle(t, e) for e in every))
     batch = await t.tables.batches.get("btch_1")
     assert counts(batch) == FINAL and batch is not None and batch.planned and batch.completed_at is not None
+    assert per_collection(batch) == [("col_1", 9, 9, 7, 2)]
 
 
 async def test_no_row_written_fails_the_batch_and_a_plan_that_failed_fails_it_at_once() -> None:
@@ -291,6 +305,72 @@ async def test_a_plan_for_an_unknown_batch_is_ignored() -> None:
     await handle(t, indexed("btch_nope", "f1", 1, 1))  # recorded; counted if the batch ever shows up
     assert await t.tables.batches.find() == []
     assert len(await t.tables.frame_results.find(batch_id="btch_nope")) == 1
+
+
+async def two_collections() -> tuple[Twins, Batch]:
+    """A batch of the bucket's 3 objects into two collections, triggered (nothing counted yet)."""
+    t, col = await docs()
+    other = await collections.create_collection(
+        t.c, ADMIN, "docs", "summaries", [Extractor("text_embed", "1.0.0", {})], bucket_ids=[BKT]
+    )
+    return t, await batches.trigger_batch(t.c, ADMIN, "docs", BKT, [col.id, other.id])
+
+
+async def test_a_batch_of_two_collections_counts_each_and_its_totals_are_their_sums() -> None:
+    t, batch = await two_collections()
+    a, b = batch.collection_ids
+    assert [(n.collection_id, n.rows_in, n.rows_written) for n in BatchView.of(batch).collections or []] == [
+        (a, 0, 0),
+        (b, 0, 0),
+    ]  # the trigger's answer: one entry per collection before any frame
+    a1, a2, b1 = indexed(batch.id, "a1", 2, 2, a), indexed(batch.id, "a2", 1, 0, a), indexed(batch.id, "b1", 3, 2, b)
+    await handle(t, BatchPlanned(batch_id=batch.id, namespace_id="ns_docs", frames_total=3, rows_in=6))
+    await handle(t, a1)
+    await handle(t, b1)
+    running = await batches.get_batch(t.c, ADMIN, "docs", BKT, batch.id)
+    assert running.status == "IN_PROGRESS"
+    assert per_collection(running) == [(a, 2, 2, 2, 0), (b, 3, 3, 2, 1)]  # rows_in: of the frames reported
+    await handle(t, a2)
+    done = await batches.get_batch(t.c, ADMIN, "docs", BKT, batch.id)
+    assert (done.status, done.rows_in, done.rows_written, done.rows_failed) == ("COMPLETED_WITH_ERRORS", 6, 4, 2)
+    assert per_collection(done) == [(a, 3, 3, 2, 1), (b, 3, 3, 2, 1)]
+    rows, _ = await batches.failed_documents(t.c, ADMIN, "docs", BKT, batch.id, 0, 100)
+    assert [r.collection_id for r in rows] == [a, b]  # the failed rows tell the same per collection
+    view = BatchView.of(done).model_dump(mode="json")
+    assert view["collections"] == [
+        {"collection_id": a, "rows_in": 3, "rows_embedded": 3, "rows_written": 2, "rows_failed": 1},
+        {"collection_id": b, "rows_in": 3, "rows_embedded": 3, "rows_written": 2, "rows_failed": 1},
+    ]
+    task = await tasks.get_task(t.c, ADMIN, batch.task_id)
+    assert TaskView.of(task).model_dump(mode="json")["collections"] == view["collections"]
+
+
+async def test_a_replayed_frame_result_is_counted_once_in_its_collection() -> None:
+    t, batch = await two_collections()
+    a, b = batch.collection_ids
+    await handle(t, BatchPlanned(batch_id=batch.id, namespace_id="ns_docs", frames_total=2, rows_in=6))
+    first = indexed(batch.id, "a1", 3, 2, a)
+    await handle(t, first)
+    once = per_collection(await t.tables.batches.get(batch.id))
+    await handle(t, first)  # redelivered as it was
+    await handle(t, first.model_copy(update={"event_id": "evt_again"}))  # the same frame, published again
+    assert per_collection(await t.tables.batches.get(batch.id)) == once == [(a, 3, 3, 2, 1), (b, 0, 0, 0, 0)]
+    await handle(t, indexed(batch.id, "b1", 3, 3, b))
+    await handle(t, indexed(batch.id, "b1", 3, 3, b))
+    done = await t.tables.batches.get(batch.id)
+    assert counts(done)[:7] == ("COMPLETED_WITH_ERRORS", 2, 2, 6, 6, 5, 1)
+    assert per_collection(done) == [(a, 3, 3, 2, 1), (b, 3, 3, 3, 0)]
+
+
+async def test_a_batch_stored_without_counts_per_collection_gets_them_at_its_next_refresh() -> None:
+    t = twins()
+    await a_batch(t)  # as a registry before this field stored it: collections None
+    for event in events()[:3]:
+        await handle(t, event)
+    await t.tables.batches.update("btch_1", {"collections": None})
+    assert BatchView.of(await t.tables.batches.get("btch_1")).collections is None  # type: ignore[arg-type]
+    await handle(t, events()[1])  # a replay
+    assert per_collection(await t.tables.batches.get("btch_1")) == [("col_1", 7, 7, 5, 2)]
 
 
 # ----------------------------------------------------------------------------- reading, retry, tasks
@@ -390,6 +470,7 @@ def test_the_answers_keep_the_guides_field_names() -> None:
         "created_at",
         "completed_at",
         "cancelled_at",
+        "collections",
     ]
     assert TaskView.of(batch).model_dump(mode="json") | {"created_at": None} == {
         "task_id": "task_1",
@@ -405,6 +486,7 @@ def test_the_answers_keep_the_guides_field_names() -> None:
         "rows_written": 0,
         "rows_failed": 0,
         "rows_cancelled": 0,
+        "collections": None,  # a record stored before them; a triggered batch has one entry per collection
     }
     failure = RowFailure(document_id="d", object_id="o", reason=ReasonCode.NULL_OUTPUT, message="m")
     assert FailedDocumentView.of(batches.FailedDocument("c", failure)).model_dump(mode="json") == {

@@ -1,11 +1,15 @@
 """What ``featurebus batch run|status|retry`` make of a batch's answers (pure: no I/O).
 
-The registry answers a batch (``GET .../batches/{batch_id}``) with its status and counts summed
-over its collections, and lists the failed rows (``.../failed-documents``) each with its
-collection. The counts per collection come from there: the failed rows of a collection are
-counted from that list, its written rows are the batch's when the batch has one collection; with
-several the API does not split them, and they are ``None`` (unknown), never a guess. An answer
-that carries ``collections`` (a breakdown of its own) is used as it is.
+The registry answers a batch (``GET .../batches/{batch_id}``) with its status, its counts in all
+and ``collections``: the same counts per collection, summed from the same frames. Its rows in of a
+collection are those of the frames reported so far: taken once every frame is in (before, the
+batch's planned rows when it has one collection, else ``None``), so that a bar's total never
+moves.
+
+A registry from before ``collections`` (or a batch it stored) gives the totals only; then they
+come from the failed rows (``.../failed-documents``, each with its collection): the failed rows
+of a collection are counted from that list, its written rows are the batch's when the batch has
+one collection; with several they are ``None`` (unknown), never a guess.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def collection_counts(batch: dict[str, Any], failed: Iterable[dict[str, Any]] | 
     failed rows are known only for a batch of one collection.
     """
     if isinstance(batch.get("collections"), list):
-        return [dict(c) for c in batch["collections"]]
+        return _reported(batch, batch["collections"])
     ids = list(batch.get("collection_ids") or [])
     if len(ids) == 1:
         rows_in = batch["rows_in"] if batch.get("frames_total") or batch["status"] in ENDED else None
@@ -84,6 +88,22 @@ def collection_counts(batch: dict[str, Any], failed: Iterable[dict[str, Any]] | 
             "rows_failed": per.get(cid, 0) if per is not None else None,
         }
         for cid in ids
+    ]
+
+
+def _reported(batch: dict[str, Any], collections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The registry's own counts per collection; rows in only once they are final (see the module)."""
+    planned = bool(batch.get("frames_total"))
+    final = batch["status"] in ENDED or (planned and batch.get("frames_done", 0) >= batch["frames_total"])
+    planned_rows = batch["rows_in"] if planned and len(collections) == 1 else None
+    return [
+        {
+            "collection_id": c["collection_id"],
+            "rows_in": c.get("rows_in") if final else planned_rows,
+            "rows_written": c.get("rows_written"),
+            "rows_failed": c.get("rows_failed"),
+        }
+        for c in collections
     ]
 
 
@@ -137,7 +157,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             f"{_count(c.get('rows_failed'))} failed"
         )
     if any(c.get("rows_written") is None for c in doc["collections"]):
-        lines.append("  (the API counts written rows for the whole batch, not per collection)")
+        lines.append("  (the registry counts written rows for this batch as a whole, not per collection)")
     summary: dict[str, int] = doc.get("failure_summary") or {}
     if summary:
         lines.append("failures by reason:")

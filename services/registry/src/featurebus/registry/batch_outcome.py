@@ -4,12 +4,12 @@ status they give, the one rule that makes "COMPLETED with 0 documents" impossibl
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from featurebus.common.events import RowFailure
 
-__all__ = ["CANCELED", "TERMINAL", "BatchCounts", "rows_cancelled", "status_of", "tally"]
+__all__ = ["CANCELED", "TERMINAL", "BatchCounts", "rows_cancelled", "status_of", "tally", "tally_by_collection"]
 
 # Mixpeek's TaskStatusEnum spells it with one L; a client written for Mixpeek stops polling on it.
 CANCELED = "CANCELED"
@@ -38,6 +38,21 @@ def tally(frames: Iterable[tuple[int, int, int, list[RowFailure]]]) -> BatchCoun
         reasons.update(f.reason.value for f in failures)
     counts.failure_summary = dict(reasons)
     return counts
+
+
+def tally_by_collection(
+    collection_ids: Sequence[str], frames: Iterable[tuple[str, int, int, int, list[RowFailure]]]
+) -> dict[str, BatchCounts]:
+    """:func:`tally` per collection of per-frame (collection_id, rows_in, rows_embedded, rows_written, failures).
+
+    One entry per id of ``collection_ids``, in that order (zeros before its first frame), then any
+    other collection a frame names: every frame is counted in exactly one entry, so the entries
+    add up to :func:`tally` of the same frames.
+    """
+    grouped: dict[str, list[tuple[int, int, int, list[RowFailure]]]] = {cid: [] for cid in collection_ids}
+    for cid, rows_in, embedded, written, failures in frames:
+        grouped.setdefault(cid, []).append((rows_in, embedded, written, failures))
+    return {cid: tally(rows) for cid, rows in grouped.items()}
 
 
 def status_of(

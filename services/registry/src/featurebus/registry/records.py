@@ -21,6 +21,7 @@ __all__ = [
     "BlobUpload",
     "Bucket",
     "Collection",
+    "CollectionCounts",
     "FrameResult",
     "Model",
     "Namespace",
@@ -236,6 +237,21 @@ class Collection(Record):
     TABLE: ClassVar[str] = "collections"
 
 
+class CollectionCounts(BaseModel):
+    """One collection's share of a batch's counts, summed over its frames reported so far.
+
+    Summed from the same frame results as the batch's totals: over a batch's collections,
+    rows_embedded, rows_written and rows_failed add up to the batch's, and rows_in does too once
+    every frame is reported (until then it counts the rows of the frames reported).
+    """
+
+    collection_id: str
+    rows_in: int = 0
+    rows_embedded: int = 0
+    rows_written: int = 0
+    rows_failed: int = 0
+
+
 class Batch(Record):
     id: str  # batch_id
     org_id: str
@@ -255,6 +271,9 @@ class Batch(Record):
     # Rows that never ran because the batch was cancelled (DELETE /v1/tasks/{task_id}).
     rows_cancelled: int = 0
     failure_summary: dict[str, int] = Field(default_factory=dict)
+    # One entry per collection, in collection_ids order. None: a batch stored before the registry
+    # kept them, until its next refresh (a frame, a replay, its plan).
+    collections: list[CollectionCounts] | None = None
     error: str | None = None
     created_at: datetime = Field(default_factory=now)
     completed_at: datetime | None = None

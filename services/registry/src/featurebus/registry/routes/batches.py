@@ -22,6 +22,19 @@ class TriggerBody(BaseModel):
     collection_ids: list[str] = Field(min_length=1, max_length=100)
 
 
+class CollectionCountsView(BaseModel):
+    """One collection's counts in a batch, from the same frames as the batch's: over the collections,
+    rows_embedded, rows_written and rows_failed add up to the batch's, and rows_in does too once
+    every frame is reported (frames_done == frames_total); until then it counts the rows of the
+    frames reported so far. Rows never run in a cancelled batch are not split per collection."""
+
+    collection_id: str
+    rows_in: int
+    rows_embedded: int
+    rows_written: int
+    rows_failed: int
+
+
 class BatchView(BaseModel):
     batch_id: str
     task_id: str
@@ -42,6 +55,8 @@ class BatchView(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     cancelled_at: datetime | None
+    # One entry per collection of the batch; None for a batch stored before the registry kept them.
+    collections: list[CollectionCountsView] | None = None
 
     @classmethod
     def of(cls, b: Batch) -> BatchView:

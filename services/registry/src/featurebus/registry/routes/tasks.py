@@ -12,6 +12,7 @@ from featurebus.registry.auth import Principal, principal
 from featurebus.registry.context import Ctx, ctx
 from featurebus.registry.paging import Page, page
 from featurebus.registry.records import Batch
+from featurebus.registry.routes.batches import CollectionCountsView
 from featurebus.registry.usecases import tasks
 
 router = APIRouter(prefix="/v1/tasks")
@@ -36,6 +37,8 @@ class TaskView(BaseModel):
     rows_written: int = 0
     rows_failed: int = 0
     rows_cancelled: int = 0
+    # The same counts per collection (see GET .../batches/{batch_id}).
+    collections: list[CollectionCountsView] | None = None
 
     @classmethod
     def of(cls, b: Batch) -> TaskView:
@@ -52,6 +55,9 @@ class TaskView(BaseModel):
             rows_written=b.rows_written,
             rows_failed=b.rows_failed,
             rows_cancelled=b.rows_cancelled,
+            collections=None
+            if b.collections is None
+            else [CollectionCountsView(**n.model_dump()) for n in b.collections],
         )
 
 

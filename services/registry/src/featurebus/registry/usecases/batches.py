@@ -24,12 +24,19 @@ from featurebus.common.events import (
     RowFailure,
 )
 from featurebus.registry.auth import Principal
-from featurebus.registry.batch_outcome import CANCELED, TERMINAL, rows_cancelled, status_of, tally
+from featurebus.registry.batch_outcome import (
+    CANCELED,
+    TERMINAL,
+    rows_cancelled,
+    status_of,
+    tally,
+    tally_by_collection,
+)
 from featurebus.registry.context import Ctx
 from featurebus.registry.errors import Conflict, Invalid, NotFound
 from featurebus.registry.plugin_readiness import plugin_ref
 from featurebus.registry.plugin_resolution import resolve_plugin
-from featurebus.registry.records import Batch, Bucket, FrameResult, Namespace, now
+from featurebus.registry.records import Batch, Bucket, CollectionCounts, FrameResult, Namespace, now
 from featurebus.registry.tables import Duplicate
 from featurebus.registry.usecases.buckets import namespace_bucket
 
@@ -206,6 +213,7 @@ async def _start(
         collection_ids=collection_ids,
         task_id=ids.deterministic_id("task", batch_id),
         object_ids=object_ids,
+        collections=[CollectionCounts(collection_id=cid) for cid in collection_ids],
     )
     try:
         await c.tables.batches.insert(batch)
@@ -247,7 +255,8 @@ async def _extractor_ref(c: Ctx, namespace: Namespace, extractor: dict[str, Any]
 
 
 async def _refresh(c: Ctx, batch_id: str) -> None:
-    """Recompute the batch's counts and status from its frame results (each frame counted once).
+    """Recompute the batch's counts (in all and per collection) and status from its frame results
+    (each frame counted once).
 
     Written by compare-and-set on what they were computed from — the plan, and ``frames_done`` and
     ``status`` as read — and recomputed when another writer got in first. Frame results are only ever added, so
@@ -290,10 +299,29 @@ def _outcome(batch: Batch, frames: list[FrameResult]) -> dict[str, Any]:
         "rows_failed": counts.rows_failed,
         "rows_cancelled": rows_cancelled(cancelled=cancelled, rows_in=batch.rows_in, counts=counts),
         "failure_summary": counts.failure_summary,
+        "collections": _per_collection(batch, frames),
     }
     if status in TERMINAL and batch.status not in TERMINAL:
         changes["completed_at"] = now()
     return changes
+
+
+def _per_collection(batch: Batch, frames: list[FrameResult]) -> list[CollectionCounts]:
+    """The batch's counts per collection, from the same frames as its totals (so they add up to them)."""
+    per = tally_by_collection(
+        batch.collection_ids,
+        ((f.collection_id, f.rows_in, f.rows_embedded, f.rows_written, f.failures) for f in frames),
+    )
+    return [
+        CollectionCounts(
+            collection_id=cid,
+            rows_in=n.rows_in,
+            rows_embedded=n.rows_embedded,
+            rows_written=n.rows_written,
+            rows_failed=n.rows_failed,
+        )
+        for cid, n in per.items()
+    ]
 
 
 def _log_end(batch: Batch, changes: dict[str, Any]) -> None:
