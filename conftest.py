@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,79 @@ def llm_server(llm_server_session: LLMTestServer) -> Iterator[LLMTestServer]:
     llm_server_session.reset()
     yield llm_server_session
     llm_server_session.reset()
+
+
+# ----------------------------------------------------------------------------- plugin environments
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    """A directory of wheels (FEATUREBUS_PLUGIN_FIND_LINKS) and the installable-packages list that
+    pins them (FEATUREBUS_PLUGIN_PACKAGES): what an operator gives a platform without a package index."""
+
+    directory: Path
+    packages_file: Path
+
+    def env(self) -> dict[str, str]:
+        """The scanner's and inference's settings for it (no index: only these wheels)."""
+        return {
+            "FEATUREBUS_PLUGIN_PACKAGES": str(self.packages_file),
+            "FEATUREBUS_PLUGIN_INDEX_URL": "",
+            "FEATUREBUS_PLUGIN_FIND_LINKS": str(self.directory),
+        }
+
+
+# fbdemo 1.2.0 needs fbwidth (both listed); fbdemo 2.0.0 is in the wheel directory but not listed.
+DEMO_PACKAGES = """
+[fbdemo]
+version = "1.2.0"
+modules = ["fbdemo"]
+requires = ["fbwidth"]
+
+[fbwidth]
+version = "0.1.0"
+modules = ["fbwidth"]
+"""
+
+
+def build_wheel(
+    directory: Path, name: str, version: str, modules: dict[str, str], requires: tuple[str, ...] = ()
+) -> Path:
+    """A pure-Python wheel of ``modules`` (``{"pkg/__init__.py": source}``), as a build backend makes one."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
+    files = {
+        **modules,
+        f"{dist}/METADATA": metadata,
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: featurebus-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist}/top_level.txt": "".join(sorted({m.split("/")[0] + "\n" for m in modules})),
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in {**files, f"{dist}/RECORD": "\n".join(record) + "\n"}.items():
+            zf.writestr(zipfile.ZipInfo(path, date_time=(2026, 1, 1, 0, 0, 0)), text)
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def plugin_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
+    directory = tmp_path_factory.mktemp("wheelhouse")
+    width = "def width(text):\n    return len(text)\n"
+    build_wheel(directory, "fbwidth", "0.1.0", {"fbwidth/__init__.py": width})
+    demo = 'from fbwidth import width\n\nVERSION = "{v}"\n\ndef shout(text):\n    return text.upper() + "!" * width(text)\n'
+    build_wheel(directory, "fbdemo", "1.2.0", {"fbdemo/__init__.py": demo.format(v="1.2.0")}, ("fbwidth",))
+    build_wheel(directory, "fbdemo", "2.0.0", {"fbdemo/__init__.py": demo.format(v="2.0.0")}, ("fbwidth",))
+    packages = directory.parent / "plugin-packages.toml"
+    packages.write_text(DEMO_PACKAGES)
+    return Wheelhouse(directory, packages)

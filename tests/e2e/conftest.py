@@ -46,7 +46,10 @@ class Platform:
 
 @pytest.fixture(scope="session")
 def platform(
-    local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory, llm_server_session: Any
+    local_stack: LocalStack,
+    tmp_path_factory: pytest.TempPathFactory,
+    llm_server_session: Any,
+    plugin_wheelhouse: Any,
 ) -> Iterator[Platform]:
     prefix = f"e2e{secrets.token_hex(3)}."
     admin_key = "fb_" + secrets.token_urlsafe(24)
@@ -60,6 +63,8 @@ def platform(
         # container.llm reaches the session's local OpenAI-compatible test server.
         "FEATUREBUS_LLM_BASE_URL": llm_server_session.base_url,
         "FEATUREBUS_LLM_API_KEY": llm_server_session.api_key,
+        # Plugin environments come from the session's wheel directory, with no package index.
+        **plugin_wheelhouse.env(),
     }
     services = LocalServices(data_dir, env, http_port=free_port())
     try:

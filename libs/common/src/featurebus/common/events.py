@@ -114,6 +114,9 @@ class PluginManifest(_Model):
     # Organization secrets the plugin's code reads (``secrets.get("NAME")`` with a constant name, or
     # the manifest's ``secrets`` list). An org admin grants them per plugin; workers get only those.
     secrets: list[str] = Field(default_factory=list)
+    # The plugin's own environment: exact pins (``name==version``) of the platform's installable
+    # packages its ``dependencies`` need beyond the workers' libraries; [] runs it in theirs.
+    environment: list[str] = Field(default_factory=list)
 
 
 class Violation(_Model):
@@ -173,6 +176,8 @@ class PluginRef(_Model):
     namespace_models: list[str] = Field(default_factory=list)
     # PluginManifest.secrets: the secret names an org admin may grant this plugin.
     secrets: list[str] = Field(default_factory=list)
+    # PluginManifest.environment: installed on the worker's node before the plugin starts.
+    environment: list[str] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- real-time deployments
@@ -333,6 +338,8 @@ class ReasonCode(StrEnum):
     LLM_ERROR = "llm_error"
     # The model a step loads is not on this worker (no model hub here): names it and the fix.
     MODEL_NOT_AVAILABLE = "model_not_available"
+    # The plugin's own environment (its manifest's dependencies) could not be installed on the node.
+    ENVIRONMENT_FAILED = "environment_failed"
     UNREADABLE_ASSET = "unreadable_asset"
     TIMEOUT = "timeout"
     WRITE_FAILED = "write_failed"

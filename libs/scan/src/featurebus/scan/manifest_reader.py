@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from featurebus.common.events import ComputeProfile, FeatureSpec, PluginManifest, Violation
 from featurebus.common.ids import normalize_version
-from featurebus.scan.dependencies import dependency_problems
+from featurebus.scan.dependencies import PluginPackages, resolve_dependencies
 from featurebus.scan.references import SECRET_NAME
 
 __all__ = ["read_manifest"]
@@ -57,8 +57,15 @@ def _assignments(tree: ast.Module) -> dict[str, tuple[Any, int]]:
 
 
 def read_manifest(
-    source: str, *, has_realtime: bool, expected_name: str | None = None, expected_version: str | None = None
+    source: str,
+    *,
+    has_realtime: bool,
+    expected_name: str | None = None,
+    expected_version: str | None = None,
+    packages: PluginPackages | None = None,
 ) -> tuple[PluginManifest | None, list[Violation]]:
+    """The manifest, or None with the violations that name why; ``packages`` is the operator's list
+    of packages a plugin's own environment may have (featurebus's own list when None)."""
     violations: list[Violation] = []
     try:
         tree = ast.parse(source, filename=FILE)
@@ -124,7 +131,7 @@ def read_manifest(
     models = _names(get, "models", violations)
     namespace_models = _names(get, "namespace_models", violations)
     secrets = _secret_names(get, violations)
-    _check_dependencies(get, violations)
+    environment = _dependencies(get, packages, violations)
     if any(v.severity == "ERROR" for v in violations):
         return None, violations
     manifest = PluginManifest(
@@ -141,6 +148,7 @@ def read_manifest(
         models=models,
         namespace_models=namespace_models,
         secrets=secrets,
+        environment=environment,
     )
     return manifest, violations
 
@@ -158,11 +166,12 @@ def _names(get: Any, key: str, violations: list[Violation]) -> list[str]:
     return sorted(set(raw))
 
 
-def _check_dependencies(get: Any, violations: list[Violation]) -> None:
-    """``dependencies``: each one a library workers run plugins with, at the version they have."""
+def _dependencies(get: Any, packages: PluginPackages | None, violations: list[Violation]) -> list[str]:
+    """``dependencies``: each one a library workers run plugins with, at the version they have, or
+    a package of the plugin's own environment (whose pins are returned)."""
     raw, line = get("dependencies")
     if raw is None:
-        return
+        return []
     if not (isinstance(raw, list | tuple) and all(isinstance(v, str) for v in raw)):
         violations.append(
             _err(
@@ -172,8 +181,10 @@ def _check_dependencies(get: Any, violations: list[Violation]) -> None:
                 'dependencies = ["torch", "pillow"]',
             )
         )
-        return
-    violations.extend(_err(code, line, message, hint) for code, message, hint in dependency_problems(list(raw)))
+        return []
+    resolution = resolve_dependencies(list(raw), packages)
+    violations.extend(_err(code, line, message, hint) for code, message, hint in resolution.problems)
+    return resolution.environment
 
 
 def _secret_names(get: Any, violations: list[Violation]) -> list[str]:

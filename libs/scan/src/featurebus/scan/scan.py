@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from featurebus.common.events import PluginManifest, Violation
 from featurebus.scan.archive_checks import Limits, read_archive
 from featurebus.scan.batch_lint import lint_tree
+from featurebus.scan.dependencies import PluginPackages
 from featurebus.scan.manifest_reader import read_manifest
 from featurebus.scan.name_flow import PluginProgram
 from featurebus.scan.references import model_references, secret_references
@@ -47,7 +48,10 @@ def scan_archive(
     expected_version: str | None = None,
     limits: Limits | None = None,
     strict: bool = False,
+    packages: PluginPackages | None = None,
 ) -> ScanReport:
+    """``packages``: the operator's installable packages (featurebus's own list when None)."""
+    packages = packages if packages is not None else PluginPackages.load()
     archive = read_archive(data, limits or Limits())
     report = ScanReport(list(archive.violations))
     if "manifest.py" in archive.files:
@@ -56,10 +60,14 @@ def scan_archive(
             has_realtime="realtime.py" in archive.files,
             expected_name=expected_name,
             expected_version=expected_version,
+            packages=packages,
         )
         report.violations.extend(found)
     own = frozenset(PurePosixPath(name).parts[0].removesuffix(".py") for name in archive.files)
-    options = ScanOptions(strict=strict, own_modules=own)
+    environment = report.manifest.environment if report.manifest is not None else []
+    options = ScanOptions(
+        strict=strict, own_modules=own, environment_modules=packages.modules_of(environment), packages=packages
+    )
     trees: dict[str, ast.Module] = {}
     total = sum(len(body) for name, body in archive.files.items() if name.endswith(".py"))
     if total > MAX_SOURCE_TOTAL:

@@ -371,8 +371,9 @@ def _match_root(parts: list[str], i: int) -> tuple[Rule, str] | None:
 
 
 @lru_cache(maxsize=65536)
-def refusal(qualname: str) -> tuple[Rule, str] | None:
-    """The rule that refuses ``qualname`` and the part of it that is refused, or None."""
+def refusal(qualname: str, environment: frozenset[str] = frozenset()) -> tuple[Rule, str] | None:
+    """The rule that refuses ``qualname`` and the part of it that is refused, or None;
+    ``environment``: top-level modules of the plugin's own environment, allowed as the libraries are."""
     parts = qualname.split(".")
     for i, part in enumerate(parts):
         if i and part in FORBIDDEN_COMPONENTS:
@@ -384,7 +385,7 @@ def refusal(qualname: str) -> tuple[Rule, str] | None:
         found = _match_root(parts, i)
         if found:
             return found
-    if not is_allowed_module(qualname) and qualname not in _ALLOWED_PARENTS:
+    if not is_allowed_module(qualname, environment) and qualname not in _ALLOWED_PARENTS:
         # `import urllib.parse` binds `urllib`, which reaches urllib.request: every path must stay
         # inside an allowed module.
         return Rule("SEC001", "is not on the allowlist", "import only the allowed libraries"), qualname

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from featurebus.common.events import Violation
+from featurebus.scan.dependencies import PluginPackages
 from featurebus.scan.name_flow import (
     MAX_DEPTH,
     ModuleFacts,
@@ -98,6 +99,10 @@ class ScanOptions:
     strict: bool = False
     # Top-level names of the plugin's own modules (importable without the allowlist).
     own_modules: frozenset[str] = frozenset()
+    # Top-level modules of the plugin's own environment (the installable packages it depends on).
+    environment_modules: frozenset[str] = frozenset()
+    # The operator's installable packages: an import of one the plugin does not depend on says so.
+    packages: PluginPackages | None = None
 
 
 def decode_like_python(data: bytes) -> str:
@@ -233,33 +238,45 @@ class _Checker:
 
     def check_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            if not is_allowed_module(alias.name, self.options.own_modules):
+            if not self.importable(alias.name):
                 self.add(
                     node,
                     "SEC001",
                     f"import of {alias.name!r}, which is not on the allowlist",
-                    "plugins may import the guide's libraries (numpy, pandas, torch, transformers, ...), the SDK "
-                    "and side-effect-free standard library modules",
+                    self.import_hint(alias.name),
                 )
             elif alias.name.split(".")[0] not in self.options.own_modules:
-                found = refusal(alias.name)
+                found = self.refusal(alias.name)
                 if found:
                     self.refuse(node, found, "import of")
+
+    def refusal(self, qualname: str) -> tuple[Rule, str] | None:
+        return refusal(qualname, self.options.environment_modules)
+
+    def importable(self, module: str) -> bool:
+        """On the allowlist, one of the plugin's own modules, or of its environment's packages."""
+        return is_allowed_module(module, self.options.own_modules) or (
+            module.split(".")[0] in self.options.environment_modules
+        )
+
+    def import_hint(self, module: str) -> str:
+        package = self.options.packages.package_of_module(module) if self.options.packages else None
+        if package is not None:
+            return f'list "{package}" in the manifest\'s dependencies: featurebus installs it for this plugin'
+        return (
+            "plugins may import the guide's libraries (numpy, pandas, torch, transformers, ...), the SDK, "
+            "side-effect-free standard library modules and the packages their manifest's dependencies list"
+        )
 
     def check_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
         if node.level or module.split(".")[0] in self.options.own_modules:
             self.check_own_import(node)
             return
-        if not is_allowed_module(module) and not all(
+        if not self.importable(module) and not all(
             is_allowed_module(f"{module}.{a.name}") for a in node.names if a.name != "*"
         ):
-            self.add(
-                node,
-                "SEC001",
-                f"import from {module!r}, which is not on the allowlist",
-                "plugins may import the guide's libraries, the SDK and side-effect-free standard library modules",
-            )
+            self.add(node, "SEC001", f"import from {module!r}, which is not on the allowlist", self.import_hint(module))
             return
         for alias in node.names:
             if alias.name == "*":
@@ -271,7 +288,7 @@ class _Checker:
                         f"import the names you need: from {module} import name",
                     )
                 continue
-            found = refusal(f"{module}.{alias.name}")
+            found = self.refusal(f"{module}.{alias.name}")
             if found:
                 self.refuse(node, found, "import of")
             elif module.split(".")[0] not in SDK_ROOTS and (
@@ -286,7 +303,7 @@ class _Checker:
         for alias in node.names:
             for value in self.facts.env.get(alias.asname or alias.name, ()):
                 if not value.startswith("@") and not value.startswith("[]"):
-                    found = refusal(value)
+                    found = self.refusal(value)
                     if found:
                         self.refuse(node, found, f"import of {alias.name} (from the plugin's own module) =")
 
@@ -311,7 +328,7 @@ class _Checker:
             return
         for value in values:
             if not value.startswith("@") and not value.startswith("[]"):
-                found = refusal(value)
+                found = self.refusal(value)
                 if found:
                     self.refuse(node, found, f"use of {name} =")
                     return
@@ -354,10 +371,10 @@ class _Checker:
         for base in self.value(node.value):
             if base.startswith("@") or base.startswith("[]"):
                 continue
-            if refusal(base):
+            if self.refusal(base):
                 continue  # reported where the refused part itself appears
             qualname = f"{base}.{attr}"
-            found = refusal(qualname)
+            found = self.refusal(qualname)
             if found:
                 self.refuse(node, found)
                 return
@@ -383,7 +400,7 @@ class _Checker:
                 continue
             if base.endswith(("os.environ", "os.environb")):
                 continue  # the guide's device settings; the sandboxed process and its environment are the plugin's
-            if not refusal(base):
+            if not self.refusal(base):
                 self.add(
                     node,
                     "SEC009",
@@ -485,7 +502,7 @@ class _Checker:
         for base in targets:
             if base.startswith("@"):
                 continue
-            found = refusal(f"{base}.{value}")
+            found = self.refusal(f"{base}.{value}")
             if found:
                 self.refuse(node, found, f"{name}() of")
                 return

@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from featurebus.common.settings import DEFAULT_INFERENCE_PORT, CommonSettings
 from featurebus.inference.model_cache import NodeModels
+from featurebus.inference.plugin_envs import PluginEnvironments
 from featurebus.inference.plugin_access import DEFAULT_LLM_MODEL, LLMSettings
 
 __all__ = ["InferenceSettings"]
@@ -81,6 +82,20 @@ class InferenceSettings(CommonSettings):
     # Size of a sandbox's scratch directory (a tmpfs, emptied after every frame).
     sandbox_scratch_gb: float = Field(default=1.0, gt=0)
     plugin_cache_dir: Path | None = None
+    # Plugin environments (README, "Plugin dependencies"): where a node installs them (default
+    # <data dir>/plugin-envs), the package index pip installs their wheels from (unset: pip's own
+    # configuration, PyPI by default; "" for none, only the wheel directories), wheel directories or
+    # pages to look in (comma-separated), and how long one install may take.
+    plugin_env_dir: Path | None = None
+    plugin_index_url: str | None = None
+    plugin_find_links: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    plugin_env_timeout_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("plugin_find_links", mode="before")
+    @classmethod
+    def _links(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
     model_cache_dir: Path | None = None
     # The most a node keeps of the model registry's models (least recently used ones go first).
     model_cache_gb: float = Field(default=50.0, gt=0)
@@ -117,6 +132,15 @@ class InferenceSettings(CommonSettings):
     def models_dir(self) -> Path:
         """The offline Hugging Face cache the actors load models from."""
         return (self.model_cache_dir or self.data_dir / "models").resolve()
+
+    def plugin_environments(self) -> PluginEnvironments:
+        """Where and from what the nodes install plugin environments."""
+        return PluginEnvironments(
+            (self.plugin_env_dir or self.data_dir / "plugin-envs").resolve(),
+            self.plugin_index_url,
+            tuple(self.plugin_find_links),
+            self.plugin_env_timeout_s,
+        )
 
     def node_models(self) -> NodeModels:
         """Where a node keeps models: cluster models in the Hugging Face cache, namespace models

@@ -187,6 +187,7 @@ def build(
             held=held,
             shipper=shipper,
             access=access,
+            environments=settings.plugin_environments(),
         )
     archives = ArchiveCache(store, settings.plugins_dir / "archives", [s for s in (shipper, access) if s is not None])
     if realtime is None:
@@ -200,6 +201,7 @@ def build(
             sandbox=_sandbox(settings),
             held=held,
             shipper=shipper,
+            environments=settings.plugin_environments(),
         )
 
         async def report(changed: DeploymentChanged) -> None:  # restores' progress, as a rollout's

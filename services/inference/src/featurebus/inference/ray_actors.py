@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from featurebus.inference.model_cache import ModelShipment, NodeModels, install_
 from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
 from featurebus.inference.plugin_access import LLMGateway
+from featurebus.inference.plugin_envs import PluginEnvironments, node_environment
 from featurebus.inference.plugin_worker import Embedded, PluginWorker, WorkerOutput
 from featurebus.inference.pool_metrics import ObservedActors
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
@@ -55,14 +57,25 @@ class PluginActor:
         shipments: list[ModelShipment] | None = None,
         namespace_id: str = "",
         access: PluginAccess | None = None,
+        environments: PluginEnvironments | None = None,
+        environment: tuple[str, ...] = (),
     ) -> None:
+        """``environment``: the pins of the plugin's own environment, installed on this node first."""
         self.worker: SandboxedWorker | PluginWorker
+        site = node_environment(environments, environment, plugin_id)
+        if isinstance(site, PluginError):  # no plugin code runs: every row fails environment_failed
+            self.worker = PluginWorker(plugin_id, site, parameters)
+            return
         models_dir, sandbox = node_models(models, shipments or [], namespace_id, sandbox)
         if sandbox is None:
             log.warning("SANDBOX OFF: plugin %s runs unconfined, with this worker's credentials", plugin_id)
+            if site is not None:
+                sys.path.insert(0, str(site))
             container = unconfined_container(access)
             self.worker = PluginWorker.from_archive(plugin_id, archive, parameters, work_dir, models_dir, container)
         else:
+            if site is not None:
+                sandbox = dataclasses.replace(sandbox, site_dirs=(str(site),))
             self.worker = SandboxedWorker(plugin_id, archive, parameters, work_dir, models_dir, sandbox, access=access)
 
     def process(self, frame_parquet: bytes) -> WorkerOutput:
@@ -93,9 +106,11 @@ class RayActors:
         held: Held | None = None,
         shipper: ModelShipper | None = None,
         access: AccessSupply | None = None,
+        environments: PluginEnvironments | None = None,
     ) -> None:
         self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self.access = access
+        self.environments = environments
         self.work_dir = work_dir
         self.actor_num_cpus = actor_num_cpus
         self.models = models
@@ -144,6 +159,8 @@ class RayActors:
             self.shipper.shipments(plugin) if self.shipper else [],
             plugin.namespace_id,
             self.access.access(plugin) if self.access else None,
+            self.environments,
+            tuple(plugin.environment),
         )
         self._held[id(actor)] = asks(options)
         return actor
@@ -180,8 +197,11 @@ class RayPools(WarmPools):
         held: Held | None = None,
         shipper: ModelShipper | None = None,
         access: AccessSupply | None = None,
+        environments: PluginEnvironments | None = None,
     ) -> None:
-        actors = RayActors(work_dir, actor_num_cpus, models, gpu_memory_gb, sandbox, held, shipper, access)
+        actors = RayActors(
+            work_dir, actor_num_cpus, models, gpu_memory_gb, sandbox, held, shipper, access, environments
+        )
         super().__init__(ObservedActors(actors), idle_seconds, load_failure_retry_s)
 
 

@@ -11,7 +11,9 @@ the plugin gets. Serve's HTTP proxy is not started: callers reach a deployment t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -24,6 +26,7 @@ from featurebus.common.events import PluginRef, ReasonCode
 from featurebus.inference.model_cache import ModelShipment, NodeModels
 from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options
+from featurebus.inference.plugin_envs import PluginEnvironments, node_environment
 from featurebus.inference.plugin_worker import RealtimeWorker, prepare_plugin
 from featurebus.inference.ray_actors import Held, SandboxSettings, asks, live_nodes, node_models
 from featurebus.inference.rollout import BackendState, DeploymentMissing
@@ -105,15 +108,25 @@ class RealtimeReplica:
         sandbox: SandboxConfig | None,
         shipments: list[ModelShipment] | None = None,
         namespace_id: str = "",
+        environments: PluginEnvironments | None = None,
+        environment: tuple[str, ...] = (),
     ) -> None:
         self.worker: SandboxedWorker | RealtimeWorker
+        site = node_environment(environments, environment, plugin_id)
+        if isinstance(site, PluginError):  # the health check reports it; no plugin code runs
+            self.worker = RealtimeWorker(plugin_id, site, parameters)
+            return
         models_dir, sandbox = node_models(models, shipments or [], namespace_id, sandbox)
         if sandbox is None:
             log.warning("SANDBOX OFF: plugin %s's realtime.py runs unconfined", plugin_id)
+            if site is not None:
+                sys.path.insert(0, str(site))
             self.worker = RealtimeWorker(
                 plugin_id, prepare_plugin(plugin_id, archive, work_dir, models_dir), parameters
             )
         else:
+            if site is not None:
+                sandbox = dataclasses.replace(sandbox, site_dirs=(str(site),))
             self.worker = SandboxedWorker(plugin_id, archive, parameters, work_dir, models_dir, sandbox, realtime=True)
 
     async def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +167,7 @@ class RayServeBackend:
         sandbox: SandboxSettings | None = None,
         held: Held | None = None,
         shipper: ModelShipper | None = None,
+        environments: PluginEnvironments | None = None,
     ) -> None:
         """``held`` is shared with the batch actors (:class:`~featurebus.inference.ray_actors.RayActors`):
         the minimum replicas of every deployment count against the room batch pools see."""
@@ -163,6 +177,7 @@ class RayServeBackend:
         self.shipper = shipper
         self.gpu_memory_gb = gpu_memory_gb
         self.sandbox = sandbox if sandbox is not None else SandboxSettings()
+        self.environments = environments
         self._starting: dict[str, asyncio.Task[Any]] = {}
         self._handles: dict[str, Any] = {}
         self._held: Held = held if held is not None else {}
@@ -180,6 +195,8 @@ class RayServeBackend:
             self.sandbox.for_plugin(plugin),
             self.shipper.shipments(plugin) if self.shipper else [],
             plugin.namespace_id,
+            self.environments,
+            tuple(plugin.environment),
         )
         # serve.run returns once the application runs (or raises when it cannot): in a thread,
         # while state() follows its replicas.

@@ -55,4 +55,5 @@ def plugin_ref(plugin: Plugin, parameters: dict[str, Any] | None = None) -> Plug
         models=manifest.models,
         namespace_models=manifest.namespace_models,
         secrets=manifest.secrets,
+        environment=manifest.environment,
     )

@@ -48,7 +48,7 @@ def build(
     settings = settings or ScannerSettings()
     bus = bus or Bus(settings, client_id="scanner")
     store = store or ObjectStore(settings)
-    register(bus, store)
+    register(bus, store, settings.installable_packages())
     return ScannerService(settings, bus, store)
 
 

@@ -99,6 +99,7 @@ class _Server:
 
         error, seconds = refused, 0.0
         if error is None:
+            sys.path[:0] = self.config.get("site_dirs") or []  # the plugin's own environment first
             use_s3_fetcher(self._fetch)
             plugin_dir = Path(self.config["plugin_dir"])
             if self.config.get("realtime"):

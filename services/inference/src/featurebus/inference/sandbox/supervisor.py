@@ -32,7 +32,7 @@ from featurebus.inference.access_supply import PluginAccess
 from featurebus.inference.plugin_access import LLMGateway
 from featurebus.inference.plugin_worker import Embedded, WorkerOutput, all_rows_failed, prepare_plugin
 from featurebus.inference.sandbox.channel import Channel, ChannelClosed, Message, RemoteError
-from featurebus.inference.sandbox.policy import SCRATCH, SandboxPolicy, SandboxUnavailable
+from featurebus.inference.sandbox.policy import SCRATCH, SandboxPolicy, SandboxUnavailable, python_roots
 from featurebus.runtime import PluginError
 from featurebus.runtime.queries import Query, blob_uris
 from featurebus.sdk.assets import fetch_asset_bytes
@@ -65,6 +65,8 @@ class SandboxConfig:
     forbidden: tuple[str, ...] = ()
     # This plugin's namespace's models on the node (read-only inside; load_namespace_model).
     namespace_models: str | None = None
+    # The plugin's own environment on the node (plugin_envs): read-only inside, first on sys.path.
+    site_dirs: tuple[str, ...] = ()
 
 
 class SandboxedWorker:
@@ -231,6 +233,7 @@ class SandboxedWorker:
                 frame_cpu_seconds=self.config.frame_cpu_seconds,
                 egress=self.config.egress,
                 env={k: os.environ[k] for k in _PASSED_ENV if k in os.environ},
+                python=[*python_roots(), *map(Path, self.config.site_dirs)],
                 forbidden=tuple(Path(p) for p in self.config.forbidden),
             )
             started = time.perf_counter()
@@ -259,6 +262,7 @@ class SandboxedWorker:
         return {
             "plugin_id": self.plugin_id,
             "plugin_dir": str(self.plugin_dir),
+            "site_dirs": list(self.config.site_dirs),
             "parameters": self.parameters,
             "realtime": self.realtime,
             "namespace_id": self.access.namespace_id,
