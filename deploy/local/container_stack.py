@@ -112,6 +112,7 @@ class ContainerStack:
         the Qdrant server's URL (the indexer uses a server when it is set, local mode otherwise)."""
         return {
             "FEATUREBUS_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_port}",
+            "FEATUREBUS_KAFKA_IDEMPOTENCE": "true",  # apache/kafka has idempotent producers (Tansu has not)
             "FEATUREBUS_MONGO_URI": (
                 f"mongodb://{MONGO_USER}:{MONGO_PASSWORD}@127.0.0.1:{self.mongo_port}/?directConnection=true"
             ),

@@ -230,6 +230,9 @@ class LocalStack:
         """The FEATUREBUS_* variables that point services at this stack."""
         return {
             "FEATUREBUS_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_port}",
+            # Tansu 0.6's memory engine answers InitProducerId with UNKNOWN_SERVER_ERROR: no
+            # idempotent producers here (the services still send with acks=all).
+            "FEATUREBUS_KAFKA_IDEMPOTENCE": "false",
             "FEATUREBUS_MONGO_URI": f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true",
             "FEATUREBUS_S3_ENDPOINT": f"127.0.0.1:{self.s3_port}",
             "FEATUREBUS_S3_ACCESS_KEY": ACCESS_KEY,

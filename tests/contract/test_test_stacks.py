@@ -171,3 +171,21 @@ def test_the_fixture_returns_the_stack_the_setting_names(local_stack: LocalStack
     assert env["FEATUREBUS_S3_ENDPOINT"] == f"127.0.0.1:{local_stack.s3_port}"
     assert urlsplit(env["FEATUREBUS_MONGO_URI"]).port == local_stack.mongo_port
     assert ("FEATUREBUS_QDRANT_URL" in env) == (expected is ContainerStack)
+
+
+def test_the_qdrant_congruence_tests_are_skipped_on_the_local_stack() -> None:
+    """Local mode against a server needs a server: on the local stack every comparison is skipped
+    with that reason (only the comparison's own check runs), never counted as passed."""
+    module = "services/indexer/tests/test_qdrant_congruence.py"
+    env = {k: v for k, v in os.environ.items() if k != "FEATUREBUS_TEST_STACK"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", module],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = run.stdout.strip().splitlines()[-1]
+    assert run.returncode == 0 and "1 passed" in summary and "6 skipped" in summary, run.stdout[-3000:]
+    assert "only with FEATUREBUS_TEST_STACK=containers" in run.stdout, run.stdout[-3000:]

@@ -6,6 +6,7 @@ versions are the ones the packages pin.
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from importlib import metadata
@@ -168,6 +169,85 @@ def test_partitions_cover_the_inference_consumers() -> None:
     assert int(example["FEATUREBUS_TOPIC_PARTITIONS"]) >= int(example["FEATUREBUS_FRAME_WORKERS"])
 
 
+def replication_problems(
+    config: dict[str, str], topics: dict[str, dict[str, Any]], kafka: dict[str, Any], pools: list[dict[str, Any]]
+) -> list[str]:
+    """Where deploy/k8s disagrees with itself about replication: featurebus-config's settings, each
+    KafkaTopic, the Kafka cluster's defaults and the brokers its node pools run."""
+    problems = []
+    replicas = int(config["FEATUREBUS_TOPIC_REPLICATION_FACTOR"])
+    in_sync = int(config["FEATUREBUS_TOPIC_MIN_INSYNC_REPLICAS"])
+    brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
+    if replicas > brokers:
+        problems.append(f"replication factor {replicas} > the {brokers} brokers of the node pools")
+    if not 1 <= in_sync <= replicas:
+        problems.append(f"min.insync.replicas {in_sync} outside 1..{replicas}")
+    if replicas > 1 and in_sync == replicas:
+        problems.append(f"min.insync.replicas {in_sync} = replication factor: one broker down stops every write")
+    defaults = kafka["spec"]["kafka"].get("config", {})
+    for key, wanted in (("default.replication.factor", replicas), ("min.insync.replicas", in_sync)):
+        if int(defaults.get(key, 1)) != wanted:
+            problems.append(f"Kafka spec.kafka.config {key} = {defaults.get(key)}, featurebus-config says {wanted}")
+    for name, topic in topics.items():
+        if topic["spec"].get("replicas") != replicas:
+            problems.append(
+                f"KafkaTopic {name}: replicas {topic['spec'].get('replicas')}, featurebus-config {replicas}"
+            )
+        got = topic["spec"].get("config", {}).get("min.insync.replicas")
+        if got is None or int(got) != in_sync:
+            problems.append(f"KafkaTopic {name}: min.insync.replicas {got}, featurebus-config {in_sync}")
+    return problems
+
+
+def _replication_inputs() -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    (kafka,) = k8s("Kafka").values()
+    return k8s("ConfigMap")["featurebus-config"]["data"], k8s("KafkaTopic"), kafka, list(k8s("KafkaNodePool").values())
+
+
+def test_k8s_replication_agrees_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    config, topics, kafka, pools = _replication_inputs()
+    assert not replication_problems(config, topics, kafka, pools)
+    assert int(config["FEATUREBUS_TOPIC_REPLICATION_FACTOR"]) > 1, "three brokers: topics are replicated"
+    settings = settings_from(CommonSettings, dict(config), monkeypatch)  # the values parse (in_sync <= replicas)
+    assert settings.kafka_idempotence, "the producers are idempotent on Strimzi's Kafka"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c, t, k, p: c.update(FEATUREBUS_TOPIC_REPLICATION_FACTOR="2"), "KafkaTopic"),
+        (lambda c, t, k, p: c.update(FEATUREBUS_TOPIC_MIN_INSYNC_REPLICAS="3"), "one broker down"),
+        (lambda c, t, k, p: t["batch.ready"]["spec"].update(replicas=1), "KafkaTopic batch.ready: replicas"),
+        (lambda c, t, k, p: t["batch.ready.dlq"]["spec"]["config"].pop("min.insync.replicas"), "batch.ready.dlq"),
+        (lambda c, t, k, p: k["spec"]["kafka"]["config"].update({"min.insync.replicas": 1}), "spec.kafka.config"),
+        (lambda c, t, k, p: p[0]["spec"].update(replicas=1), "brokers of the node pools"),
+    ],
+)
+def test_a_replication_mismatch_is_caught(change: Any, expected: str) -> None:
+    config, topics, kafka, pools = copy.deepcopy(_replication_inputs())
+    change(config, topics, kafka, pools)
+    problems = replication_problems(config, topics, kafka, pools)
+    assert any(expected in p for p in problems), problems
+
+
+def test_compose_replication_fits_its_brokers_and_reaches_the_topic_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose(env_example())["services"]
+    brokers = [s for s in services.values() if "broker" in str(s.get("environment", {}).get("KAFKA_PROCESS_ROLES", ""))]
+    job = services["kafka-init"]["environment"]
+    for name in SERVICES:
+        env = services[name]["environment"]
+        settings = settings_from(SETTINGS[name], {k: str(v) for k, v in env.items()}, monkeypatch)
+        assert settings.topic_replication_factor <= len(brokers), f"{name}: more replicas than brokers"
+        for variable in ("FEATUREBUS_TOPIC_REPLICATION_FACTOR", "FEATUREBUS_TOPIC_MIN_INSYNC_REPLICAS"):
+            assert str(env[variable]) == str(job[variable]), f"{name} and kafka-init disagree on {variable}"
+    text = TOPIC_SCRIPT.read_text()
+    assert 'replicas="${FEATUREBUS_TOPIC_REPLICATION_FACTOR' in text
+    assert 'min_insync="${FEATUREBUS_TOPIC_MIN_INSYNC_REPLICAS' in text
+    assert text.count('--replication-factor "$replicas"') == 2, "topics and DLQs get the replication factor"
+    assert text.count('--config min.insync.replicas="$min_insync"') == 2
+    assert "--replication-factor 1" not in text
+
+
 # -- settings -------------------------------------------------------------------------------------
 
 DEPLOY_TEXT_FILES = sorted(
@@ -223,8 +303,33 @@ def test_compose_pointers_name_the_services_that_serve_them() -> None:
     assert services["inference"]["environment"]["RAY_ADDRESS"] == "ray-head:6379"
     assert services["indexer"]["environment"]["FEATUREBUS_QDRANT_URL"] == "http://qdrant:6333"
     assert services["registry"]["environment"]["FEATUREBUS_KAFKA_BOOTSTRAP"] == "kafka:9092"
-    endpoint = services["registry"]["environment"]["FEATUREBUS_S3_ENDPOINT"].split(":")[0]
-    assert endpoint in services["minio"]["networks"]["default"]["aliases"], "the S3 endpoint is MinIO's alias"
+    for service in SERVICES:
+        host, port = services[service]["environment"]["FEATUREBUS_S3_ENDPOINT"].rsplit(":", 1)
+        assert (host, port) == ("minio", "9000"), f"{service}: the services reach MinIO inside the network"
+
+
+def test_compose_presigned_urls_name_where_minio_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Users' clients cannot resolve the internal name: the registry signs for the published port."""
+    services = compose(env_example())["services"]
+    env = {k: str(v) for k, v in services["registry"]["environment"].items()}
+    settings = settings_from(RegistrySettings, env, monkeypatch)
+    public, secure = settings.public_s3()
+    assert public != settings.s3_endpoint and not secure
+    published = {str(p).rsplit(":", 1)[0] for p in services["minio"]["ports"]}  # 127.0.0.1:HOST_PORT
+    assert public in published, f"FEATUREBUS_S3_PUBLIC_ENDPOINT={public} is not where MinIO is published ({published})"
+    others = [name for name in SERVICES if name != "registry"]
+    assert all("FEATUREBUS_S3_PUBLIC_ENDPOINT" not in services[name]["environment"] for name in others), (
+        "only the registry hands out presigned URLs"
+    )
+
+
+def test_k8s_presigned_urls_name_a_public_endpoint() -> None:
+    config = k8s("ConfigMap")["featurebus-config"]["data"]
+    settings = CommonSettings(**{k.removeprefix("FEATUREBUS_").lower(): v for k, v in config.items()})
+    public, _ = settings.public_s3()
+    internal, host = settings.s3_endpoint.split(":")[0], public.split(":")[0]
+    assert host != internal, "presigned URLs do not name the in-cluster endpoint"
+    assert "." in host and not host.endswith((".svc", ".cluster.local")), f"{host} is not a name outside the cluster"
 
 
 def test_k8s_config_holds_only_shared_settings() -> None:

@@ -16,8 +16,9 @@ from ._manifests import K8S_DIR, SERVICES, compose, env_example, k8s_objects, po
 from ._network import ALL_PORTS, Pod, reachable, reachers
 
 SANDBOX_OPTIONS = {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
-# Where plugin code runs (the Ray workers) and what checks at start that it can be sandboxed (inference).
-SANDBOX_PODS = {"ray-worker-cpu", "inference"}
+# Where plugin code runs (the Ray workers). Inference checks at start that they can sandbox it,
+# from a Ray task on each of them (FEATUREBUS_SANDBOX_SELF_CHECK=workers), so it needs no sandbox host.
+SANDBOX_PODS = {"ray-worker-cpu"}
 
 
 @functools.cache
@@ -209,6 +210,26 @@ def test_pod_security(name: str) -> None:
             assert "seccompProfile" not in sc and "appArmorProfile" not in sc
         if name in SERVICES and name not in SANDBOX_PODS:
             assert sc.get("readOnlyRootFilesystem") is True
+
+
+def _sandbox_host(template: dict[str, Any]) -> bool:
+    spec = template["spec"]
+    sc = spec["containers"][0].get("securityContext", {})
+    return spec.get("hostUsers") is False and sc.get("procMount") == "Unmasked"
+
+
+def test_the_sandbox_is_checked_where_plugins_run() -> None:
+    """FEATUREBUS_SANDBOX_SELF_CHECK: a driver pod without user namespaces checks on the Ray workers
+    (which have them); the check is never skipped, and the sandbox is never turned off."""
+    inference = templates()["inference"]
+    env = {e["name"]: e.get("value") for e in inference["spec"]["containers"][0].get("env", [])}
+    assert env.get("FEATUREBUS_SANDBOX", "enforce") == "enforce"
+    where = env.get("FEATUREBUS_SANDBOX_SELF_CHECK", "driver")
+    assert where == ("driver" if _sandbox_host(inference) else "workers"), where
+    assert all(_sandbox_host(templates()[name]) for name in SANDBOX_PODS)
+    services = compose(env_example())["services"]
+    assert services["inference"]["environment"].get("FEATUREBUS_SANDBOX_SELF_CHECK", "driver") == "driver"
+    assert "seccomp=unconfined" in services["inference"]["security_opt"], "compose's inference can sandbox itself"
 
 
 # -- Compose --------------------------------------------------------------------------------------

@@ -15,8 +15,11 @@ pytestmark = pytest.mark.integration
 
 
 async def test_replay_republishes_dead_letters_once_without_their_error_headers(local_stack) -> None:  # type: ignore[no-untyped-def]
+    env = local_stack.env()
     settings = CommonSettings(
-        kafka_bootstrap=local_stack.env()["FEATUREBUS_KAFKA_BOOTSTRAP"], topic_prefix=f"dlq{uuid.uuid4().hex[:6]}."
+        kafka_bootstrap=env["FEATUREBUS_KAFKA_BOOTSTRAP"],
+        kafka_idempotence=env["FEATUREBUS_KAFKA_IDEMPOTENCE"] == "true",
+        topic_prefix=f"dlq{uuid.uuid4().hex[:6]}.",
     )
     await Bus(settings, client_id="test").ensure_topics()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)

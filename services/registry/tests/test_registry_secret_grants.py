@@ -384,6 +384,7 @@ async def test_the_registry_serves_the_internal_api_on_a_listener_of_its_own(
     port, tag = free_port(), uuid.uuid4().hex[:8]
     settings = RegistrySettings(
         kafka_bootstrap=env["FEATUREBUS_KAFKA_BOOTSTRAP"],
+        kafka_idempotence=env["FEATUREBUS_KAFKA_IDEMPOTENCE"] == "true",
         mongo_uri=env["FEATUREBUS_MONGO_URI"],
         mongo_db=f"fbtest_{tag}_grants",
         s3_endpoint=env["FEATUREBUS_S3_ENDPOINT"],

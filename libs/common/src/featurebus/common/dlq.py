@@ -78,7 +78,10 @@ async def read_dead_letters(
 async def replay(settings: CommonSettings, topic: str) -> int:
     """Republish ``<topic>.dlq`` to ``<topic>``; returns how many messages were replayed."""
     consumer, letters = await read_dead_letters(settings, topic, _GROUP)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    # acks=all: a replayed message is on every in-sync replica before the DLQ's offsets move on.
+    # No idempotent producer: a replay is at least once by itself (a replay stopped between its
+    # sends and its commit sends them all again), which the services' idempotent handlers absorb.
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
         for letter in letters:

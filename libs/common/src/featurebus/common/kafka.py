@@ -33,7 +33,7 @@ from featurebus.common.settings import CommonSettings
 from featurebus.common.telemetry import inject_trace
 from featurebus.common.topics import TOPICS, dlq, topic_of
 
-__all__ = ["TRANSIENT_ERRORS", "Bus", "TransientError"]
+__all__ = ["TRANSIENT_ERRORS", "Bus", "TransientError", "producer_durability", "topic_configs"]
 
 log = logging.getLogger("featurebus.kafka")
 
@@ -59,6 +59,21 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 _MAX_BACKOFF_S = 30.0
 
 
+def producer_durability(settings: CommonSettings) -> dict[str, Any]:
+    """The options of every producer of featurebus (the Bus's, the DLQ replay's): a write is
+    acknowledged only once every in-sync replica has it (at least FEATUREBUS_TOPIC_MIN_INSYNC_REPLICAS
+    of them), and with FEATUREBUS_KAFKA_IDEMPOTENCE (the default) a retry after a lost
+    acknowledgement cannot duplicate it. Without idempotence aiokafka still keeps one request in
+    flight per broker, so a retry never reorders a partition; a duplicate is possible, and harmless
+    to featurebus' idempotent handlers."""
+    return {"acks": "all", "enable_idempotence": settings.kafka_idempotence}
+
+
+def topic_configs(settings: CommonSettings) -> dict[str, str]:
+    """The per-topic configuration a topic created by featurebus gets (besides a DLQ's retention)."""
+    return {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+
+
 class Bus:
     """A FastStream ``KafkaBroker`` plus the topic prefix, the DLQ policy and typed publishing."""
 
@@ -81,6 +96,7 @@ class Bus:
             client_id=f"featurebus-{client_id}",
             middlewares=[self._dead_letter_middleware()],
             logger=logging.getLogger(f"featurebus.{client_id}.broker"),
+            **producer_durability(settings),
         )
 
     def topic(self, name: str) -> str:
@@ -197,15 +213,25 @@ class Bus:
         )
 
     async def ensure_topics(self) -> None:
-        """Create every topic of the table and its DLQ (a no-op for those that exist)."""
+        """Create every topic of the table and its DLQ (a no-op for those that exist), with
+        FEATUREBUS_TOPIC_PARTITIONS partitions, FEATUREBUS_TOPIC_REPLICATION_FACTOR replicas and
+        min.insync.replicas FEATUREBUS_TOPIC_MIN_INSYNC_REPLICAS; a DLQ keeps its messages until
+        they are replayed or deleted (as deploy/compose and deploy/k8s create them)."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            wanted = [self.topic(t) for t in TOPICS] + [dlq(self.topic(t)) for t in TOPICS]
+            configs = topic_configs(self.settings)
+            wanted = [(self.topic(t), configs) for t in TOPICS]
+            wanted += [(dlq(self.topic(t)), {**configs, "retention.ms": "-1"}) for t in TOPICS]
             new = [
-                NewTopic(name, num_partitions=self.settings.topic_partitions, replication_factor=1)
-                for name in wanted
+                NewTopic(
+                    name,
+                    num_partitions=self.settings.topic_partitions,
+                    replication_factor=self.settings.topic_replication_factor,
+                    topic_configs=config,
+                )
+                for name, config in wanted
                 if name not in existing
             ]
             if new:

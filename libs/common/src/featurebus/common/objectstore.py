@@ -43,15 +43,32 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 class ObjectStore:
-    """Async access to one bucket of the object store."""
+    """Async access to one bucket of the object store.
 
-    def __init__(self, settings: CommonSettings, public_endpoint: str | None = None) -> None:
+    Every request goes to ``s3_endpoint``. Presigned URLs, which users' clients call, are signed
+    for ``s3_public_endpoint`` when it is set (:meth:`CommonSettings.public_s3`): SigV4 signs the
+    Host header, so a URL signed for the internal name and rewritten afterwards would be refused.
+    """
+
+    def __init__(self, settings: CommonSettings) -> None:
         self.bucket = settings.s3_bucket
-        self._client = Minio(
-            settings.s3_endpoint,
+        self._client = self._minio(settings, settings.s3_endpoint, settings.s3_secure)
+        public, secure = settings.public_s3()
+        # Signing is local (the region is given, so no request asks the server for it): the
+        # signer never opens a connection, it only names the public host in what it signs.
+        self._signer = (
+            self._client
+            if (public, secure) == (settings.s3_endpoint, settings.s3_secure)
+            else self._minio(settings, public, secure)
+        )
+
+    @staticmethod
+    def _minio(settings: CommonSettings, endpoint: str, secure: bool) -> Minio:
+        return Minio(
+            endpoint,
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
-            secure=settings.s3_secure,
+            secure=secure,
             region=settings.s3_region,
         )
 
@@ -140,7 +157,8 @@ class ObjectStore:
         return sorted([item.object_name async for item in listing if item.object_name])
 
     async def presigned_put(self, key: str, expires: timedelta) -> str:
-        return await self._client.presigned_put_object(self.bucket, key, expires=expires)
+        """A URL a user's client PUTs ``key``'s bytes to, signed for the public endpoint."""
+        return await self._signer.presigned_put_object(self.bucket, key, expires=expires)
 
     async def delete(self, key: str) -> None:
         await self._client.remove_object(self.bucket, key)
@@ -148,3 +166,5 @@ class ObjectStore:
     async def close(self) -> None:
         """Release the HTTP session (call once, at shutdown)."""
         await self._client.close_session()  # type: ignore[no-untyped-call]
+        if self._signer is not self._client:
+            await self._signer.close_session()  # type: ignore[no-untyped-call]

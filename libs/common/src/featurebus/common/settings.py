@@ -8,8 +8,9 @@ configuration at all.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -39,6 +40,16 @@ class CommonSettings(BaseSettings):
     # Partitions of each topic created at start-up. Parallelism of one consumer group is bounded by
     # it: keep it at least (inference processes) x FEATUREBUS_FRAME_WORKERS so that every consumer gets work.
     topic_partitions: int = 8
+    # Replicas of each topic created at start-up, and the in-sync replicas a write needs
+    # (min.insync.replicas, set on each topic): the producers send with acks=all and idempotence,
+    # so a write acknowledged is on that many brokers. 1 and 1 for one broker (the local stack,
+    # deploy/compose); deploy/k8s, with three brokers, sets 3 and 2 (a broker may be down).
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int = Field(default=1, ge=1)
+    # Idempotent producers (Kafka's InitProducerId): a retried write is never stored twice. Every
+    # Kafka since 0.11 and Redpanda have them; deploy/local turns them off for Tansu 0.6, whose
+    # memory engine answers InitProducerId with UNKNOWN_SERVER_ERROR (acks=all stays).
+    kafka_idempotence: bool = True
 
     # MongoDB
     mongo_uri: str = "mongodb://127.0.0.1:27117/?directConnection=true"
@@ -51,6 +62,12 @@ class CommonSettings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     s3_bucket: str = "featurebus"
+    # Where the users of the REST API reach the same store, when that is not s3_endpoint (inside
+    # Compose or Kubernetes the services' endpoint is a name only they resolve): host:port (TLS as
+    # s3_secure says) or http(s)://host:port (the scheme says). Only the presigned URLs handed to
+    # users are signed for it (SigV4 signs the Host header: they are signed for it, never
+    # rewritten); the services keep talking to s3_endpoint. Empty: presigned URLs name s3_endpoint.
+    s3_public_endpoint: str = ""
 
     # Where a service keeps local state (Qdrant local mode, plugin caches, ...).
     data_dir: Path = DEFAULT_DATA_DIR
@@ -86,3 +103,36 @@ class CommonSettings(BaseSettings):
     internal_token: SecretStr | None = None
     # The registry's internal secrets API (a plugin's granted secrets, for inference's workers).
     registry_internal_url: str = f"http://127.0.0.1:{DEFAULT_REGISTRY_INTERNAL_PORT}"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CommonSettings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"FEATUREBUS_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) exceeds "
+                f"FEATUREBUS_TOPIC_REPLICATION_FACTOR ({self.topic_replication_factor}): no write could succeed"
+            )
+        self.public_s3()  # a malformed public endpoint fails at start, not at the first upload
+        return self
+
+    def public_s3(self) -> tuple[str, bool]:
+        """(host:port, secure) that presigned URLs for users are signed for."""
+        endpoint = (self.s3_public_endpoint or "").strip()
+        if not endpoint:
+            return self.s3_endpoint, self.s3_secure
+        secure = self.s3_secure
+        if "://" in endpoint:
+            url = urlsplit(endpoint)
+            if (
+                url.scheme not in ("http", "https")
+                or not url.hostname
+                or url.username
+                or url.path.strip("/")
+                or url.query
+            ):
+                raise ValueError(
+                    f"FEATUREBUS_S3_PUBLIC_ENDPOINT={endpoint!r}: give host:port or http(s)://host:port, without a path"
+                )
+            secure, endpoint = url.scheme == "https", url.netloc
+        elif "/" in endpoint:
+            raise ValueError(f"FEATUREBUS_S3_PUBLIC_ENDPOINT={endpoint!r}: give host:port, without a path")
+        return endpoint, secure

@@ -10,8 +10,8 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from featurebus.common.settings import DEFAULT_INFERENCE_PORT, CommonSettings
 from featurebus.inference.model_cache import NodeModels
-from featurebus.inference.plugin_envs import PluginEnvironments
 from featurebus.inference.plugin_access import DEFAULT_LLM_MODEL, LLMSettings
+from featurebus.inference.plugin_envs import PluginEnvironments
 
 __all__ = ["InferenceSettings"]
 
@@ -60,6 +60,17 @@ class InferenceSettings(CommonSettings):
     # The plugin sandbox (README, "Plugin sandbox"). "off" runs plugin code unconfined inside the
     # Ray actor, with the actor's credentials: for debugging only, and loudly logged.
     sandbox: Literal["enforce", "off"] = "enforce"
+    # Where the start-up check that the kernel can sandbox plugins runs (with the sandbox
+    # enforced): "driver" in this process, before Ray starts (the default: with local Ray, plugin
+    # workers run on this machine); "workers" in a Ray task on every node of the cluster that offers
+    # CPUs (where plugin actors and replicas are placed), for a driver pod without user namespaces
+    # beside Ray worker pods that have them. Either way a failed check stops the service, and every
+    # sandbox refuses to start where the kernel cannot build it (the plugin's rows then fail
+    # plugin_load_failed): plugin code never runs unconfined unless FEATUREBUS_SANDBOX=off.
+    sandbox_self_check: Literal["driver", "workers"] = "driver"
+    # "workers": how long to wait for a first node with CPUs to join (Ray workers may start after
+    # the driver), and for the probes to answer.
+    sandbox_self_check_timeout_s: float = Field(default=300.0, gt=0)
     # Outbound network for plugins whose compute_profile.resource_type is "api" (other plugins
     # never get one). Off by default: a sandbox then has loopback only.
     sandbox_egress: bool = False

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -37,7 +38,7 @@ from featurebus.sdk.model_loading import offline_env, seed_offline_models
 if TYPE_CHECKING:
     from featurebus.inference.ray_actors import SandboxSettings
 
-__all__ = ["InferenceService", "build", "main"]
+__all__ = ["InferenceService", "build", "check_sandbox", "check_sandbox_on_workers", "main"]
 
 log = logging.getLogger("featurebus.inference")
 
@@ -267,12 +268,19 @@ async def _reap_every(reap: Callable[[], Awaitable[None]], period: float) -> Non
 
 
 def check_sandbox(settings: InferenceSettings) -> None:
-    """Refuse to start when the kernel cannot sandbox plugins, unless the operator turned it off."""
+    """Refuse to start when the kernel cannot sandbox plugins, unless the operator turned it off.
+
+    With ``FEATUREBUS_SANDBOX_SELF_CHECK=workers`` this process checks nothing itself:
+    :func:`check_sandbox_on_workers` runs once Ray is up.
+    """
     if settings.sandbox == "off":
         log.warning(
             "FEATUREBUS_SANDBOX=off: PLUGIN CODE RUNS UNCONFINED, with the credentials of the Ray workers. "
             "Never do this with plugins you did not write."
         )
+        return
+    if settings.sandbox_self_check == "workers":
+        log.info("FEATUREBUS_SANDBOX_SELF_CHECK=workers: the sandbox is checked on the Ray nodes, once Ray is up")
         return
     from featurebus.inference.sandbox.probe import probe
 
@@ -280,13 +288,79 @@ def check_sandbox(settings: InferenceSettings) -> None:
     log.info("plugin sandbox: user, pid, net, mount and ipc namespaces, seccomp and resource limits available")
 
 
+def _probe_here() -> str | None:
+    """The sandbox probe on this node: None when it can sandbox, else why not."""
+    from featurebus.inference.sandbox.policy import SandboxUnavailable
+    from featurebus.inference.sandbox.probe import probe
+
+    try:
+        probe()
+    except SandboxUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def check_sandbox_on_workers(
+    settings: InferenceSettings, probe: Callable[[], str | None] = _probe_here, poll_s: float = 2.0
+) -> dict[str, str | None]:
+    """``FEATUREBUS_SANDBOX_SELF_CHECK=workers``: the probe in a Ray task pinned to each alive node
+    offering CPUs (where plugin actors and replicas land; the driver's node offers none on a
+    cluster). Waits up to ``sandbox_self_check_timeout_s`` for a first such node. Raises
+    SandboxUnavailable naming each node that cannot sandbox (or when none joined); returns
+    {node address: None} for the nodes checked. Nodes that join later are not probed here: their
+    sandboxes refuse to start where the kernel cannot build them (rows fail plugin_load_failed)."""
+    if settings.sandbox == "off" or settings.sandbox_self_check != "workers":
+        return {}
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from featurebus.inference.sandbox.policy import SandboxUnavailable
+
+    deadline = time.monotonic() + settings.sandbox_self_check_timeout_s
+    while True:
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        if nodes:
+            break
+        if time.monotonic() > deadline:
+            raise SandboxUnavailable(
+                f"FEATUREBUS_SANDBOX_SELF_CHECK=workers: no Ray node with CPUs joined within "
+                f"{settings.sandbox_self_check_timeout_s:.0f}s, so the plugin sandbox could not be checked; "
+                "start the Ray workers (or use FEATUREBUS_SANDBOX_SELF_CHECK=driver)"
+            )
+        time.sleep(poll_s)
+    remote = ray.remote(num_cpus=0, max_retries=0)(probe)
+    refs = {
+        node["NodeManagerAddress"] + f" ({node['NodeID'][:12]})": remote.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+        ).remote()
+        for node in nodes
+    }
+    left = max(1.0, deadline - time.monotonic())
+    try:
+        answers = dict(zip(refs, ray.get(list(refs.values()), timeout=left), strict=True))
+    except ray.exceptions.GetTimeoutError as exc:
+        raise SandboxUnavailable(
+            f"FEATUREBUS_SANDBOX_SELF_CHECK=workers: the sandbox probe did not answer within {left:.0f}s "
+            f"on the Ray nodes {sorted(refs)}"
+        ) from exc
+    failed = {node: why for node, why in answers.items() if why is not None}
+    if failed:
+        raise SandboxUnavailable(
+            "plugins cannot be sandboxed on Ray node(s) "
+            + "; ".join(f"{node}: {why}" for node, why in sorted(failed.items()))
+        )
+    log.info("plugin sandbox available on the Ray node(s) %s", ", ".join(sorted(answers)))
+    return answers
+
+
 async def _serve(settings: InferenceSettings) -> None:
     # Local Ray workers inherit this process's environment; they never call the internal APIs.
     os.environ.pop("FEATUREBUS_INTERNAL_TOKEN", None)
     check_sandbox(settings)
     start_ray(settings)
-    (settings.plugins_dir / "work").mkdir(parents=True, exist_ok=True)
     try:
+        check_sandbox_on_workers(settings)
+        (settings.plugins_dir / "work").mkdir(parents=True, exist_ok=True)
         await run_until_signalled(build(settings))
     finally:
         import ray
