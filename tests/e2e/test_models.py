@@ -172,3 +172,74 @@ def test_namespace_weights_load_with_load_namespace_model_only_in_their_namespac
     _, done, failed = batch(api, other, "own_head", archive)
     assert done["failure_summary"] == {"model_not_available": len(TEXTS)}
     assert "namespace model 'head_1_0_0' is not uploaded" in failed[0]["message"]
+
+
+# The guide's image classifier's model line, unchanged: models.mobilenet_v2(pretrained=True).
+VISION_PIPELINE = """
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import models, transforms
+from engine.plugins.extractors.pipeline import PipelineDefinition, StepDefinition, build_pipeline_steps
+
+class Classify:
+    def __init__(self, config=None):
+        self._model = None
+
+    def _ensure_model_loaded(self):
+        if self._model is None:
+            self._model = models.ARCH(pretrained=True)
+            self._model.eval()
+            self._preprocess = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
+
+    def __call__(self, batch):
+        self._ensure_model_loaded()
+        images = [Image.fromarray(np.full((240, 320, 3), (20 * len(t)) % 256, np.uint8)) for t in batch["data"]]
+        with torch.no_grad():
+            outputs = self._model(torch.stack([self._preprocess(i) for i in images]))
+        batch["vec"] = [o.tolist()[:4] for o in outputs]
+        batch["labels"] = [[str(c) for c in torch.topk(o, 5).indices.tolist()] for o in outputs]
+        return batch
+
+def build_steps(extractor_request, container=None, base_steps=None, **kwargs):
+    steps = [StepDefinition(service_class=Classify)]
+    return {"steps": build_pipeline_steps(PipelineDefinition(name="NAME", version="1.0.0", steps=steps))}
+"""
+
+
+def test_torchvisions_pretrained_weights_come_from_the_registry_and_missing_ones_fail_loudly(
+    api: Api, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision import models, transforms
+
+    # An operator's copy of torchvision's weights file (random weights here: no download.pytorch.org).
+    torch.manual_seed(11)
+    reference = models.mobilenet_v2(weights=None).eval()
+    weights = tmp_path / "mobilenet_v2-b0353104.pth"
+    torch.save(reference.state_dict(), weights)
+    imported = cli(api, "models", "import", "torchvision/mobilenet_v2", "--from", str(weights), "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert "converted mobilenet_v2-b0353104.pth" in imported.stderr
+    assert [f["path"] for f in json.loads(imported.stdout)["files"]] == ["mobilenet_v2-b0353104.safetensors"]
+
+    ns = api.namespace(f"vision-{uuid.uuid4().hex[:6]}")
+    pipeline = VISION_PIPELINE.replace("ARCH", "mobilenet_v2")
+    collection, done, failed = batch(api, ns, "classifier", plugin_zip("classifier", pipeline, 4))
+    assert done["status"] == "COMPLETED" and done["rows_written"] == len(TEXTS), [f.get("message") for f in failed[:1]]
+    preprocess = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
+    with torch.no_grad():
+        images = [preprocess(Image.fromarray(np.full((240, 320, 3), (20 * len(t)) % 256, np.uint8))) for t in TEXTS]
+        outputs = reference(torch.stack(images))
+    expected = {t: [str(c) for c in torch.topk(o, 5).indices.tolist()] for t, o in zip(TEXTS, outputs, strict=True)}
+    results = search_everything(api, ns, collection, "mixpeek://classifier@1.0.0/vec", TEXTS[0])
+    assert {r["text"]: r["labels"] for r in results} == expected  # the imported weights, not random ones
+
+    # Weights nobody imported: every row fails model_not_available, naming the file and the command.
+    missing = VISION_PIPELINE.replace("ARCH", "resnet18")
+    _, done, failed = batch(api, ns, "classifier18", plugin_zip("classifier18", missing, 4))
+    assert done["failure_summary"] == {"model_not_available": len(TEXTS)}, (done, failed)
+    assert "resnet18-f37072fd.pth" in failed[0]["message"]
+    assert "featurebus models import torchvision/resnet18 --from resnet18-f37072fd.pth" in (failed[0].get("hint") or "")

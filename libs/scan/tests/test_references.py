@@ -126,3 +126,29 @@ def test_a_secrets_list_that_is_not_names_is_an_error_naming_it() -> None:
     report = scan_archive(archive({"manifest.py": bad, "pipeline.py": QUICKSTART_PIPELINE}))
     assert not report.passed
     assert any(v.code == "MAN041" and "secrets must be a list" in v.message for v in report.violations)
+
+
+TORCHVISION = """
+import torchvision
+import torchvision.models as tvm
+from torchvision import models
+from torchvision.models import ResNet50_Weights, resnet50
+
+
+class Processor:
+    def _ensure_model_loaded(self):
+        self.a = models.mobilenet_v2(pretrained=True)  # the guide's image classifier
+        self.b = torchvision.models.resnet18(weights="DEFAULT")
+        self.c = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
+        self.d = tvm.efficientnet_b0(weights=None)  # random weights: nothing to ship
+        self.e = models.vgg11()
+"""
+
+
+def test_torchvision_builders_asked_for_pretrained_weights_name_their_registry_model() -> None:
+    manifest = _scan({"manifest.py": QUICKSTART_MANIFEST, "pipeline.py": QUICKSTART_PIPELINE, "vision.py": TORCHVISION})
+    assert [m for m in manifest.models if m.startswith("torchvision/")] == [
+        "torchvision/mobilenet_v2",
+        "torchvision/resnet18",
+        "torchvision/resnet50",
+    ]

@@ -111,7 +111,7 @@ def model_unavailable(exc: BaseException) -> tuple[str, str] | None:
             f"model {name or '(unnamed)'!r} is not available to this worker: workers have no model hub, and it is "
             f"not in the model registry ({type(missing).__name__}: {str(missing).splitlines()[0][:300]})"
         )
-    hint = import_hint(name or "<repo id>")
+    hint = getattr(missing, "hint", None) or import_hint(name or "<repo id>")
     return message, hint
 
 

@@ -5,7 +5,9 @@ A plugin loads a Hugging Face model by naming it — ``SentenceTransformer("all-
 subclass's ``model_id``, ``@lazy_model(model_id=...)`` — and its own weights with
 ``load_namespace_model("name")``. Names are string constants at the call, or module-level string
 constants the call refers to; anything computed at run time is not seen here (the manifest's
-``models`` / ``namespace_models`` lists declare those).
+``models`` / ``namespace_models`` lists declare those). A torchvision model builder asked for
+pretrained weights (``models.mobilenet_v2(pretrained=True)``, ``resnet50(weights="DEFAULT")``)
+names the registry model ``torchvision/<builder>`` whose files hold them.
 
 Secrets are read as ``await container.secrets.get("NAME")`` (or through any object whose name
 says ``secrets``: ``self._secrets.get(API_KEY_NAME)``); the names are what an org admin may grant
@@ -49,10 +51,14 @@ def model_references(trees: dict[str, ast.Module]) -> tuple[list[str], list[str]
     own: set[str] = set()
     for tree in trees.values():
         constants = _string_constants(tree)
+        builders = _torchvision_builders(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 name = _callee(node.func)
-                if name in _HUB_LOADERS:
+                torchvision = _torchvision_weights(node, builders)
+                if torchvision is not None:
+                    hub.add(torchvision)
+                elif name in _HUB_LOADERS:
                     for value in _id_arguments(node, constants):
                         hub.update(_hub_ids(name, value))
                 elif name in _NAMESPACE_LOADERS:
@@ -65,6 +71,53 @@ def model_references(trees: dict[str, ast.Module]) -> tuple[list[str], list[str]
                     if model_id is not None:
                         hub.update(_hub_ids("from_pretrained", model_id))
     return sorted(hub), sorted(own)
+
+
+def _torchvision_builders(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """(names bound to torchvision's models module, builder names imported from it) in ``tree``."""
+    modules: set[str] = set()
+    builders: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "torchvision.models" and alias.asname:
+                    modules.add(alias.asname)
+                elif alias.name.split(".")[0] == "torchvision":
+                    modules.add((alias.asname or "torchvision") + ".models")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "torchvision":
+            for alias in node.names:
+                if node.module == "torchvision" and alias.name == "models":
+                    modules.add(alias.asname or "models")
+                elif node.module.startswith("torchvision.models"):
+                    builders.add(alias.asname or alias.name)
+    return modules, builders
+
+
+def _torchvision_weights(node: ast.Call, found: tuple[set[str], set[str]]) -> str | None:
+    """``torchvision/<builder>`` for a builder call that asks for pretrained weights."""
+    modules, builders = found
+    func = node.func
+    if isinstance(func, ast.Attribute) and _dotted(func.value) in modules:
+        builder = func.attr
+    elif isinstance(func, ast.Name) and func.id in builders:
+        builder = func.id
+    else:
+        return None
+    for keyword in node.keywords:
+        value = keyword.value
+        none = isinstance(value, ast.Constant) and value.value in (None, False)
+        if keyword.arg in ("pretrained", "weights") and not none and builder.islower():
+            return f"torchvision/{builder}"
+    return None
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
 
 
 def secret_references(trees: dict[str, ast.Module]) -> list[str]:

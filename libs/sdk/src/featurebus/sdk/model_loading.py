@@ -33,7 +33,11 @@ NAMESPACE_MODELS_ENV = "NAMESPACE_MODELS_DIR"
 
 
 class ModelNotAvailable(RuntimeError):
-    """The model's weights are not in this installation's offline cache."""
+    """The model's weights are not in this installation's offline cache; ``hint`` says how they get there."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def _packaged_models() -> dict[str, Path]:

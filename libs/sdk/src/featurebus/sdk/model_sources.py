@@ -36,6 +36,7 @@ __all__ = [
     "Progress",
     "SourceError",
     "SourceFile",
+    "converted_state_dict",
     "read_file",
     "read_source",
     "require_weights",
@@ -155,6 +156,35 @@ def read_source(
 def read_file(path: Path, revision: str | None = None, progress: Progress | None = None) -> ModelSource:
     """A model of one file (a namespace model's ``model.onnx``), named by its file name."""
     return _select(f"file:{path.resolve()}", revision, [(path.name, path.resolve(), None)], progress)
+
+
+TORCH_PICKLES = (".pth", ".pt")
+
+
+def converted_state_dict(path: Path, into: Path) -> Path:
+    """A torch state dict saved with ``torch.save`` (torchvision's ``*.pth`` weights), as
+    ``<stem>.safetensors`` in ``into``: read with ``torch.load(weights_only=True)``, which loads
+    tensors and plain containers only and runs no code of the file."""
+    try:
+        import torch
+        from safetensors.torch import save_file
+    except ImportError:
+        raise SourceError(
+            f"converting {path.name} to safetensors needs torch and safetensors installed", "--from"
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SourceError(
+            f"{path} is not a torch state dict that loads with weights_only=True: {exc}", "--from"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SourceError(f"{path} holds no state dict of tensors (name -> tensor); save model.state_dict()", "--from")
+    target = into / f"{path.stem}.safetensors"
+    save_file({str(k): v.detach().clone().contiguous() for k, v in state.items()}, str(target))
+    return target
 
 
 def require_weights(source: ModelSource) -> None:
