@@ -44,8 +44,11 @@ def test_guide_image_classifier_passes_with_a_feature_uri_warning_only_without_r
     }
     report = scan_archive(archive(files))
     assert report.passed, messages(report)
-    [warning] = report.violations
+    [warning, note] = report.violations
     assert warning.severity == "WARNING" and "realtime.py" in warning.message
+    # its step is ResourceType.GPU in a default ("cpu") profile: honoured where GPUs exist, said
+    assert note.severity == "INFO" and note.code == "MAN050" and "a GPU where the cluster has one" in note.message
+    assert report.manifest is not None and report.manifest.compute_profile.step_resource_types == ["gpu"]
 
 
 def test_guide_secrets_style_with_os_environ_and_getattr_passes() -> None:

@@ -95,3 +95,18 @@ def test_a_cluster_without_live_nodes_cannot_place_anything() -> None:
 
 def test_nodes_that_report_no_memory_resource_are_judged_on_cpus_alone() -> None:
     assert placement_problem("p", ComputeProfile(actor_memory_gb=64), 0.5, [{"CPU": 1.0}]) is None
+
+
+def test_a_steps_resource_type_is_honoured_beside_the_profiles() -> None:
+    gpu_step = ComputeProfile(step_resource_types=["cpu", "gpu"])
+    # a GPU step gets a GPU where the cluster has one, and runs on CPU where it has none
+    assert actor_options(gpu_step, 0.5, cluster_gpus=True)["num_gpus"] == 1
+    assert "num_gpus" not in actor_options(gpu_step, 0.5, cluster_gpus=False)
+    assert placement_problem("img_1_0_0", gpu_step, 0.5, [NODE]) is None
+    # the profile's "gpu" stays a requirement
+    assert placement_problem("img_1_0_0", ComputeProfile(resource_type="gpu"), 0.5, [NODE]) is not None
+    # an "api" plugin with a CPU step is not cut to an API actor's CPUs and one thread
+    api_only = actor_options(ComputeProfile(resource_type="api", step_resource_types=["api"]), 1.0, node_cpus=8)
+    mixed = actor_options(ComputeProfile(resource_type="api", step_resource_types=["api", "cpu"]), 1.0, node_cpus=8)
+    assert api_only["num_cpus"] < 1.0 and threads(api_only) == "1"
+    assert mixed["num_cpus"] == 1.0 and threads(mixed) == "4"

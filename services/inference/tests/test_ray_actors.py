@@ -84,6 +84,11 @@ def test_only_api_plugins_get_egress_and_only_when_the_operator_allows_it() -> N
     assert allowed.for_plugin(plugin()).egress is False  # type: ignore[union-attr]
     assert SandboxSettings().for_plugin(api).egress is False  # type: ignore[union-attr]
 
+    # a step of ResourceType.API in a "cpu" plugin is honoured as an API plugin's
+    step = plugin()
+    step.compute_profile.step_resource_types = ["cpu", "api"]
+    assert allowed.for_plugin(step).egress is True  # type: ignore[union-attr]
+
 
 def test_the_actors_stats_name_the_ray_node_it_runs_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Context:

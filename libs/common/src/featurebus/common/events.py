@@ -91,6 +91,26 @@ class ComputeProfile(_Model):
     min_replicas: int = Field(default=1, ge=1, le=64)
     max_replicas: int | None = Field(default=None, ge=1, le=256)  # None: max(min_replicas, max_concurrency)
     target_ongoing_requests: float = Field(default=2.0, gt=0, le=1000)
+    # The ResourceType of each pipeline step the scanner read (StepDefinition(resource_type=...)):
+    # the workers get what any step needs — a GPU for a GPU step where the cluster has GPUs,
+    # outbound network for an API step.
+    step_resource_types: list[Literal["cpu", "gpu", "api"]] = Field(default_factory=list)
+
+    @property
+    def wants_gpu(self) -> bool:
+        """A step asks for a GPU: its workers get one where the cluster has GPUs (and run on CPU
+        where it has none); ``resource_type="gpu"`` requires one."""
+        return self.resource_type == "gpu" or "gpu" in self.step_resource_types
+
+    @property
+    def uses_api(self) -> bool:
+        """Some step calls an external API: the sandbox may give it outbound network."""
+        return self.resource_type == "api" or "api" in self.step_resource_types
+
+    @property
+    def api_only(self) -> bool:
+        """Every step only waits on an API: an actor needs little CPU and one math thread."""
+        return self.resource_type == "api" and all(t == "api" for t in self.step_resource_types)
 
 
 class PluginManifest(_Model):

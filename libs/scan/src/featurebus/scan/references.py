@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["SECRET_NAME", "model_references", "secret_references"]
+__all__ = ["SECRET_NAME", "model_references", "secret_references", "step_resource_types"]
 
 # Callables that load a hub model by id, and the keywords that may carry the id.
 _HUB_LOADERS = {
@@ -71,6 +71,27 @@ def model_references(trees: dict[str, ast.Module]) -> tuple[list[str], list[str]
                     if model_id is not None:
                         hub.update(_hub_ids("from_pretrained", model_id))
     return sorted(hub), sorted(own)
+
+
+_RESOURCE_TYPES = {"CPU": "cpu", "GPU": "gpu", "API": "api"}
+
+
+def step_resource_types(trees: dict[str, ast.Module]) -> list[str]:
+    """The ResourceTypes the modules' ``StepDefinition(..., resource_type=ResourceType.X)`` calls
+    name ("cpu", "gpu", "api"), sorted and unique; a computed one is not seen."""
+    found: set[str] = set()
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _callee(node.func) == "StepDefinition":
+                for keyword in node.keywords:
+                    if keyword.arg != "resource_type":
+                        continue
+                    value = keyword.value
+                    if isinstance(value, ast.Attribute) and value.attr in _RESOURCE_TYPES:
+                        found.add(_RESOURCE_TYPES[value.attr])
+                    elif isinstance(value, ast.Constant) and str(value.value).upper() in _RESOURCE_TYPES:
+                        found.add(_RESOURCE_TYPES[str(value.value).upper()])
+    return sorted(found)
 
 
 def _torchvision_builders(tree: ast.Module) -> tuple[set[str], set[str]]:

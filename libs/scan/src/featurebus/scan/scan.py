@@ -14,7 +14,7 @@ from featurebus.scan.batch_lint import lint_tree
 from featurebus.scan.dependencies import PluginPackages
 from featurebus.scan.manifest_reader import read_manifest
 from featurebus.scan.name_flow import PluginProgram
-from featurebus.scan.references import model_references, secret_references
+from featurebus.scan.references import model_references, secret_references, step_resource_types
 from featurebus.scan.security_scan import ScanOptions, parse_source, scan_program
 
 __all__ = ["MAX_SOURCE_TOTAL", "ScanReport", "scan_archive", "zip_directory"]
@@ -95,14 +95,38 @@ def scan_archive(
         report.violations.extend(lint_tree(name, tree))
     if report.manifest is not None:
         hub, namespace = model_references(trees)
+        steps = step_resource_types(trees)
+        profile = report.manifest.compute_profile
+        report.violations.extend(_step_resources_notes(profile.resource_type, steps))
         report.manifest = report.manifest.model_copy(
             update={
+                "compute_profile": profile.model_copy(update={"step_resource_types": steps}),
                 "models": sorted({*report.manifest.models, *hub}),
                 "namespace_models": sorted({*report.manifest.namespace_models, *namespace}),
                 "secrets": sorted({*report.manifest.secrets, *secret_references(trees)}),
             }
         )
     return report
+
+
+def _step_resources_notes(profile: str, steps: list[str]) -> list[Violation]:
+    """What a step's ResourceType adds to compute_profile's: the workers get it (an INFO note)."""
+    adds = {
+        "gpu": "a GPU where the cluster has one (where it has none, the step runs on CPU)",
+        "api": "outbound network (where the operator allows it: FEATUREBUS_SANDBOX_EGRESS)",
+    }
+    return [
+        Violation(
+            filename="manifest.py",
+            severity="INFO",
+            code="MAN050",
+            message=f"a step runs on ResourceType.{kind.upper()} while compute_profile.resource_type is "
+            f"{profile!r}: the plugin's workers get {adds[kind]}",
+            hint=f'set compute_profile resource_type = "{kind}" to say so in the manifest',
+        )
+        for kind in steps
+        if kind in adds and kind != profile
+    ]
 
 
 def zip_directory(path: Path) -> bytes:

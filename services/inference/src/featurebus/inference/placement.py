@@ -37,13 +37,17 @@ DEFAULT_GPU_MEMORY_GB = 16.0
 
 
 def actor_options(
-    profile: ComputeProfile, actor_num_cpus: float, node_cpus: float = 1.0, gpu_size_gb: float = DEFAULT_GPU_MEMORY_GB
+    profile: ComputeProfile,
+    actor_num_cpus: float,
+    node_cpus: float = 1.0,
+    gpu_size_gb: float = DEFAULT_GPU_MEMORY_GB,
+    cluster_gpus: bool = False,
 ) -> dict[str, Any]:
     """``ray.remote(...).options(**this)`` for one actor of a plugin with ``profile``.
 
     - ``actor_memory_gb`` → ``memory``; ``max_concurrency`` is the pool's size (see pools.py).
-    - ``resource_type="gpu"`` → one GPU, or the share ``gpu_memory_gb / gpu_size_gb`` of one, so
-      that the actors of small models share a card; ``"api"`` → at most API_ACTOR_CPUS.
+    - ``resource_type="gpu"`` (or a step's ``ResourceType.GPU`` where ``cluster_gpus``) → one GPU, or the share ``gpu_memory_gb / gpu_size_gb`` of one, so
+      that the actors of small models share a card; ``"api"`` with only API steps → at most API_ACTOR_CPUS.
     - Math libraries get ``node_cpus / max_concurrency`` threads (OMP_NUM_THREADS; Ray would set
       1 for an actor with a fraction of a CPU): a pool of one actor may use the whole node, a pool
       of N actors shares it. Their idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE) instead
@@ -51,7 +55,7 @@ def actor_options(
       they need (all-MiniLM-L6-v2, 2 threads: 18% less CPU per 64-text frame, 20% less per query,
       and no slower).
     """
-    api = profile.resource_type == "api"
+    api = profile.api_only
     threads = 1 if api else max(1, int(node_cpus // profile.max_concurrency))
     options: dict[str, Any] = {
         "num_cpus": min(actor_num_cpus, API_ACTOR_CPUS) if api else actor_num_cpus,
@@ -60,7 +64,7 @@ def actor_options(
         "scheduling_strategy": POOL_SCHEDULING,
         "runtime_env": {"env_vars": {**_threads(threads), "OMP_WAIT_POLICY": "PASSIVE"}},
     }
-    if profile.resource_type == "gpu":
+    if profile.resource_type == "gpu" or (profile.wants_gpu and cluster_gpus):
         share = (profile.gpu_memory_gb or gpu_size_gb) / gpu_size_gb
         options["num_gpus"] = 1 if share >= 1 else round(share, 3)
     return options
@@ -83,7 +87,7 @@ def placement_problem(
     runs on one node, so a cluster whose nodes add up to enough but of which none is big enough
     cannot place it either.
     """
-    gpu = profile.resource_type == "gpu"
+    gpu = profile.resource_type == "gpu"  # a step's GPU is a wish: without GPUs the step runs on CPU
     memory = profile.actor_memory_gb * GIB
     largest = {key: max((n.get(key, 0.0) for n in nodes), default=0.0) for key in ("CPU", "GPU", "memory")}
     have = _describe(nodes)

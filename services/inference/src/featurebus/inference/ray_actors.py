@@ -144,8 +144,10 @@ class RayActors:
         )
 
     def _options(self, plugin: PluginRef) -> dict[str, Any]:
-        node_cpus = max((node.get("CPU", 0.0) for node in live_nodes()), default=1.0)
-        return actor_options(plugin.compute_profile, self.actor_num_cpus, node_cpus, self.gpu_memory_gb)
+        nodes = live_nodes()
+        node_cpus = max((node.get("CPU", 0.0) for node in nodes), default=1.0)
+        gpus = any(node.get("GPU", 0.0) >= 1 for node in nodes)
+        return actor_options(plugin.compute_profile, self.actor_num_cpus, node_cpus, self.gpu_memory_gb, gpus)
 
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
         options = self._options(plugin)
@@ -218,7 +220,8 @@ class SandboxSettings:
     forbidden: tuple[str, ...] = ()
 
     def for_plugin(self, plugin: PluginRef) -> SandboxConfig | None:
-        """This plugin's sandbox: its memory from compute_profile, egress only for "api" plugins."""
+        """This plugin's sandbox: its memory from compute_profile, egress only for "api" plugins (or
+        plugins with a step of ResourceType.API)."""
         if not self.enforce:
             return None
         profile = plugin.compute_profile
@@ -226,7 +229,7 @@ class SandboxSettings:
             memory_bytes=int((profile.actor_memory_gb + self.address_overhead_gb) * 1024**3),
             frame_cpu_seconds=self.frame_cpu_seconds,
             scratch_bytes=int(self.scratch_gb * 1024**3),
-            egress=self.egress and profile.resource_type == "api",
+            egress=self.egress and profile.uses_api,
             egress_ports=self.egress_ports,
             forbidden=self.forbidden,
         )

@@ -248,8 +248,10 @@ class RayServeBackend:
     def _deployment(self, plugin: PluginRef) -> tuple[Any, dict[str, Any]]:
         """The Serve deployment of ``plugin``'s replicas, and the Ray options of one replica."""
         profile = plugin.compute_profile
-        node_cpus = max((node.get("CPU", 0.0) for node in live_nodes()), default=1.0)
-        actor = actor_options(profile, self.replica_num_cpus, node_cpus, self.gpu_memory_gb)
+        nodes = live_nodes()
+        node_cpus = max((node.get("CPU", 0.0) for node in nodes), default=1.0)
+        gpus = any(node.get("GPU", 0.0) >= 1 for node in nodes)
+        actor = actor_options(profile, self.replica_num_cpus, node_cpus, self.gpu_memory_gb, gpus)
         options = {k: v for k, v in actor.items() if k in _REPLICA_OPTIONS}  # Serve takes only these
         most = profile.max_replicas or max(profile.min_replicas, profile.max_concurrency)
         deployment = serve.deployment(
