@@ -13,6 +13,7 @@ beneath it, shared by every plugin.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -28,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurebus.common.events import ReasonCode
+from featurebus.inference.sandbox.supervisor import SandboxConfig
 from featurebus.runtime import PluginError
 
-__all__ = ["EnvironmentFailed", "PluginEnvironments", "node_environment"]
+__all__ = ["EnvironmentFailed", "PluginEnvironments", "entered", "node_environment"]
 
 log = logging.getLogger("featurebus.inference.plugin_envs")
 
@@ -135,6 +137,17 @@ def node_environment(
             f"plugin {plugin_id}'s environment ({', '.join(pins)}) could not be installed: {exc}",
             _HINT,
         )
+
+
+def entered(site: Path | None, sandbox: SandboxConfig | None) -> SandboxConfig | None:
+    """The plugin's sandbox with its environment in it; for a plugin run unconfined (the sandbox
+    off), the environment first on this worker process's own path."""
+    if site is None:
+        return sandbox
+    if sandbox is None:
+        sys.path.insert(0, str(site))
+        return None
+    return dataclasses.replace(sandbox, site_dirs=(str(site),))
 
 
 @contextlib.contextmanager

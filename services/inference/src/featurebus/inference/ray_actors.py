@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from featurebus.inference.model_cache import ModelShipment, NodeModels, install_
 from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options, placement_problem
 from featurebus.inference.plugin_access import LLMGateway
-from featurebus.inference.plugin_envs import PluginEnvironments, node_environment
+from featurebus.inference.plugin_envs import PluginEnvironments, entered, node_environment
 from featurebus.inference.plugin_worker import Embedded, PluginWorker, WorkerOutput
 from featurebus.inference.pool_metrics import ObservedActors
 from featurebus.inference.pools import ActorLost, ResourcesUnavailable, WarmPools
@@ -32,7 +31,17 @@ from featurebus.runtime.queries import Query
 from featurebus.sdk.container import PlatformLLM, PluginContainer, Secrets
 from featurebus.sdk.model_loading import NAMESPACE_MODELS_ENV
 
-__all__ = ["Held", "PluginActor", "RayActors", "RayPools", "SandboxSettings", "asks", "live_nodes", "node_models"]
+__all__ = [
+    "Held",
+    "PluginActor",
+    "RayActors",
+    "RayPools",
+    "SandboxSettings",
+    "asks",
+    "cluster_shape",
+    "live_nodes",
+    "node_models",
+]
 
 # Ray resources this process holds, by holder (an actor's id, a real-time deployment's name).
 Held = dict[int | str, dict[str, float]]
@@ -66,16 +75,12 @@ class PluginActor:
         if isinstance(site, PluginError):  # no plugin code runs: every row fails environment_failed
             self.worker = PluginWorker(plugin_id, site, parameters)
             return
-        models_dir, sandbox = node_models(models, shipments or [], namespace_id, sandbox)
+        models_dir, sandbox = node_models(models, shipments or [], namespace_id, entered(site, sandbox))
         if sandbox is None:
             log.warning("SANDBOX OFF: plugin %s runs unconfined, with this worker's credentials", plugin_id)
-            if site is not None:
-                sys.path.insert(0, str(site))
             container = unconfined_container(access)
             self.worker = PluginWorker.from_archive(plugin_id, archive, parameters, work_dir, models_dir, container)
         else:
-            if site is not None:
-                sandbox = dataclasses.replace(sandbox, site_dirs=(str(site),))
             self.worker = SandboxedWorker(plugin_id, archive, parameters, work_dir, models_dir, sandbox, access=access)
 
     def process(self, frame_parquet: bytes) -> WorkerOutput:
@@ -144,9 +149,7 @@ class RayActors:
         )
 
     def _options(self, plugin: PluginRef) -> dict[str, Any]:
-        nodes = live_nodes()
-        node_cpus = max((node.get("CPU", 0.0) for node in nodes), default=1.0)
-        gpus = any(node.get("GPU", 0.0) >= 1 for node in nodes)
+        node_cpus, gpus = cluster_shape()
         return actor_options(plugin.compute_profile, self.actor_num_cpus, node_cpus, self.gpu_memory_gb, gpus)
 
     def spawn(self, plugin: PluginRef, archive: bytes) -> Any:
@@ -263,6 +266,12 @@ def unconfined_container(access: PluginAccess | None) -> PluginContainer | None:
 def asks(options: dict[str, Any]) -> dict[str, float]:
     """The Ray resources that actor ``options`` reserve."""
     return {"CPU": options["num_cpus"], "memory": options["memory"], "GPU": options.get("num_gpus", 0)}
+
+
+def cluster_shape() -> tuple[float, bool]:
+    """The CPUs of the cluster's largest node, and whether any node has a GPU."""
+    nodes = live_nodes()
+    return max((n.get("CPU", 0.0) for n in nodes), default=1.0), any(n.get("GPU", 0.0) >= 1 for n in nodes)
 
 
 def live_nodes() -> list[dict[str, float]]:

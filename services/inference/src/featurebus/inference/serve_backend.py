@@ -11,9 +11,7 @@ the plugin gets. Serve's HTTP proxy is not started: callers reach a deployment t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -26,9 +24,9 @@ from featurebus.common.events import PluginRef, ReasonCode
 from featurebus.inference.model_cache import ModelShipment, NodeModels
 from featurebus.inference.model_shipping import ModelShipper
 from featurebus.inference.placement import DEFAULT_GPU_MEMORY_GB, actor_options
-from featurebus.inference.plugin_envs import PluginEnvironments, node_environment
+from featurebus.inference.plugin_envs import PluginEnvironments, entered, node_environment
 from featurebus.inference.plugin_worker import RealtimeWorker, prepare_plugin
-from featurebus.inference.ray_actors import Held, SandboxSettings, asks, live_nodes, node_models
+from featurebus.inference.ray_actors import Held, SandboxSettings, asks, cluster_shape, node_models
 from featurebus.inference.rollout import BackendState, DeploymentMissing
 from featurebus.inference.sandbox.supervisor import SandboxConfig, SandboxedWorker
 from featurebus.runtime import PluginError
@@ -116,17 +114,13 @@ class RealtimeReplica:
         if isinstance(site, PluginError):  # the health check reports it; no plugin code runs
             self.worker = RealtimeWorker(plugin_id, site, parameters)
             return
-        models_dir, sandbox = node_models(models, shipments or [], namespace_id, sandbox)
+        models_dir, sandbox = node_models(models, shipments or [], namespace_id, entered(site, sandbox))
         if sandbox is None:
             log.warning("SANDBOX OFF: plugin %s's realtime.py runs unconfined", plugin_id)
-            if site is not None:
-                sys.path.insert(0, str(site))
             self.worker = RealtimeWorker(
                 plugin_id, prepare_plugin(plugin_id, archive, work_dir, models_dir), parameters
             )
         else:
-            if site is not None:
-                sandbox = dataclasses.replace(sandbox, site_dirs=(str(site),))
             self.worker = SandboxedWorker(plugin_id, archive, parameters, work_dir, models_dir, sandbox, realtime=True)
 
     async def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
@@ -248,9 +242,7 @@ class RayServeBackend:
     def _deployment(self, plugin: PluginRef) -> tuple[Any, dict[str, Any]]:
         """The Serve deployment of ``plugin``'s replicas, and the Ray options of one replica."""
         profile = plugin.compute_profile
-        nodes = live_nodes()
-        node_cpus = max((node.get("CPU", 0.0) for node in nodes), default=1.0)
-        gpus = any(node.get("GPU", 0.0) >= 1 for node in nodes)
+        node_cpus, gpus = cluster_shape()
         actor = actor_options(profile, self.replica_num_cpus, node_cpus, self.gpu_memory_gb, gpus)
         options = {k: v for k, v in actor.items() if k in _REPLICA_OPTIONS}  # Serve takes only these
         most = profile.max_replicas or max(profile.min_replicas, profile.max_concurrency)
