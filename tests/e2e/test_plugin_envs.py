@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def plugin_zip(name: str, dependencies: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_pinned_dependency_runs_in_the_plugins_own_environment(api: Api) -> None:
+def test_a_pinned_dependency_runs_in_the_plugins_own_environment(api: Api, platform: Any) -> None:
     ns = api.namespace(f"envs-{uuid.uuid4().hex[:6]}")
     plugin_id = api.upload_plugin(ns, "shouter", "1.0.0", plugin_zip("shouter", ["fbdemo>=1"]))
     status = api.wait_scan(ns, plugin_id)
@@ -57,6 +58,9 @@ def test_a_pinned_dependency_runs_in_the_plugins_own_environment(api: Api) -> No
     plugin = api.call("GET", f"/v1/namespaces/{ns}/plugins/{plugin_id}")
     assert plugin["manifest"]["environment"] == ["fbdemo==1.2.0", "fbwidth==0.1.0"]  # what it needs, pinned
     api.call("POST", f"/v1/namespaces/{ns}/plugins/{plugin_id}/deploy?deployment_type=batch_only")
+    # The deploy warms the plugin's first actor: its environment is installed before any frame.
+    warmed = f"warm {plugin_id} in {ns}: an actor loaded it"
+    api.wait(lambda: warmed in platform.log("inference"), bool, timeout=120)
     collection, done, failed = api.run_collection(ns, "shouter", TEXTS)
     assert done["status"] == "COMPLETED" and done["rows_written"] == len(TEXTS), (done, failed)
     results = search_everything(api, ns, collection, "mixpeek://shouter@1.0.0/vec", "hi")

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from inference_twins import InProcessActors
+from inference_twins import InProcessActors, frame, toy_archive
 
 from featurebus.common.events import DeploymentChanged, DeployRequested, FeatureSpec, PluginRef, ReasonCode
 from featurebus.common.objectstore import sha256_hex
@@ -277,3 +277,23 @@ def _into(reports: list[DeploymentChanged]) -> Any:
         reports.append(changed)
 
     return report
+
+
+async def test_a_batch_only_deploys_warm_starts_one_loaded_actor_which_the_first_frame_uses(tmp_path: Any) -> None:
+    archive = toy_archive()
+    store = MemoryObjectStore()
+    uri = await store.put_bytes("plugins/toy.zip", archive)
+    plugin = PLUGIN.model_copy(update={"archive_uri": uri, "archive_sha256": sha256_hex(archive)})
+    actors = InProcessActors(str(tmp_path / "work"))
+    pools = WarmPools(actors, 60)
+    deployer = Deployer(Realtime(FakeServe(), DeploymentRecords(store), ArchiveCache(store, tmp_path), poll_s=0), pools)
+    warm = DeployRequested(org_id="o", namespace_id="ns", action="warm", plugin_id=plugin.plugin_id, plugin=plugin)
+
+    await deployer.apply(warm, _ignore)
+    assert len(actors.spawned) == 1 and actors.spawned[0].load_error is None  # loaded before any frame
+    await deployer.apply(warm, _ignore)  # warm already: nothing more starts
+    assert len(actors.spawned) == 1
+
+    in_namespace = plugin.model_copy(update={"namespace_id": "ns"})
+    output = await pools.process(in_namespace, lambda: archive, frame(["a text"]), timeout=30)
+    assert output.rows_embedded == 1 and len(actors.spawned) == 1 and actors.spawned[0].frames == 1

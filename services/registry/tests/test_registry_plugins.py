@@ -222,7 +222,10 @@ async def test_a_batch_deploy_and_an_undeploy_which_leaves_batches_usable() -> N
     assert (undeployed.status, undeployed.batch_enabled) == ("NOT_DEPLOYED", True)
     after = await stored(t, plugin)
     assert (after.batch_enabled, after.deployment_type) == (True, "batch_only")
-    [stop] = t.bus.events(DeployRequested)  # the warm actors are freed; they start again on demand
+    # the deploy warms the first batch actor; the undeploy frees the warm actors (they start again on demand)
+    [warm, stop] = t.bus.events(DeployRequested)
+    assert (warm.action, warm.plugin_id, warm.namespace_id) == ("warm", PLUGIN_ID, plugin.namespace_id)
+    assert warm.plugin is not None and warm.plugin.archive_sha256 == plugin.archive_sha256
     assert (stop.action, stop.deployment, stop.plugin_id) == ("undeploy", None, PLUGIN_ID)
 
 

@@ -213,15 +213,17 @@ class DeployRequested(Event):
     deploy, ``replaces`` names the deployment that serves the plugin now (blue-green): it keeps
     serving until the new one has passed its health check, and is stopped after that. An undeploy
     also frees the plugin's warm batch actors in the namespace (they start again on demand).
+    ``warm`` (a batch-only deploy) starts the plugin's first batch actor in the namespace — its
+    environment, models and load — so that its first frame finds it warm.
     """
 
     org_id: str
     namespace_id: str
-    action: Literal["deploy", "undeploy"]
+    action: Literal["deploy", "undeploy", "warm"]
     plugin_id: str
     # deploy: the deployment to start; undeploy: the one to stop (None: only the batch actors).
     deployment: str | None = None
-    plugin: PluginRef | None = None  # deploy: what to run
+    plugin: PluginRef | None = None  # deploy and warm: what to run
     replaces: str | None = None
 
 

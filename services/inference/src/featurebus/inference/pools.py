@@ -78,6 +78,7 @@ class Pools(Protocol):
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]: ...
     async def make_room(self, plugin: PluginRef) -> bool: ...
     async def drop(self, namespace_id: str, plugin_id: str) -> int: ...
+    async def warm(self, plugin: PluginRef, archive: ArchiveLoader) -> dict[str, Any] | None: ...
     async def reap_idle(self) -> None:
         """Stop the actors of pools unused for longer than their idle time."""
         ...
@@ -151,6 +152,20 @@ class WarmPools:
         if isinstance(answer, PluginError):
             raise answer
         return answer
+
+    async def warm(self, plugin: PluginRef, archive: ArchiveLoader) -> dict[str, Any] | None:
+        """Start the plugin's first actor unless its pool has one, and wait until it has loaded (its
+        environment installed, its models laid out, the plugin loaded): that actor's stats, or None
+        when the pool was warm already."""
+        async with self._freed:
+            pool = self._pools.setdefault(_key(plugin), _Pool(last_used=self.clock()))
+            if pool.actors:
+                return None
+            actor = self._start(plugin, archive, pool)
+        stats: dict[str, Any] = await self.backend.call(actor.handle, "stats")
+        if stats.get("load_error"):
+            self._load_failed(plugin, actor, str(stats["load_error"]))
+        return stats
 
     async def stats(self, plugin: PluginRef) -> list[dict[str, Any]]:
         pool = self._pools.get(_key(plugin))

@@ -96,7 +96,19 @@ async def _deploy_for_batches(c: Ctx, plugin: Plugin) -> Plugin:
         plugin.id, deployed, archive_sha256=plugin.archive_sha256, scan_status="passed"
     ):
         raise _gone(plugin)
-    return plugin.model_copy(update=deployed)
+    ready = plugin.model_copy(update=deployed)
+    # Its first batch actor starts now, not at the first frame (an organization plugin's start in
+    # each namespace that uses it: they never share a worker process).
+    if ready.enabled and plugin.namespace_id != plugin.org_id:
+        warm = DeployRequested(
+            org_id=plugin.org_id,
+            namespace_id=plugin.namespace_id,
+            action="warm",
+            plugin_id=plugin.plugin_id,
+            plugin=plugin_ref(ready),
+        )
+        await c.bus.publish(warm, key=_slot_key(plugin.namespace_id, plugin.name))
+    return ready
 
 
 async def _start_realtime(c: Ctx, plugin: Plugin) -> Plugin:
