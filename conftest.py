@@ -378,3 +378,89 @@ def plugin_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
     packages = directory.parent / "plugin-packages.toml"
     packages.write_text(DEMO_PACKAGES)
     return Wheelhouse(directory, packages)
+
+
+# ----------------------------------------------------------------------------- a model hub
+
+
+class FakeHub:
+    """A local Hugging Face hub of the repos given (``{repo_id: model directory}``): the model info,
+    tree and resolve routes huggingface_hub's client uses; counts each file's downloads."""
+
+    def __init__(self, repos: dict[str, Path]) -> None:
+        import hashlib
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.repos = {
+            r: {p.relative_to(d).as_posix(): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+            for r, d in repos.items()
+        }
+        self.downloads: dict[str, int] = {}
+        hub = self
+        commit = "f" * 40
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(
+                self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False
+            ) -> None:
+                self.send_response(status)
+                for k, v in {"Content-Length": str(len(body)), **(headers or {})}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _answer(self, head: bool) -> None:
+                path = self.path.split("?")[0]
+                for repo, files in hub.repos.items():
+                    if path in (
+                        f"/api/models/{repo}",
+                        f"/api/models/{repo}/revision/main",
+                        f"/api/models/{repo}/revision/{commit}",
+                    ):
+                        info = {"id": repo, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
+                        return self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"}, head)
+                    if path.startswith(f"/api/models/{repo}/tree/"):
+                        tree = [
+                            {"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                            for f, b in files.items()
+                        ]
+                        return self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
+                    prefix = f"/{repo}/resolve/"
+                    if path.startswith(prefix):
+                        name = path[len(prefix) :].split("/", 1)[1]
+                        if name not in files:
+                            return self._send(404, b"", {"X-Error-Code": "EntryNotFound"}, head)
+                        body = files[name]
+                        if not head:
+                            hub.downloads[f"{repo}/{name}"] = hub.downloads.get(f"{repo}/{name}", 0) + 1
+                        tag = '"' + hashlib.sha256(body).hexdigest() + '"'
+                        return self._send(200, body, {"X-Repo-Commit": commit, "ETag": tag}, head)
+                self._send(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"}, head)
+
+            def do_GET(self) -> None:
+                self._answer(False)
+
+            def do_HEAD(self) -> None:
+                self._answer(True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def model_hub(tiny_bert: Path) -> Iterator[FakeHub]:
+    """The session's model hub: ``hubowner/tiny-bert`` (the tiny_bert fixture's files)."""
+    hub = FakeHub({"hubowner/tiny-bert": tiny_bert})
+    try:
+        yield hub
+    finally:
+        hub.stop()

@@ -50,6 +50,7 @@ def platform(
     tmp_path_factory: pytest.TempPathFactory,
     llm_server_session: Any,
     plugin_wheelhouse: Any,
+    model_hub: Any,
 ) -> Iterator[Platform]:
     prefix = f"e2e{secrets.token_hex(3)}."
     admin_key = "fb_" + secrets.token_urlsafe(24)
@@ -65,6 +66,9 @@ def platform(
         "FEATUREBUS_LLM_API_KEY": llm_server_session.api_key,
         # Plugin environments come from the session's wheel directory, with no package index.
         **plugin_wheelhouse.env(),
+        # Models nobody imported are fetched from the session's local model hub.
+        "FEATUREBUS_MODEL_HUB": "true",
+        "FEATUREBUS_MODEL_HUB_ENDPOINT": model_hub.url,
     }
     services = LocalServices(data_dir, env, http_port=free_port())
     try:

@@ -243,3 +243,17 @@ def test_torchvisions_pretrained_weights_come_from_the_registry_and_missing_ones
     assert done["failure_summary"] == {"model_not_available": len(TEXTS)}, (done, failed)
     assert "resnet18-f37072fd.pth" in failed[0]["message"]
     assert "featurebus models import torchvision/resnet18 --from resnet18-f37072fd.pth" in (failed[0].get("hint") or "")
+
+
+def test_a_model_nobody_imported_is_fetched_from_the_hub_once_for_the_whole_installation(
+    api: Api, model_hub: Any
+) -> None:
+    repo_id = "hubowner/tiny-bert"
+    pipeline = HUB_PIPELINE.replace("MODEL", repo_id)
+    for name in ("hub_first", "hub_second"):  # two namespaces, two plugins naming one model
+        ns = api.namespace(f"hub-{uuid.uuid4().hex[:6]}")
+        _, done, failed = batch(api, ns, name, plugin_zip(name, pipeline, 8))
+        assert done["status"] == "COMPLETED" and done["rows_written"] == len(TEXTS), (done, failed[:1])
+    listed = {m["name"]: m for m in json.loads(cli(api, "models", "list", "--json").stdout)}
+    assert listed[repo_id]["status"] == "ready" and listed[repo_id]["source"] == f"hub:{model_hub.url}"
+    assert model_hub.downloads[f"{repo_id}/model.safetensors"] == 1  # once, for both plugins and every worker

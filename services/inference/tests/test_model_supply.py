@@ -13,6 +13,7 @@ import pytest
 from featurebus.common.events import PluginRef
 from featurebus.common.model_store import ModelFile, ModelManifest, blob_key, manifest_key
 from featurebus.common.objectstore_memory import MemoryObjectStore
+from featurebus.common.queries import ModelFetchResponse
 from featurebus.inference.model_cache import ModelShipment, NodeModels, install_models
 from featurebus.inference.model_shipping import ModelShipper
 from featurebus.runtime import PluginError
@@ -181,5 +182,71 @@ def test_a_blob_damaged_in_the_object_store_fails_the_load_naming_the_model() ->
         shipper = ModelShipper(store, put=lambda b: b)
         with pytest.raises(PluginError, match=r"acme/tiny: its file model.safetensors is damaged"):
             await shipper.prepare(plugin(["acme/tiny"]))
+
+    asyncio.run(scenario())
+
+
+class Registry:
+    """The registry's fetch answers, in order; it publishes the model when it answers ready."""
+
+    def __init__(self, store: MemoryObjectStore, answers: list[str], error: str | None = None) -> None:
+        self.store, self.answers, self.error, self.asked = store, answers, error, 0
+
+    async def fetch(self, name: str) -> ModelFetchResponse:
+        self.asked += 1
+        status = self.answers.pop(0) if self.answers else "ready"
+        if status == "ready":
+            await publish(self.store, manifest(name, FILES), FILES)
+        return ModelFetchResponse(status=status, error=self.error)  # type: ignore[arg-type]
+
+
+def test_a_model_the_registry_fetches_from_the_hub_is_waited_for_and_shipped() -> None:
+    async def scenario() -> None:
+        store = MemoryObjectStore()
+        registry = Registry(store, ["fetching", "fetching", "ready"])
+        shipper = ModelShipper(store, put=lambda b: b, registry=registry, poll_s=0)  # type: ignore[arg-type]
+        wanted = plugin(["hubowner/tiny"])
+        await shipper.prepare(wanted)
+        assert registry.asked == 3 and [s.manifest.name for s in shipper.shipments(wanted)] == ["hubowner/tiny"]
+        await shipper.prepare(wanted)
+        assert registry.asked == 3  # held now: not asked again
+
+    asyncio.run(scenario())
+
+
+def test_a_model_the_registry_cannot_fetch_is_left_out_and_not_asked_for_at_every_frame() -> None:
+    async def scenario() -> None:
+        store = MemoryObjectStore()
+        clock = [0.0]
+        registry = Registry(store, ["unavailable", "unavailable"], "FEATUREBUS_MODEL_HUB is off")
+        shipper = ModelShipper(store, put=lambda b: b, registry=registry, refresh_s=30, clock=lambda: clock[0])  # type: ignore[arg-type]
+        wanted = plugin(["hubowner/tiny"])
+        await shipper.prepare(wanted)
+        clock[0] = 10.0
+        await shipper.prepare(wanted)
+        assert shipper.shipments(wanted) == [] and registry.asked == 1
+        clock[0] = 31.0
+        await shipper.prepare(wanted)
+        assert registry.asked == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_download_that_outlasts_the_wait_leaves_the_model_out() -> None:
+    async def scenario() -> None:
+        store = MemoryObjectStore()
+        clock = [0.0]
+        registry = Registry(store, ["fetching"] * 100)
+
+        async def tick(_: float) -> None:
+            clock[0] += 100.0
+
+        shipper = ModelShipper(store, put=lambda b: b, registry=registry, fetch_wait_s=250, clock=lambda: clock[0])  # type: ignore[arg-type]
+        original, asyncio.sleep = asyncio.sleep, tick  # type: ignore[assignment]
+        try:
+            await shipper.prepare(plugin(["hubowner/big"]))
+        finally:
+            asyncio.sleep = original  # type: ignore[assignment]
+        assert registry.asked == 4 and shipper.shipments(plugin(["hubowner/big"])) == []
 
     asyncio.run(scenario())

@@ -489,6 +489,7 @@ VIEW_FIELDS = {
     "files",
     "total_bytes",
     "source",
+    "error",
     "created_at",
     "ready_at",
 }

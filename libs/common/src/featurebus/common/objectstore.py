@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlparse
 
 from miniopy_async.api import Minio
@@ -85,6 +86,11 @@ class ObjectStore:
 
     async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         await self._client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        return self.uri(key)
+
+    async def put_file(self, key: str, path: Path) -> str:
+        """Store a file from disk, streamed (multipart above the client's part size): never whole in memory."""
+        await self._client.fput_object(self.bucket, key, str(path))
         return self.uri(key)
 
     async def get_bytes(self, uri: str, sha256: str | None = None) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from pathlib import Path
 
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, parse_s3_uri, sha256_hex
 
@@ -30,6 +31,9 @@ class MemoryObjectStore:
     async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         self.objects[self.uri(key)] = data
         return self.uri(key)
+
+    async def put_file(self, key: str, path: Path) -> str:
+        return await self.put_bytes(key, Path(path).read_bytes())
 
     async def get_bytes(self, uri: str, sha256: str | None = None) -> bytes:
         parse_s3_uri(uri)

@@ -19,7 +19,7 @@ additive and unknown fields are ignored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,7 @@ __all__ = [
     "EMBED_PATH",
     "ENRICH_PATH",
     "INFER_PATH",
+    "MODEL_FETCH_PATH",
     "RERANK_PATH",
     "SEARCH_PATH",
     "SECRETS_PATH",
@@ -42,6 +43,8 @@ __all__ = [
     "InferRequest",
     "InferResponse",
     "LikeDocument",
+    "ModelFetchRequest",
+    "ModelFetchResponse",
     "QueryBlob",
     "QueryRefusal",
     "QueryText",
@@ -59,6 +62,7 @@ EMBED_PATH = "/internal/v1/embed"
 INFER_PATH = "/internal/v1/infer"
 SEARCH_PATH = "/internal/v1/search"
 SECRETS_PATH = "/internal/v1/secrets"
+MODEL_FETCH_PATH = "/internal/v1/models/fetch"
 RERANK_PATH = "/internal/v1/rerank"
 ENRICH_PATH = "/internal/v1/enrich"
 
@@ -258,3 +262,17 @@ class SecretsResponse(_Model):
     """registry → inference: name → decrypted value, only for granted secrets that exist."""
 
     secrets: dict[str, str]
+
+
+class ModelFetchRequest(_Model):
+    """inference → registry: a cluster model a plugin names that the model registry lacks."""
+
+    name: str = Field(max_length=200)
+
+
+class ModelFetchResponse(_Model):
+    """registry → inference: ``ready`` (its manifest is stored), ``fetching`` (ask again later),
+    ``failed`` (the hub refused or has no safe weights: ``error``), or ``unavailable`` (no hub)."""
+
+    status: Literal["ready", "fetching", "failed", "unavailable"]
+    error: str | None = None

@@ -110,6 +110,10 @@ class InferenceSettings(CommonSettings):
     model_cache_dir: Path | None = None
     # The most a node keeps of the model registry's models (least recently used ones go first).
     model_cache_gb: float = Field(default=50.0, gt=0)
+    # How long a plugin's first worker waits for a cluster model the registry downloads from the
+    # model hub on first use (FEATUREBUS_MODEL_HUB, a registry setting); after that its rows fail
+    # model_not_available until the download is done.
+    model_fetch_wait_s: float = Field(default=300.0, gt=0)
 
     # The operator's OpenAI-compatible LLM provider that plugins reach through container.llm
     # (plugin_access.py): its base URL (e.g. https://api.openai.com/v1; unset, container.llm

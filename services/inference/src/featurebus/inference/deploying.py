@@ -36,13 +36,15 @@ class Deployer:
             if event.deployment:
                 await self.realtime.undeploy(event, report)
             return
-        if event.plugin is None or (event.action == "deploy" and not event.deployment):
-            raise ValueError("a deploy request needs plugin and deployment")  # a malformed message: to the DLQ
+        if event.plugin is None:
+            raise ValueError("a deploy or warm request needs plugin")  # a malformed message: to the DLQ
         # The namespace it runs for: never a process shared with another (DESIGN.md §2).
         plugin = event.plugin.model_copy(update={"namespace_id": event.namespace_id})
         if event.action == "warm":
             await self._warm(plugin)
             return
+        if not event.deployment:
+            raise ValueError("a deploy request needs deployment")
         if not await self.pools.make_room(plugin):
             log.warning("%s: the cluster has no free room for its replicas now; they wait for it", event.deployment)
         try:

@@ -27,7 +27,7 @@ from featurebus.inference.config import InferenceSettings
 from featurebus.inference.deploying import Deployer
 from featurebus.inference.enrichment import Enricher
 from featurebus.inference.handlers import register
-from featurebus.inference.model_shipping import ModelShipper
+from featurebus.inference.model_shipping import ModelShipper, RegistryModels
 from featurebus.inference.pools import Pools
 from featurebus.inference.processing import ArchiveCache, Inference
 from featurebus.inference.query_api import build_query_api
@@ -173,7 +173,8 @@ def build(
     if pools is None or realtime is None:
         import ray  # the models a plugin names travel to its workers' nodes through Ray's object store
 
-        shipper = ModelShipper(store, put=ray.put)
+        registry = RegistryModels(settings.registry_internal_url, settings.internal_token)
+        shipper = ModelShipper(store, put=ray.put, registry=registry, fetch_wait_s=settings.model_fetch_wait_s)
     if pools is None:
         from featurebus.inference.ray_actors import RayPools  # Ray only where it is used
 

@@ -5,8 +5,10 @@ before the plugin's first worker starts, this finds those the model registry hol
 manifests in the object store, :mod:`featurebus.common.model_store`), reads each blob once,
 checks it, and hands it to the cluster (``put``: ``ray.put`` in the service) so that the nodes
 that start workers pull it from there — never from the object store, for which workers hold no
-credentials. A name the registry does not hold is left out: the plugin fails ``model_not_available``
-when it loads it, naming the import command.
+credentials. A cluster model the registry does not hold is asked for (:class:`RegistryModels`):
+where the operator lets the registry fetch models from a hub, the first ask starts the one
+download of the whole installation and the plugin's first worker waits for it; otherwise the name
+is left out, and the plugin fails ``model_not_available`` when it loads it, naming the import command.
 """
 
 from __future__ import annotations
@@ -19,15 +21,46 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+from pydantic import SecretStr, ValidationError
+
 from featurebus.common.events import PluginRef, ReasonCode
+from featurebus.common.internal_api import bearer
+from featurebus.common.kafka import TransientError
 from featurebus.common.model_store import ModelManifest, blob_key, manifest_key
 from featurebus.common.objectstore import ChecksumMismatch, ObjectMissing, ObjectStore
+from featurebus.common.queries import MODEL_FETCH_PATH, ModelFetchRequest, ModelFetchResponse
+from featurebus.common.telemetry import inject_trace
 from featurebus.inference.model_cache import ModelShipment
 from featurebus.runtime import PluginError
 
-__all__ = ["ModelShipper", "read_manifest"]
+__all__ = ["ModelShipper", "RegistryModels", "read_manifest"]
 
 log = logging.getLogger("featurebus.inference.models")
+
+
+class RegistryModels:
+    """The registry's answer on a cluster model it lacks (``POST /internal/v1/models/fetch``)."""
+
+    def __init__(self, registry_url: str, token: SecretStr | None, timeout_s: float = 10.0) -> None:
+        self.registry_url = registry_url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+
+    async def fetch(self, name: str) -> ModelFetchResponse:
+        """TransientError while the registry cannot answer (the frame is retried, not failed)."""
+        body = ModelFetchRequest(name=name).model_dump_json()
+        headers = {**bearer(self.token), "Content-Type": "application/json", **inject_trace()}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                response = await client.post(f"{self.registry_url}{MODEL_FETCH_PATH}", content=body, headers=headers)
+            response.raise_for_status()
+            return ModelFetchResponse.model_validate_json(response.content)
+        except (httpx.HTTPError, ValidationError) as exc:
+            raise TransientError(
+                f"the registry's internal API (FEATUREBUS_REGISTRY_INTERNAL_URL) did not say whether model {name} "
+                f"can be fetched: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 class ModelShipper:
@@ -38,12 +71,21 @@ class ModelShipper:
         refresh_s: float = 30.0,
         max_held_bytes: int = 8 * 1024**3,
         clock: Callable[[], float] = time.monotonic,
+        registry: RegistryModels | None = None,
+        fetch_wait_s: float = 300.0,
+        poll_s: float = 2.0,
     ) -> None:
+        """``registry``: asked for the cluster models it lacks; a plugin's first worker waits up to
+        ``fetch_wait_s`` for a download the registry runs."""
         self.store = store
         self.put = put
         self.refresh_s = refresh_s
         self.max_held_bytes = max_held_bytes
         self.clock = clock
+        self.registry = registry
+        self.fetch_wait_s = fetch_wait_s
+        self.poll_s = poll_s
+        self._refused: dict[str, float] = {}  # cluster model -> when the registry last could not fetch it
         # (scope, name) -> (when read, manifest or None when the registry lacks it)
         self._manifests: dict[tuple[str | None, str], tuple[float, ModelManifest | None]] = {}
         # (scope, sha256) -> (handle, bytes), least recently used first
@@ -54,8 +96,38 @@ class ModelShipper:
         within ``refresh_s`` of the last look)."""
         for scope, name in _wanted(plugin):
             manifest = await self._manifest(scope, name)
+            if manifest is None and scope is None and self._may_ask(name):
+                manifest = await self._fetched(name)
             if manifest is not None:
                 await self._hold(manifest)
+
+    def _may_ask(self, name: str) -> bool:
+        refused = self._refused.get(name)
+        return self.registry is not None and (refused is None or self.clock() - refused >= self.refresh_s)
+
+    async def _fetched(self, name: str) -> ModelManifest | None:
+        """A cluster model the registry lacked, once the registry fetched it from the hub (None when
+        it does not, or not within ``fetch_wait_s``: the plugin then fails model_not_available)."""
+        assert self.registry is not None
+        deadline = self.clock() + self.fetch_wait_s
+        while True:
+            answer = await self.registry.fetch(name)
+            if answer.status == "ready":
+                self._manifests.pop((None, name), None)
+                return await self._manifest(None, name)
+            if answer.status != "fetching":
+                self._refused[name] = self.clock()  # asked again after refresh_s, not at every frame
+                if answer.status == "failed":
+                    log.warning("model %s: the registry could not fetch it from the hub: %s", name, answer.error)
+                return None
+            if self.clock() >= deadline:
+                log.warning(
+                    "model %s: still downloading after %.0f s; its plugin fails until it is there",
+                    name,
+                    self.fetch_wait_s,
+                )
+                return None
+            await asyncio.sleep(self.poll_s)
 
     def shipments(self, plugin: PluginRef) -> list[ModelShipment]:
         """What a worker of ``plugin`` installs before it starts (after :meth:`prepare`)."""

@@ -161,6 +161,7 @@ class WarmPools:
             pool = self._pools.setdefault(_key(plugin), _Pool(last_used=self.clock()))
             if pool.actors:
                 return None
+            self._make_room(plugin)  # as for a frame: idle pools of other plugins make way
             actor = self._start(plugin, archive, pool)
         stats: dict[str, Any] = await self.backend.call(actor.handle, "stats")
         if stats.get("load_error"):

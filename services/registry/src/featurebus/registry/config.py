@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from featurebus.common.settings import (
     DEFAULT_INDEXER_PORT,
@@ -57,3 +57,12 @@ class RegistrySettings(CommonSettings):
     # A model (POST /v1/models, /v1/namespaces/{ns}/models) is refused when its files add up to
     # more than this; its bytes go to presigned URLs, never through the registry's requests.
     max_model_bytes: int = 20 * 1024**3
+    # Cluster models fetched from a model hub on first use (README, Models): off by default (workers
+    # then load only imported models). The hub's address (a Hugging Face endpoint or a mirror), a
+    # token for gated or private repos, how long one download may take, and how long a failed
+    # download is answered as failed before it is tried again.
+    model_hub: bool = False
+    model_hub_endpoint: str = "https://huggingface.co"
+    model_hub_token: SecretStr | None = None
+    model_hub_timeout_s: float = Field(default=1800.0, gt=0)
+    model_hub_retry_s: float = Field(default=300.0, ge=0)

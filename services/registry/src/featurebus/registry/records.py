@@ -132,7 +132,8 @@ class Model(Record):
     """A model of the cluster (``namespace_id`` None) or of one namespace (model_store's layout).
 
     ``pending`` until a confirm has stored and checked every file's blob and written the manifest;
-    then ``ready``. ``uploads`` are the indexes of the files that were given a presigned URL (the
+    then ``ready``. A model fetched from the hub on first use is ``fetching``, then ``ready`` or
+    ``failed`` (``error`` says why). ``uploads`` are the indexes of the files that were given a presigned URL (the
     others' blobs were stored already: content-addressed dedupe).
     """
 
@@ -145,7 +146,8 @@ class Model(Record):
     files: list[ModelFile]
     uploads: list[int] = Field(default_factory=list)
     expires_at: datetime  # of the presigned URLs
-    status: str = "pending"  # pending | ready
+    status: str = "pending"  # pending | ready; fetching | failed (from the model hub, with ``error``)
+    error: str | None = None
     created_at: datetime = Field(default_factory=now)
     ready_at: datetime | None = None
 

@@ -55,6 +55,7 @@ class ModelView(BaseModel):
     files: list[ModelFile]
     total_bytes: int
     source: str | None
+    error: str | None = None  # why a fetch from the model hub failed
     created_at: datetime
     ready_at: datetime | None
 
@@ -69,6 +70,7 @@ class ModelView(BaseModel):
             files=m.files,
             total_bytes=sum(f.size_bytes for f in m.files),
             source=m.source,
+            error=m.error,
             created_at=m.created_at,
             ready_at=m.ready_at,
         )

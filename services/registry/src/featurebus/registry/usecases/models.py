@@ -34,7 +34,19 @@ from featurebus.registry.model_checks import FileSpec, Problem, checked_files, r
 from featurebus.registry.records import Model, now
 from featurebus.registry.tables import stored_time
 
-__all__ = ["Scope", "Upload", "confirm_model", "create_model", "delete_model", "get_model", "list_models"]
+__all__ = [
+    "CLUSTER",
+    "Scope",
+    "Upload",
+    "confirm_model",
+    "create_model",
+    "delete_model",
+    "get_model",
+    "list_models",
+    "next_ready_at",
+    "replace_older",
+    "write_manifest",
+]
 
 log = logging.getLogger("featurebus.registry.models")
 
@@ -61,11 +73,14 @@ class Upload:
     expires_at: datetime
 
 
+CLUSTER = Scope(None, "/v1/models", "the cluster")
+
+
 async def _scope(c: Ctx, who: Principal, ns: str | None, writing: str | None = None) -> Scope:
     if ns is None:
         if writing is not None:
             require_admin(who, writing, _ADMIN_HINT)
-        return Scope(None, "/v1/models", "the cluster")
+        return CLUSTER
     namespace = await resolve_namespace(c.tables, who, ns)
     return Scope(namespace.id, f"/v1/namespaces/{ns}/models", f"namespace {namespace.namespace_name!r}")
 
@@ -149,8 +164,8 @@ async def confirm_model(c: Ctx, who: Principal, ns: str | None, model_id: str) -
         if await c.tables.models.get(model.id) is None:  # its staged bytes went with it
             raise _deleted_meanwhile(scope, model_id)
         raise refusal(problems)
-    await _write_manifest(c, model)
-    ready_at = await _next_ready_at(c, scope, model.name)
+    await write_manifest(c, model)
+    ready_at = await next_ready_at(c, scope, model.name)
     if not await c.tables.models.update(model.id, {"status": "ready", "ready_at": ready_at}, status="pending"):
         fresh = await c.tables.models.get(model.id)
         if fresh is not None and fresh.status == "ready":  # a concurrent confirm recorded it first
@@ -158,7 +173,7 @@ async def confirm_model(c: Ctx, who: Principal, ns: str | None, model_id: str) -
         await _restore_manifest(c, scope, model.name)  # deleted while it was confirmed
         raise _deleted_meanwhile(scope, model_id)
     ready = model.model_copy(update={"status": "ready", "ready_at": ready_at})
-    await _replace_older(c, scope, ready)
+    await replace_older(c, scope, ready)
     await _delete_staging(c, model.id)
     log.info("model %s (%s of %s) is ready: %d files", model.id, model.name, scope.label, len(model.files))
     return ready
@@ -253,7 +268,7 @@ def _manifest(model: Model) -> bytes:
     return manifest.model_dump_json().encode()
 
 
-async def _write_manifest(c: Ctx, model: Model) -> None:
+async def write_manifest(c: Ctx, model: Model) -> None:
     await c.store.put_bytes(manifest_key(model.namespace_id, model.name), _manifest(model), "application/json")
 
 
@@ -261,12 +276,12 @@ async def _restore_manifest(c: Ctx, scope: Scope, name: str) -> None:
     """The manifest at ``name``'s key: the newest ready model's of that name, or none."""
     ready = await c.tables.models.find(namespace_id=scope.namespace_id, name=name, status="ready")
     if ready:
-        await _write_manifest(c, max(ready, key=_readiness))
+        await write_manifest(c, max(ready, key=_readiness))
     else:
         await c.store.delete(manifest_key(scope.namespace_id, name))
 
 
-async def _next_ready_at(c: Ctx, scope: Scope, name: str) -> datetime:
+async def next_ready_at(c: Ctx, scope: Scope, name: str) -> datetime:
     """Now, or just after the latest ready model of ``name`` if that is not earlier (times are kept
     to the millisecond): a model confirmed after another always replaces it, however fast."""
     ready = await c.tables.models.find(namespace_id=scope.namespace_id, name=name, status="ready")
@@ -279,7 +294,7 @@ def _readiness(model: Model) -> tuple[datetime, str]:
     return model.ready_at or model.created_at, model.id
 
 
-async def _replace_older(c: Ctx, scope: Scope, ready: Model) -> None:
+async def replace_older(c: Ctx, scope: Scope, ready: Model) -> None:
     """Remove the ready models of ``ready``'s name that became ready before it, and their unshared blobs.
 
     Only older ones: of two models of one name made ready at once, the later keeps its record.
