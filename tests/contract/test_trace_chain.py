@@ -8,10 +8,12 @@ continues the trace it was given (``Event.trace`` on Kafka, ``traceparent`` over
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +42,7 @@ from featurebus.common.events import (
     VectorIndex,
 )
 from featurebus.common.http_observing import ObservedRequests
+from featurebus.common.internal_api import InternalServer
 from featurebus.common.kafka import Bus
 from featurebus.common.objectstore import sha256_hex
 from featurebus.common.objectstore_memory import MemoryObjectStore
@@ -81,17 +84,19 @@ class Stack:
     store: MemoryObjectStore
     plugin: PluginRef
     rest: httpx.AsyncClient  # the registry's REST side, as ObservedRequests wraps it
-    queries: HttpQueryServices  # the registry's client of the internal APIs
+    inference_api: Any  # the internal APIs' apps, which the registry's HttpQueryServices calls
+    indexer_api: Any
 
 
-class _Hosts(httpx.AsyncBaseTransport):
-    """Each internal API's app by host name, through httpx's ASGITransport."""
-
-    def __init__(self, apps: dict[str, httpx.AsyncBaseTransport]) -> None:
-        self.apps = apps
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.apps[request.url.host].handle_async_request(request)
+@contextlib.asynccontextmanager
+async def served(app: Any, name: str) -> AsyncIterator[str]:
+    """``app`` on a loopback port, as the service serves it: its URL."""
+    server = InternalServer(app, "127.0.0.1", 0, name)
+    await server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.stop()
 
 
 @pytest.fixture
@@ -139,15 +144,10 @@ async def stack(tmp_path: Path, exporter: InMemorySpanExporter) -> AsyncIterator
         features=[FeatureSpec(feature_name="vec", embedding_dim=2)],
         namespace_id="ns_1",
     )
-    transport = _Hosts(
-        {"inference": httpx.ASGITransport(app=inference.api), "indexer": httpx.ASGITransport(app=indexer.api)}
-    )
-    queries = HttpQueryServices("http://inference", "http://indexer", TOKEN, 10.0, transport=transport)
     async with TestKafkaBroker(bus.broker):
         rest = httpx.AsyncClient(transport=httpx.ASGITransport(app=rest_app), base_url="http://registry")
         async with rest:
-            yield Stack(bus, store, plugin, rest, queries)
-    await queries.aclose()
+            yield Stack(bus, store, plugin, rest, inference.api, indexer.api)
     inference.rerankers.close()
 
 
@@ -222,13 +222,33 @@ async def test_one_trace_runs_from_the_rest_trigger_through_every_service_to_the
     assert any(_child_of(ingested, r) for r in roots) and ingested.context.trace_id != root.context.trace_id  # type: ignore[union-attr]
 
 
+@pytest.mark.integration  # the two internal APIs listen on loopback ports, as in the services
 async def test_a_query_carries_its_trace_to_the_embed_and_the_search_over_http(
     stack: Stack, exporter: InMemorySpanExporter
 ) -> None:
     await _ingest_and_trigger(stack)
+    async with (
+        served(stack.inference_api, "inference") as inference_url,
+        served(stack.indexer_api, "indexer") as indexer_url,
+    ):
+        queries = HttpQueryServices(inference_url, indexer_url, TOKEN, 10.0)
+        try:
+            root_span = await _query(queries, stack, exporter)
+        finally:
+            await queries.aclose()
+    spans = exporter.get_finished_spans()
+    root = next(s for s in spans if s.context.span_id == root_span.get_span_context().span_id)  # type: ignore[union-attr]
+    for path in ("/internal/v1/embed", "/internal/v1/search"):
+        [client] = [s for s in _by_name(spans, f"POST {path}") if s.kind is SpanKind.CLIENT]
+        [server] = [s for s in _by_name(spans, f"POST {path}") if s.kind is SpanKind.SERVER]
+        assert _child_of(client, root) and _child_of(server, client), path
+
+
+async def _query(queries: HttpQueryServices, stack: Stack, exporter: InMemorySpanExporter) -> trace.Span:
+    """An embed and a search in one root span, as a retriever execution makes them: the span."""
     exporter.clear()
     with trace.get_tracer("test").start_as_current_span("registry retriever execute") as root_span:
-        embedded = await stack.queries.embed(
+        embedded = await queries.embed(
             EmbedRequest(
                 request_id="q1",
                 namespace_id="ns_1",
@@ -236,7 +256,7 @@ async def test_a_query_carries_its_trace_to_the_embed_and_the_search_over_http(
             )
         )
         [vector] = embedded.vectors
-        hits = await stack.queries.search(
+        hits = await queries.search(
             SearchRequest(
                 request_id="q1",
                 namespace_id="ns_1",
@@ -244,9 +264,4 @@ async def test_a_query_carries_its_trace_to_the_embed_and_the_search_over_http(
             )
         )
     assert len(hits.hits[0]) == 2, hits
-    spans = exporter.get_finished_spans()
-    root = next(s for s in spans if s.context.span_id == root_span.get_span_context().span_id)  # type: ignore[union-attr]
-    for path in ("/internal/v1/embed", "/internal/v1/search"):
-        [client] = [s for s in _by_name(spans, f"POST {path}") if s.kind is SpanKind.CLIENT]
-        [server] = [s for s in _by_name(spans, f"POST {path}") if s.kind is SpanKind.SERVER]
-        assert _child_of(client, root) and _child_of(server, client), path
+    return root_span

@@ -167,6 +167,29 @@ async def test_delete_removes_one_record_and_says_whether_there_was_one(tables: 
     await tables.namespaces.insert(namespace("ns_3", "a"))  # its unique name is free again
 
 
+async def test_insert_many_stores_records_in_order_and_refuses_a_taken_id_after_the_ones_before(
+    tables: Tables,
+) -> None:
+    await tables.namespaces.insert_many([namespace("ns_1", "a"), namespace("ns_2", "b")])
+    await tables.namespaces.insert_many([])
+    assert [n.id for n in await tables.namespaces.find()] == ["ns_1", "ns_2"]
+    with pytest.raises(Duplicate):
+        await tables.namespaces.insert_many([namespace("ns_3", "c"), namespace("ns_1", "d"), namespace("ns_4", "e")])
+    assert [n.id for n in await tables.namespaces.find()] == ["ns_1", "ns_2", "ns_3"]
+    with pytest.raises(Duplicate):
+        await tables.namespaces.insert_many([namespace("ns_5", "a")])  # a taken unique name
+
+
+async def test_delete_many_removes_the_records_named_in_one_call_and_counts_them(tables: Tables) -> None:
+    for i in range(4):
+        await tables.namespaces.insert(namespace(f"ns_{i}", f"n{i}"))
+    await tables.namespaces.get("ns_1")  # a kept answer (RecentReads) must not outlive the delete
+    assert await tables.namespaces.delete_many(["ns_1", "ns_2", "ns_9", "ns_1"]) == 2
+    assert await tables.namespaces.delete_many([]) == 0
+    assert await tables.namespaces.get("ns_1") is None
+    assert [n.id for n in await tables.namespaces.find()] == ["ns_0", "ns_3"]
+
+
 async def test_plugin_enablements_round_trip_and_are_found_by_org_plugin_and_state(tables: Tables) -> None:
     """An organization plugin (its scope is the org) and the namespaces that enabled it."""
     await tables.plugins.insert(plugin("org_1/toy_1_0_0"))

@@ -113,6 +113,26 @@ class PluginHost:
     def run(self, frame: pd.DataFrame) -> HostResult:
         """Run ``frame`` (the guide's DataFrame columns) through every step; validate the output."""
         frame = frame.reset_index(drop=True)
+        checked = self._checked(frame)
+        if isinstance(checked, HostResult):
+            return checked
+        out, failures, keep, vectors = checked
+        result = pd.DataFrame(
+            {
+                "document_id": frame["document_id"].iloc[keep].tolist(),
+                "object_id": frame["object_id"].iloc[keep].tolist(),
+                "blob_id": frame["blob_id"].iloc[keep].tolist(),
+                **vectors,
+                "payload": [self._payload(frame, out, i) for i in keep],
+            }
+        )
+        return HostResult(result, failures, len(frame), len(keep))
+
+    def _checked(
+        self, frame: pd.DataFrame
+    ) -> HostResult | tuple[pd.DataFrame, list[RowFailure], list[int], dict[str, list[list[float]]]]:
+        """The steps' output, the rows that failed, the rows kept and their vectors (by feature, in
+        the order of ``keep``); or, when the whole frame failed, its HostResult."""
         rows_in = len(frame)
         try:
             out, errors = self._run_steps(frame.copy())
@@ -148,16 +168,7 @@ class PluginHost:
             keep.append(i)
             for name, vector in row_vectors.items():
                 vectors[name].append(vector)
-        result = pd.DataFrame(
-            {
-                "document_id": frame["document_id"].iloc[keep].tolist(),
-                "object_id": frame["object_id"].iloc[keep].tolist(),
-                "blob_id": frame["blob_id"].iloc[keep].tolist(),
-                **vectors,
-                "payload": [self._payload(frame, out, i) for i in keep],
-            }
-        )
-        return HostResult(result, failures, rows_in, len(keep))
+        return out, failures, keep, vectors
 
     def embed_query(self, query: Query) -> dict[str, list[float]]:
         """One query's vectors, as :meth:`embed_queries` makes them; PluginError when it failed.
@@ -172,19 +183,21 @@ class PluginHost:
         """Every manifest feature's vector for each query (a text or a blob), through the plugin's
         own steps as one frame (one model call for all of them); a query the plugin failed gets
         its PluginError."""
+        # As run() checks a frame's rows, without the payloads and the result frame a query has no use for.
         frame = pd.DataFrame([query_row(i, q, self.plugin_id) for i, q in enumerate(queries)])
-        result = self.run(frame)
+        checked = self._checked(frame)
+        failures = checked.failures if isinstance(checked, HostResult) else checked[1]
         answers: list[dict[str, list[float]] | PluginError] = [
             PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin returned no vector for this query")
         ] * len(queries)
-        for failure in result.failures:
+        for failure in failures:
             answers[int(failure.document_id.removeprefix("query-"))] = PluginError(
                 failure.reason, failure.message, failure.hint
             )
-        for row, document_id in enumerate(result.vectors["document_id"]):
-            answers[int(document_id.removeprefix("query-"))] = {
-                f.feature_name: list(result.vectors.at[row, f.feature_name]) for f in self.features
-            }
+        if not isinstance(checked, HostResult):
+            _, _, keep, vectors = checked
+            for row, i in enumerate(keep):  # the i-th query is the frame's i-th row
+                answers[i] = {f.feature_name: list(vectors[f.feature_name][row]) for f in self.features}
         return answers
 
     def _run_steps(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, RowError]]:

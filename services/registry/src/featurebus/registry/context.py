@@ -18,6 +18,7 @@ from fastapi import Request
 from featurebus.common.events import Event
 from featurebus.common.objectstore import ObjectStore
 from featurebus.registry.config import RegistrySettings
+from featurebus.registry.execution_history import ExecutionHistory
 from featurebus.registry.query_services import QueryServices
 from featurebus.registry.tables import Tables
 
@@ -40,6 +41,7 @@ class Ctx:
     store: ObjectStore
     queries: QueryServices  # inference's embed and the indexer's search, called directly
     cipher: Fernet
+    history: ExecutionHistory = field(default_factory=ExecutionHistory)  # retrievers' kept executions
     _later: set[asyncio.Task[None]] = field(default_factory=set)
 
     def later(self, work: Coroutine[Any, Any, None], what: str) -> None:

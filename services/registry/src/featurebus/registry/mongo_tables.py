@@ -8,13 +8,13 @@ so stored times come back in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from beanie import Document, UpdateResponse, init_beanie
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.results import UpdateResult
 
 from featurebus.registry.records import Record
@@ -23,6 +23,8 @@ from featurebus.registry.tables import AnyOf, Duplicate, Tables, checked_changes
 __all__ = ["MongoTable", "mongo_tables"]
 
 R = TypeVar("R", bound=Record)
+
+DUPLICATE_KEY = 11000  # MongoDB's error code of a write that a unique index refused
 
 
 def _document_class(record: type[Record]) -> type[Document]:
@@ -83,6 +85,16 @@ class MongoTable(Generic[R]):
         except DuplicateKeyError:
             raise Duplicate(f"{self.record.TABLE}: {record.id!r} or one of {self.record.UNIQUE} is taken") from None
 
+    async def insert_many(self, records: Sequence[R]) -> None:
+        if not records:
+            return
+        try:
+            await self.document.insert_many([self._doc(r) for r in records], ordered=True)
+        except BulkWriteError as exc:
+            if any(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise Duplicate(f"{self.record.TABLE}: an id or one of {self.record.UNIQUE} is taken") from None
+            raise
+
     async def save(self, record: R) -> None:
         try:
             await self._doc(record).save()
@@ -101,6 +113,12 @@ class MongoTable(Generic[R]):
     async def delete(self, id: str) -> bool:
         result = await self.document.find({"_id": id}).delete()
         return result is not None and result.deleted_count > 0
+
+    async def delete_many(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        result = await self.document.find({"_id": {"$in": list(ids)}}).delete()
+        return result.deleted_count if result is not None else 0
 
 
 def mongo_tables(database: AsyncDatabase[Any]) -> Tables:

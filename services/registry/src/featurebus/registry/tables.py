@@ -98,6 +98,11 @@ class Table(Protocol[R]):
         """Store a new record; :class:`Duplicate` if its id or a unique field set is taken."""
         ...
 
+    async def insert_many(self, records: Sequence[R]) -> None:
+        """Store new records in one round trip, in order; :class:`Duplicate` at the first whose id
+        or unique field set is taken (the ones before it are stored)."""
+        ...
+
     async def save(self, record: R) -> None:
         """Insert or replace the record with this id."""
         ...
@@ -110,6 +115,10 @@ class Table(Protocol[R]):
 
     async def delete(self, id: str) -> bool:
         """Remove record ``id``; whether there was one."""
+        ...
+
+    async def delete_many(self, ids: Sequence[str]) -> int:
+        """Remove the records of ``ids`` (in one round trip); how many there were."""
         ...
 
 
@@ -201,6 +210,10 @@ class InMemoryTable(Generic[R]):
             raise Duplicate(f"{self.record.TABLE}: {row['id']!r} or one of {self.record.UNIQUE} is taken")
         self._rows[row["id"]] = row
 
+    async def insert_many(self, records: Sequence[R]) -> None:
+        for record in records:
+            await self.insert(record)
+
     async def save(self, record: R) -> None:
         row = self._row(record)
         if self._clash(row):
@@ -220,6 +233,9 @@ class InMemoryTable(Generic[R]):
 
     async def delete(self, id: str) -> bool:
         return self._rows.pop(id, None) is not None
+
+    async def delete_many(self, ids: Sequence[str]) -> int:
+        return sum(self._rows.pop(id, None) is not None for id in set(ids))
 
 
 class RecentReads(Generic[R]):
@@ -262,6 +278,9 @@ class RecentReads(Generic[R]):
     async def insert(self, record: R) -> None:
         await self._write(self.table.insert(record))
 
+    async def insert_many(self, records: Sequence[R]) -> None:
+        await self._write(self.table.insert_many(records))
+
     async def save(self, record: R) -> None:
         await self._write(self.table.save(record))
 
@@ -273,6 +292,9 @@ class RecentReads(Generic[R]):
 
     async def delete(self, id: str) -> bool:
         return await self._write(self.table.delete(id))
+
+    async def delete_many(self, ids: Sequence[str]) -> int:
+        return await self._write(self.table.delete_many(ids))
 
     async def _read(self, key: Hashable | None, read: Callable[[], Awaitable[Any]]) -> Any:
         now = self.clock()

@@ -177,8 +177,9 @@ async def delete_retriever(c: Ctx, who: Principal, ns: str, retriever: str) -> R
     await c.tables.retrievers.delete(found.id)
 
     async def forget() -> None:
-        for old in await c.tables.retriever_executions.find(retriever_id=found.id):
-            await c.tables.retriever_executions.delete(old.id)
+        c.history.forget(found.id)
+        old = await c.tables.retriever_executions.find(retriever_id=found.id)
+        await c.tables.retriever_executions.delete_many([e.id for e in old])
 
     c.later(forget(), f"deleting the history of retriever {found.id}")
     return found
@@ -242,7 +243,7 @@ def _remember(
     error: dict[str, Any] | None = None,
 ) -> None:
     """Keep the execution in the retriever's history, after the answer; drop the oldest beyond
-    ``retriever_history`` (every tenth past it, so that pruning is rare)."""
+    ``retriever_history`` (every tenth execution, so that pruning is rare: :mod:`featurebus.registry.execution_history`)."""
     keep = c.settings.retriever_history
     if keep == 0:
         return
@@ -263,16 +264,10 @@ def _remember(
         error=error,
     )
 
-    async def store() -> None:
-        table = c.tables.retriever_executions
-        await table.insert(record)
-        _, total = await table.page(0, 1, retriever_id=retriever.id)
-        if total > keep + max(1, keep // 10):
-            oldest, _ = await table.page(0, total - keep, retriever_id=retriever.id)
-            for old in oldest:
-                await table.delete(old.id)
-
-    c.later(store(), f"keeping an execution of retriever {retriever.id}")
+    c.later(
+        c.history.record(c.tables.retriever_executions, record, keep),
+        f"keeping an execution of retriever {retriever.id}",
+    )
 
 
 async def _execute(
