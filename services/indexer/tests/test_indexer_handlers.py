@@ -17,6 +17,7 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from qdrant_client import AsyncQdrantClient
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from featurebus.common import ids
 from featurebus.common.events import (
@@ -508,3 +509,18 @@ async def test_a_filter_that_cannot_run_is_a_422_naming_its_place(
     request.where = where
     answer = await harness.search(request)
     assert answer.status_code == 422 and needle in answer.json()["detail"]
+
+
+async def test_a_search_a_qdrant_server_refuses_answers_a_422_with_its_reason(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(harness, "col_1", [[0, 1, 0]])
+    body = b'{"status": {"error": "Wrong input: Vector dimension error: expected dim: 3, got 2"}, "time": 0.0}'
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise UnexpectedResponse(400, "Bad Request", body, httpx.Headers())
+
+    monkeypatch.setattr(harness.service.index.client, "query_points", refused)
+    answer = await harness.search(retrieval([1, 0, 0], ["col_1"]))
+    assert answer.status_code == 422, answer.text
+    assert "Qdrant refused the search (400)" in answer.text and "Vector dimension error" in answer.text

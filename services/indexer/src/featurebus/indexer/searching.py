@@ -7,6 +7,10 @@ search API (:mod:`featurebus.indexer.search_api`); no HTTP or Kafka here.
 
 from __future__ import annotations
 
+import json
+
+from qdrant_client.http.exceptions import UnexpectedResponse
+
 from featurebus.common import ids
 from featurebus.common.queries import SearchHit, SearchRequest, SearchResponse, VectorSearch
 from featurebus.indexer.qdrant_index import QdrantIndex, collection_name, payload_filter
@@ -30,8 +34,10 @@ async def search(request: SearchRequest, index: QdrantIndex) -> SearchResponse:
         hits = [await _search(n, s, request, index) for n, s in enumerate(request.searches)]
     except SearchError:
         raise
-    except ValueError as exc:  # a filter value, or a query Qdrant refuses
+    except ValueError as exc:  # a filter value, or a query Qdrant's local mode refuses
         raise SearchError(str(exc)) from None
+    except UnexpectedResponse as exc:  # a query a Qdrant server refuses (a 4xx: 5xx are unavailability)
+        raise SearchError(f"Qdrant refused the search ({exc.status_code}): {_said(exc)}") from None
     return SearchResponse(hits=hits)
 
 
@@ -95,3 +101,12 @@ async def _liked(label: str, search: VectorSearch, index: QdrantIndex) -> tuple[
         f"{label}: document {like.document_id} has no vector {search.feature_name!r} in collection(s) {where}; "
         "give the document_id of a result of this feature (and its collection_id)"
     )
+
+
+def _said(exc: UnexpectedResponse) -> str:
+    """What the server said about the request: its error message, else its raw answer (trimmed)."""
+    try:
+        status = json.loads(exc.content).get("status", {})
+        return str(status.get("error") if isinstance(status, dict) else status)[:500]
+    except (ValueError, AttributeError):
+        return exc.content.decode(errors="replace")[:500] or exc.reason_phrase
