@@ -7,7 +7,9 @@ import asyncio
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from registry_twins import twins
 
 from featurebus.common.model_store import ModelManifest, blob_key, manifest_key
@@ -114,3 +116,24 @@ async def test_a_hub_error_fails_the_model_with_the_error() -> None:
     await t.c.settle()
     answer = await fetch_model(t.c, REPO, unreachable)
     assert answer.status == "failed" and answer.error == "OSError: Name or service not known"
+
+
+@pytest.mark.integration
+async def test_huggingface_hubs_own_client_fetches_even_where_the_workers_offline_setting_leaked_in(
+    model_hub: Any, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as a process started beside the workers inherits it
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    t = twins(model_hub_endpoint=model_hub.url)
+    download = hub_models.hub_download(model_hub.url, None)
+    assert (await fetch_model(t.c, "hubowner/tiny-bert", download)).status == "fetching"
+    await t.c.settle()
+    [model] = await t.tables.models.find(name="hubowner/tiny-bert")
+    assert model.status == "ready", model.error
+    assert sorted(f.path for f in model.files) == sorted(p.name for p in tiny_bert.iterdir() if p.is_file())
+    missing = await fetch_model(t.c, "nobody/nothing", download)
+    await t.c.settle()
+    failed = await fetch_model(t.c, "nobody/nothing", download)
+    assert missing.status == "fetching" and failed.status == "failed" and "no such repo" in (failed.error or "")

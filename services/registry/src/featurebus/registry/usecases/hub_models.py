@@ -47,7 +47,11 @@ def hub_download(endpoint: str, token: str | None) -> HubDownload:
     may load (pickled weights left out beside safe ones; :class:`HubRefused` when only they are)."""
 
     def download(repo_id: str, into: Path) -> tuple[Path, str]:
-        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub import HfApi, constants, snapshot_download
+
+        # The operator turned the hub on for the registry (FEATUREBUS_MODEL_HUB): an HF_HUB_OFFLINE
+        # this process inherited (it is the workers' setting) does not turn it off again.
+        constants.HF_HUB_OFFLINE = False
 
         api = HfApi(endpoint=endpoint, token=token)
         info = api.model_info(repo_id)
