@@ -137,3 +137,15 @@ async def test_huggingface_hubs_own_client_fetches_even_where_the_workers_offlin
     await t.c.settle()
     failed = await fetch_model(t.c, "nobody/nothing", download)
     assert missing.status == "fetching" and failed.status == "failed" and "no such repo" in (failed.error or "")
+
+
+async def test_a_model_deleted_while_it_is_fetched_leaves_no_manifest() -> None:
+    t = twins()
+    hub = FakeHub({"config.json": b"{}", "model.safetensors": SAFETENSORS})
+    hub.release.clear()
+    await fetch_model(t.c, REPO, hub)
+    [fetching] = await t.tables.models.find(name=REPO)
+    await t.tables.models.delete(fetching.id)  # featurebus models rm, while it downloads
+    hub.release.set()
+    await t.c.settle()
+    assert await t.store.size(manifest_key(None, REPO)) is None and await t.tables.models.find(name=REPO) == []

@@ -31,7 +31,13 @@ from featurebus.registry.errors import DomainError
 from featurebus.registry.model_checks import FileSpec, checked_files
 from featurebus.registry.records import Model, now
 from featurebus.registry.tables import stored_time
-from featurebus.registry.usecases.models import CLUSTER, next_ready_at, replace_older, write_manifest
+from featurebus.registry.usecases.models import (
+    CLUSTER,
+    next_ready_at,
+    replace_older,
+    restore_manifest,
+    write_manifest,
+)
 
 __all__ = ["HubDownload", "fetch_model", "hub_download"]
 
@@ -162,6 +168,7 @@ async def _fetch(c: Ctx, model: Model, download: HubDownload) -> None:
         "ready_at": ready_at,
     }
     if not await c.tables.models.update(model.id, changes, status="fetching"):
+        await restore_manifest(c, CLUSTER, model.name)  # deleted meanwhile: no manifest without its record
         log.info("model %s was deleted while it was fetched", model.name)
         return
     await replace_older(c, CLUSTER, ready.model_copy(update={"ready_at": ready_at}))

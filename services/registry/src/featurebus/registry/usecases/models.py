@@ -45,6 +45,7 @@ __all__ = [
     "list_models",
     "next_ready_at",
     "replace_older",
+    "restore_manifest",
     "write_manifest",
 ]
 
@@ -170,7 +171,7 @@ async def confirm_model(c: Ctx, who: Principal, ns: str | None, model_id: str) -
         fresh = await c.tables.models.get(model.id)
         if fresh is not None and fresh.status == "ready":  # a concurrent confirm recorded it first
             return fresh
-        await _restore_manifest(c, scope, model.name)  # deleted while it was confirmed
+        await restore_manifest(c, scope, model.name)  # deleted while it was confirmed
         raise _deleted_meanwhile(scope, model_id)
     ready = model.model_copy(update={"status": "ready", "ready_at": ready_at})
     await replace_older(c, scope, ready)
@@ -272,7 +273,7 @@ async def write_manifest(c: Ctx, model: Model) -> None:
     await c.store.put_bytes(manifest_key(model.namespace_id, model.name), _manifest(model), "application/json")
 
 
-async def _restore_manifest(c: Ctx, scope: Scope, name: str) -> None:
+async def restore_manifest(c: Ctx, scope: Scope, name: str) -> None:
     """The manifest at ``name``'s key: the newest ready model's of that name, or none."""
     ready = await c.tables.models.find(namespace_id=scope.namespace_id, name=name, status="ready")
     if ready:
