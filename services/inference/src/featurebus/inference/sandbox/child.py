@@ -8,6 +8,7 @@ once and answers frames and queries over its stdin/stdout until the supervisor g
 
 from __future__ import annotations
 
+import array
 import os
 import resource
 import shutil
@@ -190,13 +191,21 @@ class _Server:
 
         if not isinstance(texts, list) or not all(is_query(t) for t in texts):
             raise RemoteError("plugin_error", "texts must list query texts or blobs", {"reason": "plugin_exception"})
-        results = [
-            {"error": {"reason": str(r.reason), "message": r.message, "hint": r.hint}}
-            if isinstance(r, PluginError)
-            else {"vectors": r}
-            for r in self._guarded(lambda: self.worker.embed(texts))
-        ]
-        return Message({"results": results})
+        results: list[dict[str, Any]] = []
+        vectors = array.array("d")
+        for r in self._guarded(lambda: self.worker.embed(texts)):
+            if isinstance(r, PluginError):
+                results.append({"error": {"reason": str(r.reason), "message": r.message, "hint": r.hint}})
+                continue
+            lengths: dict[str, int] = {}
+            for name, vector in r.items():
+                before = len(vectors)
+                vectors.extend(vector)
+                lengths[name] = len(vectors) - before
+            results.append({"vectors": lengths})
+        # The vectors go in the body as float64s, in the order of the results' lengths: JSON
+        # text of 384 floats took 0.2 ms to write here, the bytes take microseconds (and are exact).
+        return Message({"results": results}, vectors.tobytes())
 
     def _infer(self, inputs: Any, parameters: Any) -> Message:
         if not isinstance(inputs, dict) or not isinstance(parameters, dict):

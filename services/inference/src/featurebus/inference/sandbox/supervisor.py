@@ -7,6 +7,7 @@ or overruns its CPU budget fails the frame it was running and is started again f
 
 from __future__ import annotations
 
+import array
 import contextlib
 import io
 import itertools
@@ -151,14 +152,15 @@ class SandboxedWorker:
         with self._lock:
             self._allowed.update(uris)
         try:
-            results = self._query("embed", {"texts": queries}).header.get("results")
+            reply = self._query("embed", {"texts": queries})
         finally:
             with self._lock:
                 self._allowed.subtract(uris)
                 self._allowed += Counter()  # drop the zero counts
+        results = reply.header.get("results")
         if not isinstance(results, list) or len(results) != len(queries):
             raise PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered the queries without vectors")
-        return [self._redacted(_embedded(result)) for result in results]
+        return [self._redacted(answer) for answer in _embedded(results, reply.body)]
 
     def infer(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
         """``realtime.py``'s answer to one request (a real-time worker only); PluginError on failure."""
@@ -395,23 +397,37 @@ class _ChildGone(Exception):
         self.reason, self.message, self.hint = reason, message, hint
 
 
-def _embedded(result: Any) -> Embedded:
-    """One query's answer from the child (``{"vectors": ...}`` or ``{"error": ...}``), checked."""
-    error = result.get("error") if isinstance(result, dict) else None
-    if isinstance(error, dict):
-        try:
-            reason = ReasonCode(error.get("reason", "plugin_exception"))
-        except ValueError:
-            reason = ReasonCode.PLUGIN_EXCEPTION
-        hint = error.get("hint")
-        return PluginError(reason, str(error.get("message", "")), hint if isinstance(hint, str) else None)
-    vectors = result.get("vectors") if isinstance(result, dict) else None
-    try:
-        if not isinstance(vectors, dict):
-            raise TypeError("not a mapping")
-        return {str(k): [float(x) for x in v] for k, v in vectors.items()}
-    except (TypeError, ValueError):
-        return PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered a query without vectors")
+def _embedded(results: list[Any], body: bytes) -> list[Embedded]:
+    """Each query's answer from the child, checked: ``{"error": ...}``, or ``{"vectors": {feature:
+    length}}`` with the vectors' float64s in ``body``, in that order. An answer whose lengths do not
+    account for exactly the body's floats is unusable as a whole (PluginError)."""
+    unusable = PluginError(ReasonCode.PLUGIN_EXCEPTION, "the plugin's sandbox answered the queries without vectors")
+    if len(body) % 8:
+        raise unusable
+    floats = array.array("d", body)
+    answers: list[Embedded] = []
+    offset = 0
+    for result in results:
+        error = result.get("error") if isinstance(result, dict) else None
+        if isinstance(error, dict):
+            try:
+                reason = ReasonCode(error.get("reason", "plugin_exception"))
+            except ValueError:
+                reason = ReasonCode.PLUGIN_EXCEPTION
+            hint = error.get("hint")
+            answers.append(PluginError(reason, str(error.get("message", "")), hint if isinstance(hint, str) else None))
+            continue
+        lengths = result.get("vectors") if isinstance(result, dict) else None
+        if not isinstance(lengths, dict) or not all(type(n) is int and n >= 0 for n in lengths.values()):
+            raise unusable
+        vectors: dict[str, list[float]] = {}
+        for name, length in lengths.items():
+            vectors[str(name)] = floats[offset : offset + length].tolist()
+            offset += length
+        answers.append(vectors)
+    if offset != len(floats):
+        raise unusable
+    return answers
 
 
 class _Child:
