@@ -18,16 +18,13 @@ listener up front and nothing listens on other interfaces; the host is this mach
 
 from __future__ import annotations
 
-import asyncio
-import io
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stack import ACCESS_KEY, BUCKET, SECRET_KEY, free_port
+from stack import ACCESS_KEY, BUCKET, SECRET_KEY, free_port, kafka_answers, mongo_answers, s3_answers
 
 from featurebus.common.settings import CommonSettings
 
@@ -217,46 +214,15 @@ class ContainerStack:
                 time.sleep(0.5)
 
     def _kafka_ok(self) -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        async def probe() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.kafka_port}", request_timeout_ms=3000)
-            await admin.start()
-            try:
-                await admin.list_topics()
-            finally:
-                await admin.close()
-
-        _run(probe)
+        kafka_answers(self.kafka_port)
 
     def _mongo_ok(self) -> None:
-        from pymongo import MongoClient
-
-        with MongoClient(self.env()["FEATUREBUS_MONGO_URI"], serverSelectionTimeoutMS=2000) as client:
-            client.admin.command("ping")
-            client["featurebus_healthz"].list_collection_names()  # ping needs no login; this does
+        mongo_answers(self.env()["FEATUREBUS_MONGO_URI"])
 
     def _s3_ok(self) -> None:
-        from miniopy_async import Minio
-
-        async def probe() -> None:
-            client = Minio(f"127.0.0.1:{self.s3_port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
-            try:
-                if not await client.bucket_exists(BUCKET):
-                    await client.make_bucket(BUCKET)
-                await client.put_object(BUCKET, ".healthz", io.BytesIO(b"ok"), 2)
-            finally:
-                await client.close_session()
-
-        _run(probe)
+        s3_answers(self.s3_port)
 
     def _qdrant_ok(self) -> None:
         import httpx
 
         httpx.get(f"http://127.0.0.1:{self.qdrant_port}/readyz", timeout=3).raise_for_status()
-
-
-def _run(probe: Callable[[], Any]) -> None:
-    """Run an async probe to completion, even when the caller is inside an event loop (pytest)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, probe()).result()

@@ -332,44 +332,63 @@ class LocalStack:
     # -- health checks ---------------------------------------------------------------------------
 
     def _kafka_ok(self) -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        async def probe() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.kafka_port}", request_timeout_ms=3000)
-            await admin.start()
-            try:
-                await admin.list_topics()
-            finally:
-                await admin.close()
-
-        _run_async(probe)
+        kafka_answers(self.kafka_port)
 
     def _mongo_ok(self) -> None:
-        from pymongo import MongoClient
-
-        with MongoClient(self.env()["FEATUREBUS_MONGO_URI"], serverSelectionTimeoutMS=2000) as client:
-            client.admin.command("ping")
+        mongo_answers(self.env()["FEATUREBUS_MONGO_URI"])
 
     def _s3_ok(self) -> None:
-        from miniopy_async import Minio
+        s3_answers(self.s3_port)
 
-        async def probe() -> None:
-            client = Minio(f"127.0.0.1:{self.s3_port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
+
+# -- health checks, shared with the containers stack (container_stack.py) ---------------------------
+
+
+def kafka_answers(port: int) -> None:
+    """The broker on ``port`` lists its topics (raises otherwise)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=3000)
+        await admin.start()
+        try:
+            await admin.list_topics()
+        finally:
+            await admin.close()
+
+    _run_async(probe)
+
+
+def mongo_answers(uri: str) -> None:
+    """The server at ``uri`` answers a ping and a read (a ping needs no login; the read does)."""
+    from pymongo import MongoClient
+
+    with MongoClient(uri, serverSelectionTimeoutMS=2000) as client:
+        client.admin.command("ping")
+        client["featurebus_healthz"].list_collection_names()
+
+
+def s3_answers(port: int) -> None:
+    """The S3 store on ``port`` has the bucket (made if missing) and takes a write and a read."""
+    from miniopy_async import Minio
+
+    async def probe() -> None:
+        client = Minio(f"127.0.0.1:{port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
+        try:
+            if not await client.bucket_exists(BUCKET):
+                await client.make_bucket(BUCKET)
+            # A write and a read go through the filer and a volume server, not just the gateway.
+            await client.put_object(BUCKET, ".healthz", io.BytesIO(b"ok"), 2)
+            response = await client.get_object(BUCKET, ".healthz")
             try:
-                if not await client.bucket_exists(BUCKET):
-                    await client.make_bucket(BUCKET)
-                # A write and a read go through the filer and a volume server, not just the gateway.
-                await client.put_object(BUCKET, ".healthz", io.BytesIO(b"ok"), 2)
-                response = await client.get_object(BUCKET, ".healthz")
-                try:
-                    assert await response.read() == b"ok"
-                finally:
-                    response.close()
-                    await response.release()
+                assert await response.read() == b"ok"
             finally:
-                await client.close_session()
+                response.close()
+                await response.release()
+        finally:
+            await client.close_session()
 
-        _run_async(probe)
+    _run_async(probe)
 
 
 cli = typer.Typer(help="The local featurebus stack: Kafka (Tansu), MongoDB (SecantusDB), S3 (SeaweedFS).")

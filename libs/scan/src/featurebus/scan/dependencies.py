@@ -19,6 +19,7 @@ its first import, or worse, run against a version it was not written for.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import tomllib
 from collections.abc import Callable, Iterable
@@ -97,12 +98,15 @@ class PluginPackages:
 
     @classmethod
     def load(cls, path: Path | None = None) -> PluginPackages:
-        """The list at ``path``, else the one featurebus ships; a malformed list raises ValueError
-        naming the file, the package and the fix (the scanner then refuses to start)."""
+        """The list at ``path``, else the one featurebus ships (read once per process); a malformed
+        list raises ValueError naming the file, the package and the fix (the scanner then refuses to start)."""
         if path is None:
-            text, source = resources.files(__package__).joinpath(PACKAGES_FILE).read_text("utf-8"), PACKAGES_FILE
-        else:
-            text, source = path.read_text("utf-8"), str(path)
+            return _shipped()
+        return cls.parse(path.read_text("utf-8"), str(path))
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> PluginPackages:
+        """The list in ``text`` (TOML), ``source`` naming it in errors."""
         try:
             table = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -157,6 +161,11 @@ class PluginPackages:
         """The listed package that provides the top-level ``module``, if any."""
         root = module.split(".")[0]
         return next((p.name for p in self.packages.values() if root in p.modules), None)
+
+
+@functools.cache
+def _shipped() -> PluginPackages:
+    return PluginPackages.parse(resources.files(__package__).joinpath(PACKAGES_FILE).read_text("utf-8"), PACKAGES_FILE)
 
 
 @dataclass

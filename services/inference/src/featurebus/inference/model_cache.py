@@ -29,7 +29,7 @@ from typing import Any
 
 from featurebus.common.model_store import ModelManifest
 
-__all__ = ["ModelDamaged", "ModelShipment", "NodeModels", "install_models"]
+__all__ = ["ModelDamaged", "ModelShipment", "NodeModels", "install_models", "node_lock"]
 
 log = logging.getLogger("featurebus.inference.models")
 
@@ -63,7 +63,7 @@ class NodeModels:
         manifest = shipment.manifest
         root = self._root(manifest)
         root.mkdir(parents=True, exist_ok=True)
-        with _locked(root.with_name(root.name + ".lock")):
+        with node_lock(root.with_name(root.name + ".lock")):
             if not self._present(root, manifest):
                 self._lay_out(root, shipment, fetch)
                 log.info(
@@ -142,7 +142,7 @@ class NodeModels:
                 break
             if root == keep:
                 continue
-            with _locked(root.with_name(root.name + ".lock")):
+            with node_lock(root.with_name(root.name + ".lock")):
                 (root / MARKER).unlink(missing_ok=True)
                 shutil.rmtree(root, ignore_errors=True)
             total -= size
@@ -165,7 +165,8 @@ def _matches(path: Path, sha256: str) -> bool:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def node_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` among this node's processes (workers installing the same thing)."""
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

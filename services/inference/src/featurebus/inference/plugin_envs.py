@@ -12,9 +12,7 @@ beneath it, shared by every plugin.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,11 +22,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from featurebus.common.events import ReasonCode
+from featurebus.inference.model_cache import node_lock
 from featurebus.inference.sandbox.supervisor import SandboxConfig
 from featurebus.runtime import PluginError
 
@@ -72,7 +71,7 @@ class PluginEnvironments:
         if (target / _COMPLETE).exists():
             return target
         self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(target.with_name(target.name + ".lock")):
+        with node_lock(target.with_name(target.name + ".lock")):
             if (target / _COMPLETE).exists():  # another worker installed it while this one waited
                 return target
             staging = target.with_name(f".{target.name}.{os.getpid()}")
@@ -148,13 +147,3 @@ def entered(site: Path | None, sandbox: SandboxConfig | None) -> SandboxConfig |
         sys.path.insert(0, str(site))
         return None
     return dataclasses.replace(sandbox, site_dirs=(str(site),))
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
